@@ -1,0 +1,88 @@
+/**
+ * The NVIDIA device plugin: advertises `nvidia.com/gpu` on GPU nodes so pods can request
+ * GPUs. Installed only where the cloud does not run it itself (AKS, existing clusters).
+ */
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import type { ClusterConfig, PlatformConfig } from "../config";
+import type { Placement } from "./cluster";
+import { PLATFORM_LABELS, podSecurityLabels } from "./namespaces";
+import { charts } from "./versions";
+
+/** Whether the stack installs the device plugin (config `devicePlugin.install`). */
+export function wantsDevicePlugin(
+  install: PlatformConfig["devicePlugin"]["install"],
+  cluster: ClusterConfig,
+): boolean {
+  if (install === "never") return false;
+  if (install === "always") return true;
+  switch (cluster.provider) {
+    case "aks":
+      return true;
+    case "gke":
+      return false; // GKE deploys and upgrades its own device plugin.
+    case "existing":
+      return cluster.gpu === "nvidia";
+  }
+}
+
+/** Helm values: run only on GPU nodes, tolerate their taint, and drop the chart's NFD-based affinity. */
+export function devicePluginValues(gpu: Placement): Record<string, unknown> {
+  return {
+    nodeSelector: gpu.nodeSelector,
+    tolerations: gpu.tolerations,
+    // The chart's default affinity needs node-feature-discovery labels we do not install;
+    // null removes it so the node selector above decides.
+    affinity: null,
+    gfd: { enabled: false },
+    nfd: { enabled: false },
+    resources: { requests: { cpu: "50m", memory: "64Mi" }, limits: { memory: "256Mi" } },
+  };
+}
+
+export interface NvidiaDevicePluginArgs {
+  /** Explicit provider of the target cluster. */
+  readonly provider: k8s.Provider;
+  /** GPU node selector and tolerations from the cluster component. */
+  readonly gpu: Placement;
+  /** Helm repository URL; default the upstream one in versions.ts. */
+  readonly repository?: string;
+  /** Chart version; default pinned in versions.ts. */
+  readonly version?: string;
+}
+
+export class NvidiaDevicePlugin extends pulumi.ComponentResource {
+  readonly namespace: pulumi.Output<string>;
+  readonly chartVersion: string;
+
+  constructor(name: string, args: NvidiaDevicePluginArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("mlplatform:gpu:NvidiaDevicePlugin", name, {}, opts);
+    const pin = charts.nvidiaDevicePlugin;
+    this.chartVersion = args.version ?? pin.version;
+    const ns = new k8s.core.v1.Namespace(
+      `${name}-ns`,
+      {
+        metadata: {
+          name: "nvidia-device-plugin",
+          // privileged: the plugin mounts the kubelet's device-plugin socket directory from
+          // the host, which baseline and restricted forbid. Nothing else runs here.
+          labels: { ...PLATFORM_LABELS, ...podSecurityLabels("privileged") },
+        },
+      },
+      { parent: this, provider: args.provider },
+    );
+    new k8s.helm.v4.Chart(
+      `${name}-chart`,
+      {
+        chart: pin.chart,
+        version: this.chartVersion,
+        repositoryOpts: { repo: args.repository ?? pin.repository },
+        namespace: ns.metadata.name,
+        values: devicePluginValues(args.gpu),
+      },
+      { parent: this, provider: args.provider },
+    );
+    this.namespace = ns.metadata.name;
+    this.registerOutputs({ namespace: this.namespace });
+  }
+}

@@ -1,0 +1,194 @@
+/**
+ * Google Kubernetes Engine with a system pool, an autoscaled GPU pool whose drivers GKE
+ * installs, workload identity, Dataplane V2, and an Artifact Registry the nodes pull from.
+ */
+import * as gcp from "@pulumi/gcp";
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import type { GkeClusterConfig } from "../config";
+import { GPU_TAINT, GPU_TOLERATION, dnsLabel, type Placement, type PlatformCluster } from "./cluster";
+
+export interface GkeClusterArgs {
+  /** Validated `mlplatform:cluster` settings for GKE. */
+  readonly cluster: GkeClusterConfig;
+  /** Labels on every Google Cloud resource. Default: none. */
+  readonly labels?: Readonly<Record<string, string>>;
+}
+
+/** Node selector for GPU pods: GKE labels GPU nodes with their accelerator type. */
+export function gkeGpuNodeSelector(acceleratorType: string): Record<string, string> {
+  return { "cloud.google.com/gke-accelerator": acceleratorType };
+}
+
+/** Region of a GKE location: `europe-west4-a` → `europe-west4`; a region stays itself. */
+export function regionOf(location: string): string {
+  return /^[a-z]+-[a-z]+\d+-[a-z]$/.test(location) ? location.slice(0, location.lastIndexOf("-")) : location;
+}
+
+/** Node config of the GPU pool. Pure, so tests check it without a cloud. */
+export function gpuNodeConfig(
+  c: GkeClusterConfig,
+  serviceAccount: pulumi.Input<string>,
+  labels: Record<string, string>,
+): gcp.types.input.container.NodePoolNodeConfig {
+  const p = c.gpuPool;
+  return {
+    machineType: p.machineType,
+    serviceAccount,
+    oauthScopes: ["https://www.googleapis.com/auth/cloud-platform"],
+    guestAccelerators: [
+      { type: p.acceleratorType, count: p.acceleratorCount, gpuDriverInstallationConfig: { gpuDriverVersion: p.driverVersion } },
+    ],
+    // GKE adds this taint to GPU nodes too; stating it keeps the contract visible in diffs.
+    taints: [{ key: GPU_TAINT.key, value: GPU_TAINT.value, effect: "NO_SCHEDULE" }],
+    spot: p.spot.enabled,
+    labels,
+    workloadMetadataConfig: { mode: "GKE_METADATA" },
+    shieldedInstanceConfig: { enableSecureBoot: true, enableIntegrityMonitoring: true },
+  };
+}
+
+/** A kubeconfig that authenticates with `gke-gcloud-auth-plugin` (no static credentials). */
+export function gkeKubeconfig(name: string, endpoint: string, caCertificate: string): string {
+  const ctx = `gke-${name}`;
+  return JSON.stringify({
+    apiVersion: "v1",
+    kind: "Config",
+    clusters: [{ name: ctx, cluster: { server: `https://${endpoint}`, "certificate-authority-data": caCertificate } }],
+    contexts: [{ name: ctx, context: { cluster: ctx, user: ctx } }],
+    "current-context": ctx,
+    users: [
+      {
+        name: ctx,
+        user: {
+          exec: {
+            apiVersion: "client.authentication.k8s.io/v1beta1",
+            command: "gke-gcloud-auth-plugin",
+            installHint: "Install gke-gcloud-auth-plugin: gcloud components install gke-gcloud-auth-plugin",
+            provideClusterInfo: true,
+          },
+        },
+      },
+    ],
+  });
+}
+
+export class GkeCluster extends pulumi.ComponentResource implements PlatformCluster {
+  readonly clusterName: pulumi.Output<string>;
+  readonly provider: k8s.Provider;
+  readonly kubeconfig: pulumi.Output<string>;
+  readonly gpu: Placement;
+  readonly burst = undefined;
+  readonly registryServer: pulumi.Output<string | undefined>;
+  readonly cloudManagesDevicePlugin = true;
+  /** Workload identity pool, `<project>.svc.id.goog`. */
+  readonly workloadPool: string;
+
+  constructor(name: string, args: GkeClusterArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("mlplatform:cluster:GkeCluster", name, {}, opts);
+    const c = args.cluster;
+    const labels = { ...(args.labels ?? {}), "managed-by": "pulumi", platform: "mlplatform" };
+    const parent = { parent: this };
+    const project = c.project;
+    this.workloadPool = `${project}.svc.id.goog`;
+
+    // Nodes run as a dedicated, minimal service account, not the Compute default one.
+    const nodeSa = new gcp.serviceaccount.Account(
+      `${name}-nodes`,
+      { project, accountId: dnsLabel(`${name}-mlp-nodes`).slice(0, 30), displayName: `mlplatform ${name} GKE nodes` },
+      parent,
+    );
+    const member = pulumi.interpolate`serviceAccount:${nodeSa.email}`;
+    new gcp.projects.IAMMember(
+      `${name}-nodes-role`,
+      { project, role: "roles/container.defaultNodeServiceAccount", member },
+      parent,
+    );
+
+    const cluster = new gcp.container.Cluster(
+      `${name}-gke`,
+      {
+        project,
+        location: c.location,
+        releaseChannel: { channel: c.releaseChannel },
+        // Pools are managed below; the default pool is removed right after creation.
+        removeDefaultNodePool: true,
+        initialNodeCount: 1,
+        networkingMode: "VPC_NATIVE",
+        ipAllocationPolicy: {},
+        // Dataplane V2 enforces NetworkPolicy without a separate add-on.
+        datapathProvider: "ADVANCED_DATAPATH",
+        workloadIdentityConfig: { workloadPool: this.workloadPool },
+        deletionProtection: c.deletionProtection,
+        resourceLabels: labels,
+      },
+      parent,
+    );
+
+    new gcp.container.NodePool(
+      `${name}-system`,
+      {
+        project,
+        location: c.location,
+        cluster: cluster.name,
+        autoscaling: { minNodeCount: c.systemPool.minCount, maxNodeCount: c.systemPool.maxCount },
+        initialNodeCount: c.systemPool.minCount,
+        management: { autoRepair: true, autoUpgrade: true },
+        nodeConfig: {
+          machineType: c.systemPool.machineType,
+          serviceAccount: nodeSa.email,
+          oauthScopes: ["https://www.googleapis.com/auth/cloud-platform"],
+          workloadMetadataConfig: { mode: "GKE_METADATA" },
+          labels,
+        },
+      },
+      { parent: this, ignoreChanges: ["initialNodeCount"] },
+    );
+
+    new gcp.container.NodePool(
+      `${name}-gpu`,
+      {
+        project,
+        location: c.location,
+        cluster: cluster.name,
+        nodeLocations: c.gpuPool.nodeLocations,
+        autoscaling: { minNodeCount: c.gpuPool.minCount, maxNodeCount: c.gpuPool.maxCount },
+        initialNodeCount: c.gpuPool.minCount,
+        management: { autoRepair: true, autoUpgrade: true },
+        nodeConfig: gpuNodeConfig(c, nodeSa.email, labels),
+      },
+      { parent: this, ignoreChanges: ["initialNodeCount"] },
+    );
+
+    const registryLocation = c.registryLocation ?? regionOf(c.location);
+    const repo = new gcp.artifactregistry.Repository(
+      `${name}-images`,
+      {
+        project,
+        location: registryLocation,
+        repositoryId: dnsLabel(`${name}-mlplatform`),
+        format: "DOCKER",
+        description: "mlplatform trainer and serving images",
+        labels,
+      },
+      parent,
+    );
+    new gcp.artifactregistry.RepositoryIamMember(
+      `${name}-images-reader`,
+      { project, location: registryLocation, repository: repo.name, role: "roles/artifactregistry.reader", member },
+      parent,
+    );
+
+    this.clusterName = cluster.name;
+    this.kubeconfig = pulumi.secret(
+      pulumi
+        .all([cluster.name, cluster.endpoint, cluster.masterAuth])
+        .apply(([n, endpoint, auth]) => gkeKubeconfig(n, endpoint, auth.clusterCaCertificate ?? "")),
+    );
+    this.provider = new k8s.Provider(`${name}-k8s`, { kubeconfig: this.kubeconfig, enableServerSideApply: true }, parent);
+    this.registryServer = pulumi.interpolate`${registryLocation}-docker.pkg.dev/${project}/${repo.repositoryId}`;
+    this.gpu = { nodeSelector: gkeGpuNodeSelector(c.gpuPool.acceleratorType), tolerations: [GPU_TOLERATION] };
+
+    this.registerOutputs({ clusterName: this.clusterName, kubeconfig: this.kubeconfig, registryServer: this.registryServer });
+  }
+}

@@ -1,0 +1,384 @@
+/**
+ * All of the program's configuration: one schema, parsed once, frozen.
+ *
+ * Every key lives in the `mlplatform` namespace and is documented in `Pulumi.yaml`. A bad
+ * value stops the program before any resource is registered, with a message that names the
+ * key, the value it got and what is allowed.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { z } from "zod";
+
+/** Config namespace: keys are `mlplatform:<key>`. */
+export const CONFIG_NAMESPACE = "mlplatform";
+
+// DNS-1123 label: what Kubernetes accepts as a namespace name.
+const dnsLabel = z
+  .string()
+  .regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, "must be a DNS-1123 label (lowercase letters, digits and '-', at most 63)");
+
+const count = z.number().int().min(0);
+
+const toleration = z
+  .object({
+    key: z.string().min(1),
+    operator: z.enum(["Equal", "Exists"]).default("Equal"),
+    value: z.string().optional(),
+    effect: z.enum(["NoSchedule", "PreferNoSchedule", "NoExecute"]).optional(),
+  })
+  .strict();
+
+const spot = z
+  .object({
+    /** Run the GPU pool on spot/preemptible capacity (evictions are survived by checkpoints). */
+    enabled: z.boolean().default(false),
+    /** AKS only: highest price per hour in USD; -1 pays up to the on-demand price. */
+    maxPrice: z.number().refine((v) => v === -1 || v > 0, "must be -1 (on-demand cap) or a positive price").default(-1),
+  })
+  .strict()
+  .default({ enabled: false, maxPrice: -1 });
+
+function checkPoolBounds(pool: { minCount: number; maxCount: number }, ctx: z.RefinementCtx): void {
+  if (pool.maxCount < pool.minCount) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["maxCount"],
+      message: `must be ≥ minCount (${pool.minCount})`,
+      input: pool.maxCount,
+    });
+  }
+  if (pool.maxCount === 0) {
+    ctx.addIssue({ code: "custom", path: ["maxCount"], message: "must be ≥ 1 so the pool can scale up", input: 0 });
+  }
+}
+
+const aksCluster = z
+  .object({
+    provider: z.literal("aks"),
+    /** Azure region, e.g. `westeurope`. */
+    location: z.string().min(1),
+    /** Resource group to create; default `<project>-<stack>`. */
+    resourceGroupName: z.string().min(1).optional(),
+    /** Kubernetes version; default the region's default. */
+    kubernetesVersion: z.string().regex(/^\d+\.\d+(\.\d+)?$/, "must look like 1.33 or 1.33.2").optional(),
+    /** Control-plane tier: `Standard` has an uptime SLA; `Free` is for experiments. */
+    skuTier: z.enum(["Free", "Standard"]).default("Standard"),
+    systemPool: z
+      .object({
+        vmSize: z.string().min(1).default("Standard_D4s_v5"),
+        minCount: z.number().int().min(1).default(1),
+        maxCount: z.number().int().min(1).default(3),
+      })
+      .strict()
+      .superRefine(checkPoolBounds)
+      .default({ vmSize: "Standard_D4s_v5", minCount: 1, maxCount: 3 }),
+    gpuPool: z
+      .object({
+        /** NC/ND-series VM size. */
+        vmSize: z
+          .string()
+          .regex(/^Standard_N[CDV]/, "must be an NC, ND or NV series size such as Standard_NC4as_T4_v3")
+          .default("Standard_NC4as_T4_v3"),
+        minCount: count.default(0),
+        maxCount: count.default(4),
+        osDiskSizeGB: z.number().int().min(30).default(128),
+        spot,
+      })
+      .strict()
+      .superRefine(checkPoolBounds)
+      .default({ vmSize: "Standard_NC4as_T4_v3", minCount: 0, maxCount: 4, osDiskSizeGB: 128, spot: { enabled: false, maxPrice: -1 } }),
+    /** Network policy engine; all three enforce Kubernetes NetworkPolicy. */
+    networkPolicy: z.enum(["azure", "calico", "cilium"]).default("azure"),
+    /** Address space of the cluster VNet; node and virtual-node subnets are carved from it. */
+    vnetCidr: z.string().regex(/^\d+\.\d+\.\d+\.\d+\/(8|9|10|11|12|13|14|15|16)$/, "must be an IPv4 CIDR of /8 to /16").default("10.224.0.0/12"),
+    /** Azure Container Registry SKU. */
+    acrSku: z.enum(["Basic", "Standard", "Premium"]).default("Standard"),
+  })
+  .strict();
+
+const gkeCluster = z
+  .object({
+    provider: z.literal("gke"),
+    /** Google Cloud project id. */
+    project: z.string().regex(/^[a-z][-a-z0-9]{4,28}[a-z0-9]$/, "must be a Google Cloud project id"),
+    /** Region (regional cluster) or zone (zonal cluster), e.g. `europe-west4`. */
+    location: z.string().min(1),
+    releaseChannel: z.enum(["RAPID", "REGULAR", "STABLE"]).default("REGULAR"),
+    /** Keep `true` in production: a `pulumi destroy` then cannot delete the cluster by accident. */
+    deletionProtection: z.boolean().default(true),
+    systemPool: z
+      .object({
+        machineType: z.string().min(1).default("e2-standard-4"),
+        minCount: z.number().int().min(1).default(1),
+        maxCount: z.number().int().min(1).default(3),
+      })
+      .strict()
+      .superRefine(checkPoolBounds)
+      .default({ machineType: "e2-standard-4", minCount: 1, maxCount: 3 }),
+    gpuPool: z
+      .object({
+        machineType: z.string().min(1).default("n1-standard-8"),
+        acceleratorType: z
+          .string()
+          .regex(/^nvidia-/, "must be a GKE accelerator type such as nvidia-tesla-t4 or nvidia-l4")
+          .default("nvidia-tesla-t4"),
+        acceleratorCount: z.number().int().min(1).max(16).default(1),
+        /** Which driver GKE installs on GPU nodes. */
+        driverVersion: z.enum(["DEFAULT", "LATEST"]).default("LATEST"),
+        minCount: count.default(0),
+        maxCount: count.default(4),
+        /** Zones for the GPU pool (GPU types are not offered in every zone); default the cluster's. */
+        nodeLocations: z.array(z.string().min(1)).optional(),
+        spot,
+      })
+      .strict()
+      .superRefine(checkPoolBounds)
+      .default({
+        machineType: "n1-standard-8",
+        acceleratorType: "nvidia-tesla-t4",
+        acceleratorCount: 1,
+        driverVersion: "LATEST",
+        minCount: 0,
+        maxCount: 4,
+        spot: { enabled: false, maxPrice: -1 },
+      }),
+    /** Artifact Registry location; default the cluster's region. */
+    registryLocation: z.string().min(1).optional(),
+  })
+  .strict();
+
+const existingCluster = z
+  .object({
+    provider: z.literal("existing"),
+    /** Name reported in outputs; default the context name, else `existing`. */
+    name: dnsLabel.optional(),
+    /** Path to a kubeconfig; default `$KUBECONFIG`, else `~/.kube/config`. Ignored with `inCluster`. */
+    kubeconfig: z.string().min(1).optional(),
+    /** Context in the kubeconfig; default its current context. */
+    context: z.string().min(1).optional(),
+    /** Use the pod's service-account credentials (the program runs inside the cluster). */
+    inCluster: z.boolean().default(false),
+    /** `none` for CPU-only clusters (kind, minikube, k3d on a laptop); `nvidia` when GPU nodes exist. */
+    gpu: z.enum(["none", "nvidia"]).default("none"),
+    /** Labels GPU workloads select; default `nvidia.com/gpu.present: "true"` when gpu is `nvidia`. */
+    gpuNodeSelector: z.record(z.string(), z.string()).optional(),
+    /** Tolerations GPU workloads carry; default the `nvidia.com/gpu` taint. */
+    gpuTolerations: z.array(toleration).optional(),
+    /** Registry our images are pushed to and pulled from, e.g. `localhost:5001` for kind. */
+    registry: z.string().min(1).optional(),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.inCluster && (c.kubeconfig !== undefined || c.context !== undefined)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["inCluster"],
+        message: "cannot be combined with kubeconfig or context (in-cluster credentials come from the pod)",
+        input: c.inCluster,
+      });
+    }
+  });
+
+const clusterSchema = z.discriminatedUnion("provider", [aksCluster, gkeCluster, existingCluster]);
+
+const devicePluginSchema = z
+  .object({
+    /** `auto`: install where the cloud does not manage it (AKS; existing clusters with gpu `nvidia`). */
+    install: z.enum(["auto", "always", "never"]).default("auto"),
+    /** Helm repository to pull the chart from; override for mirrors. Default in components/versions.ts. */
+    repository: z.string().min(1).optional(),
+    /** Chart version; default pinned in components/versions.ts. */
+    version: z.string().min(1).optional(),
+  })
+  .strict();
+
+const burstSchema = z
+  .object({
+    /** AKS only: virtual nodes (ACI connector) for CPU sweep trials. */
+    enabled: z.boolean().default(false),
+    /** Address prefix of the virtual-node subnet; must lie inside `cluster.vnetCidr`. */
+    subnetCidr: z.string().regex(/^\d+\.\d+\.\d+\.\d+\/\d+$/, "must be an IPv4 CIDR").default("10.239.0.0/16"),
+  })
+  .strict();
+
+const namespacesSchema = z
+  .object({
+    /** Shared platform services: object store, TensorBoard. */
+    platform: dnsLabel.default("mlplatform"),
+    /** Training pipelines, TFJobs and sweep trials. */
+    pipelines: dnsLabel.default("ml-pipelines"),
+    /** Model servers. */
+    serving: dnsLabel.default("ml-serving"),
+    /** JupyterHub and user notebooks. */
+    notebooks: dnsLabel.default("ml-notebooks"),
+  })
+  .strict()
+  .superRefine((ns, ctx) => {
+    const seen = new Map<string, string>();
+    for (const [role, name] of Object.entries(ns)) {
+      const other = seen.get(name);
+      if (other) ctx.addIssue({ code: "custom", path: [role], message: `must differ from namespaces.${other}`, input: name });
+      seen.set(name, role);
+    }
+  });
+
+const kubernetesSchema = z
+  .object({
+    /**
+     * Do not wait for workloads to become ready. Only for API servers that have no nodes
+     * (the offline integration tests); a real cluster should always be awaited.
+     */
+    skipAwait: z.boolean().default(false),
+  })
+  .strict();
+
+/** Keys in the `mlplatform` namespace, their schema, and whether a stack must set them. */
+const keys = {
+  cluster: clusterSchema,
+  devicePlugin: devicePluginSchema.default({ install: "auto" }),
+  burst: burstSchema.default({ enabled: false, subnetCidr: "10.239.0.0/16" }),
+  namespaces: namespacesSchema.default({ platform: "mlplatform", pipelines: "ml-pipelines", serving: "ml-serving", notebooks: "ml-notebooks" }),
+  kubernetes: kubernetesSchema.default({ skipAwait: false }),
+  /** Tags (Azure) / labels (GCP) put on every cloud resource. */
+  tags: z.record(z.string().regex(/^[a-z][-_a-z0-9]{0,62}$/, "tag keys must be lowercase (GCP label rules)"), z.string().max(63)).default({}),
+} as const;
+
+const configSchema = z
+  .object(keys)
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.burst.enabled && c.cluster.provider !== "aks") {
+      ctx.addIssue({
+        code: "custom",
+        path: ["burst", "enabled"],
+        message: `is only supported with cluster.provider "aks" (virtual nodes run on Azure Container Instances); got provider "${c.cluster.provider}". GKE and existing clusters run sweep trials on their autoscaled pools: remove burst.enabled`,
+        input: true,
+      });
+    }
+    if (c.cluster.provider === "gke" && c.devicePlugin.install === "always") {
+      ctx.addIssue({
+        code: "custom",
+        path: ["devicePlugin", "install"],
+        message: 'must not be "always" on GKE: GKE installs and manages the NVIDIA device plugin itself; use "auto"',
+        input: "always",
+      });
+    }
+  });
+
+export type PlatformConfig = z.infer<typeof configSchema>;
+export type ClusterConfig = PlatformConfig["cluster"];
+export type AksClusterConfig = Extract<ClusterConfig, { provider: "aks" }>;
+export type GkeClusterConfig = Extract<ClusterConfig, { provider: "gke" }>;
+export type ExistingClusterConfig = Extract<ClusterConfig, { provider: "existing" }>;
+export type Toleration = z.infer<typeof toleration>;
+
+/**
+ * Keys that hold secrets. They are never parsed into the plain config object: the component
+ * that needs one reads it with `requireSecret`, so it stays a secret Output end to end.
+ */
+export const SECRET_KEYS: readonly string[] = [];
+
+/** Names of every key the program reads, without the namespace. */
+export const CONFIG_KEYS: readonly string[] = Object.keys(keys);
+
+/** A configuration value the program cannot use. The message names key, value and fix. */
+export class ConfigError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(
+      problems.length === 1
+        ? `Invalid configuration: ${problems[0]}`
+        : `Invalid configuration (${problems.length} problems):\n  - ${problems.join("\n  - ")}`,
+    );
+    this.name = "ConfigError";
+  }
+}
+
+function show(v: unknown): string {
+  if (v === undefined) return "nothing";
+  const s = JSON.stringify(v);
+  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}
+
+function keyOf(path: readonly PropertyKey[]): string {
+  const [head, ...rest] = path.map(String);
+  return `${CONFIG_NAMESPACE}:${head ?? "?"}${rest.map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p}`)).join("")}`;
+}
+
+/** Turns one zod issue into "`key` must …; got …". */
+function describe(issue: z.core.$ZodIssue): string[] {
+  const where = keyOf(issue.path);
+  const got = `got ${show(issue.input)}`;
+  switch (issue.code) {
+    case "unrecognized_keys":
+      return issue.keys.map((k) =>
+        issue.path.length === 0
+          ? `${CONFIG_NAMESPACE}:${k} is not a key this program reads; known keys: ${CONFIG_KEYS.join(", ")}`
+          : `${keyOf([...issue.path, k])} is not a known setting (typo?); remove it`,
+      );
+    case "invalid_union":
+      if ("discriminator" in issue && issue.discriminator) {
+        const value = (issue.input as Record<string, unknown> | undefined)?.[issue.discriminator as string];
+        const options = (issue as { options?: unknown[] }).options ?? [];
+        return [`${where} must be one of ${options.map((o) => `"${String(o)}"`).join(", ")}; got ${show(value)}`];
+      }
+      return [`${where} ${issue.message}; ${got}`];
+    case "invalid_value":
+      return [`${where} must be one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}; ${got}`];
+    case "invalid_type": {
+      const expected = issue.expected === "int" ? "whole number" : issue.expected;
+      return [issue.input === undefined ? `${where} is required (a ${expected})` : `${where} must be a ${expected}; ${got}`];
+    }
+    case "invalid_key":
+      return [`${where} ${issue.issues[0]?.message ?? "is not an allowed key"}`];
+    case "too_small":
+      return [`${where} must be ${issue.inclusive === false ? ">" : "≥"} ${String(issue.minimum)}${issue.origin === "string" ? " characters" : ""}; ${got}`];
+    case "too_big":
+      return [`${where} must be ${issue.inclusive === false ? "<" : "≤"} ${String(issue.maximum)}; ${got}`];
+    default:
+      return [`${where} ${issue.message}; ${got}`];
+  }
+}
+
+/**
+ * Validates raw config values (key without namespace → parsed JSON/YAML value) and returns
+ * the frozen, defaulted configuration. Pure: the tests call it directly.
+ * @throws ConfigError listing every problem found.
+ */
+export function parseConfig(raw: Readonly<Record<string, unknown>>): Readonly<PlatformConfig> {
+  const result = configSchema.safeParse(raw, { reportInput: true });
+  if (!result.success) throw new ConfigError(result.error.issues.flatMap(describe));
+  return deepFreeze(result.data);
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === "object" && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o)) deepFreeze(v);
+  }
+  return o;
+}
+
+/**
+ * Reads every `mlplatform:*` key of the current stack. Values set as objects in the stack
+ * file arrive as JSON strings; plain strings stay strings.
+ */
+export function readRawConfig(): Record<string, unknown> {
+  const prefix = `${CONFIG_NAMESPACE}:`;
+  const raw: Record<string, unknown> = {};
+  for (const [fullKey, value] of Object.entries(pulumi.runtime.allConfig())) {
+    if (!fullKey.startsWith(prefix)) continue;
+    const key = fullKey.slice(prefix.length);
+    // Secrets are read through requireSecret by the component that needs them, never here.
+    if (SECRET_KEYS.includes(key)) continue;
+    try {
+      raw[key] = JSON.parse(value);
+    } catch {
+      raw[key] = value;
+    }
+  }
+  return raw;
+}
+
+/** The current stack's configuration, validated. Call once per program run. */
+export function loadConfig(): Readonly<PlatformConfig> {
+  return parseConfig(readRawConfig());
+}

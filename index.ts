@@ -1,0 +1,67 @@
+/**
+ * mlplatform: composition only. Every decision lives in config.ts (what the stack asked for)
+ * and components/ (how it is built); this file wires them together and names the outputs
+ * that other teams consume through `stacks/` (see stacks/contract.ts).
+ */
+import * as pulumi from "@pulumi/pulumi";
+import type { PlatformOutputs } from "./stacks/contract";
+import { loadConfig, type PlatformConfig } from "./config";
+import type { PlatformCluster } from "./components/cluster";
+
+/** Creates the cluster component the stack asked for; each cloud SDK is loaded only when used. */
+async function createCluster(cfg: Readonly<PlatformConfig>): Promise<PlatformCluster> {
+  const c = cfg.cluster;
+  switch (c.provider) {
+    case "aks": {
+      const { AksCluster } = await import("./components/aksCluster");
+      return new AksCluster("platform", { cluster: c, burst: cfg.burst, tags: cfg.tags });
+    }
+    case "gke": {
+      const { GkeCluster } = await import("./components/gkeCluster");
+      return new GkeCluster("platform", { cluster: c, labels: cfg.tags });
+    }
+    case "existing": {
+      const { ExistingCluster } = await import("./components/existingCluster");
+      return new ExistingCluster("platform", { cluster: c });
+    }
+  }
+}
+
+async function main(): Promise<{ [K in keyof PlatformOutputs]: pulumi.Input<PlatformOutputs[K]> }> {
+  // Parsed before anything is registered: a bad value stops the program here.
+  const cfg = loadConfig();
+  const cluster = await createCluster(cfg);
+
+  const { Namespaces } = await import("./components/namespaces");
+  const namespaces = new Namespaces("platform", { names: cfg.namespaces, provider: cluster.provider });
+
+  const { NvidiaDevicePlugin, wantsDevicePlugin } = await import("./components/devicePlugin");
+  if (cluster.gpu && wantsDevicePlugin(cfg.devicePlugin.install, cfg.cluster)) {
+    new NvidiaDevicePlugin("gpu", {
+      provider: cluster.provider,
+      gpu: cluster.gpu,
+      repository: cfg.devicePlugin.repository,
+      version: cfg.devicePlugin.version,
+    });
+  }
+
+  return {
+    clusterProvider: cfg.cluster.provider,
+    clusterName: cluster.clusterName,
+    kubeconfig: cluster.kubeconfig,
+    gpuEnabled: cluster.gpu !== undefined,
+    gpuNodeSelector: cluster.gpu?.nodeSelector ?? {},
+    gpuTolerations: cluster.gpu?.tolerations ?? [],
+    burstEnabled: cluster.burst !== undefined,
+    burstNodeSelector: cluster.burst?.nodeSelector ?? {},
+    burstTolerations: cluster.burst?.tolerations ?? [],
+    registryServer: cluster.registryServer.apply((s) => s ?? ""),
+    platformNamespace: namespaces.names.platform,
+    pipelinesNamespace: namespaces.names.pipelines,
+    servingNamespace: namespaces.names.serving,
+    notebooksNamespace: namespaces.names.notebooks,
+  };
+}
+
+// A function, not its result: nothing runs at import time, and the engine awaits it.
+export = main;

@@ -1,0 +1,16 @@
+// Prints vitest's JSON report as one closing line: "N passed, N failed, N skipped".
+import { readFileSync } from "node:fs";
+
+const file = process.argv[2];
+let report;
+try {
+  report = JSON.parse(readFileSync(file, "utf8"));
+} catch (e) {
+  console.log(`0 passed, 1 failed (no test report at ${file}: ${e.message})`);
+  process.exit(1);
+}
+const passed = report.numPassedTests ?? 0;
+const failed = (report.numFailedTests ?? 0) + (report.numFailedTestSuites ?? 0);
+const skipped = (report.numPendingTests ?? 0) + (report.numTodoTests ?? 0);
+console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
+process.exit(failed > 0 || passed === 0 ? 1 : 0);

@@ -1,0 +1,35 @@
+/**
+ * A consumer of the platform: uses nothing but the platform's outputs (stacks/contract.ts)
+ * to run a smoke Job on its cluster: on a GPU node when the platform has GPUs, else on CPU.
+ */
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import { PlatformReference } from "../reference";
+import { smokeJobSpec } from "./smokeJob";
+
+export = () => {
+  const config = new pulumi.Config();
+  const platform = new PlatformReference(config.require("platformStack"));
+  const provider = platform.provider("platform");
+  const o = platform.outputs;
+
+  const job = new k8s.batch.v1.Job(
+    "smoke",
+    {
+      metadata: {
+        namespace: o.pipelinesNamespace,
+        annotations: config.getBoolean("skipAwait") ? { "pulumi.com/skipAwait": "true" } : {},
+      },
+      spec: pulumi
+        .all([o.gpuEnabled, o.gpuNodeSelector, o.gpuTolerations])
+        .apply(([gpu, nodeSelector, tolerations]) => smokeJobSpec(gpu ? { nodeSelector, tolerations } : undefined)),
+    },
+    { provider },
+  );
+
+  return {
+    smokeJobName: job.metadata.name,
+    smokeJobNamespace: job.metadata.namespace,
+    platformCluster: o.clusterName,
+  };
+};

@@ -1,0 +1,67 @@
+/**
+ * The typed contract between the platform stack and the teams that build on it.
+ *
+ * These are the platform's stack outputs: flat, camelCase, stable. A consumer reads them
+ * through {@link ./reference.ts} (StackReference) and never depends on how the platform
+ * is built. Adding an output is compatible; renaming or removing one is a breaking change.
+ */
+
+/** A Kubernetes toleration as the platform exports it. */
+export interface TolerationOutput {
+  key: string;
+  operator: "Equal" | "Exists";
+  value?: string;
+  effect?: "NoSchedule" | "PreferNoSchedule" | "NoExecute";
+}
+
+export interface PlatformOutputs {
+  /** Which kind of cluster the platform runs on. */
+  clusterProvider: "aks" | "gke" | "existing";
+  /** Cluster name (AKS/GKE resource name, or the kubeconfig context). */
+  clusterName: string;
+  /** Kubeconfig for the cluster. Always a secret; empty for in-cluster credentials. */
+  kubeconfig: string;
+  /** Whether GPU nodes exist (or can be scaled up from zero). */
+  gpuEnabled: boolean;
+  /** Node selector GPU pods must carry (empty when `gpuEnabled` is false). */
+  gpuNodeSelector: Record<string, string>;
+  /** Tolerations GPU pods must carry (empty when `gpuEnabled` is false). */
+  gpuTolerations: TolerationOutput[];
+  /** Whether burst capacity (AKS virtual nodes on ACI) is available for CPU sweep trials. */
+  burstEnabled: boolean;
+  /** Node selector for burst pods (empty when `burstEnabled` is false). */
+  burstNodeSelector: Record<string, string>;
+  /** Tolerations for burst pods (empty when `burstEnabled` is false). */
+  burstTolerations: TolerationOutput[];
+  /** Image registry server (ACR login server, Artifact Registry path, or the configured one); empty if none. */
+  registryServer: string;
+  /** Namespace of shared platform services (object store, TensorBoard). */
+  platformNamespace: string;
+  /** Namespace for training pipelines, TFJobs and sweep trials. */
+  pipelinesNamespace: string;
+  /** Namespace for model servers. */
+  servingNamespace: string;
+  /** Namespace for JupyterHub and notebooks. */
+  notebooksNamespace: string;
+}
+
+/** Every output name, for checks that the platform exports the whole contract. */
+export const PLATFORM_OUTPUT_NAMES = [
+  "clusterProvider",
+  "clusterName",
+  "kubeconfig",
+  "gpuEnabled",
+  "gpuNodeSelector",
+  "gpuTolerations",
+  "burstEnabled",
+  "burstNodeSelector",
+  "burstTolerations",
+  "registryServer",
+  "platformNamespace",
+  "pipelinesNamespace",
+  "servingNamespace",
+  "notebooksNamespace",
+] as const satisfies readonly (keyof PlatformOutputs)[];
+
+/** Outputs that are secrets and must stay secrets in every consumer. */
+export const SECRET_OUTPUT_NAMES: readonly (keyof PlatformOutputs)[] = ["kubeconfig"];

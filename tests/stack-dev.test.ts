@@ -1,0 +1,70 @@
+import { describe, expect, it } from "vitest";
+import { FIXTURE_KUBECONFIG, inventory, ofType, one, runStack, type StackRun } from "./harness";
+import * as fs from "node:fs";
+
+// Pulumi's wire marker for a secret value (specialSigKey), as it appears in mock inputs.
+const SECRET_SIG = "4dabf18193072939515e22adb298388d";
+
+const env = { KUBECONFIG: FIXTURE_KUBECONFIG };
+
+describe("dev stack (Pulumi.dev.yaml) under mocks", () => {
+  let run: StackRun;
+  it("registers no cloud resource at all", async () => {
+    run = await runStack("dev", {}, env);
+    console.log("dev inventory", inventory(run));
+    const cloud = run.resources.filter((r) => /^(azure-native|gcp|random):/.test(r.type));
+    expect(cloud).toEqual([]);
+    expect(run.invokes).toEqual([]);
+  });
+
+  it("points the provider at the configured context of the kubeconfig", () => {
+    const p = one(run, "pulumi:providers:kubernetes").inputs;
+    expect(p.context).toBe("kind-mlplatform");
+    // The provider receives the kubeconfig as a secret: the engine never stores it in plaintext.
+    expect(p.kubeconfig).toEqual({
+      [SECRET_SIG]: "1b47061264138c4ac30d75fd1eb44270",
+      value: fs.readFileSync(FIXTURE_KUBECONFIG, "utf8"),
+    });
+  });
+
+  it("creates the four platform namespaces with restricted Pod Security", () => {
+    const ns = ofType(run, "kubernetes:core/v1:Namespace").map((n) => n.inputs.metadata);
+    expect(ns.map((m) => m.name).sort()).toEqual(["ml-notebooks", "ml-pipelines", "ml-serving", "mlplatform"]);
+    for (const m of ns) expect(m.labels["pod-security.kubernetes.io/enforce"]).toBe("restricted");
+  });
+
+  it("CPU-only: no GPU placement and no device plugin", () => {
+    expect(run.outputs.gpuEnabled).toBe(false);
+    expect(run.outputs.gpuNodeSelector).toEqual({});
+    expect(run.outputs.gpuTolerations).toEqual([]);
+    expect(ofType(run, "kubernetes:helm.sh/v4:Chart")).toEqual([]);
+  });
+
+  it("exports the kubeconfig only as a secret, and the namespaces", () => {
+    expect(run.secretOutputs).toEqual(["kubeconfig"]);
+    expect(run.outputs.clusterName).toBe("kind-mlplatform");
+    expect(run.outputs.pipelinesNamespace).toBe("ml-pipelines");
+  });
+
+  it("gpu: nvidia installs the device plugin with the default GPU placement", async () => {
+    const r = await runStack(
+      "dev",
+      { "mlplatform:cluster": { provider: "existing", context: "kind-mlplatform", gpu: "nvidia" } },
+      env,
+    );
+    expect(r.outputs.gpuNodeSelector).toEqual({ "nvidia.com/gpu.present": "true" });
+    expect(one(r, "kubernetes:helm.sh/v4:Chart").inputs.values.nodeSelector).toEqual({ "nvidia.com/gpu.present": "true" });
+  });
+
+  it("fails with the file name and the fix when the kubeconfig does not exist", async () => {
+    await expect(runStack("dev", {}, { KUBECONFIG: "/nonexistent/kubeconfig" })).rejects.toThrow(
+      /cannot read the kubeconfig \/nonexistent\/kubeconfig \(ENOENT\); set mlplatform:cluster.kubeconfig or KUBECONFIG/,
+    );
+  });
+
+  it("fails naming the context and the ones that exist when the context is unknown", async () => {
+    await expect(
+      runStack("dev", { "mlplatform:cluster": { provider: "existing", context: "minikube" } }, env),
+    ).rejects.toThrow(/"minikube" is not in .*kubeconfig.yaml; its contexts are: kind-mlplatform, other/);
+  });
+});

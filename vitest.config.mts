@@ -1,0 +1,37 @@
+import { defineConfig } from "vitest/config";
+
+// Three suites: the Pulumi program under mocks (fast), the trainer on real small data,
+// and the integration tests against the real engine and a local API server.
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: "program",
+          include: ["tests/**/*.test.ts"],
+          exclude: ["tests/integration/**"],
+          testTimeout: 60_000,
+        },
+      },
+      {
+        test: {
+          name: "trainer",
+          root: "trainer",
+          include: ["tests/**/*.test.ts"],
+          testTimeout: 300_000,
+          hookTimeout: 300_000,
+          pool: "forks",
+        },
+      },
+      {
+        test: {
+          name: "integration",
+          include: ["tests/integration/**/*.test.ts"],
+          testTimeout: 900_000,
+          hookTimeout: 900_000,
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+});
