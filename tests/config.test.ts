@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, parseConfig } from "../config";
-import { lastRunResources, runStack } from "./harness";
+import { CONFIG_KEYS, ConfigError, parseConfig } from "../config";
+import { lastRunResources, projectConfigSchema, runStack } from "./harness";
 
 const aks = { provider: "aks", location: "westeurope" };
 const gke = { provider: "gke", project: "my-ml-project", location: "europe-west4" };
@@ -116,5 +116,20 @@ describe("config: read from the stack", () => {
       /mlplatform:namespace is not a key this program reads/,
     );
     expect(lastRunResources).toEqual([]);
+  });
+});
+
+describe("config: Pulumi.yaml documents every key", () => {
+  const schema = projectConfigSchema();
+  it("the same keys as config.ts, each with a description that states defaults", () => {
+    expect(Object.keys(schema).sort()).toEqual([...CONFIG_KEYS].sort());
+    for (const [key, spec] of Object.entries(schema)) {
+      expect(spec.description, key).toMatch(/default/i);
+    }
+  });
+
+  it("the project file's defaults are valid configuration", () => {
+    const defaults = Object.fromEntries(Object.entries(schema).map(([k, v]) => [k, v.default]).filter(([, v]) => v !== undefined));
+    expect(() => parseConfig({ ...defaults, cluster: { provider: "existing" } })).not.toThrow();
   });
 });

@@ -39,11 +39,25 @@ export const FAKE = {
   kubeconfig: "apiVersion: v1\nkind: Config\nusers:\n- name: u\n  user:\n    token: fake-aks-token-value\n",
 } as const;
 
-/** Reads `Pulumi.<stack>.yaml` into the flat string map the engine passes to a program. */
+/** The `config:` block of the project file: key → { description, default, … }. */
+export function projectConfigSchema(dir = ROOT): Record<string, { description?: string; default?: unknown }> {
+  const doc = YAML.parse(fs.readFileSync(path.join(dir, "Pulumi.yaml"), "utf8")) as { config?: Record<string, any> };
+  return doc.config ?? {};
+}
+
+/**
+ * The config the engine hands the program for `stack`: the project file's defaults
+ * (namespaced with the project name), overlaid with `Pulumi.<stack>.yaml`.
+ */
 export function stackConfig(stack: string): Record<string, unknown> {
+  const defaults = Object.fromEntries(
+    Object.entries(projectConfigSchema())
+      .filter(([, spec]) => spec.default !== undefined)
+      .map(([key, spec]) => [`mlplatform:${key}`, spec.default]),
+  );
   const file = path.join(ROOT, `Pulumi.${stack}.yaml`);
   const doc = YAML.parse(fs.readFileSync(file, "utf8")) as { config?: Record<string, unknown> };
-  return { ...(doc.config ?? {}) };
+  return { ...defaults, ...(doc.config ?? {}) };
 }
 
 function engineConfig(values: Record<string, unknown>): Record<string, string> {
