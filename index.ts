@@ -33,7 +33,8 @@ async function main(): Promise<{ [K in keyof PlatformOutputs]: pulumi.Input<Plat
   const cluster = await createCluster(cfg);
 
   const { Namespaces } = await import("./components/namespaces");
-  const namespaces = new Namespaces("platform", { names: cfg.namespaces, provider: cluster.provider });
+  const skipAwait = cfg.kubernetes.skipAwait;
+  const namespaces = new Namespaces("platform", { names: cfg.namespaces, provider: cluster.provider, skipAwait });
 
   const { NvidiaDevicePlugin, wantsDevicePlugin } = await import("./components/devicePlugin");
   if (cluster.gpu && wantsDevicePlugin(cfg.devicePlugin.install, cfg.cluster)) {
@@ -42,6 +43,7 @@ async function main(): Promise<{ [K in keyof PlatformOutputs]: pulumi.Input<Plat
       gpu: cluster.gpu,
       repository: cfg.devicePlugin.repository,
       version: cfg.devicePlugin.version,
+      skipAwait,
     });
   }
 

@@ -49,6 +49,8 @@ export interface NvidiaDevicePluginArgs {
   readonly repository?: string;
   /** Chart version; default pinned in versions.ts. */
   readonly version?: string;
+  /** Do not wait for the DaemonSet to become ready (API servers without nodes). Default false. */
+  readonly skipAwait?: boolean;
 }
 
 export class NvidiaDevicePlugin extends pulumi.ComponentResource {
@@ -79,6 +81,7 @@ export class NvidiaDevicePlugin extends pulumi.ComponentResource {
         repositoryOpts: { repo: args.repository ?? pin.repository },
         namespace: ns.metadata.name,
         values: devicePluginValues(args.gpu),
+        skipAwait: args.skipAwait ?? false,
       },
       { parent: this, provider: args.provider },
     );

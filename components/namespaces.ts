@@ -21,6 +21,14 @@ export function podSecurityLabels(level: PodSecurityLevel): Record<string, strin
   };
 }
 
+/**
+ * Annotations for objects that would otherwise be awaited until Ready. `skipAwait` is only
+ * for API servers without nodes (config `kubernetes.skipAwait`, the offline tests).
+ */
+export function awaitAnnotations(skipAwait: boolean): Record<string, string> {
+  return skipAwait ? { "pulumi.com/skipAwait": "true" } : {};
+}
+
 /** Labels on every object the platform authors. */
 export const PLATFORM_LABELS = { "app.kubernetes.io/part-of": "mlplatform", "app.kubernetes.io/managed-by": "pulumi" } as const;
 
@@ -31,6 +39,8 @@ export interface NamespacesArgs<R extends string> {
   readonly provider: k8s.Provider;
   /** Pod Security level enforced in every namespace. Default `restricted`. */
   readonly podSecurity?: PodSecurityLevel;
+  /** Do not wait for deletion to finish (API servers without a namespace controller). Default false. */
+  readonly skipAwait?: boolean;
 }
 
 export class Namespaces<R extends string> extends pulumi.ComponentResource {
@@ -47,6 +57,7 @@ export class Namespaces<R extends string> extends pulumi.ComponentResource {
           metadata: {
             name: ns,
             labels: { ...PLATFORM_LABELS, "mlplatform.io/role": role, ...podSecurityLabels(args.podSecurity ?? "restricted") },
+            annotations: awaitAnnotations(args.skipAwait ?? false),
           },
         },
         { parent: this, provider: args.provider },

@@ -46,6 +46,24 @@ describe("dev stack (Pulumi.dev.yaml) under mocks", () => {
     expect(run.outputs.pipelinesNamespace).toBe("ml-pipelines");
   });
 
+  it("awaits by default; kubernetes.skipAwait annotates what would be awaited", async () => {
+    for (const m of ofType(run, "kubernetes:core/v1:Namespace").map((n) => n.inputs.metadata)) {
+      expect(m.annotations).toEqual({});
+    }
+    const r = await runStack(
+      "dev",
+      {
+        "mlplatform:cluster": { provider: "existing", context: "kind-mlplatform", gpu: "nvidia" },
+        "mlplatform:kubernetes": { skipAwait: true },
+      },
+      env,
+    );
+    for (const m of ofType(r, "kubernetes:core/v1:Namespace").map((n) => n.inputs.metadata)) {
+      expect(m.annotations).toEqual({ "pulumi.com/skipAwait": "true" });
+    }
+    expect(one(r, "kubernetes:helm.sh/v4:Chart").inputs.skipAwait).toBe(true);
+  });
+
   it("gpu: nvidia installs the device plugin with the default GPU placement", async () => {
     const r = await runStack(
       "dev",
