@@ -6,7 +6,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import type { ClusterConfig, PlatformConfig } from "../config";
 import type { Placement } from "./cluster";
-import { PLATFORM_LABELS, podSecurityLabels } from "./namespaces";
+import { PLATFORM_LABELS, awaitAnnotations, podSecurityLabels } from "./namespaces";
 import { charts } from "./versions";
 
 /** Whether the stack installs the device plugin (config `devicePlugin.install`). */
@@ -69,6 +69,7 @@ export class NvidiaDevicePlugin extends pulumi.ComponentResource {
           // privileged: the plugin mounts the kubelet's device-plugin socket directory from
           // the host, which baseline and restricted forbid. Nothing else runs here.
           labels: { ...PLATFORM_LABELS, ...podSecurityLabels("privileged") },
+          annotations: awaitAnnotations(args.skipAwait ?? false),
         },
       },
       { parent: this, provider: args.provider },
