@@ -231,6 +231,87 @@ const kubernetesSchema = z
   })
   .strict();
 
+// Kubernetes quantity in binary units, as storage sizes are given.
+const quantity = z.string().regex(/^[1-9]\d*(Mi|Gi|Ti)$/, "must be a size such as 512Mi, 100Gi or 1Ti");
+
+// An image reference pinned by tag or digest; `latest` is never pinned.
+const image = z
+  .string()
+  .regex(/^[a-z0-9][\w./:-]*(:[\w][\w.-]{0,127}|@sha256:[a-f0-9]{64})$/, "must name a tag or digest (registry/repo:tag)")
+  .refine((s) => !/:latest$/.test(s), "must not use the latest tag (pin a version)");
+
+const bucket = z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, "must be an S3 bucket name (3-63 lowercase letters, digits, '.', '-')");
+
+const objectStoreSchema = z
+  .object({
+    /** `minio`: a MinIO server in the cluster. `external`: any S3-compatible endpoint. */
+    mode: z.enum(["minio", "external"]).default("minio"),
+    /** MinIO image; default pinned in components/versions.ts. */
+    image: image.optional(),
+    /** MinIO client image for the bucket Job; default pinned in components/versions.ts. */
+    clientImage: image.optional(),
+    /** MinIO volume size. */
+    storageSize: quantity.default("50Gi"),
+    /** StorageClass of the MinIO volume; default the cluster's default class. */
+    storageClassName: z.string().min(1).optional(),
+    buckets: z
+      .object({ data: bucket.default("data"), models: bucket.default("models"), logs: bucket.default("logs") })
+      .strict()
+      .default({ data: "data", models: "models", logs: "logs" }),
+    /** external only: the S3 endpoint URL, e.g. https://s3.eu-west-1.amazonaws.com. */
+    endpoint: z.string().url().optional(),
+    /** Region reported to S3 clients. */
+    region: z.string().min(1).default("us-east-1"),
+  })
+  .strict()
+  .superRefine((o, ctx) => {
+    if (o.mode === "external" && !o.endpoint) {
+      ctx.addIssue({ code: "custom", path: ["endpoint"], message: "is required with mode external", input: undefined });
+    }
+    if (o.mode === "minio" && o.endpoint) {
+      ctx.addIssue({ code: "custom", path: ["endpoint"], message: "only applies to mode external (MinIO's endpoint is in-cluster)", input: o.endpoint });
+    }
+    const names = Object.values(o.buckets);
+    if (new Set(names).size !== names.length) {
+      ctx.addIssue({ code: "custom", path: ["buckets"], message: "must name three different buckets", input: o.buckets });
+    }
+  });
+
+const sharedStorageSchema = z
+  .object({
+    /**
+     * `auto`: Azure Files on AKS, Filestore on GKE, an in-cluster NFS server elsewhere.
+     * `externalNfs`: an NFS export you already have (`server`, `path`).
+     */
+    backend: z.enum(["auto", "azureFiles", "filestore", "nfs", "externalNfs"]).default("auto"),
+    /** Capacity; default 1Ti with Filestore (its smallest instance), else 100Gi. */
+    size: quantity.optional(),
+    /** nfs backend: StorageClass of the server's own disk; default the cluster's default class. */
+    storageClassName: z.string().min(1).optional(),
+    /** nfs backend: NFS server image; default pinned in components/versions.ts. */
+    nfsImage: image.optional(),
+    /** azureFiles: storage redundancy and tier. */
+    azureFilesSku: z.enum(["Standard_LRS", "Standard_ZRS", "Premium_LRS", "Premium_ZRS"]).default("Standard_LRS"),
+    /** filestore: service tier. */
+    filestoreTier: z.enum(["BASIC_HDD", "BASIC_SSD", "ZONAL", "REGIONAL"]).default("BASIC_HDD"),
+    /** filestore: zone (BASIC tiers) or region; default the cluster's zone, or zone `-a` of its region. */
+    filestoreLocation: z.string().min(1).optional(),
+    /** filestore: VPC network the cluster uses. */
+    filestoreNetwork: z.string().min(1).default("default"),
+    /** externalNfs: server address. */
+    server: z.string().min(1).optional(),
+    /** externalNfs: exported path. */
+    path: z.string().startsWith("/").optional(),
+  })
+  .strict()
+  .superRefine((s, ctx) => {
+    if (s.backend === "externalNfs") {
+      for (const k of ["server", "path"] as const) {
+        if (!s[k]) ctx.addIssue({ code: "custom", path: [k], message: "is required with backend externalNfs", input: undefined });
+      }
+    }
+  });
+
 /** Keys in the `mlplatform` namespace, their schema, and whether a stack must set them. */
 const keys = {
   cluster: clusterSchema,
@@ -238,6 +319,18 @@ const keys = {
   burst: burstSchema.default({ enabled: false, subnetCidr: "10.239.0.0/16" }),
   namespaces: namespacesSchema.default({ platform: "mlplatform", pipelines: "ml-pipelines", serving: "ml-serving", notebooks: "ml-notebooks" }),
   kubernetes: kubernetesSchema.default({ skipAwait: false }),
+  objectStore: objectStoreSchema.default({
+    mode: "minio",
+    storageSize: "50Gi",
+    buckets: { data: "data", models: "models", logs: "logs" },
+    region: "us-east-1",
+  }),
+  sharedStorage: sharedStorageSchema.default({
+    backend: "auto",
+    azureFilesSku: "Standard_LRS",
+    filestoreTier: "BASIC_HDD",
+    filestoreNetwork: "default",
+  }),
   /** Tags (Azure) / labels (GCP) put on every cloud resource. */
   tags: z.record(z.string().regex(/^[a-z][-_a-z0-9]{0,62}$/, "tag keys must be lowercase (GCP label rules)"), z.string().max(63)).default({}),
 } as const;
@@ -254,6 +347,25 @@ const configSchema = z
         input: true,
       });
     }
+    const backend = c.sharedStorage.backend;
+    const allowed: Record<string, string[]> = { azureFiles: ["aks"], filestore: ["gke"] };
+    if (allowed[backend] && !allowed[backend]!.includes(c.cluster.provider)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["sharedStorage", "backend"],
+        message: `"${backend}" needs cluster.provider "${allowed[backend]![0]}"; got "${c.cluster.provider}" (use "nfs" or "externalNfs")`,
+        input: backend,
+      });
+    }
+    const filestore = backend === "filestore" || (backend === "auto" && c.cluster.provider === "gke");
+    if (filestore && c.sharedStorage.size && sizeInGiB(c.sharedStorage.size) < 1024) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["sharedStorage", "size"],
+        message: "must be at least 1Ti with Filestore (its smallest instance)",
+        input: c.sharedStorage.size,
+      });
+    }
     if (c.cluster.provider === "gke" && c.devicePlugin.install === "always") {
       ctx.addIssue({
         code: "custom",
@@ -264,7 +376,17 @@ const configSchema = z
     }
   });
 
+/** `100Gi` → 100; `1Ti` → 1024; `512Mi` → 0.5. */
+export function sizeInGiB(q: string): number {
+  const m = /^(\d+)(Mi|Gi|Ti)$/.exec(q);
+  if (!m) throw new Error(`not a size: ${q}`);
+  const n = Number(m[1]);
+  return m[2] === "Ti" ? n * 1024 : m[2] === "Mi" ? n / 1024 : n;
+}
+
 export type PlatformConfig = z.infer<typeof configSchema>;
+export type ObjectStoreConfig = PlatformConfig["objectStore"];
+export type SharedStorageConfig = PlatformConfig["sharedStorage"];
 export type ClusterConfig = PlatformConfig["cluster"];
 export type AksClusterConfig = Extract<ClusterConfig, { provider: "aks" }>;
 export type GkeClusterConfig = Extract<ClusterConfig, { provider: "gke" }>;
@@ -275,7 +397,12 @@ export type Toleration = z.infer<typeof toleration>;
  * Keys that hold secrets. They are never parsed into the plain config object: the component
  * that needs one reads it with `requireSecret`, so it stays a secret Output end to end.
  */
-export const SECRET_KEYS: readonly string[] = [];
+export const SECRET_KEYS: readonly string[] = [
+  /** objectStore.mode external: S3 access key id. */
+  "objectStoreAccessKeyId",
+  /** objectStore.mode external: S3 secret access key. */
+  "objectStoreSecretAccessKey",
+];
 
 /** Names of every key the program reads, without the namespace. */
 export const CONFIG_KEYS: readonly string[] = Object.keys(keys);
@@ -378,7 +505,25 @@ export function readRawConfig(): Record<string, unknown> {
   return raw;
 }
 
+/**
+ * Secret keys a configuration needs but lacks. Only emptiness is checked here: the values
+ * themselves are read with `requireSecret` by the component that uses them.
+ */
+export function missingSecrets(cfg: PlatformConfig, all: Readonly<Record<string, string>>): string[] {
+  const needed = cfg.objectStore.mode === "external" ? ["objectStoreAccessKeyId", "objectStoreSecretAccessKey"] : [];
+  return needed
+    .filter((k) => !all[`${CONFIG_NAMESPACE}:${k}`])
+    .map(
+      (k) =>
+        `${CONFIG_NAMESPACE}:${k} is required with objectStore.mode "external"; set it with ` +
+        `\`pulumi config set --secret ${CONFIG_NAMESPACE}:${k} <value>\``,
+    );
+}
+
 /** The current stack's configuration, validated. Call once per program run. */
 export function loadConfig(): Readonly<PlatformConfig> {
-  return parseConfig(readRawConfig());
+  const cfg = parseConfig(readRawConfig());
+  const missing = missingSecrets(cfg, pulumi.runtime.allConfig());
+  if (missing.length > 0) throw new ConfigError(missing);
+  return cfg;
 }

@@ -47,6 +47,38 @@ async function main(): Promise<{ [K in keyof PlatformOutputs]: pulumi.Input<Plat
     });
   }
 
+  const { SharedStorage } = await import("./components/sharedStorage");
+  const shared = new SharedStorage(
+    "shared",
+    {
+      provider: cluster.provider,
+      config: cfg.sharedStorage,
+      clusterProvider: cfg.cluster.provider,
+      namespaces: cfg.namespaces,
+      dependsOn: [namespaces],
+      azure: cluster.azure,
+      gcp: cluster.gcp,
+      tags: cfg.tags,
+      skipAwait,
+    },
+  );
+
+  const { ObjectStore } = await import("./components/objectStore");
+  const { platform, ...consumers } = cfg.namespaces;
+  const config = new pulumi.Config();
+  const objects = new ObjectStore("objects", {
+    provider: cluster.provider,
+    namespace: platform,
+    consumerNamespaces: consumers,
+    dependsOn: [namespaces],
+    config: cfg.objectStore,
+    externalCredentials:
+      cfg.objectStore.mode === "external"
+        ? { accessKeyId: config.requireSecret("objectStoreAccessKeyId"), secretAccessKey: config.requireSecret("objectStoreSecretAccessKey") }
+        : undefined,
+    skipAwait,
+  });
+
   return {
     clusterProvider: cfg.cluster.provider,
     clusterName: cluster.clusterName,
@@ -62,6 +94,16 @@ async function main(): Promise<{ [K in keyof PlatformOutputs]: pulumi.Input<Plat
     pipelinesNamespace: namespaces.names.pipelines,
     servingNamespace: namespaces.names.serving,
     notebooksNamespace: namespaces.names.notebooks,
+    sharedStorageBackend: shared.backend,
+    sharedClaimName: shared.claimName,
+    sharedMountPath: shared.mountPath,
+    objectStoreEndpoint: objects.endpoint,
+    objectStoreDataBucket: objects.buckets.data,
+    objectStoreModelsBucket: objects.buckets.models,
+    objectStoreLogsBucket: objects.buckets.logs,
+    objectStoreSecretName: objects.secretName,
+    objectStoreAccessKeyId: objects.accessKeyId,
+    objectStoreSecretAccessKey: objects.secretAccessKey,
   };
 }
 

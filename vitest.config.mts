@@ -8,6 +8,7 @@ export default defineConfig({
       {
         test: {
           name: "program",
+          pool: "forks",
           include: ["tests/**/*.test.ts"],
           exclude: ["tests/integration/**"],
           testTimeout: 60_000,

@@ -97,6 +97,7 @@ export class AksCluster extends pulumi.ComponentResource implements PlatformClus
   readonly resourceGroupName: pulumi.Output<string>;
   /** OIDC issuer URL, for workload identity federation. */
   readonly oidcIssuerUrl: pulumi.Output<string | undefined>;
+  readonly azure: { readonly resourceGroupName: pulumi.Output<string>; readonly location: string };
 
   constructor(name: string, args: AksClusterArgs, opts?: pulumi.ComponentResourceOptions) {
     super("mlplatform:cluster:AksCluster", name, {}, opts);
@@ -264,6 +265,7 @@ export class AksCluster extends pulumi.ComponentResource implements PlatformClus
     this.provider = new k8s.Provider(`${name}-k8s`, { kubeconfig: this.kubeconfig, enableServerSideApply: true }, parent);
     this.clusterName = cluster.name;
     this.resourceGroupName = rg.name;
+    this.azure = { resourceGroupName: rg.name, location: c.location };
     this.registryServer = registry.loginServer;
     this.oidcIssuerUrl = cluster.oidcIssuerProfile.apply((p) => p?.issuerURL);
     this.gpu = { nodeSelector: { ...GPU_POOL_LABEL }, tolerations: [GPU_TOLERATION] };

@@ -43,6 +43,10 @@ export interface PlatformCluster {
   readonly registryServer: pulumi.Output<string | undefined>;
   /** True when the cloud installs and runs the NVIDIA device plugin itself (GKE). */
   readonly cloudManagesDevicePlugin: boolean;
+  /** AKS: where Azure resources that belong to the cluster (storage) go. */
+  readonly azure?: { readonly resourceGroupName: pulumi.Output<string>; readonly location: string };
+  /** GKE: project and location for Google Cloud resources that belong to the cluster. */
+  readonly gcp?: { readonly project: string; readonly location: string };
 }
 
 /** Kubernetes object names we derive from Pulumi names are cut to this many characters. */

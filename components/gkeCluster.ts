@@ -83,6 +83,7 @@ export class GkeCluster extends pulumi.ComponentResource implements PlatformClus
   readonly cloudManagesDevicePlugin = true;
   /** Workload identity pool, `<project>.svc.id.goog`. */
   readonly workloadPool: string;
+  readonly gcp: { readonly project: string; readonly location: string };
 
   constructor(name: string, args: GkeClusterArgs, opts?: pulumi.ComponentResourceOptions) {
     super("mlplatform:cluster:GkeCluster", name, {}, opts);
@@ -91,6 +92,7 @@ export class GkeCluster extends pulumi.ComponentResource implements PlatformClus
     const parent = { parent: this };
     const project = c.project;
     this.workloadPool = `${project}.svc.id.goog`;
+    this.gcp = { project, location: c.location };
 
     // Nodes run as a dedicated, minimal service account, not the Compute default one.
     const nodeSa = new gcp.serviceaccount.Account(

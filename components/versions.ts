@@ -22,3 +22,13 @@ export const charts = {
     repository: "https://nvidia.github.io/k8s-device-plugin",
   },
 } as const satisfies Record<string, ChartPin>;
+
+/** Container images the platform runs, by tag (never `latest`); each is overridable in config. */
+export const images = {
+  /** MinIO server. The community edition is in maintenance mode: override with a mirror or use `objectStore.mode: external`. */
+  minio: "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z",
+  /** MinIO client, for the bucket-creation Job. */
+  minioClient: "quay.io/minio/mc:RELEASE.2025-08-13T08-35-41Z",
+  /** Kernel NFS server for the in-cluster shared volume (existing clusters without an RWX class). */
+  nfsServer: "itsthenetwork/nfs-server-alpine:12",
+} as const;

@@ -43,6 +43,26 @@ export interface PlatformOutputs {
   servingNamespace: string;
   /** Namespace for JupyterHub and notebooks. */
   notebooksNamespace: string;
+  /** What backs the shared volume: `azureFiles`, `filestore`, `nfs` (in-cluster) or `externalNfs`. */
+  sharedStorageBackend: "azureFiles" | "filestore" | "nfs" | "externalNfs";
+  /** ReadWriteMany claim of the shared volume, present under this name in every platform namespace. */
+  sharedClaimName: string;
+  /** Where platform workloads mount the shared volume. */
+  sharedMountPath: string;
+  /** S3 endpoint URL (in-cluster for MinIO). */
+  objectStoreEndpoint: string;
+  /** Bucket for datasets. */
+  objectStoreDataBucket: string;
+  /** Bucket for exported models. */
+  objectStoreModelsBucket: string;
+  /** Bucket for logs and run artifacts. */
+  objectStoreLogsBucket: string;
+  /** Secret (AWS_* variables) present under this name in the pipelines, serving and notebooks namespaces. */
+  objectStoreSecretName: string;
+  /** S3 access key id. Always a secret. */
+  objectStoreAccessKeyId: string;
+  /** S3 secret access key. Always a secret. */
+  objectStoreSecretAccessKey: string;
 }
 
 /** Every output name, for checks that the platform exports the whole contract. */
@@ -61,7 +81,21 @@ export const PLATFORM_OUTPUT_NAMES = [
   "pipelinesNamespace",
   "servingNamespace",
   "notebooksNamespace",
+  "sharedStorageBackend",
+  "sharedClaimName",
+  "sharedMountPath",
+  "objectStoreEndpoint",
+  "objectStoreDataBucket",
+  "objectStoreModelsBucket",
+  "objectStoreLogsBucket",
+  "objectStoreSecretName",
+  "objectStoreAccessKeyId",
+  "objectStoreSecretAccessKey",
 ] as const satisfies readonly (keyof PlatformOutputs)[];
 
 /** Outputs that are secrets and must stay secrets in every consumer. */
-export const SECRET_OUTPUT_NAMES: readonly (keyof PlatformOutputs)[] = ["kubeconfig"];
+export const SECRET_OUTPUT_NAMES: readonly (keyof PlatformOutputs)[] = [
+  "kubeconfig",
+  "objectStoreAccessKeyId",
+  "objectStoreSecretAccessKey",
+];

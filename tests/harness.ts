@@ -36,6 +36,7 @@ export const FAKE = {
   kubeletObjectId: "11111111-1111-1111-1111-111111111111",
   clusterPrincipalId: "22222222-2222-2222-2222-222222222222",
   aciObjectId: "33333333-3333-3333-3333-333333333333",
+  storageKey: "fake-storage-account-key-value==",
   kubeconfig: "apiVersion: v1\nkind: Config\nusers:\n- name: u\n  user:\n    token: fake-aks-token-value\n",
 } as const;
 
@@ -86,9 +87,23 @@ function mockState(type: string, name: string, inputs: Record<string, any>): Rec
       return { ...inputs, result: "a1b2c3d4" };
     case "gcp:container/cluster:Cluster":
       return { ...inputs, name: `${name}-cluster`, endpoint: "203.0.113.10", masterAuth: { clusterCaCertificate: "Q0EK" } };
+    case "pulumi-nodejs:dynamic/mlplatform:GeneratedSecret":
+      return { ...inputs, value: `${inputs.prefix}generated-${name}` };
+    case "kubernetes:core/v1:Service":
+      return { ...inputs, spec: { ...inputs.spec, clusterIP: "10.0.0.42" } };
+    case "gcp:filestore/instance:Instance":
+      return { ...inputs, networks: [{ ...inputs.networks[0], ipAddresses: ["10.20.0.2"] }] };
+    case "azure-native:storage:StorageAccount":
+      return { ...inputs, name: `${name}acct` };
+    case "azure-native:storage:FileShare":
+      return { ...inputs, name: inputs.shareName };
     case "gcp:serviceaccount/account:Account":
       return { ...inputs, email: `${inputs.accountId}@${inputs.project}.iam.gserviceaccount.com` };
     default:
+      if (type.startsWith("kubernetes:") && inputs.metadata && !inputs.metadata.name) {
+        // The Kubernetes provider auto-names objects: the logical name plus a random suffix.
+        return { ...inputs, metadata: { ...inputs.metadata, name: `${name}-x1y2z3` } };
+      }
       return { ...inputs, name: inputs.name ?? inputs.resourceName ?? `${name}-physical` };
   }
 }
@@ -97,6 +112,8 @@ function mockCall(token: string, args: Record<string, any>): Record<string, any>
   switch (token) {
     case "azure-native:authorization:getClientConfig":
       return { subscriptionId: FAKE.subscriptionId, tenantId: "t", clientId: "c", objectId: "o" };
+    case "azure-native:storage:listStorageAccountKeys":
+      return { keys: [{ keyName: "key1", permissions: "FULL", value: FAKE.storageKey }] };
     case "azure-native:containerservice:listManagedClusterUserCredentials":
       if (!args.resourceGroupName || !args.resourceName) throw new Error(`${token}: missing arguments`);
       return { kubeconfigs: [{ name: "clusterUser", value: Buffer.from(FAKE.kubeconfig).toString("base64") }] };

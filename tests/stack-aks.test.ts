@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { SECRET_OUTPUT_NAMES } from "../stacks/contract";
 import { AZURE_ROLES } from "../components/aksCluster";
 import { FAKE, inventory, ofType, one, runStack, stackConfig, type StackRun } from "./harness";
 
@@ -90,7 +91,7 @@ describe("aks stack (Pulumi.aks.yaml) under mocks", () => {
     expect(run.outputs.burstNodeSelector).toMatchObject({ type: "virtual-kubelet" });
     expect(run.outputs.registryServer).toBe("platformacra1b2c3d4.azurecr.io");
     expect(run.outputs.kubeconfig).toBe(FAKE.kubeconfig);
-    expect(run.secretOutputs).toEqual(["kubeconfig"]);
+    expect(run.secretOutputs.sort()).toEqual([...SECRET_OUTPUT_NAMES].sort());
   });
 
   it("without spot and burst: regular priority, no ACI connector, no virtual-node subnet", async () => {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { SECRET_OUTPUT_NAMES } from "../stacks/contract";
 import { FIXTURE_KUBECONFIG, inventory, ofType, one, runStack, type StackRun } from "./harness";
 import * as fs from "node:fs";
 
@@ -27,10 +28,16 @@ describe("dev stack (Pulumi.dev.yaml) under mocks", () => {
     });
   });
 
-  it("creates the four platform namespaces with restricted Pod Security", () => {
+  it("creates the four platform namespaces with restricted Pod Security; only the NFS server's is privileged", () => {
     const ns = ofType(run, "kubernetes:core/v1:Namespace").map((n) => n.inputs.metadata);
-    expect(ns.map((m) => m.name).sort()).toEqual(["ml-notebooks", "ml-pipelines", "ml-serving", "mlplatform"]);
-    for (const m of ns) expect(m.labels["pod-security.kubernetes.io/enforce"]).toBe("restricted");
+    const level = Object.fromEntries(ns.map((m) => [m.name, m.labels["pod-security.kubernetes.io/enforce"]]));
+    expect(level).toEqual({
+      "ml-notebooks": "restricted",
+      "ml-pipelines": "restricted",
+      "ml-serving": "restricted",
+      mlplatform: "restricted",
+      "mlplatform-storage": "privileged",
+    });
   });
 
   it("CPU-only: no GPU placement and no device plugin", () => {
@@ -41,7 +48,7 @@ describe("dev stack (Pulumi.dev.yaml) under mocks", () => {
   });
 
   it("exports the kubeconfig only as a secret, and the namespaces", () => {
-    expect(run.secretOutputs).toEqual(["kubeconfig"]);
+    expect(run.secretOutputs.sort()).toEqual([...SECRET_OUTPUT_NAMES].sort());
     expect(run.outputs.clusterName).toBe("kind-mlplatform");
     expect(run.outputs.pipelinesNamespace).toBe("ml-pipelines");
   });

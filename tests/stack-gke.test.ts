@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { SECRET_OUTPUT_NAMES } from "../stacks/contract";
 import { inventory, ofType, one, runStack, stackConfig, type StackRun } from "./harness";
 
 describe("gke stack (Pulumi.gke.yaml) under mocks", () => {
@@ -53,7 +54,7 @@ describe("gke stack (Pulumi.gke.yaml) under mocks", () => {
     expect(run.outputs.gpuNodeSelector).toEqual({ "cloud.google.com/gke-accelerator": "nvidia-l4" });
     expect(run.outputs.registryServer).toBe("europe-west4-docker.pkg.dev/my-ml-project/platform-mlplatform");
     expect(run.outputs.burstEnabled).toBe(false);
-    expect(run.secretOutputs).toEqual(["kubeconfig"]);
+    expect(run.secretOutputs.sort()).toEqual([...SECRET_OUTPUT_NAMES].sort());
     const kc = JSON.parse(run.outputs.kubeconfig as string);
     expect(kc.users[0].user.exec.command).toBe("gke-gcloud-auth-plugin");
     expect(kc.clusters[0].cluster.server).toBe("https://203.0.113.10");
