@@ -173,7 +173,10 @@ export class SharedStorage extends pulumi.ComponentResource {
       const pv = new k8s.core.v1.PersistentVolume(
         `${name}-${role}`,
         {
-          metadata: { labels: { ...PLATFORM_LABELS, "mlplatform.io/shared-volume": name } },
+          metadata: {
+            labels: { ...PLATFORM_LABELS, "mlplatform.io/shared-volume": name },
+            annotations: awaitAnnotations(args.skipAwait ?? false),
+          },
           spec: source(ns).apply((src) => sharedVolumeSpec(src, ns, size)),
         },
         k8sOpts,

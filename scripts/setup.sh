@@ -2,8 +2,8 @@
 # Installs everything the test suite needs on a fresh machine, idempotently:
 #   1. npm packages from the lockfile (install scripts off: the ones that download
 #      binaries from the internet are replaced by the steps below);
-#   2. each optional step's own script, when it exists (native TensorFlow for tfjs-node,
-#      Go-built tools for the integration tests, Python clients for compatibility tests).
+#   2. native TensorFlow for tfjs-node, the Python TF Serving client, and the Go-built tools
+#      for the real-engine tests, each by its own idempotent script.
 # Tools land in a cache outside the repository (MLPLATFORM_CACHE, default ~/.cache/mlplatform).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,14 +21,25 @@ else
   echo "$lock_hash" >"$stamp"
 fi
 
-for step in setup-tfjs-native.sh tools/build.sh setup-python-tools.sh; do
-  if [[ -x scripts/$step ]]; then
-    phase "$step"
-    s=$SECONDS
-    "scripts/$step"
-    echo "$step took $((SECONDS - s)) s"
-  fi
-done
+phase "native TensorFlow for tfjs-node"
+s=$SECONDS
+scripts/setup-tfjs-native.sh
+echo "took $((SECONDS - s)) s"
+
+phase "Python clients (tensorflow-serving-api)"
+s=$SECONDS
+scripts/setup-python-tools.sh
+echo "took $((SECONDS - s)) s"
+
+# The real-engine tools are built from Go modules (a cold build takes about 35 minutes on
+# 2 cores; cached afterwards). A tool that cannot be built is reported here and the tests
+# that need it say they skipped; everything else still runs.
+phase "Go-built tools (Pulumi engine, Kubernetes provider, kube-apiserver, etcd, MinIO)"
+s=$SECONDS
+if ! scripts/tools/build.sh --keep-going --with-optional; then
+  echo "WARNING: some tools failed to build (see above); tests that need them will be skipped"
+fi
+echo "took $((SECONDS - s)) s"
 
 echo
 echo "setup done in $((SECONDS - t0)) s"

@@ -22,11 +22,15 @@ export function missingTools(names: readonly string[]): string[] {
   });
 }
 
-/** Starts (or reuses) the local control plane / Minio and returns the variables of its env file. */
-export function startLocal(only?: "apiserver" | "minio"): Record<string, string> {
+/**
+ * Starts a local control plane (and MinIO) whose state lives in `stateDir`, so that a test
+ * run never meets objects another run left behind; returns the variables of its env file.
+ */
+export function startLocal(stateDir: string, only?: "apiserver" | "minio"): Record<string, string> {
   const args = only ? ["--only", only] : [];
   const envFile = execFileSync(path.join(ROOT, "scripts", "localcluster", "up.sh"), args, {
     encoding: "utf8",
+    env: { ...process.env, MLPLATFORM_LOCAL_DIR: stateDir },
     stdio: ["ignore", "pipe", "inherit"],
   })
     .trim()
@@ -38,6 +42,14 @@ export function startLocal(only?: "apiserver" | "minio"): Record<string, string>
     if (m) vars[m[1]!] = m[2]!.replace(/^['"]|['"]$/g, "");
   }
   return vars;
+}
+
+/** Stops what {@link startLocal} started in `stateDir` and removes its state. */
+export function stopLocal(stateDir: string): void {
+  spawnSync(path.join(ROOT, "scripts", "localcluster", "down.sh"), ["--purge"], {
+    env: { ...process.env, MLPLATFORM_LOCAL_DIR: stateDir },
+    stdio: "inherit",
+  });
 }
 
 /** A minimal Kubernetes API client from a kubeconfig with token (or client-cert) auth. */

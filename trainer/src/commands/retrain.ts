@@ -1,0 +1,278 @@
+/**
+ * `mlp retrain`: transfer learning on a folder of labelled images. The base model's
+ * bottleneck features are computed once per image (cached by content hash and base model id),
+ * a new softmax head is trained on them, and base + head are published as one model.
+ */
+import * as os from "node:os";
+import * as path from "node:path";
+import { promises as fs } from "node:fs";
+import { TrainingError, UsageError } from "../errors";
+import { publishModelVersion } from "../export/publish";
+import { DEFAULT_SIGNATURE } from "../metadata";
+import { loadBaseModel } from "../retrain/base-model";
+import { bottlenecks } from "../retrain/bottlenecks";
+import { confusionMatrix, formatConfusionMatrix } from "../retrain/confusion";
+import { scanImageFolder, type SetName } from "../retrain/folder";
+import { attachHead, createHead, featureSet, predictClasses, trainHead } from "../retrain/head";
+import type { ProgressMode } from "../train/progress";
+import { tensorBoardSinks } from "../train/summaries";
+import { tf } from "../tf";
+import { choiceFlag, floatFlag, intFlag, parseFlags } from "../util/args";
+import { writeFileAtomic } from "../util/fs";
+import type { Command, CommandIo } from "./command";
+
+export interface RetrainOptions {
+  readonly images: string;
+  readonly baseModel: string;
+  readonly bottleneckLayer?: string;
+  readonly range?: readonly [number, number];
+  readonly cacheDir: string;
+  readonly modelBase: string;
+  readonly name: string;
+  readonly steps?: number;
+  readonly epochs?: number;
+  readonly batchSize: number;
+  readonly learningRate: number;
+  readonly hiddenUnits: number;
+  readonly dropout: number;
+  readonly validationPercent: number;
+  readonly testPercent: number;
+  readonly seed: number;
+  readonly logdir?: string;
+  readonly minAccuracy?: number;
+  readonly resultFile?: string;
+  readonly progress: ProgressMode;
+}
+
+export interface RetrainResult {
+  readonly version: number;
+  readonly dir: string;
+  readonly labels: readonly string[];
+  readonly metrics: Record<string, number>;
+  /** Rows: actual class, columns: predicted class, on the test set (else validation). */
+  readonly confusionMatrix: number[][];
+  readonly bottlenecks: { readonly computed: number; readonly cached: number; readonly baseModelId: string };
+}
+
+/** Default bottleneck cache: `${MLPLATFORM_CACHE:-~/.cache/mlplatform}/bottlenecks`. */
+export function defaultCacheDir(env: NodeJS.ProcessEnv): string {
+  return path.join(env.MLPLATFORM_CACHE ?? path.join(os.homedir(), ".cache", "mlplatform"), "bottlenecks");
+}
+
+export async function retrain(opts: RetrainOptions, io: CommandIo): Promise<RetrainResult> {
+  const say = (m: string) => io.stderr.write(`${m}\n`);
+  const folder = await scanImageFolder(opts.images, opts.validationPercent, opts.testPercent);
+  const base = await loadBaseModel(opts.baseModel, { bottleneckLayer: opts.bottleneckLayer, range: opts.range });
+  const count = (s: SetName) => folder.images.filter((i) => i.set === s).length;
+  say(
+    `images ${folder.root}: ${folder.labels.length} labels, ${count("train")} training, ${count("validation")} validation, ${count("test")} test; ` +
+      `base ${base.dir} (id ${base.id}) cut at ${base.bottleneckLayer} → features [${base.featureShape.join(", ")}], input ${base.spec.height}×${base.spec.width}×${base.spec.channels}`,
+  );
+  if (count("train") === 0) throw new UsageError(`${folder.root}: no image falls in the training set; add images or lower --test-percent/--validation-percent`);
+
+  let lastLine = performance.now();
+  const bn = await bottlenecks(
+    folder.images.map((i) => i.file),
+    base,
+    opts.cacheDir,
+    {
+      onProgress: (done, total) => {
+        if (done === total || performance.now() - lastLine > 5000) {
+          lastLine = performance.now();
+          say(`bottlenecks: ${done}/${total}`);
+        }
+      },
+    },
+  );
+  say(`bottlenecks: ${bn.computed} computed, ${bn.cached} from the cache ${path.join(opts.cacheDir, base.id)}`);
+
+  const sets = Object.fromEntries(
+    (["train", "validation", "test"] as const).map((s) => {
+      const idx = folder.images.flatMap((img, i) => (img.set === s ? [i] : []));
+      return [s, featureSet(idx.map((i) => bn.features[i]!), idx.map((i) => folder.images[i]!.labelIndex))];
+    }),
+  ) as Record<SetName, ReturnType<typeof featureSet>>;
+
+  const numClasses = folder.labels.length;
+  const stepsPerEpoch = Math.ceil(sets.train.count / opts.batchSize);
+  const steps = opts.steps ?? Math.max(1, Math.ceil((opts.epochs ?? 20) * stepsPerEpoch));
+  const head = createHead(base.featureShape, numClasses, { hiddenUnits: opts.hiddenUnits, dropout: opts.dropout, seed: opts.seed });
+  const summaries = opts.logdir ? tensorBoardSinks(opts.logdir) : undefined;
+  try {
+    const trained = await trainHead(head, sets.train, base.featureShape, numClasses, {
+      steps,
+      batchSize: opts.batchSize,
+      learningRate: opts.learningRate,
+      seed: opts.seed,
+      summaries,
+      progress: { out: io.stderr, mode: opts.progress },
+    });
+    const metrics: Record<string, number> = { trainLoss: trained.loss, trainAccuracy: trained.accuracy };
+    let confusion: number[][] = [];
+    for (const s of ["validation", "test"] as const) {
+      if (sets[s].count === 0) continue;
+      const pred = predictClasses(head, sets[s], base.featureShape, numClasses);
+      const correct = pred.reduce((n, p, i) => n + (p === sets[s].labels[i] ? 1 : 0), 0);
+      metrics[`${s}Accuracy`] = correct / sets[s].count;
+      confusion = confusionMatrix(sets[s].labels, pred, numClasses);
+      summaries?.validation.scalar(`${s}_accuracy`, metrics[`${s}Accuracy`]!, steps);
+      say(`${s} accuracy ${metrics[`${s}Accuracy`]!.toFixed(4)} (${sets[s].count} images)`);
+    }
+    if (confusion.length) say(`confusion matrix (${sets.test.count ? "test" : "validation"}):\n${formatConfusionMatrix(confusion, folder.labels)}`);
+
+    const gate = metrics.testAccuracy ?? metrics.validationAccuracy;
+    if (opts.minAccuracy !== undefined) {
+      if (gate === undefined) throw new UsageError("--min-accuracy needs test or validation images to measure");
+      if (gate < opts.minAccuracy) throw new TrainingError(`accuracy ${gate.toFixed(4)} is below --min-accuracy ${opts.minAccuracy}; no version was published`);
+    }
+
+    const full = attachHead(base, head);
+    const { height, width, channels, range } = base.spec;
+    const published = await publishModelVersion({
+      modelBase: opts.modelBase,
+      name: opts.name,
+      model: full,
+      metadata: {
+        modelType: "layers",
+        signatures: {
+          [DEFAULT_SIGNATURE]: {
+            methodName: "tensorflow/serving/predict",
+            inputs: { images: { dtype: "float32", shape: [-1, height, width, channels] } },
+            outputs: { probabilities: { dtype: "float32", shape: [-1, numClasses] } },
+          },
+        },
+        preprocessing: { kind: "image", height, width, channels, range: [range[0], range[1]] },
+        labels: folder.labels,
+        metrics,
+        training: {
+          kind: "retrain",
+          images: folder.root,
+          baseModel: base.dir,
+          baseModelId: base.id,
+          bottleneckLayer: base.bottleneckLayer,
+          steps,
+          batchSize: opts.batchSize,
+          learningRate: opts.learningRate,
+          hiddenUnits: opts.hiddenUnits,
+          dropout: opts.dropout,
+          seed: opts.seed,
+          trainImages: sets.train.count,
+          validationImages: sets.validation.count,
+          testImages: sets.test.count,
+          confusionMatrix: confusion,
+          backend: tf.getBackend(),
+          tfjsVersion: tf.version.tfjs,
+        },
+      },
+    });
+    say(`published ${published.dir} (version ${published.version})`);
+    const result: RetrainResult = {
+      ...published,
+      labels: folder.labels,
+      metrics,
+      confusionMatrix: confusion,
+      bottlenecks: { computed: bn.computed, cached: bn.cached, baseModelId: base.id },
+    };
+    if (opts.resultFile) {
+      await fs.mkdir(path.dirname(path.resolve(opts.resultFile)), { recursive: true });
+      await writeFileAtomic(opts.resultFile, JSON.stringify(result, null, 2) + "\n");
+    }
+    return result;
+  } finally {
+    summaries?.train.flush();
+    summaries?.validation.flush();
+    head.dispose();
+    base.model.dispose();
+  }
+}
+
+const USAGE = `Usage: mlp retrain --images <dir> --base-model <dir> --model-base <dir> [options]
+
+Transfer learning: images in <dir>/<label>/*.{jpg,png,webp,…} are decoded with sharp, fed
+through the base model (a tfjs Layers model directory) up to its bottleneck layer, and a new
+softmax head is trained on those features. Base and head are published together as
+<model-base>/<name>/<version>/. Features are cached by image content and base model.
+
+  --images <dir>             one subdirectory per label (required)
+  --base-model <dir>         directory with model.json (required), e.g. a published version
+  --bottleneck-layer <name>  layer whose output is the feature vector (default: the one
+                             feeding the last layer)
+  --range <lo,hi>            input pixel range (default from the base's metadata.json, else 0,1)
+  --cache-dir <dir>          bottleneck cache (default $MLPLATFORM_CACHE/bottlenecks or
+                             ~/.cache/mlplatform/bottlenecks)
+  --validation-percent <p>   (default 10)    --test-percent <p>  (default 10)
+  --steps <n> | --epochs <n> head training length (default 20 epochs)
+  --batch-size <n>           (default 32)    --learning-rate <f> (default 0.001)
+  --hidden-units <n>         hidden layer in the head (default 0: softmax only)
+  --dropout <f>              (default 0)     --seed <n>          (default 42)
+  --model-base <dir>         (required)      --name <name>       (default retrained)
+  --logdir <dir>  --min-accuracy <f>  --result-file <file>  --progress auto|bar|lines|none`;
+
+export const command: Command = {
+  name: "retrain",
+  summary: "retrain a new softmax head on a folder of labelled images (transfer learning)",
+  usage: USAGE,
+  async run(args: string[], io: CommandIo): Promise<number> {
+    const f = parseFlags("retrain", args, {
+      images: { type: "string" },
+      "base-model": { type: "string" },
+      "bottleneck-layer": { type: "string" },
+      range: { type: "string" },
+      "cache-dir": { type: "string" },
+      "model-base": { type: "string" },
+      name: { type: "string" },
+      steps: { type: "string" },
+      epochs: { type: "string" },
+      "batch-size": { type: "string" },
+      "learning-rate": { type: "string" },
+      "hidden-units": { type: "string" },
+      dropout: { type: "string" },
+      "validation-percent": { type: "string" },
+      "test-percent": { type: "string" },
+      seed: { type: "string" },
+      logdir: { type: "string" },
+      "min-accuracy": { type: "string" },
+      "result-file": { type: "string" },
+      progress: { type: "string" },
+    });
+    for (const req of ["images", "base-model", "model-base"] as const) {
+      if (!f[req]) throw new UsageError(`mlp retrain: --${req} is required`);
+    }
+    if (f.steps !== undefined && f.epochs !== undefined) throw new UsageError("give --steps or --epochs, not both");
+    let range: [number, number] | undefined;
+    if (f.range !== undefined) {
+      const parts = f.range.split(",").map(Number);
+      if (parts.length !== 2 || !parts.every(Number.isFinite) || parts[0]! >= parts[1]!) {
+        throw new UsageError(`--range must be "lo,hi" with lo < hi, e.g. 0,1 or -1,1; got ${JSON.stringify(f.range)}`);
+      }
+      range = [parts[0]!, parts[1]!];
+    }
+    const result = await retrain(
+      {
+        images: f.images!,
+        baseModel: f["base-model"]!,
+        bottleneckLayer: f["bottleneck-layer"],
+        range,
+        cacheDir: f["cache-dir"] ?? defaultCacheDir(io.env),
+        modelBase: f["model-base"]!,
+        name: f.name ?? "retrained",
+        steps: intFlag("steps", f.steps, 1),
+        epochs: floatFlag("epochs", f.epochs, 0.001),
+        batchSize: intFlag("batch-size", f["batch-size"], 1, 65536) ?? 32,
+        learningRate: floatFlag("learning-rate", f["learning-rate"], 1e-7, 10) ?? 0.001,
+        hiddenUnits: intFlag("hidden-units", f["hidden-units"], 0, 65536) ?? 0,
+        dropout: floatFlag("dropout", f.dropout, 0, 0.95) ?? 0,
+        validationPercent: floatFlag("validation-percent", f["validation-percent"], 0, 90) ?? 10,
+        testPercent: floatFlag("test-percent", f["test-percent"], 0, 90) ?? 10,
+        seed: intFlag("seed", f.seed, 0, 2 ** 32 - 1) ?? 42,
+        logdir: f.logdir,
+        minAccuracy: floatFlag("min-accuracy", f["min-accuracy"], 0, 1),
+        resultFile: f["result-file"],
+        progress: choiceFlag("progress", f.progress, ["auto", "bar", "lines", "none"] as const, "auto"),
+      },
+      io,
+    );
+    io.stdout.write(`${JSON.stringify({ version: result.version, dir: result.dir, metrics: result.metrics, labels: result.labels })}\n`);
+    return 0;
+  },
+};

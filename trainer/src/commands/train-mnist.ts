@@ -1,0 +1,314 @@
+/**
+ * `mlp train-mnist`: reads MNIST-style IDX files, trains the CNN of model/mnist.ts, and
+ * publishes `<model-base>/<name>/<version>/` with metadata. Also the entry the TFJob runs.
+ */
+import { promises as fs } from "node:fs";
+import * as path from "node:path";
+import { splitTrainValidation } from "../data/batches";
+import { idxPairNames, loadIdxPair, takeFirst, type ImageDataset } from "../data/images";
+import { DataFileNotFoundError, openSource, resolveS3Options, S3Source } from "../data/source";
+import { TrainingError, UsageError } from "../errors";
+import { publishModelVersion } from "../export/publish";
+import { DEFAULT_SIGNATURE } from "../metadata";
+import { createMnistModel, MNIST_INPUT_NAME, MNIST_OUTPUT_NAME } from "../model/mnist";
+import { evaluate, train, type EvalResult, type TrainResult } from "../train/loop";
+import type { ProgressMode } from "../train/progress";
+import { tensorBoardSinks } from "../train/summaries";
+import { parseTfConfig } from "../train/tfconfig";
+import { tf } from "../tf";
+import { writeFileAtomic } from "../util/fs";
+import { choiceFlag, floatFlag, intFlag, parseFlags } from "../util/args";
+import type { Command, CommandIo } from "./command";
+
+export interface TrainMnistOptions {
+  /** Directory or `s3://bucket/prefix` holding `<trainPrefix>-images-idx3-ubyte[.gz]` etc. */
+  readonly data: string;
+  readonly modelBase: string;
+  readonly name: string;
+  /** IDX prefix of the training pair. Default `train`. */
+  readonly trainPrefix?: string;
+  /** IDX prefix of the test pair; `null` = no test set. Default `t10k`, used if present. */
+  readonly testPrefix?: string | null;
+  readonly steps?: number;
+  readonly epochs?: number;
+  readonly batchSize: number;
+  readonly learningRate: number;
+  readonly validationSplit: number;
+  readonly hiddenUnits: number;
+  readonly dropout: number;
+  readonly seed: number;
+  readonly maxTrainExamples?: number;
+  readonly evalEvery?: number;
+  readonly logdir?: string;
+  readonly checkpointDir?: string;
+  readonly checkpointEvery: number;
+  readonly labels?: readonly string[];
+  /** Refuse to publish when test (else validation) accuracy is below this. */
+  readonly minAccuracy?: number;
+  readonly resultFile?: string;
+  readonly progress: ProgressMode;
+  readonly s3?: { endpoint?: string; region?: string; maxAttempts?: number };
+  /** Test hook, see TrainOptions.crashAfterStep. */
+  readonly crashAfterStep?: number;
+}
+
+export interface TrainMnistResult {
+  readonly version: number;
+  readonly dir: string;
+  readonly train: TrainResult;
+  readonly test?: EvalResult;
+  readonly metrics: Record<string, number>;
+}
+
+const DIGITS = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+
+/** The whole job: load, train, evaluate, publish. Throws MlpErrors for expected failures. */
+export async function trainMnist(opts: TrainMnistOptions, io: CommandIo): Promise<TrainMnistResult> {
+  const task = parseTfConfig(io.env.TF_CONFIG);
+  const say = (m: string) => io.stderr.write(`${m}\n`);
+  if (task) say(`TF_CONFIG: ${task.type} #${task.index}, ${task.numTrainingReplicas} training replica(s)`);
+
+  const labels = opts.labels ?? DIGITS;
+  const numClasses = labels.length;
+  const source = openSource(opts.data, resolveS3Options(opts.s3 ?? {}, io.env));
+  let trainData: ImageDataset;
+  let testData: ImageDataset | undefined;
+  try {
+    const testPrefix = opts.testPrefix === undefined ? "t10k" : opts.testPrefix;
+    // One after the other, so a failure names the training files first.
+    trainData = await loadIdxPair(source, opts.trainPrefix ?? "train", numClasses);
+    if (testPrefix !== null) {
+      testData = await loadIdxPair(source, testPrefix, numClasses).catch((e: unknown) => {
+        // The default test pair is optional; an explicitly named one is not.
+        if (opts.testPrefix === undefined && e instanceof DataFileNotFoundError) {
+          say(`no test set (${source.locate(idxPairNames(testPrefix).images)} not found): metrics come from the validation split`);
+          return undefined;
+        }
+        throw e;
+      });
+    }
+  } finally {
+    if (source instanceof S3Source) await source.close();
+  }
+  if (opts.maxTrainExamples !== undefined) trainData = takeFirst(trainData, opts.maxTrainExamples);
+  if (testData && (testData.height !== trainData.height || testData.width !== trainData.width)) {
+    throw new UsageError(`test images are ${testData.height}×${testData.width} but training images are ${trainData.height}×${trainData.width}`);
+  }
+  const split = splitTrainValidation(trainData.count, opts.validationSplit, opts.seed);
+  const stepsPerEpoch = Math.ceil(split.train.length / opts.batchSize);
+  const steps = opts.steps ?? Math.ceil((opts.epochs ?? 1) * stepsPerEpoch);
+  say(
+    `data ${source.uri}: ${split.train.length} training, ${split.validation.length} validation` +
+      `${testData ? `, ${testData.count} test` : ""} images of ${trainData.height}×${trainData.width}; ` +
+      `${steps} steps of ${opts.batchSize} (${(steps / stepsPerEpoch).toFixed(2)} epochs) on backend ${tf.getBackend()}`,
+  );
+
+  const model = createMnistModel({
+    height: trainData.height,
+    width: trainData.width,
+    numClasses,
+    hiddenUnits: opts.hiddenUnits,
+    dropout: opts.dropout,
+    seed: opts.seed,
+  });
+  const summaries = opts.logdir ? tensorBoardSinks(opts.logdir) : undefined;
+  try {
+    const result = await train({
+      model,
+      data: trainData,
+      split,
+      steps,
+      batchSize: opts.batchSize,
+      learningRate: opts.learningRate,
+      seed: opts.seed,
+      evalEvery: opts.evalEvery,
+      summaries,
+      checkpoint: opts.checkpointDir ? { dir: opts.checkpointDir, every: opts.checkpointEvery } : undefined,
+      runConfig: {
+        model: "mnist_cnn",
+        hiddenUnits: opts.hiddenUnits,
+        dropout: opts.dropout,
+        numClasses,
+        height: trainData.height,
+        width: trainData.width,
+        validationSplit: opts.validationSplit,
+      },
+      progress: { out: io.stderr, mode: opts.progress },
+      crashAfterStep: opts.crashAfterStep,
+    });
+    const test = testData ? evaluate(model, testData, Uint32Array.from({ length: testData.count }, (_, i) => i)) : undefined;
+    if (test) {
+      say(`test loss ${test.loss.toFixed(4)}, accuracy ${test.accuracy.toFixed(4)} (${test.count} examples)`);
+      summaries?.validation.scalar("test_accuracy", test.accuracy, steps);
+    }
+    const metrics: Record<string, number> = { trainLoss: result.trainLoss, trainAccuracy: result.trainAccuracy };
+    if (result.validation) Object.assign(metrics, { validationLoss: result.validation.loss, validationAccuracy: result.validation.accuracy });
+    if (test) Object.assign(metrics, { testLoss: test.loss, testAccuracy: test.accuracy });
+
+    const gate = test?.accuracy ?? result.validation?.accuracy;
+    if (opts.minAccuracy !== undefined) {
+      if (gate === undefined) throw new UsageError("--min-accuracy needs a test set or a validation split to measure");
+      if (gate < opts.minAccuracy) {
+        throw new TrainingError(
+          `${test ? "test" : "validation"} accuracy ${gate.toFixed(4)} is below --min-accuracy ${opts.minAccuracy}; no version was published`,
+        );
+      }
+    }
+
+    const published = await publishModelVersion({
+      modelBase: opts.modelBase,
+      name: opts.name,
+      model,
+      metadata: {
+        modelType: "layers",
+        signatures: {
+          [DEFAULT_SIGNATURE]: {
+            methodName: "tensorflow/serving/predict",
+            inputs: { [MNIST_INPUT_NAME]: { dtype: "float32", shape: [-1, trainData.height, trainData.width, 1] } },
+            outputs: { [MNIST_OUTPUT_NAME]: { dtype: "float32", shape: [-1, numClasses] } },
+          },
+        },
+        preprocessing: { kind: "image", height: trainData.height, width: trainData.width, channels: 1, range: [0, 1] },
+        labels,
+        metrics,
+        training: {
+          data: source.uri,
+          steps,
+          epochs: Number(result.epochs.toFixed(3)),
+          batchSize: opts.batchSize,
+          learningRate: opts.learningRate,
+          optimizer: "adam",
+          hiddenUnits: opts.hiddenUnits,
+          dropout: opts.dropout,
+          seed: opts.seed,
+          validationSplit: opts.validationSplit,
+          trainExamples: split.train.length,
+          validationExamples: split.validation.length,
+          testExamples: testData?.count ?? 0,
+          resumedFromStep: result.resumedFrom,
+          examplesPerSecond: Math.round(result.examplesPerSecond),
+          backend: tf.getBackend(),
+          tfjsVersion: tf.version.tfjs,
+        },
+      },
+    });
+    say(`published ${published.dir} (version ${published.version})`);
+    const out: TrainMnistResult = { ...published, train: result, test, metrics };
+    if (opts.resultFile) {
+      await fs.mkdir(path.dirname(path.resolve(opts.resultFile)), { recursive: true });
+      await writeFileAtomic(opts.resultFile, JSON.stringify({ version: out.version, dir: out.dir, metrics }, null, 2) + "\n");
+    }
+    return out;
+  } finally {
+    summaries?.train.flush();
+    summaries?.validation.flush();
+    model.dispose();
+  }
+}
+
+const USAGE = `Usage: mlp train-mnist --data <dir|s3://bucket/prefix> --model-base <dir> [options]
+
+Trains a small CNN on MNIST-style IDX files (<prefix>-images-idx3-ubyte and
+<prefix>-labels-idx1-ubyte, optionally .gz) and publishes <model-base>/<name>/<version>/.
+
+Data
+  --data <dir|s3://…>        directory or S3 prefix with the IDX files (required)
+  --train-prefix <p>         training pair prefix (default train)
+  --test-prefix <p|none>     test pair prefix (default t10k, used if present)
+  --max-train-examples <n>   use only the first n training examples
+  --validation-split <f>     fraction of training examples held out (default 0.1)
+  --labels <a,b,…>           class names (default 0,…,9)
+  --s3-endpoint <url>        S3 endpoint (default $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, $S3_ENDPOINT)
+  --s3-region <r>            (default $AWS_REGION or us-east-1); credentials from AWS_ACCESS_KEY_ID/…
+
+Training
+  --steps <n> | --epochs <n> length of the run (default 1 epoch)
+  --batch-size <n>           (default 64)
+  --learning-rate <f>        Adam learning rate (default 0.001)
+  --hidden-units <n>         units of the hidden dense layer (default 128)
+  --dropout <f>              (default 0.25)
+  --seed <n>                 seeds initialisation, split and batch order (default 42)
+  --eval-every <n>           validate every n steps (default: only at the end)
+
+Output
+  --model-base <dir>         root of published models (required)
+  --name <name>              model name (default mnist)
+  --logdir <dir>             TensorBoard event files (train/, validation/)
+  --checkpoint-dir <dir>     checkpoints; a rerun resumes from the newest one
+  --checkpoint-every <n>     steps between checkpoints (default 100)
+  --min-accuracy <f>         publish only if test (else validation) accuracy ≥ f
+  --result-file <file>       write {version, dir, metrics} as JSON
+  --progress <mode>          auto, bar, lines or none (default auto: bar on a terminal)
+
+Environment: TF_CONFIG (TFJob; one training replica), MLP_TFJS_BACKEND=gpu.`;
+
+export const command: Command = {
+  name: "train-mnist",
+  summary: "train the MNIST-style CNN on IDX files and publish a model version",
+  usage: USAGE,
+  async run(args: string[], io: CommandIo): Promise<number> {
+    const f = parseFlags("train-mnist", args, {
+      data: { type: "string" },
+      "model-base": { type: "string" },
+      name: { type: "string" },
+      "train-prefix": { type: "string" },
+      "test-prefix": { type: "string" },
+      "max-train-examples": { type: "string" },
+      "validation-split": { type: "string" },
+      labels: { type: "string" },
+      "s3-endpoint": { type: "string" },
+      "s3-region": { type: "string" },
+      steps: { type: "string" },
+      epochs: { type: "string" },
+      "batch-size": { type: "string" },
+      "learning-rate": { type: "string" },
+      "hidden-units": { type: "string" },
+      dropout: { type: "string" },
+      seed: { type: "string" },
+      "eval-every": { type: "string" },
+      logdir: { type: "string" },
+      "checkpoint-dir": { type: "string" },
+      "checkpoint-every": { type: "string" },
+      "min-accuracy": { type: "string" },
+      "result-file": { type: "string" },
+      progress: { type: "string" },
+    });
+    if (!f.data) throw new UsageError("mlp train-mnist: --data is required (a directory or s3://bucket/prefix)");
+    if (!f["model-base"]) throw new UsageError("mlp train-mnist: --model-base is required (where model versions are published)");
+    if (f.steps !== undefined && f.epochs !== undefined) throw new UsageError("give --steps or --epochs, not both");
+    const labels = f.labels?.split(",").map((l) => l.trim());
+    if (labels && (labels.length < 2 || labels.some((l) => l === ""))) {
+      throw new UsageError(`--labels must list at least two non-empty class names; got ${JSON.stringify(f.labels)}`);
+    }
+    const result = await trainMnist(
+      {
+        data: f.data,
+        modelBase: f["model-base"],
+        name: f.name ?? "mnist",
+        trainPrefix: f["train-prefix"],
+        testPrefix: f["test-prefix"] === "none" ? null : f["test-prefix"],
+        maxTrainExamples: intFlag("max-train-examples", f["max-train-examples"], 1),
+        validationSplit: floatFlag("validation-split", f["validation-split"], 0, 0.9) ?? 0.1,
+        labels,
+        s3: { endpoint: f["s3-endpoint"], region: f["s3-region"] },
+        steps: intFlag("steps", f.steps, 1),
+        epochs: floatFlag("epochs", f.epochs, 0.001),
+        batchSize: intFlag("batch-size", f["batch-size"], 1, 65536) ?? 64,
+        learningRate: floatFlag("learning-rate", f["learning-rate"], 1e-7, 10) ?? 0.001,
+        hiddenUnits: intFlag("hidden-units", f["hidden-units"], 1, 65536) ?? 128,
+        dropout: floatFlag("dropout", f.dropout, 0, 0.95) ?? 0.25,
+        seed: intFlag("seed", f.seed, 0, 2 ** 32 - 1) ?? 42,
+        evalEvery: intFlag("eval-every", f["eval-every"], 0),
+        logdir: f.logdir,
+        checkpointDir: f["checkpoint-dir"],
+        checkpointEvery: intFlag("checkpoint-every", f["checkpoint-every"], 1) ?? 100,
+        minAccuracy: floatFlag("min-accuracy", f["min-accuracy"], 0, 1),
+        resultFile: f["result-file"],
+        progress: choiceFlag("progress", f.progress, ["auto", "bar", "lines", "none"] as const, "auto"),
+      },
+      io,
+    );
+    io.stdout.write(`${JSON.stringify({ version: result.version, dir: result.dir, metrics: result.metrics })}\n`);
+    return 0;
+  },
+};

@@ -1,0 +1,25 @@
+import { tf, type Tensor2D, type Tensor4D } from "../tf";
+import type { ImageDataset } from "./images";
+
+/**
+ * Builds the model input and target for the examples at `indices`:
+ * `xs` float32 `[b, height, width, 1]` scaled to [0, 1], `ys` float32 one-hot `[b, numClasses]`.
+ * The caller owns (and disposes) both tensors.
+ */
+export function batchTensors(ds: ImageDataset, indices: ArrayLike<number>): { xs: Tensor4D; ys: Tensor2D } {
+  const px = ds.height * ds.width;
+  const b = indices.length;
+  const pixels = new Float32Array(b * px);
+  const labels = new Int32Array(b);
+  for (let i = 0; i < b; i++) {
+    const k = indices[i]!;
+    const src = ds.images.subarray(k * px, (k + 1) * px);
+    const off = i * px;
+    for (let j = 0; j < px; j++) pixels[off + j] = src[j]! / 255;
+    labels[i] = ds.labels[k]!;
+  }
+  return tf.tidy(() => ({
+    xs: tf.tensor4d(pixels, [b, ds.height, ds.width, 1]),
+    ys: tf.oneHot(tf.tensor1d(labels, "int32"), ds.numClasses).toFloat() as Tensor2D,
+  }));
+}

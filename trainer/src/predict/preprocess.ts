@@ -1,0 +1,121 @@
+/**
+ * Turning an image file or an IDX sample into the model's input tensor, the way the
+ * model's metadata says (size, channels, value range), with sharp doing decode and resize.
+ */
+import { promises as fs } from "node:fs";
+import sharp from "sharp";
+import { MlpError } from "../errors";
+import { parseIdx } from "../data/idx";
+import type { ImagePreprocessing, SignatureSpec, TensorSpec } from "../metadata";
+import type { HostTensor } from "../serve/tensor";
+
+/** The input cannot be prepared (file unreadable, sample out of range, model not an image model). */
+export class InputError extends MlpError {}
+
+/** 8-bit pixels, row-major, `channels` interleaved. */
+export interface Pixels {
+  readonly width: number;
+  readonly height: number;
+  readonly channels: 1 | 3;
+  readonly data: Uint8Array;
+}
+
+/** Where the pixels go: the preprocessing and the signature input that receives them. */
+export interface ImageInput {
+  readonly inputName: string;
+  readonly spec: TensorSpec;
+  readonly preprocessing: ImagePreprocessing;
+}
+
+/**
+ * The signature's image input and how to fill it: from the model's preprocessing metadata
+ * when the server provides it, else from the input's shape ([-1,H,W,C] or [-1,H,W]) with
+ * values scaled to [0,1].
+ */
+export function imageInput(signatureName: string, sig: SignatureSpec, preprocessing: ImagePreprocessing | undefined): ImageInput {
+  const names = Object.keys(sig.inputs);
+  if (names.length !== 1) throw new InputError(`signature "${signatureName}" has ${names.length} inputs (${names.join(", ")}); an image model has one`);
+  const inputName = names[0]!;
+  const spec = sig.inputs[inputName]!;
+  if (spec.dtype !== "float32") throw new InputError(`input "${inputName}" is ${spec.dtype}; an image input is float32`);
+  const s = spec.shape;
+  let p = preprocessing;
+  if (!p) {
+    const [h, w, c] = s.length === 4 ? [s[1]!, s[2]!, s[3]!] : s.length === 3 ? [s[1]!, s[2]!, 1] : [-1, -1, -1];
+    if (h < 1 || w < 1 || (c !== 1 && c !== 3)) {
+      throw new InputError(`input "${inputName}" has shape [${s.join(",")}] and the server gives no preprocessing metadata; cannot tell the image size`);
+    }
+    p = { kind: "image", height: h, width: w, channels: c as 1 | 3, range: [0, 1] };
+  }
+  const elements = s.slice(1).reduce((a, d) => a * d, 1);
+  if (s.slice(1).every((d) => d > 0) && elements !== p.height * p.width * p.channels) {
+    throw new InputError(`input "${inputName}" of shape [${s.join(",")}] does not hold a ${p.height}×${p.width}×${p.channels} image`);
+  }
+  return { inputName, spec, preprocessing: p };
+}
+
+/** Decodes any image sharp reads (PNG, JPEG, WebP, ...) and resizes it to the model's size. */
+export async function pixelsFromImage(file: string, p: ImagePreprocessing): Promise<Pixels> {
+  let pipeline = sharp(file).resize(p.width, p.height, { fit: "fill" });
+  pipeline = p.channels === 1 ? pipeline.greyscale() : pipeline.removeAlpha().toColourspace("srgb");
+  let out: { data: Buffer; info: { channels: number } };
+  try {
+    out = await pipeline.raw().toBuffer({ resolveWithObject: true });
+  } catch (e) {
+    throw new InputError(`${file}: cannot read the image: ${(e as Error).message}`);
+  }
+  let data = new Uint8Array(out.data);
+  // sharp may keep an alpha or extra channel; keep the first `channels`.
+  if (out.info.channels !== p.channels) {
+    const src = data;
+    data = new Uint8Array(p.width * p.height * p.channels);
+    for (let i = 0; i < p.width * p.height; i++) for (let c = 0; c < p.channels; c++) data[i * p.channels + c] = src[i * out.info.channels + Math.min(c, out.info.channels - 1)]!;
+  }
+  return { width: p.width, height: p.height, channels: p.channels, data };
+}
+
+/** One sample of an IDX image file ([count, rows, cols] uint8, optionally gzipped). */
+export async function pixelsFromIdx(file: string, index: number, p: ImagePreprocessing): Promise<Pixels> {
+  let buf: Buffer;
+  try {
+    buf = await fs.readFile(file);
+  } catch (e) {
+    throw new InputError(`${file}: cannot read: ${(e as Error).message}`);
+  }
+  const idx = parseIdx(buf, file);
+  if (idx.type !== "uint8" || idx.dims.length !== 3) {
+    throw new InputError(`${file}: expected images as [count, rows, cols] of uint8; got [${idx.dims.join(", ")}] of ${idx.type}`);
+  }
+  const [count, rows, cols] = idx.dims as [number, number, number];
+  if (!Number.isInteger(index) || index < 0 || index >= count) throw new InputError(`--index ${index} is out of range: ${file} holds ${count} images (0..${count - 1})`);
+  const grey = (idx.data as Uint8Array).subarray(index * rows * cols, (index + 1) * rows * cols);
+  let data = new Uint8Array(grey);
+  if (rows !== p.height || cols !== p.width) {
+    data = new Uint8Array(await sharp(Buffer.from(grey), { raw: { width: cols, height: rows, channels: 1 } }).resize(p.width, p.height, { fit: "fill" }).raw().toBuffer());
+  }
+  if (p.channels === 3) data = Uint8Array.from({ length: data.length * 3 }, (_, i) => data[Math.floor(i / 3)]!);
+  return { width: p.width, height: p.height, channels: p.channels, data };
+}
+
+/** The label stored for sample `index` in an IDX label file ([count] uint8). */
+export async function labelFromIdx(file: string, index: number): Promise<number> {
+  const idx = parseIdx(await fs.readFile(file), file);
+  if (idx.dims.length !== 1 || index >= idx.dims[0]!) throw new InputError(`${file}: no label for index ${index}`);
+  return idx.data[index]!;
+}
+
+/**
+ * Scales 8-bit pixels into the model's range (`[lo, hi]`, optionally inverted for dark
+ * digits on light paper) as a [1, ...] tensor of the input's rank.
+ */
+export function toInputTensor(px: Pixels, input: ImageInput, invert = false): HostTensor {
+  const [lo, hi] = input.preprocessing.range;
+  const values = new Float32Array(px.data.length);
+  for (let i = 0; i < values.length; i++) {
+    const v = invert ? 255 - px.data[i]! : px.data[i]!;
+    values[i] = lo + (v / 255) * (hi - lo);
+  }
+  const rank = input.spec.shape.length;
+  const shape = rank === 4 ? [1, px.height, px.width, px.channels] : rank === 3 ? [1, px.height, px.width] : [1, values.length];
+  return { dtype: "float32", shape, values };
+}

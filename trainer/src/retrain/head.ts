@@ -1,0 +1,147 @@
+/**
+ * The new classifier on top of bottleneck features: an optional hidden layer and a softmax,
+ * trained on cached features (fast), then attached to the frozen base for export.
+ */
+import { BatchIterator } from "../data/batches";
+import { TrainingError } from "../errors";
+import { Progress, type ProgressMode, type ProgressStream } from "../train/progress";
+import type { ScalarSink } from "../train/summaries";
+import { tf, type LayersModel, type Scalar, type Tensor, type Variable } from "../tf";
+import { freezeUpTo, type BaseModel } from "./base-model";
+
+export interface HeadOptions {
+  /** Units of a hidden ReLU layer before the softmax; 0 = softmax only. Default 0. */
+  readonly hiddenUnits?: number;
+  readonly dropout?: number;
+  readonly seed?: number;
+}
+
+/**
+ * Uncompiled head: input `features` float32 `[b, ...featureShape]` (flattened if not 1-D),
+ * output `probabilities` float32 `[b, numClasses]`.
+ */
+export function createHead(featureShape: readonly number[], numClasses: number, opts: HeadOptions = {}): LayersModel {
+  const init = (k: number) => tf.initializers.glorotUniform(opts.seed === undefined ? {} : { seed: opts.seed + k });
+  const input = tf.input({ shape: [...featureShape], name: "features" });
+  let x = input;
+  if (featureShape.length > 1) x = tf.layers.flatten({ name: "head_flatten" }).apply(x) as typeof input;
+  if (opts.hiddenUnits) {
+    x = tf.layers.dense({ name: "head_hidden", units: opts.hiddenUnits, activation: "relu", kernelInitializer: init(1) }).apply(x) as typeof input;
+  }
+  if (opts.dropout) x = tf.layers.dropout({ name: "head_dropout", rate: opts.dropout }).apply(x) as typeof input;
+  const out = tf.layers
+    .dense({ name: "probabilities", units: numClasses, activation: "softmax", kernelInitializer: init(2) })
+    .apply(x) as typeof input;
+  return tf.model({ name: "head", inputs: input, outputs: out });
+}
+
+/**
+ * One model from the base's input to the head's output, sharing the head's (trained) layers
+ * and the base's layers up to the bottleneck, which are frozen.
+ */
+export function attachHead(base: BaseModel, head: LayersModel): LayersModel {
+  freezeUpTo(base.model, base.bottleneckLayer);
+  let x = base.extractor.outputs[0]!;
+  for (const layer of head.layers.slice(1)) x = layer.apply(x) as typeof x;
+  return tf.model({ name: "retrained", inputs: base.model.inputs, outputs: x });
+}
+
+export interface FeatureSet {
+  /** `count × dim` row-major. */
+  readonly features: Float32Array;
+  readonly labels: Int32Array;
+  readonly count: number;
+  readonly dim: number;
+}
+
+/** Packs per-image feature vectors and labels. */
+export function featureSet(features: readonly Float32Array[], labels: readonly number[]): FeatureSet {
+  const dim = features[0]?.length ?? 0;
+  const flat = new Float32Array(features.length * dim);
+  features.forEach((f, i) => flat.set(f, i * dim));
+  return { features: flat, labels: Int32Array.from(labels), count: features.length, dim };
+}
+
+function tensors(set: FeatureSet, indices: ArrayLike<number>, featureShape: readonly number[], numClasses: number) {
+  const b = indices.length;
+  const x = new Float32Array(b * set.dim);
+  const y = new Int32Array(b);
+  for (let i = 0; i < b; i++) {
+    const k = indices[i]!;
+    x.set(set.features.subarray(k * set.dim, (k + 1) * set.dim), i * set.dim);
+    y[i] = set.labels[k]!;
+  }
+  return { xs: tf.tensor(x, [b, ...featureShape]), ys: tf.oneHot(tf.tensor1d(y, "int32"), numClasses).toFloat() };
+}
+
+/** Predicted class ids of `head` for every row of `set`. */
+export function predictClasses(head: LayersModel, set: FeatureSet, featureShape: readonly number[], numClasses: number): Int32Array {
+  const out = new Int32Array(set.count);
+  for (let i = 0; i < set.count; i += 512) {
+    const idx = Array.from({ length: Math.min(512, set.count - i) }, (_, k) => i + k);
+    const pred = tf.tidy(() => (head.predict(tensors(set, idx, featureShape, numClasses).xs) as Tensor).argMax(-1).dataSync());
+    out.set(pred, i);
+  }
+  return out;
+}
+
+export interface HeadTrainOptions {
+  readonly steps: number;
+  readonly batchSize: number;
+  readonly learningRate: number;
+  readonly seed: number;
+  readonly summaries?: { readonly train: ScalarSink };
+  readonly progress?: { readonly out: ProgressStream; readonly mode?: ProgressMode };
+}
+
+/** Trains `head` on `set` with Adam; returns the mean loss and accuracy of the last 20 steps. */
+export async function trainHead(
+  head: LayersModel,
+  set: FeatureSet,
+  featureShape: readonly number[],
+  numClasses: number,
+  opts: HeadTrainOptions,
+): Promise<{ loss: number; accuracy: number }> {
+  const optimizer = tf.train.adam(opts.learningRate);
+  const vars = head.trainableWeights.map((w) => w.read() as Variable);
+  const batches = new BatchIterator(Uint32Array.from({ length: set.count }, (_, i) => i), opts.batchSize, opts.seed);
+  const progress = opts.progress ? new Progress(opts.progress.out, { total: opts.steps, examplesPerStep: opts.batchSize, mode: opts.progress.mode }) : undefined;
+  const recent: [number, number][] = [];
+  try {
+    for (let step = 1; step <= opts.steps; step++) {
+      const idx = batches.next();
+      const { loss, acc } = tf.tidy(() => {
+        const { xs, ys } = tensors(set, idx, featureShape, numClasses);
+        let accuracy: Tensor | undefined;
+        const cost = optimizer.minimize(
+          () => {
+            const probs = head.apply(xs, { training: true }) as Tensor;
+            accuracy = tf.keep(tf.equal(probs.argMax(-1), ys.argMax(-1)).toFloat().mean());
+            return tf.metrics.categoricalCrossentropy(ys, probs).mean() as Scalar;
+          },
+          true,
+          vars,
+        )!;
+        return { loss: cost, acc: accuracy! };
+      });
+      const l = loss.dataSync()[0]!;
+      const a = acc.dataSync()[0]!;
+      tf.dispose([loss, acc]);
+      if (!Number.isFinite(l)) throw new TrainingError(`head training loss became ${l} at step ${step}; try a lower --learning-rate`);
+      recent.push([l, a]);
+      if (recent.length > 20) recent.shift();
+      if (opts.summaries && (step % 10 === 0 || step === opts.steps)) {
+        opts.summaries.train.scalar("loss", l, step);
+        opts.summaries.train.scalar("accuracy", a, step);
+        opts.summaries.train.scalar("learning_rate", opts.learningRate, step);
+      }
+      progress?.update({ step, loss: l, accuracy: a });
+    }
+  } finally {
+    optimizer.dispose();
+  }
+  return {
+    loss: recent.reduce((s, r) => s + r[0], 0) / recent.length,
+    accuracy: recent.reduce((s, r) => s + r[1], 0) / recent.length,
+  };
+}

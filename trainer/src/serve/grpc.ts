@@ -1,0 +1,352 @@
+/**
+ * The gRPC front end: `tensorflow.serving.PredictionService` (Predict, Classify,
+ * GetModelMetadata), `tensorflow.serving.ModelService` (GetModelStatus) and
+ * `grpc.health.v1.Health`, translating messages to {@link InferenceService} calls.
+ *
+ * Every error path answers `callback({ code, details })`; unexpected errors become INTERNAL
+ * with a generic message and the stack in the server log. Requests that do not parse as
+ * protobuf get INVALID_ARGUMENT (grpc-js alone would say INTERNAL).
+ */
+import * as grpc from "@grpc/grpc-js";
+import { GENERIC_INTERNAL_MESSAGE, GrpcStatus, invalidArgument, type Code } from "./errors";
+import type { HealthState } from "./health";
+import type { ExampleFeatures } from "./json";
+import type { VersionStatus } from "./manager";
+import {
+  HEALTH_SERVICE,
+  MODEL_SERVICE,
+  packAny,
+  PREDICTION_SERVICE,
+  servingPackageDefinition,
+  type ClassificationRequest,
+  type ClassificationResponse,
+  type FeatureObject,
+  type GetModelMetadataRequest,
+  type GetModelMetadataResponse,
+  type GetModelStatusRequest,
+  type GetModelStatusResponse,
+  type HealthCheckRequest,
+  type HealthCheckResponse,
+  type ModelSpecObject,
+  type PredictRequest,
+  type PredictResponse,
+} from "./protos";
+import { toServingError, type Api, type CallContext, type InferenceService, type ModelRef } from "./service";
+import { DT_NAME, fromTensorProto, toTensorProto, type HostTensor } from "./tensor";
+import type { ModelMetadata } from "../metadata";
+
+/** Marks a request whose bytes did not decode; the handler answers INVALID_ARGUMENT. */
+const MALFORMED = Symbol("malformed request");
+type Maybe<T> = T & { [MALFORMED]?: string };
+
+/** 32 MiB: a 1 MB float32 Inception input (299×299×3) many times over, and batches of them. */
+export const DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024;
+
+export interface GrpcOptions {
+  /** Largest request and response message, bytes. Default {@link DEFAULT_MAX_MESSAGE_BYTES}. */
+  readonly maxMessageBytes?: number;
+  readonly log: (line: string) => void;
+}
+
+/** Reads a ModelSpec into a ModelRef; INVALID_ARGUMENT when missing or malformed. */
+export function modelRef(spec: ModelSpecObject | null | undefined): ModelRef {
+  if (!spec) throw invalidArgument("Missing ModelSpec");
+  const name = spec.name ?? "";
+  if (name === "") throw invalidArgument("Missing ModelSpec name");
+  let version: number | undefined;
+  let label: string | undefined;
+  if (spec.version_choice === "version" && spec.version) {
+    const v = Number(spec.version.value ?? 0);
+    if (!Number.isSafeInteger(v) || v < 0) throw invalidArgument(`ModelSpec version ${String(spec.version.value)} is not a valid version`);
+    version = v;
+  } else if (spec.version_choice === "version_label") {
+    label = spec.version_label ?? "";
+    if (label === "") throw invalidArgument("ModelSpec version_label is empty");
+  }
+  return { name, version, label, signatureName: spec.signature_name ?? "" };
+}
+
+function specOut(name: string, version: number, signatureName: string): ModelSpecObject {
+  return { name, version: { value: String(version) }, signature_name: signatureName };
+}
+
+function featureValues(where: string, f: Record<string, FeatureObject> | undefined): ExampleFeatures {
+  const m: ExampleFeatures = new Map();
+  for (const [k, v] of Object.entries(f ?? {})) {
+    if (v.kind === "float_list") m.set(k, v.float_list?.value ?? []);
+    else if (v.kind === "int64_list") {
+      const vals = (v.int64_list?.value ?? []).map(Number);
+      if (!vals.every(Number.isSafeInteger)) throw invalidArgument(`${where}.${k}: int64 value out of range`);
+      m.set(k, vals);
+    } else if (v.kind === "bytes_list") m.set(k, (v.bytes_list?.value ?? []).map((b) => new Uint8Array(b)));
+    else m.set(k, []);
+  }
+  return m;
+}
+
+/** Examples of a ClassificationRequest as plain features (context merged into each). */
+export function classifyExamples(req: ClassificationRequest): ExampleFeatures[] {
+  const input = req.input;
+  if (!input || !input.kind) throw invalidArgument("Invalid argument: Input is empty");
+  const list = input.kind === "example_list" ? input.example_list : input.example_list_with_context;
+  const examples = list?.examples ?? [];
+  if (examples.length === 0) throw invalidArgument("Invalid argument: Input is empty");
+  const context =
+    input.kind === "example_list_with_context" ? featureValues("context", input.example_list_with_context?.context?.features?.feature) : new Map();
+  return examples.map((e, i) => {
+    const m = featureValues(`examples[${i}]`, e.features?.feature);
+    for (const [k, v] of context) if (!m.has(k)) m.set(k, v);
+    return m;
+  });
+}
+
+/** `SignatureDefMap` as a plain object for packing. */
+export function signatureDefMap(metadata: ModelMetadata): object {
+  const info = (spec: { dtype: keyof typeof DT_NAME; shape: readonly number[] }, name: string): object => ({
+    name,
+    dtype: DT_NAME[spec.dtype],
+    tensor_shape: { dim: spec.shape.map((d) => ({ size: d, name: "" })), unknown_rank: false },
+  });
+  const defs: Record<string, object> = {};
+  for (const [sig, s] of Object.entries(metadata.signatures)) {
+    const inputs: Record<string, object> = {};
+    const outputs: Record<string, object> = {};
+    for (const [n, t] of Object.entries(s.inputs)) inputs[n] = info(t, n);
+    for (const [n, t] of Object.entries(s.outputs)) outputs[n] = info(t, n);
+    defs[sig] = { inputs, outputs, method_name: s.methodName };
+  }
+  return { signature_def: defs };
+}
+
+/** The metadata_field value that returns our metadata.json (labels, preprocessing). */
+export const MLPLATFORM_METADATA_FIELD = "mlplatform";
+
+function statusObject(s: VersionStatus): GetModelStatusResponse["model_version_status"][number] {
+  return {
+    version: String(s.version),
+    state: s.state,
+    status: { error_code: GrpcStatus[s.errorCode] ?? "UNKNOWN", error_message: s.errorMessage },
+  };
+}
+
+function withTolerantDeserializers(def: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const [name, m] of Object.entries(def)) {
+    const orig = m.requestDeserialize;
+    out[name] = {
+      ...m,
+      requestDeserialize: (buf: Buffer) => {
+        try {
+          return orig(buf);
+        } catch (err) {
+          return { [MALFORMED]: (err as Error).message };
+        }
+      },
+    };
+  }
+  return out as grpc.ServiceDefinition;
+}
+
+export class GrpcFrontEnd {
+  readonly server: grpc.Server;
+  private inflight = 0;
+  private draining = false;
+  private idleWaiters: (() => void)[] = [];
+  private readonly watches = new Set<grpc.ServerWritableStream<unknown, HealthCheckResponse>>();
+
+  constructor(
+    private readonly service: InferenceService,
+    private readonly health: HealthState,
+    private readonly options: GrpcOptions,
+  ) {
+    const max = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    this.server = new grpc.Server({
+      "grpc.max_receive_message_length": max,
+      "grpc.max_send_message_length": max,
+    });
+    const pkg = servingPackageDefinition();
+    const def = (n: string): grpc.ServiceDefinition => withTolerantDeserializers(pkg[n] as grpc.ServiceDefinition);
+    this.server.addService(def(PREDICTION_SERVICE), {
+      Predict: this.unary<PredictRequest, PredictResponse>("predict", (req, ctx) => this.predict(req, ctx)),
+      Classify: this.unary<ClassificationRequest, ClassificationResponse>("classify", (req, ctx) => this.classify(req, ctx)),
+      GetModelMetadata: this.unary<GetModelMetadataRequest, GetModelMetadataResponse>("metadata", async (req) => this.metadata(req)),
+    });
+    this.server.addService(def(MODEL_SERVICE), {
+      GetModelStatus: this.unary<GetModelStatusRequest, GetModelStatusResponse>("status", async (req) => this.status(req)),
+    });
+    this.server.addService(def(HEALTH_SERVICE), {
+      Check: (call: grpc.ServerUnaryCall<Maybe<HealthCheckRequest>, HealthCheckResponse>, cb: grpc.sendUnaryData<HealthCheckResponse>) => {
+        if (call.request[MALFORMED] !== undefined) return cb({ code: GrpcStatus.INVALID_ARGUMENT, details: "Could not parse the request" });
+        const s = this.health.get(call.request.service ?? "");
+        if (!s) return cb({ code: GrpcStatus.NOT_FOUND, details: `unknown service ${JSON.stringify(call.request.service)}` });
+        return cb(null, { status: s });
+      },
+      Watch: (call: grpc.ServerWritableStream<Maybe<HealthCheckRequest>, HealthCheckResponse>) => {
+        const name = call.request[MALFORMED] !== undefined ? "\u0000" : (call.request.service ?? "");
+        call.write({ status: this.health.get(name) ?? "SERVICE_UNKNOWN" });
+        const unwatch = this.health.watch((svc, status) => {
+          if (svc === name) call.write({ status });
+        });
+        this.watches.add(call);
+        const stop = (): void => {
+          unwatch();
+          this.watches.delete(call);
+        };
+        call.on("cancelled", stop);
+        call.on("close", stop);
+        if (this.draining) call.end();
+      },
+    });
+  }
+
+  /** Binds `host:port` (port 0 picks one); resolves to the bound port. */
+  bind(host: string, port: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.bindAsync(`${host.includes(":") ? `[${host}]` : host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) =>
+        err ? reject(err) : resolve(p),
+      );
+    });
+  }
+
+  /** Requests being handled now. */
+  get active(): number {
+    return this.inflight;
+  }
+
+  /**
+   * Graceful stop: refuse new calls (UNAVAILABLE), wait for in-flight ones up to `graceMs`,
+   * then `tryShutdown`, and `forceShutdown` if that has not finished when the grace ends.
+   */
+  async shutdown(graceMs: number): Promise<void> {
+    this.draining = true;
+    const deadline = Date.now() + graceMs;
+    // Watchers have been sent NOT_SERVING; end their streams so they do not hold the drain.
+    for (const w of this.watches) w.end();
+    this.watches.clear();
+    if (this.inflight > 0) {
+      await Promise.race([
+        new Promise<void>((r) => this.idleWaiters.push(r)),
+        new Promise<void>((r) => setTimeout(r, graceMs).unref()),
+      ]);
+    }
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, Math.max(0, deadline - Date.now()));
+      timer.unref();
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  private unary<Req extends object, Res>(
+    api: Api,
+    fn: (req: Req, ctx: CallContext) => Promise<{ res: Res; model: string; version?: number }>,
+  ): grpc.handleUnaryCall<Maybe<Req>, Res> {
+    return (call, callback) => {
+      const t0 = process.hrtime.bigint();
+      const req = call.request;
+      let model = "";
+      let version: number | undefined;
+      const finish = (code: Code): void => {
+        this.service.observe(api, "grpc", model, version, code, Number(process.hrtime.bigint() - t0) / 1e9);
+        this.inflight--;
+        if (this.inflight === 0) for (const w of this.idleWaiters.splice(0)) w();
+      };
+      this.inflight++;
+      if (this.draining) {
+        finish(GrpcStatus.UNAVAILABLE);
+        return callback({ code: GrpcStatus.UNAVAILABLE, details: "The server is shutting down" });
+      }
+      if (req[MALFORMED] !== undefined) {
+        finish(GrpcStatus.INVALID_ARGUMENT);
+        return callback({ code: GrpcStatus.INVALID_ARGUMENT, details: `Could not parse the request as protobuf: ${req[MALFORMED]}` });
+      }
+      model = (req as { model_spec?: ModelSpecObject | null }).model_spec?.name ?? "";
+      const controller = new AbortController();
+      call.on("cancelled", () => controller.abort());
+      const d = call.getDeadline();
+      const deadlineMs = d instanceof Date ? d.getTime() : Number.isFinite(d) ? Number(d) : undefined;
+      const ctx: CallContext = { deadline: deadlineMs, signal: controller.signal };
+      const reply = (err: grpc.ServiceError | Partial<grpc.StatusObject> | null, res?: Res): void => {
+        try {
+          callback(err, res);
+        } catch (e) {
+          this.options.log(`gRPC ${api}: sending the answer failed: ${(e as Error)?.stack ?? String(e)}`);
+        }
+      };
+      fn(req, ctx).then(
+        (r) => {
+          version = r.version;
+          finish(GrpcStatus.OK);
+          reply(null, r.res);
+        },
+        (err: unknown) => {
+          const { error, unexpected } = toServingError(err);
+          if (unexpected) {
+            this.options.log(`gRPC ${api} failed unexpectedly: ${(err as Error)?.stack ?? String(err)}`);
+            finish(GrpcStatus.INTERNAL);
+            return reply({ code: GrpcStatus.INTERNAL, details: GENERIC_INTERNAL_MESSAGE });
+          }
+          finish(error.code);
+          return reply({ code: error.code, details: error.message });
+        },
+      );
+    };
+  }
+
+  private async predict(req: PredictRequest, ctx: CallContext): Promise<{ res: PredictResponse; model: string; version: number }> {
+    const ref = modelRef(req.model_spec);
+    const limits = this.service.options.tensorLimits;
+    const a = await this.service.predict(
+      ref,
+      () => {
+        const inputs: Record<string, HostTensor> = {};
+        for (const [name, proto] of Object.entries(req.inputs ?? {})) inputs[name] = fromTensorProto(`input "${name}"`, proto, limits);
+        return inputs;
+      },
+      req.output_filter ?? [],
+      ctx,
+    );
+    const outputs: PredictResponse["outputs"] = {};
+    for (const [n, t] of Object.entries(a.value)) outputs[n] = toTensorProto(t);
+    return { res: { model_spec: specOut(a.name, a.version, a.signatureName), outputs }, model: a.name, version: a.version };
+  }
+
+  private async classify(req: ClassificationRequest, ctx: CallContext): Promise<{ res: ClassificationResponse; model: string; version: number }> {
+    const ref = modelRef(req.model_spec);
+    const a = await this.service.classify(ref, classifyExamples(req), ctx);
+    return {
+      res: {
+        model_spec: specOut(a.name, a.version, a.signatureName),
+        result: { classifications: a.value.map((classes) => ({ classes: classes.map((c) => ({ label: c.label, score: c.score })) })) },
+      },
+      model: a.name,
+      version: a.version,
+    };
+  }
+
+  private metadata(req: GetModelMetadataRequest): { res: GetModelMetadataResponse; model: string; version: number } {
+    const ref = modelRef(req.model_spec);
+    const fields = req.metadata_field ?? [];
+    if (fields.length === 0) throw invalidArgument("GetModelMetadataRequest must specify at least one metadata_field");
+    for (const f of fields) {
+      if (f !== "signature_def" && f !== MLPLATFORM_METADATA_FIELD) throw invalidArgument(`Metadata field ${f} is not supported`);
+    }
+    const a = this.service.metadata(ref);
+    const metadata: Record<string, { type_url: string; value: Buffer }> = {};
+    if (fields.includes("signature_def")) metadata.signature_def = packAny("tensorflow.serving.SignatureDefMap", signatureDefMap(a.value));
+    if (fields.includes(MLPLATFORM_METADATA_FIELD)) {
+      metadata[MLPLATFORM_METADATA_FIELD] = packAny("google.protobuf.StringValue", { value: JSON.stringify(a.value) });
+    }
+    return { res: { model_spec: specOut(a.name, a.version, ""), metadata }, model: a.name, version: a.version };
+  }
+
+  private status(req: GetModelStatusRequest): { res: GetModelStatusResponse; model: string } {
+    const ref = modelRef(req.model_spec);
+    return { res: { model_version_status: this.service.status(ref).map(statusObject) }, model: ref.name };
+  }
+}

@@ -1,0 +1,290 @@
+/**
+ * The REST front end, TF Serving's HTTP/JSON API on node's `http`:
+ *
+ *   GET  /v1/models/{name}[/versions/{v}|/labels/{l}]            model status
+ *   GET  /v1/models/{name}[/versions/{v}|/labels/{l}]/metadata   signatures (add
+ *        `?include=mlplatform` for our metadata.json: labels, preprocessing)
+ *   POST /v1/models/{name}[/versions/{v}|/labels/{l}]:predict    row or columnar JSON
+ *   POST /v1/models/{name}[/versions/{v}|/labels/{l}]:classify   tf.Example-style JSON
+ *   GET  /monitoring/prometheus/metrics                          Prometheus text
+ *
+ * Errors are `{"error": "..."}` with the HTTP status TF Serving uses for the code.
+ */
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
+import { GENERIC_INTERNAL_MESSAGE, GrpcStatus, httpStatusFor, invalidArgument, ServingError, type Code } from "./errors";
+import { formatClassifyResponse, formatPredictResponse, parseClassifyBody, parsePredictBody, readSignatureName } from "./json";
+import { PROMETHEUS_CONTENT_TYPE } from "./metrics";
+import { signatureDefMap, MLPLATFORM_METADATA_FIELD } from "./grpc";
+import { servingRoot } from "./protos";
+import { toServingError, type Api, type CallContext, type InferenceService, type ModelRef } from "./service";
+
+export interface RestOptions {
+  /** Largest request body, bytes. Default 64 MiB. */
+  readonly maxBodyBytes?: number;
+  /** Time a request may take before DEADLINE_EXCEEDED (504), ms. Default 30 000. */
+  readonly requestTimeoutMs?: number;
+  readonly log: (line: string) => void;
+  /** Sampled gauges (tensors, RSS, queue depth) refreshed before each scrape. */
+  readonly refreshMetrics?: () => void;
+}
+
+const MODEL_PATH = /^\/v1\/models\/([^/:]+)(?:\/versions\/([0-9]+)|\/labels\/([^/:]+))?(?:(\/metadata)|:([a-z]+))?$/;
+
+interface Route {
+  readonly ref: ModelRef;
+  readonly metadata: boolean;
+  readonly verb?: string;
+}
+
+function parsePath(pathname: string): Route | undefined {
+  const m = MODEL_PATH.exec(pathname);
+  if (!m) return undefined;
+  const dec = (s: string): string => {
+    try {
+      return decodeURIComponent(s);
+    } catch {
+      throw invalidArgument(`Malformed request: bad percent-encoding in ${JSON.stringify(s)}`);
+    }
+  };
+  const version = m[2] === undefined ? undefined : Number(m[2]);
+  if (version !== undefined && !Number.isSafeInteger(version)) throw invalidArgument(`Malformed request: version ${m[2]} is too large`);
+  return {
+    ref: { name: dec(m[1]!), version, label: m[3] === undefined ? undefined : dec(m[3]) },
+    metadata: m[4] !== undefined,
+    verb: m[5],
+  };
+}
+
+/** Proto3 JSON of a SignatureDefMap, as TF Serving's REST metadata prints it. */
+function signatureDefJson(metadata: Parameters<typeof signatureDefMap>[0]): unknown {
+  const type = servingRoot().lookupType("tensorflow.serving.SignatureDefMap");
+  return type.toObject(type.fromObject(signatureDefMap(metadata)), { longs: String, enums: String, defaults: true });
+}
+
+export class RestFrontEnd {
+  readonly server: http.Server;
+  private inflight = 0;
+  private draining = false;
+  private idleWaiters: (() => void)[] = [];
+  private readonly maxBody: number;
+  private readonly timeoutMs: number;
+
+  constructor(
+    private readonly service: InferenceService,
+    private readonly options: RestOptions,
+  ) {
+    this.maxBody = options.maxBodyBytes ?? 64 * 1024 * 1024;
+    this.timeoutMs = options.requestTimeoutMs ?? 30_000;
+    this.server = http.createServer((req, res) => this.handle(req, res));
+    this.server.on("clientError", (_err, socket) => {
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{"error":"Malformed HTTP request"}');
+      else socket.destroy();
+    });
+  }
+
+  /** Listens on `host:port` (0 picks a port); resolves to the bound port. */
+  listen(host: string, port: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen(port, host, () => {
+        this.server.off("error", reject);
+        resolve((this.server.address() as AddressInfo).port);
+      });
+    });
+  }
+
+  get active(): number {
+    return this.inflight;
+  }
+
+  /** Graceful stop: 503 for new requests, wait for in-flight ones up to `graceMs`, close. */
+  async shutdown(graceMs: number): Promise<void> {
+    this.draining = true;
+    if (this.inflight > 0) {
+      await Promise.race([
+        new Promise<void>((r) => this.idleWaiters.push(r)),
+        new Promise<void>((r) => setTimeout(r, graceMs).unref()),
+      ]);
+    }
+    // Idle keep-alive connections close now; any still flushing a response get a second.
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeIdleConnections();
+      setTimeout(() => this.server.closeAllConnections(), 1000).unref();
+    });
+  }
+
+  private send(res: http.ServerResponse, status: number, body: string, contentType = "application/json"): void {
+    if (res.headersSent || res.destroyed) return;
+    const headers: http.OutgoingHttpHeaders = { "Content-Type": contentType, "Content-Length": Buffer.byteLength(body) };
+    if (this.draining) headers.Connection = "close";
+    res.writeHead(status, headers);
+    res.end(body);
+  }
+
+  private sendError(res: http.ServerResponse, code: Code, message: string): void {
+    this.send(res, httpStatusFor(code), JSON.stringify({ error: message }));
+  }
+
+  private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const t0 = process.hrtime.bigint();
+    this.inflight++;
+    let api: Api | undefined;
+    let model = "";
+    let version: number | undefined;
+    let done = false;
+    const finish = (code: Code): void => {
+      if (done) return;
+      done = true;
+      if (api) this.service.observe(api, "rest", model, version, code, Number(process.hrtime.bigint() - t0) / 1e9);
+      this.inflight--;
+      if (this.inflight === 0) for (const w of this.idleWaiters.splice(0)) w();
+    };
+    const controller = new AbortController();
+    res.on("close", () => {
+      // Closed before the answer was written: the client went away.
+      if (!res.writableFinished) {
+        controller.abort();
+        finish(GrpcStatus.CANCELLED);
+      }
+    });
+    const fail = (err: unknown): void => {
+      const { error, unexpected } = toServingError(err);
+      if (unexpected) {
+        this.options.log(`REST ${req.method} ${req.url} failed unexpectedly: ${(err as Error)?.stack ?? String(err)}`);
+        this.sendError(res, GrpcStatus.INTERNAL, GENERIC_INTERNAL_MESSAGE);
+        return finish(GrpcStatus.INTERNAL);
+      }
+      this.send(res, error.httpStatus ?? httpStatusFor(error.code), JSON.stringify({ error: error.message }));
+      finish(error.code);
+    };
+    if (this.draining) {
+      req.resume();
+      this.sendError(res, GrpcStatus.UNAVAILABLE, "The server is shutting down");
+      return finish(GrpcStatus.UNAVAILABLE);
+    }
+    try {
+      const url = new URL(req.url ?? "/", "http://localhost");
+      const method = req.method ?? "GET";
+      if (url.pathname === "/monitoring/prometheus/metrics" && method === "GET") {
+        req.resume();
+        this.send(res, 200, this.service.metrics.render(this.options.refreshMetrics), PROMETHEUS_CONTENT_TYPE);
+        return finish(GrpcStatus.OK);
+      }
+      const route = parsePath(url.pathname);
+      const malformed = (): never => {
+        throw invalidArgument(`Malformed request: ${method} ${url.pathname}`);
+      };
+      if (!route) malformed();
+      const r = route!;
+      model = r.ref.name;
+      if (method === "GET" && r.verb === undefined) {
+        req.resume();
+        if (r.metadata) {
+          api = "metadata";
+          const a = this.service.metadata(r.ref);
+          version = a.version;
+          const metadata: Record<string, unknown> = { signature_def: signatureDefJson(a.value) };
+          if (url.searchParams.get("include") === MLPLATFORM_METADATA_FIELD) metadata[MLPLATFORM_METADATA_FIELD] = a.value;
+          this.send(res, 200, JSON.stringify({ model_spec: { name: a.name, signature_name: "", version: String(a.version) }, metadata }));
+          return finish(GrpcStatus.OK);
+        }
+        api = "status";
+        const statuses = this.service.status(r.ref);
+        this.send(
+          res,
+          200,
+          JSON.stringify({
+            model_version_status: statuses.map((s) => ({
+              version: String(s.version),
+              state: s.state,
+              status: { error_code: GrpcStatus[s.errorCode] ?? "UNKNOWN", error_message: s.errorMessage },
+            })),
+          }),
+        );
+        return finish(GrpcStatus.OK);
+      }
+      if (method !== "POST" || r.metadata || (r.verb !== "predict" && r.verb !== "classify" && r.verb !== "regress")) malformed();
+      api = r.verb === "classify" ? "classify" : "predict";
+      if (r.verb === "regress") {
+        req.resume();
+        throw new ServingError(GrpcStatus.UNIMPLEMENTED, "Regress is not supported by this server");
+      }
+      // Fail fast for unknown models before reading a large body.
+      this.service.manager(r.ref);
+      const ctx: CallContext = { deadline: Date.now() + this.timeoutMs, signal: controller.signal };
+      this.readBody(req)
+        .then(async (body) => {
+          let parsed: unknown;
+          try {
+            parsed = JSON.parse(body.toString("utf8"));
+          } catch (e) {
+            throw invalidArgument(`JSON Parse error: ${(e as Error).message}`);
+          }
+          const signatureName = readSignatureName(parsed);
+          const ref = { ...r.ref, signatureName };
+          if (api === "classify") {
+            const { examples } = parseClassifyBody(parsed);
+            const a = await this.service.classify(ref, examples, ctx);
+            version = a.version;
+            return formatClassifyResponse(a.value);
+          }
+          let format: "row" | "columnar" = "row";
+          const a = await this.service.predict(
+            ref,
+            (sigName, sig) => {
+              const p = parsePredictBody(parsed, sigName, sig, this.service.options.tensorLimits);
+              format = p.format;
+              return p.inputs;
+            },
+            [],
+            ctx,
+          );
+          version = a.version;
+          return formatPredictResponse(a.value, format);
+        })
+        .then(
+          (out) => {
+            this.send(res, 200, out);
+            finish(GrpcStatus.OK);
+          },
+          fail,
+        );
+    } catch (err) {
+      req.resume();
+      fail(err);
+    }
+  }
+
+  /** The whole body; RESOURCE_EXHAUSTED (HTTP 413) past the limit. */
+  private readBody(req: http.IncomingMessage): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      const declared = Number(req.headers["content-length"] ?? NaN);
+      if (declared > this.maxBody) {
+        req.resume();
+        return reject(tooLarge(this.maxBody));
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      let over = false;
+      req.on("data", (c: Buffer) => {
+        if (over) return;
+        size += c.length;
+        if (size > this.maxBody) {
+          over = true;
+          chunks.length = 0;
+          return;
+        }
+        chunks.push(c);
+      });
+      req.on("end", () => (over ? reject(tooLarge(this.maxBody)) : resolve(Buffer.concat(chunks))));
+      req.on("error", reject);
+      req.on("aborted", () => reject(new ServingError(GrpcStatus.CANCELLED, "The client closed the connection")));
+    });
+  }
+}
+
+function tooLarge(max: number): ServingError {
+  return new ServingError(GrpcStatus.RESOURCE_EXHAUSTED, `Request body is larger than the limit of ${max} bytes`, 413);
+}

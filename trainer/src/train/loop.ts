@@ -1,0 +1,185 @@
+/**
+ * The training loop for image classifiers on in-memory data: seeded batches from the
+ * training split only, Adam at a constant learning rate, per-batch work inside `tf.tidy`,
+ * TensorBoard scalars, periodic validation, checkpoints and resume.
+ */
+import { BatchIterator, type Split } from "../data/batches";
+import type { ImageDataset } from "../data/images";
+import { batchTensors } from "../data/tensors";
+import { TrainingError } from "../errors";
+import { tf, type LayersModel, type Scalar, type Tensor, type Variable } from "../tf";
+import { restoreCheckpoint, saveCheckpoint, type TrainState } from "./checkpoint";
+import { Progress, type ProgressMode, type ProgressStream } from "./progress";
+import type { ScalarSink } from "./summaries";
+
+export interface TrainOptions {
+  /** Uncompiled model: input `[b, h, w, 1]`, softmax output `[b, numClasses]`. */
+  readonly model: LayersModel;
+  readonly data: ImageDataset;
+  /** Which examples of `data` train and which validate; training never sees `split.validation`. */
+  readonly split: Split;
+  /** Total optimizer steps of the run (a resumed run counts the steps already done). */
+  readonly steps: number;
+  readonly batchSize: number;
+  readonly learningRate: number;
+  /** Seeds the batch order. */
+  readonly seed: number;
+  /** Validate every this many steps (and at the end). 0 = only at the end. */
+  readonly evalEvery?: number;
+  /** Write training scalars every this many steps. Default 10. */
+  readonly summaryEvery?: number;
+  readonly summaries?: { readonly train: ScalarSink; readonly validation: ScalarSink };
+  /** Checkpoint directory and interval (steps); the run resumes from the newest checkpoint there. */
+  readonly checkpoint?: { readonly dir: string; readonly every: number; readonly keep?: number };
+  /** Settings stored with checkpoints; a resume with different values is refused. */
+  readonly runConfig?: TrainState["config"];
+  readonly progress?: { readonly out: ProgressStream; readonly mode?: ProgressMode };
+  /** Messages (resume, validation results). Default: to the progress stream. */
+  readonly log?: (message: string) => void;
+  /** Test hook: throw after this step (after its checkpoint, if one is due), like a crash. */
+  readonly crashAfterStep?: number;
+}
+
+export interface EvalResult {
+  readonly loss: number;
+  readonly accuracy: number;
+  readonly count: number;
+}
+
+export interface TrainResult {
+  readonly steps: number;
+  /** Step the run resumed from (0 for a fresh run). */
+  readonly resumedFrom: number;
+  readonly epochs: number;
+  /** Mean training loss and accuracy over the last (up to) 50 steps. */
+  readonly trainLoss: number;
+  readonly trainAccuracy: number;
+  readonly validation?: EvalResult;
+  /** Wall time of the steps run in this process, and examples/s over them. */
+  readonly seconds: number;
+  readonly examplesPerSecond: number;
+}
+
+/** Thrown by the `crashAfterStep` test hook. */
+export class SimulatedCrash extends Error {}
+
+/**
+ * Mean categorical cross-entropy and accuracy of `model` on `indices` of `data`, in chunks
+ * of `chunk` examples (inference mode: no dropout).
+ */
+export function evaluate(model: LayersModel, data: ImageDataset, indices: Uint32Array, chunk = 500): EvalResult {
+  if (indices.length === 0) return { loss: NaN, accuracy: NaN, count: 0 };
+  let lossSum = 0;
+  let correct = 0;
+  for (let i = 0; i < indices.length; i += chunk) {
+    const part = indices.subarray(i, i + chunk);
+    const [l, c] = tf.tidy(() => {
+      const { xs, ys } = batchTensors(data, part);
+      const probs = model.predict(xs) as Tensor;
+      const loss = tf.metrics.categoricalCrossentropy(ys, probs).sum();
+      const hits = tf.equal(probs.argMax(-1), ys.argMax(-1)).sum();
+      return [loss.dataSync()[0]!, hits.dataSync()[0]!];
+    });
+    lossSum += l;
+    correct += c;
+  }
+  return { loss: lossSum / indices.length, accuracy: correct / indices.length, count: indices.length };
+}
+
+/** Trains `opts.model` in place. See {@link TrainOptions}. */
+export async function train(opts: TrainOptions): Promise<TrainResult> {
+  const { model, data, split, steps, batchSize } = opts;
+  if (!Number.isInteger(steps) || steps < 1) throw new RangeError(`steps must be a positive integer; got ${steps}`);
+  const log = opts.log ?? ((m: string) => opts.progress?.out.write(`${m}\n`));
+  const optimizer = tf.train.adam(opts.learningRate);
+  const runConfig = { ...opts.runConfig, batchSize, seed: opts.seed, learningRate: opts.learningRate, trainExamples: split.train.length };
+
+  let step = 0;
+  let position;
+  if (opts.checkpoint) {
+    const restored = await restoreCheckpoint(opts.checkpoint.dir, model, optimizer, runConfig).catch((e: unknown) => {
+      optimizer.dispose();
+      throw e;
+    });
+    if (restored) {
+      step = restored.step;
+      position = restored.position;
+      log(`resuming from the checkpoint at step ${step} in ${opts.checkpoint.dir}`);
+    }
+  }
+  const resumedFrom = step;
+  const batches = new BatchIterator(split.train, batchSize, opts.seed, position);
+  const progress = opts.progress ? new Progress(opts.progress.out, { total: steps, startStep: step, examplesPerStep: batchSize, mode: opts.progress.mode }) : undefined;
+  const say = (m: string) => (progress ? progress.log(m) : log(m));
+  const vars = model.trainableWeights.map((w) => w.read() as Variable);
+  const summaryEvery = opts.summaryEvery ?? 10;
+  const recent: { loss: number; acc: number }[] = [];
+  let validation: EvalResult | undefined;
+  const t0 = performance.now();
+
+  const checkpointNow = async () => {
+    if (!opts.checkpoint) return;
+    await saveCheckpoint(opts.checkpoint.dir, model, optimizer, { step, position: batches.position, config: runConfig }, opts.checkpoint.keep);
+  };
+  const validate = () => {
+    if (split.validation.length === 0) return;
+    validation = evaluate(model, data, split.validation);
+    opts.summaries?.validation.scalar("loss", validation.loss, step);
+    opts.summaries?.validation.scalar("accuracy", validation.accuracy, step);
+    say(`step ${step}: validation loss ${validation.loss.toFixed(4)}, accuracy ${validation.accuracy.toFixed(4)} (${validation.count} examples)`);
+  };
+
+  try {
+    while (step < steps) {
+      const indices = batches.next();
+      const { loss, acc } = tf.tidy(() => {
+        const { xs, ys } = batchTensors(data, indices);
+        let accuracy: Tensor | undefined;
+        const cost = optimizer.minimize(
+          () => {
+            const probs = model.apply(xs, { training: true }) as Tensor;
+            accuracy = tf.keep(tf.equal(probs.argMax(-1), ys.argMax(-1)).toFloat().mean());
+            return tf.metrics.categoricalCrossentropy(ys, probs).mean() as Scalar;
+          },
+          true,
+          vars,
+        )!;
+        return { loss: cost, acc: accuracy! };
+      });
+      const lossValue = loss.dataSync()[0]!;
+      const accValue = acc.dataSync()[0]!;
+      tf.dispose([loss, acc]);
+      step++;
+      if (!Number.isFinite(lossValue)) {
+        throw new TrainingError(`training loss became ${lossValue} at step ${step}; try a lower --learning-rate (now ${opts.learningRate})`);
+      }
+      recent.push({ loss: lossValue, acc: accValue });
+      if (recent.length > 50) recent.shift();
+      if (opts.summaries && (step % summaryEvery === 0 || step === steps)) {
+        opts.summaries.train.scalar("loss", lossValue, step);
+        opts.summaries.train.scalar("accuracy", accValue, step);
+        opts.summaries.train.scalar("learning_rate", opts.learningRate, step);
+      }
+      progress?.update({ step, loss: lossValue, accuracy: accValue });
+      if (opts.evalEvery && step % opts.evalEvery === 0 && step < steps) validate();
+      if (opts.checkpoint && (step % opts.checkpoint.every === 0 || step === steps)) await checkpointNow();
+      if (opts.crashAfterStep !== undefined && step >= opts.crashAfterStep) throw new SimulatedCrash(`simulated crash after step ${step}`);
+    }
+    validate();
+  } finally {
+    // The optimizer's slots are variables: release them (the model keeps its weights).
+    optimizer.dispose();
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const mean = (f: (r: { loss: number; acc: number }) => number) => (recent.length ? recent.reduce((s, r) => s + f(r), 0) / recent.length : NaN);
+  return {
+    steps,
+    resumedFrom,
+    epochs: steps / batches.stepsPerEpoch,
+    trainLoss: mean((r) => r.loss),
+    trainAccuracy: mean((r) => r.acc),
+    validation,
+    seconds,
+    examplesPerSecond: seconds > 0 ? ((steps - resumedFrom) * batchSize) / seconds : 0,
+  };
+}

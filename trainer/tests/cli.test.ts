@@ -1,0 +1,122 @@
+import { spawnSync } from "node:child_process";
+import { promises as fs } from "node:fs";
+import * as path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { main } from "../src/cli";
+import { writeMnistIdx } from "./fixtures/mnist-idx";
+import { closedPort } from "./fixtures/fake-s3";
+import { captureIo, list, tempDir } from "./fixtures/tmp";
+
+describe("mlp", () => {
+  it("lists its commands and shows a command's usage", async () => {
+    const c = captureIo();
+    expect(await main(["--help"], c.io)).toBe(0);
+    expect(c.stdout()).toMatch(/Usage: mlp <command>[\s\S]*train-mnist +train the MNIST-style CNN/);
+    const u = captureIo();
+    expect(await main(["train-mnist", "--help"], u.io)).toBe(0);
+    expect(u.stdout()).toMatch(/--checkpoint-dir <dir>/);
+  });
+
+  it("exits 2 on an unknown command, flag, or a bad value, naming it", async () => {
+    const a = captureIo();
+    expect(await main(["trian"], a.io)).toBe(2);
+    expect(a.stderr()).toContain('unknown command "trian"');
+    const b = captureIo();
+    expect(await main(["train-mnist", "--data", "x", "--model-base", "y", "--bogus"], b.io)).toBe(2);
+    expect(b.stderr()).toMatch(/Unknown option '--bogus'/);
+    const c = captureIo();
+    expect(await main(["train-mnist", "--data", "x", "--model-base", "y", "--batch-size", "0"], c.io)).toBe(2);
+    expect(c.stderr()).toContain('--batch-size must be an integer in [1, 65536]; got "0"');
+    const d = captureIo();
+    expect(await main(["train-mnist", "--model-base", "y"], d.io)).toBe(2);
+    expect(d.stderr()).toContain("--data is required");
+    expect(await main([], captureIo().io)).toBe(2);
+  });
+
+  it("says which TensorFlow package is missing instead of a stack trace", () => {
+    const r = spawnSync(process.execPath, ["--import", "tsx", "src/cli.ts", "train-mnist", "--data", "x", "--model-base", "y"], {
+      cwd: path.resolve(__dirname, ".."),
+      env: { ...process.env, MLP_TFJS_BACKEND: "gpu" },
+      encoding: "utf8",
+    });
+    expect(r.status).toBe(1);
+    expect(r.stderr.trim()).toBe("mlp train-mnist: MLP_TFJS_BACKEND=gpu, but @tensorflow/tfjs-node-gpu is not installed");
+  });
+});
+
+describe("mlp train-mnist on bad input publishes nothing", () => {
+  let dir: string;
+  let cleanup: () => Promise<void>;
+  let models: string;
+  beforeAll(async () => {
+    ({ dir, cleanup } = await tempDir("cli"));
+    models = path.join(dir, "models");
+  });
+  afterAll(() => cleanup());
+
+  async function expectFailure(args: string[], message: string | RegExp, env: NodeJS.ProcessEnv = {}) {
+    const c = captureIo(env);
+    const code = await main(["train-mnist", "--model-base", models, "--steps", "5", "--progress", "none", ...args], c.io);
+    expect(code, c.stderr()).toBe(1);
+    if (typeof message === "string") expect(c.stderr()).toContain(message);
+    else expect(c.stderr()).toMatch(message);
+    expect(c.stderr()).not.toMatch(/\n\s+at /); // a message, not a stack trace
+    expect(await list(path.join(models, "mnist"))).toEqual([]);
+  }
+
+  it("a missing directory or file", async () => {
+    const missing = path.join(dir, "nope");
+    await expectFailure(["--data", missing], `mlp train-mnist: ${missing}/train-images-idx3-ubyte: not found (nor train-images-idx3-ubyte.gz)`);
+    const half = path.join(dir, "half");
+    await writeMnistIdx(half, { train: 50 });
+    await fs.rm(path.join(half, "train-labels-idx1-ubyte"));
+    await expectFailure(["--data", half], `${half}/train-labels-idx1-ubyte: not found`);
+  });
+
+  it("a file with a bad magic number", async () => {
+    const bad = path.join(dir, "bad");
+    await writeMnistIdx(bad, { train: 50 });
+    const file = path.join(bad, "train-images-idx3-ubyte");
+    const buf = await fs.readFile(file);
+    buf[0] = 0x89;
+    await fs.writeFile(file, buf);
+    await expectFailure(["--data", bad], `${file}: not a valid IDX file: bad magic number 0x89000803`);
+  });
+
+  it("a truncated file", async () => {
+    const cut = path.join(dir, "cut");
+    await writeMnistIdx(cut, { train: 50 });
+    const file = path.join(cut, "train-images-idx3-ubyte");
+    await fs.truncate(file, 1000);
+    await expectFailure(["--data", cut], `${file}: not a valid IDX file: truncated: dimensions [50, 28, 28] need 39216 bytes, file has 1000`);
+  });
+
+  it("image and label counts that disagree", async () => {
+    const a = path.join(dir, "a");
+    const b = path.join(dir, "b");
+    await writeMnistIdx(a, { train: 50 });
+    await writeMnistIdx(b, { train: 40 });
+    await fs.copyFile(path.join(b, "train-labels-idx1-ubyte"), path.join(a, "train-labels-idx1-ubyte"));
+    await expectFailure(["--data", a], `${a}/train-labels-idx1-ubyte: has 40 labels but ${a}/train-images-idx3-ubyte has 50 images`);
+  });
+
+  it("an unreachable S3 endpoint", async () => {
+    const port = await closedPort();
+    await expectFailure(
+      ["--data", "s3://data/mnist", "--s3-endpoint", `http://127.0.0.1:${port}`],
+      new RegExp(`s3://data/mnist/train-(images|labels)-idx[13]-ubyte: cannot read at http://127.0.0.1:${port}: .*ECONNREFUSED`),
+      { AWS_ACCESS_KEY_ID: "k", AWS_SECRET_ACCESS_KEY: "s" },
+    );
+  });
+
+  it("a TF_CONFIG with several workers, before touching the data", async () => {
+    const tfConfig = JSON.stringify({ cluster: { worker: ["a:1", "b:1"] }, task: { type: "worker", index: 0 } });
+    await expectFailure(["--data", path.join(dir, "nope")], /TF_CONFIG describes 2 training replicas/, { TF_CONFIG: tfConfig });
+  });
+
+  it("accuracy below --min-accuracy", async () => {
+    const good = path.join(dir, "good");
+    await writeMnistIdx(good, { train: 200, test: 100 });
+    await expectFailure(["--data", good, "--min-accuracy", "0.99"], /test accuracy 0\.\d+ is below --min-accuracy 0.99; no version was published/);
+  });
+});
