@@ -312,6 +312,97 @@ const sharedStorageSchema = z
     }
   });
 
+const hostname = z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, "must be a DNS host name");
+
+const kubeflowSchema = z
+  .object({
+    trainingOperator: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** Kustomize directory (local path or remote URL); default the pinned upstream release. */
+        source: z.string().min(1).optional(),
+      })
+      .strict()
+      .default({ enabled: true }),
+    argo: z
+      .object({
+        enabled: z.boolean().default(true),
+        repository: z.string().min(1).optional(),
+        version: z.string().min(1).optional(),
+        /** `client`: callers bring a Kubernetes token; `sso`: OIDC login. Never `server`. */
+        authMode: z.enum(["client", "sso"]).default("client"),
+        /** Install the CRDs with the chart (its hook downloads them); false when you install them yourself. */
+        installCrds: z.boolean().default(true),
+      })
+      .strict()
+      .default({ enabled: true, authMode: "client", installCrds: true }),
+    jupyterhub: z
+      .object({
+        enabled: z.boolean().default(true),
+        repository: z.string().min(1).optional(),
+        version: z.string().min(1).optional(),
+        /** `github` (OAuth) everywhere; `dummy` (any name, no password) only in the dev stack. */
+        authenticator: z.enum(["github", "dummy"]).default("github"),
+        github: z
+          .object({
+            clientId: z.string().min(1),
+            /** Public URL of the hub's OAuth callback, e.g. https://hub.example.com/hub/oauth_callback. */
+            callbackUrl: z.string().url(),
+            allowedOrganizations: z.array(z.string().min(1)).default([]),
+            allowedUsers: z.array(z.string().min(1)).default([]),
+            adminUsers: z.array(z.string().min(1)).default([]),
+          })
+          .strict()
+          .optional(),
+        /** Seconds of inactivity after which a notebook server is stopped. */
+        idleTimeoutSeconds: z.number().int().min(300).default(3600),
+        cpuImage: image.optional(),
+        gpuImage: image.optional(),
+      })
+      .strict()
+      .superRefine((j, ctx) => {
+        if (j.enabled && j.authenticator === "github") {
+          if (!j.github) {
+            ctx.addIssue({ code: "custom", path: ["github"], message: "is required with authenticator github ({ clientId, callbackUrl, allowedOrganizations or allowedUsers })", input: undefined });
+          } else if (j.github.allowedOrganizations.length === 0 && j.github.allowedUsers.length === 0) {
+            ctx.addIssue({ code: "custom", path: ["github", "allowedOrganizations"], message: "or allowedUsers must name someone: without an allow list every GitHub user could log in", input: [] });
+          }
+        }
+      })
+      .default({ enabled: true, authenticator: "github", idleTimeoutSeconds: 3600 }),
+    tensorboard: z
+      .object({
+        enabled: z.boolean().default(true),
+        image: image.optional(),
+        /** Log directory, relative to the shared volume (or an s3:// URL). */
+        logDir: z.string().min(1).default("logs"),
+      })
+      .strict()
+      .default({ enabled: true, logDir: "logs" }),
+  })
+  .strict();
+
+const ingressSchema = z
+  .object({
+    /** IngressClass; default the cluster's default class. */
+    className: z.string().min(1).optional(),
+    /** cert-manager ClusterIssuer that signs the TLS certificates; without it, bring `tlsSecretName`s. */
+    clusterIssuer: z.string().min(1).optional(),
+    jupyterhub: z.object({ host: hostname, tlsSecretName: z.string().min(1).optional() }).strict().optional(),
+    argo: z.object({ host: hostname, tlsSecretName: z.string().min(1).optional() }).strict().optional(),
+    tensorboard: z
+      .object({
+        host: hostname,
+        tlsSecretName: z.string().min(1).optional(),
+        /** TensorBoard has no login: an external auth URL (e.g. oauth2-proxy) the ingress checks first. Required. */
+        authUrl: z.string().url(),
+        authSignIn: z.string().url().optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
 /** Keys in the `mlplatform` namespace, their schema, and whether a stack must set them. */
 const keys = {
   cluster: clusterSchema,
@@ -325,6 +416,13 @@ const keys = {
     buckets: { data: "data", models: "models", logs: "logs" },
     region: "us-east-1",
   }),
+  kubeflow: kubeflowSchema.default({
+    trainingOperator: { enabled: true },
+    argo: { enabled: true, authMode: "client", installCrds: true },
+    jupyterhub: { enabled: true, authenticator: "github", idleTimeoutSeconds: 3600 },
+    tensorboard: { enabled: true, logDir: "logs" },
+  }),
+  ingress: ingressSchema.default({}),
   sharedStorage: sharedStorageSchema.default({
     backend: "auto",
     azureFilesSku: "Standard_LRS",
@@ -387,6 +485,8 @@ export function sizeInGiB(q: string): number {
 export type PlatformConfig = z.infer<typeof configSchema>;
 export type ObjectStoreConfig = PlatformConfig["objectStore"];
 export type SharedStorageConfig = PlatformConfig["sharedStorage"];
+export type KubeflowConfig = PlatformConfig["kubeflow"];
+export type IngressConfig = PlatformConfig["ingress"];
 export type ClusterConfig = PlatformConfig["cluster"];
 export type AksClusterConfig = Extract<ClusterConfig, { provider: "aks" }>;
 export type GkeClusterConfig = Extract<ClusterConfig, { provider: "gke" }>;
@@ -402,6 +502,8 @@ export const SECRET_KEYS: readonly string[] = [
   "objectStoreAccessKeyId",
   /** objectStore.mode external: S3 secret access key. */
   "objectStoreSecretAccessKey",
+  /** kubeflow.jupyterhub.authenticator github: the OAuth app's client secret. */
+  "githubOAuthClientSecret",
 ];
 
 /** Names of every key the program reads, without the namespace. */
@@ -510,19 +612,38 @@ export function readRawConfig(): Record<string, unknown> {
  * themselves are read with `requireSecret` by the component that uses them.
  */
 export function missingSecrets(cfg: PlatformConfig, all: Readonly<Record<string, string>>): string[] {
-  const needed = cfg.objectStore.mode === "external" ? ["objectStoreAccessKeyId", "objectStoreSecretAccessKey"] : [];
+  const needed: [string, string][] = [];
+  if (cfg.objectStore.mode === "external") {
+    needed.push(["objectStoreAccessKeyId", 'objectStore.mode "external"'], ["objectStoreSecretAccessKey", 'objectStore.mode "external"']);
+  }
+  const hub = cfg.kubeflow.jupyterhub;
+  if (hub.enabled && hub.authenticator === "github") needed.push(["githubOAuthClientSecret", 'kubeflow.jupyterhub.authenticator "github"']);
   return needed
-    .filter((k) => !all[`${CONFIG_NAMESPACE}:${k}`])
+    .filter(([k]) => !all[`${CONFIG_NAMESPACE}:${k}`])
     .map(
-      (k) =>
-        `${CONFIG_NAMESPACE}:${k} is required with objectStore.mode "external"; set it with ` +
+      ([k, why]) =>
+        `${CONFIG_NAMESPACE}:${k} is required with ${why}; set it with ` +
         `\`pulumi config set --secret ${CONFIG_NAMESPACE}:${k} <value>\``,
     );
+}
+
+/** Rules that depend on which stack this is. */
+export function stackProblems(cfg: PlatformConfig, stack: string): string[] {
+  const hub = cfg.kubeflow.jupyterhub;
+  if (hub.enabled && hub.authenticator === "dummy" && stack !== "dev") {
+    return [
+      `${CONFIG_NAMESPACE}:kubeflow.jupyterhub.authenticator "dummy" lets anyone in and is only allowed in the dev stack; ` +
+        `got stack "${stack}". Use "github" with an allow list`,
+    ];
+  }
+  return [];
 }
 
 /** The current stack's configuration, validated. Call once per program run. */
 export function loadConfig(): Readonly<PlatformConfig> {
   const cfg = parseConfig(readRawConfig());
+  const problems = stackProblems(cfg, pulumi.getStack());
+  if (problems.length > 0) throw new ConfigError(problems);
   const missing = missingSecrets(cfg, pulumi.runtime.allConfig());
   if (missing.length > 0) throw new ConfigError(missing);
   return cfg;

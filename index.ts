@@ -79,6 +79,68 @@ async function main(): Promise<{ [K in keyof PlatformOutputs]: pulumi.Input<Plat
     skipAwait,
   });
 
+  // Kubeflow stack: each part on by default, each switchable (and every source overridable).
+  const kf = cfg.kubeflow;
+  const { createUiIngress } = await import("./components/uiIngress");
+  const ing = cfg.ingress;
+  let trainingOperatorVersion = "";
+  if (kf.trainingOperator.enabled) {
+    const { TrainingOperator } = await import("./components/trainingOperator");
+    const op = new TrainingOperator("training", { provider: cluster.provider, source: kf.trainingOperator.source, skipAwait });
+    trainingOperatorVersion = op.version;
+  }
+  let argoServerUrl = "";
+  let pipelineServiceAccount = "";
+  if (kf.argo.enabled) {
+    const { ArgoWorkflows, ARGO_NAMESPACE, ARGO_SERVER_PORT } = await import("./components/argoWorkflows");
+    const argo = new ArgoWorkflows("argo", {
+      provider: cluster.provider,
+      pipelinesNamespace: cfg.namespaces.pipelines,
+      authMode: kf.argo.authMode,
+      installCrds: kf.argo.installCrds,
+      repository: kf.argo.repository,
+      version: kf.argo.version,
+      dependsOn: [namespaces],
+      skipAwait,
+    });
+    argoServerUrl = argo.serverUrl;
+    pipelineServiceAccount = argo.serviceAccountName;
+    if (ing.argo) {
+      createUiIngress("argo-ui", ARGO_NAMESPACE, { ...ing.argo, className: ing.className, clusterIssuer: ing.clusterIssuer, serviceName: argo.serverService, servicePort: ARGO_SERVER_PORT, backendHttps: true }, { provider: cluster.provider, dependsOn: [argo] });
+    }
+  }
+  let jupyterhubUrl = "";
+  if (kf.jupyterhub.enabled) {
+    const { JupyterHub } = await import("./components/jupyterHub");
+    const hub = new JupyterHub("notebooks", {
+      provider: cluster.provider,
+      namespace: cfg.namespaces.notebooks,
+      config: kf.jupyterhub,
+      gpu: cluster.gpu,
+      clientSecret: kf.jupyterhub.authenticator === "github" ? config.requireSecret("githubOAuthClientSecret") : undefined,
+      ingress: ing.jupyterhub ? { ...ing.jupyterhub, className: ing.className, clusterIssuer: ing.clusterIssuer } : undefined,
+      dependsOn: [namespaces, shared],
+      skipAwait,
+    });
+    jupyterhubUrl = hub.url;
+  }
+  let tensorboardUrl: pulumi.Output<string> | string = "";
+  if (kf.tensorboard.enabled) {
+    const { TensorBoard } = await import("./components/tensorBoard");
+    const tb = new TensorBoard("platform", {
+      provider: cluster.provider,
+      namespace: cfg.namespaces.platform,
+      logDir: kf.tensorboard.logDir,
+      image: kf.tensorboard.image,
+      dependsOn: [namespaces, shared],
+      skipAwait,
+    });
+    tensorboardUrl = tb.url;
+    if (ing.tensorboard) {
+      createUiIngress("tensorboard-ui", cfg.namespaces.platform, { ...ing.tensorboard, className: ing.className, clusterIssuer: ing.clusterIssuer, serviceName: tb.serviceName, servicePort: 80, unauthenticatedUi: true }, { provider: cluster.provider, dependsOn: [tb] });
+    }
+  }
+
   return {
     clusterProvider: cfg.cluster.provider,
     clusterName: cluster.clusterName,
@@ -104,6 +166,11 @@ async function main(): Promise<{ [K in keyof PlatformOutputs]: pulumi.Input<Plat
     objectStoreSecretName: objects.secretName,
     objectStoreAccessKeyId: objects.accessKeyId,
     objectStoreSecretAccessKey: objects.secretAccessKey,
+    trainingOperatorVersion,
+    argoServerUrl,
+    pipelineServiceAccount,
+    jupyterhubUrl,
+    tensorboardUrl,
   };
 }
 

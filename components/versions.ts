@@ -21,7 +21,30 @@ export const charts = {
     version: "0.20.1",
     repository: "https://nvidia.github.io/k8s-device-plugin",
   },
+  /** Argo Workflows (app v4.0.x): the pipeline engine. */
+  argoWorkflows: {
+    chart: "argo-workflows",
+    version: "1.0.14",
+    repository: "https://argoproj.github.io/argo-helm",
+  },
+  /** Zero to JupyterHub. */
+  jupyterhub: {
+    chart: "jupyterhub",
+    version: "4.3.3",
+    repository: "https://hub.jupyter.org/helm-chart/",
+  },
 } as const satisfies Record<string, ChartPin>;
+
+/**
+ * Kustomize sources. Kubeflow Training Operator v1.9 is the last line with TFJob (Trainer v2
+ * has no TensorFlow runtime); it ships as kustomize manifests, not a Helm chart.
+ */
+export const manifests = {
+  trainingOperator: {
+    version: "v1.9.2",
+    source: "https://github.com/kubeflow/training-operator.git/manifests/overlays/standalone?ref=v1.9.2",
+  },
+} as const;
 
 /** Container images the platform runs, by tag (never `latest`); each is overridable in config. */
 export const images = {
@@ -31,4 +54,9 @@ export const images = {
   minioClient: "quay.io/minio/mc:RELEASE.2025-08-13T08-35-41Z",
   /** Kernel NFS server for the in-cluster shared volume (existing clusters without an RWX class). */
   nfsServer: "itsthenetwork/nfs-server-alpine:12",
+  /** TensorBoard (the tensorflow image ships it). */
+  tensorboard: "tensorflow/tensorflow:2.17.0",
+  /** Notebook images for JupyterHub's CPU and GPU profiles. */
+  notebookCpu: "quay.io/jupyter/tensorflow-notebook:2024-04-22",
+  notebookGpu: "quay.io/jupyter/tensorflow-notebook:cuda-2024-04-22",
 } as const;

@@ -63,6 +63,16 @@ export interface PlatformOutputs {
   objectStoreAccessKeyId: string;
   /** S3 secret access key. Always a secret. */
   objectStoreSecretAccessKey: string;
+  /** Kubeflow Training Operator release (TFJob `kubeflow.org/v1`); empty when disabled. */
+  trainingOperatorVersion: string;
+  /** In-cluster URL of the Argo server (UI and API); empty when disabled. */
+  argoServerUrl: string;
+  /** Service account pipeline workflows run as, in the pipelines namespace; empty when Argo is disabled. */
+  pipelineServiceAccount: string;
+  /** In-cluster URL of JupyterHub; empty when disabled. */
+  jupyterhubUrl: string;
+  /** In-cluster URL of the platform TensorBoard; empty when disabled. */
+  tensorboardUrl: string;
 }
 
 /** Every output name, for checks that the platform exports the whole contract. */
@@ -91,6 +101,11 @@ export const PLATFORM_OUTPUT_NAMES = [
   "objectStoreSecretName",
   "objectStoreAccessKeyId",
   "objectStoreSecretAccessKey",
+  "trainingOperatorVersion",
+  "argoServerUrl",
+  "pipelineServiceAccount",
+  "jupyterhubUrl",
+  "tensorboardUrl",
 ] as const satisfies readonly (keyof PlatformOutputs)[];
 
 /** Outputs that are secrets and must stay secrets in every consumer. */

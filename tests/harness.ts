@@ -154,7 +154,8 @@ interface ProgramRun {
 
 /** Runs a Pulumi program module under mocks and records what it registers. */
 export async function runProgram(p: ProgramRun): Promise<StackRun> {
-  pulumi.runtime.setAllConfig(engineConfig(p.config));
+  const secretKeys = Object.keys(p.config).filter((k) => SECRET_CONFIG.includes(k));
+  pulumi.runtime.setAllConfig(engineConfig(p.config), secretKeys);
   const resources: RecordedResource[] = [];
   lastRunResources = resources;
   const invokes: string[] = [];
@@ -208,6 +209,12 @@ export async function runProgram(p: ProgramRun): Promise<StackRun> {
   }
 }
 
+/** Secret config keys, as a stack would hold them encrypted. */
+const SECRET_CONFIG = ["mlplatform:githubOAuthClientSecret", "mlplatform:objectStoreAccessKeyId", "mlplatform:objectStoreSecretAccessKey"];
+
+/** What a stack's operator would have set with `pulumi config set --secret` (test values). */
+export const TEST_SECRETS: Record<string, string> = { "mlplatform:githubOAuthClientSecret": "test-github-oauth-client-secret-0123456789" };
+
 /**
  * Runs index.ts for `stack`, with `overrides` replacing or adding config keys
  * (`mlplatform:cluster` etc.; `undefined` removes a key) and `env` set during the run.
@@ -217,7 +224,7 @@ export async function runStack(
   overrides: Record<string, unknown> = {},
   env: Record<string, string | undefined> = {},
 ): Promise<StackRun> {
-  const config = { ...stackConfig(stack), ...overrides };
+  const config = { ...TEST_SECRETS, ...stackConfig(stack), ...overrides };
   for (const [k, v] of Object.entries(overrides)) if (v === undefined) delete config[k];
   return runProgram({ module: path.join(ROOT, "index.ts"), project: "mlplatform", stack, config, env });
 }

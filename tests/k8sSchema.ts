@@ -20,7 +20,13 @@ export function revealSecrets(v: unknown): unknown {
 
 /** Pulumi type tokens that are not Kubernetes objects (components, providers, Helm charts). */
 export function isKubernetesObject(type: string): boolean {
-  return type.startsWith("kubernetes:") && !type.startsWith("kubernetes:helm.sh/") && !type.startsWith("kubernetes:yaml/");
+  // Charts and kustomize directories are rendered by the provider; their objects are upstream's.
+  return (
+    type.startsWith("kubernetes:") &&
+    !type.startsWith("kubernetes:helm.sh/") &&
+    !type.startsWith("kubernetes:yaml/") &&
+    !type.startsWith("kubernetes:kustomize/")
+  );
 }
 
 /** Module that holds the model class for an apiVersion. */

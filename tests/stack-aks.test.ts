@@ -7,6 +7,13 @@ const CLUSTER = "azure-native:containerservice:ManagedCluster";
 const POOL = "azure-native:containerservice:AgentPool";
 const ROLE = "azure-native:authorization:RoleAssignment";
 
+/** The NVIDIA device plugin's chart resource. */
+function deviceChart(r: StackRun) {
+  const found = ofType(r, "kubernetes:helm.sh/v4:Chart").filter((c) => c.name === "gpu-chart");
+  if (found.length !== 1) throw new Error(`expected the device plugin chart once, found ${found.length}`);
+  return found[0]!;
+}
+
 describe("aks stack (Pulumi.aks.yaml) under mocks", () => {
   let run: StackRun;
   it("registers the cluster, pools, registry and roles", async () => {
@@ -68,7 +75,7 @@ describe("aks stack (Pulumi.aks.yaml) under mocks", () => {
   });
 
   it("installs the NVIDIA device plugin chart on the GPU pool, in a privileged namespace of its own", () => {
-    const chart = one(run, "kubernetes:helm.sh/v4:Chart").inputs;
+    const chart = deviceChart(run).inputs;
     expect(chart.chart).toBe("nvidia-device-plugin");
     expect(chart.version).toMatch(/^\d+\.\d+\.\d+$/);
     expect(chart.values.nodeSelector).toEqual({ "mlplatform.io/accelerator": "nvidia" });

@@ -73,26 +73,47 @@ export class Kube {
     this.token = user.token;
   }
 
-  /** GET an API path; resolves to the parsed body, or `undefined` on 404. */
-  get(apiPath: string): Promise<any> {
+  /** Sends a request; resolves to the status code and parsed body. */
+  request(method: string, apiPath: string, body?: unknown): Promise<{ status: number; body: any }> {
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     return new Promise((resolve, reject) => {
       const req = https.request(
         new URL(apiPath, this.server),
-        { agent: this.agent, headers: this.token ? { Authorization: `Bearer ${this.token}` } : {}, timeout: 10_000 },
+        {
+          method,
+          agent: this.agent,
+          timeout: 10_000,
+          headers: {
+            ...(this.token ? { Authorization: `Bearer ${this.token}` } : {}),
+            ...(payload ? { "Content-Type": "application/json", "Content-Length": payload.length } : {}),
+          },
+        },
         (res) => {
           const chunks: Buffer[] = [];
           res.on("data", (c) => chunks.push(c));
           res.on("end", () => {
-            const body = Buffer.concat(chunks).toString("utf8");
-            if (res.statusCode === 404) return resolve(undefined);
-            if (res.statusCode !== 200) return reject(new Error(`GET ${apiPath}: ${res.statusCode} ${body}`));
-            resolve(JSON.parse(body));
+            const text = Buffer.concat(chunks).toString("utf8");
+            let parsed: unknown = text;
+            try {
+              parsed = JSON.parse(text);
+            } catch {
+              /* not JSON */
+            }
+            resolve({ status: res.statusCode ?? 0, body: parsed });
           });
         },
       );
       req.on("error", reject);
-      req.end();
+      req.end(payload);
     });
+  }
+
+  /** GET an API path; resolves to the parsed body, or `undefined` on 404. */
+  async get(apiPath: string): Promise<any> {
+    const r = await this.request("GET", apiPath);
+    if (r.status === 404) return undefined;
+    if (r.status !== 200) throw new Error(`GET ${apiPath}: ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body;
   }
 
   /** Names of the items of a list path, e.g. `/api/v1/namespaces`. */

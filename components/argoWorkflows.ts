@@ -1,0 +1,181 @@
+/**
+ * Argo Workflows (the pipeline engine) from its Helm chart, and the least-privileged
+ * service account our pipeline workflows run as.
+ *
+ * The Argo server never runs in `server` auth mode (which lets anyone who reaches it act
+ * with the server's own permissions): `client` (bring a Kubernetes token) or `sso`.
+ */
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import { PLATFORM_LABELS, awaitAnnotations, podSecurityLabels } from "./namespaces";
+import { charts } from "./versions";
+
+/** Namespace of the Argo controller and server. */
+export const ARGO_NAMESPACE = "argo";
+/** Helm release name; the server Service is `<release>-server`. */
+export const ARGO_RELEASE = "argo-workflows";
+export const ARGO_SERVER_PORT = 2746;
+/** Service account our WorkflowTemplates run as (part of the output contract). */
+export const PIPELINE_SERVICE_ACCOUNT = "pipeline";
+
+/**
+ * What a pipeline run may do in its own namespace, and nothing more: run and watch TFJobs,
+ * read pod logs, report step results to Argo, and start/stop the run's TensorBoard.
+ */
+export const PIPELINE_RULES: k8s.types.input.rbac.v1.PolicyRule[] = [
+  { apiGroups: ["kubeflow.org"], resources: ["tfjobs"], verbs: ["create", "get", "list", "watch", "delete", "patch"] },
+  { apiGroups: ["kubeflow.org"], resources: ["tfjobs/status"], verbs: ["get"] },
+  { apiGroups: [""], resources: ["pods"], verbs: ["get", "list", "watch"] },
+  { apiGroups: [""], resources: ["pods/log"], verbs: ["get"] },
+  // The Argo executor records each step's outputs as a WorkflowTaskResult.
+  { apiGroups: ["argoproj.io"], resources: ["workflowtaskresults"], verbs: ["create", "patch"] },
+  { apiGroups: ["apps"], resources: ["deployments"], verbs: ["create", "get", "delete"] },
+  { apiGroups: [""], resources: ["services"], verbs: ["create", "get", "delete"] },
+];
+
+/**
+ * An Argo template step that creates a TFJob and waits for it: succeeds when the chief
+ * succeeded, fails when it failed (Argo evaluates these against the TFJob's status).
+ */
+export function tfJobStepTemplate(name: string, tfJob: Record<string, unknown>): Record<string, unknown> {
+  return {
+    name,
+    resource: {
+      action: "create",
+      // The run's owner reference makes the TFJob go away with the workflow.
+      setOwnerReference: true,
+      manifest: JSON.stringify(tfJob),
+      successCondition: "status.replicaStatuses.Chief.succeeded > 0",
+      failureCondition: "status.replicaStatuses.Chief.failed > 0",
+    },
+  };
+}
+
+/** A Workflow that runs one TFJob as the pipeline's service account. */
+export function trainingWorkflowManifest(o: {
+  generateName: string;
+  namespace: string;
+  serviceAccountName: string;
+  tfJob: Record<string, unknown>;
+}): Record<string, any> {
+  return {
+    apiVersion: "argoproj.io/v1alpha1",
+    kind: "Workflow",
+    metadata: { generateName: o.generateName, namespace: o.namespace, labels: { ...PLATFORM_LABELS } },
+    spec: {
+      entrypoint: "train",
+      serviceAccountName: o.serviceAccountName,
+      podGC: { strategy: "OnWorkflowSuccess" },
+      templates: [tfJobStepTemplate("train", o.tfJob)],
+    },
+  };
+}
+
+/** Helm values: controller watches only the pipelines namespace; server ClusterIP, safe auth mode. */
+export function argoValues(o: {
+  pipelinesNamespace: string;
+  authMode: "client" | "sso";
+  installCrds: boolean;
+}): Record<string, unknown> {
+  return {
+    crds: { install: o.installCrds, keep: true },
+    controller: {
+      workflowNamespaces: [o.pipelinesNamespace],
+      resources: { requests: { cpu: "100m", memory: "128Mi" }, limits: { memory: "512Mi" } },
+    },
+    server: {
+      enabled: true,
+      authModes: [o.authMode],
+      serviceType: "ClusterIP",
+      resources: { requests: { cpu: "50m", memory: "64Mi" }, limits: { memory: "256Mi" } },
+    },
+    // We create the workflow service account ourselves, with the rules above.
+    workflow: { serviceAccount: { create: false }, rbac: { create: false } },
+  };
+}
+
+export interface ArgoWorkflowsArgs {
+  /** Explicit provider of the target cluster. */
+  readonly provider: k8s.Provider;
+  /** Namespace the pipelines run in (the controller watches it; the service account lives there). */
+  readonly pipelinesNamespace: string;
+  /** `client` or `sso`. Default `client`. */
+  readonly authMode?: "client" | "sso";
+  /** Let the chart install the CRDs. Default true. */
+  readonly installCrds?: boolean;
+  /** Helm repository and chart version; default the pins in versions.ts. */
+  readonly repository?: string;
+  readonly version?: string;
+  /** Resources the namespaced objects wait for (the Namespaces component). */
+  readonly dependsOn?: pulumi.Resource[];
+  /** Do not wait for the chart's workloads. Default false. */
+  readonly skipAwait?: boolean;
+}
+
+export class ArgoWorkflows extends pulumi.ComponentResource {
+  /** In-cluster URL of the Argo server (UI and API). */
+  readonly serverUrl: string;
+  readonly serviceAccountName = PIPELINE_SERVICE_ACCOUNT;
+  readonly chartVersion: string;
+  readonly serverService = `${ARGO_RELEASE}-server`;
+
+  constructor(name: string, args: ArgoWorkflowsArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("mlplatform:kubeflow:ArgoWorkflows", name, {}, opts);
+    const k8sOpts = { parent: this, provider: args.provider, dependsOn: args.dependsOn };
+    const pin = charts.argoWorkflows;
+    this.chartVersion = args.version ?? pin.version;
+
+    const ns = new k8s.core.v1.Namespace(
+      `${name}-ns`,
+      // baseline: the upstream chart's pods are not all restricted-compliant; warn shows where.
+      {
+        metadata: {
+          name: ARGO_NAMESPACE,
+          labels: { ...PLATFORM_LABELS, ...podSecurityLabels("baseline") },
+          annotations: awaitAnnotations(args.skipAwait ?? false),
+        },
+      },
+      k8sOpts,
+    );
+    new k8s.helm.v4.Chart(
+      `${name}-chart`,
+      {
+        name: ARGO_RELEASE,
+        chart: pin.chart,
+        version: this.chartVersion,
+        repositoryOpts: { repo: args.repository ?? pin.repository },
+        namespace: ns.metadata.name,
+        values: argoValues({
+          pipelinesNamespace: args.pipelinesNamespace,
+          authMode: args.authMode ?? "client",
+          installCrds: args.installCrds ?? true,
+        }),
+        skipAwait: args.skipAwait ?? false,
+      },
+      { parent: this, provider: args.provider, dependsOn: [ns] },
+    );
+
+    const sa = new k8s.core.v1.ServiceAccount(
+      `${name}-pipeline`,
+      { metadata: { name: PIPELINE_SERVICE_ACCOUNT, namespace: args.pipelinesNamespace, labels: { ...PLATFORM_LABELS } } },
+      k8sOpts,
+    );
+    const role = new k8s.rbac.v1.Role(
+      `${name}-pipeline`,
+      { metadata: { namespace: args.pipelinesNamespace, labels: { ...PLATFORM_LABELS } }, rules: PIPELINE_RULES },
+      k8sOpts,
+    );
+    new k8s.rbac.v1.RoleBinding(
+      `${name}-pipeline`,
+      {
+        metadata: { namespace: args.pipelinesNamespace, labels: { ...PLATFORM_LABELS } },
+        roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: role.metadata.name },
+        subjects: [{ kind: "ServiceAccount", name: sa.metadata.name, namespace: args.pipelinesNamespace }],
+      },
+      k8sOpts,
+    );
+
+    this.serverUrl = `https://${this.serverService}.${ARGO_NAMESPACE}.svc.cluster.local:${ARGO_SERVER_PORT}`;
+    this.registerOutputs({ serverUrl: this.serverUrl, serviceAccountName: this.serviceAccountName });
+  }
+}

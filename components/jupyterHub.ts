@@ -1,0 +1,151 @@
+/**
+ * JupyterHub (Zero to JupyterHub chart) with GitHub OAuth and an allow list, CPU and GPU
+ * notebook profiles, the shared volume mounted read-write, and the idle culler on.
+ */
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import type { KubeflowConfig } from "../config";
+import type { Placement } from "./cluster";
+import { SHARED_CLAIM, SHARED_MOUNT_PATH } from "./sharedStorage";
+import { charts, images } from "./versions";
+
+export type JupyterHubConfig = KubeflowConfig["jupyterhub"];
+export const JUPYTERHUB_RELEASE = "jupyterhub";
+
+/** Authenticator section of `hub.config`; the client secret stays a Pulumi secret. */
+export function authenticatorConfig(c: JupyterHubConfig, clientSecret?: pulumi.Output<string>): Record<string, unknown> {
+  if (c.authenticator === "dummy") {
+    return { JupyterHub: { authenticator_class: "dummy" } };
+  }
+  const gh = c.github!;
+  return {
+    JupyterHub: { authenticator_class: "github" },
+    GitHubOAuthenticator: {
+      client_id: gh.clientId,
+      client_secret: clientSecret,
+      oauth_callback_url: gh.callbackUrl,
+      allowed_organizations: gh.allowedOrganizations,
+      allowed_users: gh.allowedUsers,
+      admin_users: gh.adminUsers,
+      // Organization membership is only visible with read:org.
+      scope: gh.allowedOrganizations.length > 0 ? ["read:org"] : [],
+    },
+  };
+}
+
+/** Notebook profiles: CPU always; GPU when the cluster has GPUs (one GPU, its node selector and tolerations). */
+export function profileList(c: JupyterHubConfig, gpu: Placement | undefined): Record<string, unknown>[] {
+  const profiles: Record<string, unknown>[] = [
+    {
+      display_name: "CPU notebook",
+      description: "2 CPUs, 8 GiB; TensorFlow (CPU) and the shared volume at /mnt/shared",
+      default: true,
+      kubespawner_override: { image: c.cpuImage ?? images.notebookCpu, cpu_guarantee: 0.5, cpu_limit: 2, mem_guarantee: "2G", mem_limit: "8G" },
+    },
+  ];
+  if (gpu) {
+    profiles.push({
+      display_name: "GPU notebook",
+      description: "1 NVIDIA GPU, 4 CPUs, 24 GiB; TensorFlow with CUDA",
+      kubespawner_override: {
+        image: c.gpuImage ?? images.notebookGpu,
+        cpu_guarantee: 1,
+        cpu_limit: 4,
+        mem_guarantee: "8G",
+        mem_limit: "24G",
+        extra_resource_limits: { "nvidia.com/gpu": "1" },
+        node_selector: gpu.nodeSelector,
+        tolerations: gpu.tolerations,
+      },
+    });
+  }
+  return profiles;
+}
+
+/** Chart values: ClusterIP proxy, network policies on, shared volume, culler, restricted-friendly user pods. */
+export function jupyterHubValues(o: {
+  config: JupyterHubConfig;
+  gpu: Placement | undefined;
+  clientSecret?: pulumi.Output<string>;
+  ingress?: { host: string; className?: string; tlsSecretName?: string; clusterIssuer?: string };
+}): Record<string, unknown> {
+  const ing = o.ingress;
+  return {
+    hub: { config: authenticatorConfig(o.config, o.clientSecret), networkPolicy: { enabled: true } },
+    // Never a LoadBalancer: reach the hub through the ingress (TLS) or a port-forward.
+    proxy: { service: { type: "ClusterIP" }, chp: { networkPolicy: { enabled: true } } },
+    singleuser: {
+      profileList: profileList(o.config, o.gpu),
+      uid: 1000,
+      fsGid: 100,
+      networkPolicy: { enabled: true },
+      storage: {
+        extraVolumes: [{ name: "shared", persistentVolumeClaim: { claimName: SHARED_CLAIM } }],
+        extraVolumeMounts: [{ name: "shared", mountPath: SHARED_MOUNT_PATH }],
+      },
+      extraEnv: { MLPLATFORM_SHARED: SHARED_MOUNT_PATH },
+    },
+    cull: { enabled: true, timeout: o.config.idleTimeoutSeconds, every: 300 },
+    ingress: ing
+      ? {
+          enabled: true,
+          ingressClassName: ing.className,
+          hosts: [ing.host],
+          annotations: ing.clusterIssuer ? { "cert-manager.io/cluster-issuer": ing.clusterIssuer } : {},
+          tls: [{ hosts: [ing.host], secretName: ing.tlsSecretName ?? `${JUPYTERHUB_RELEASE}-tls` }],
+        }
+      : { enabled: false },
+  };
+}
+
+export interface JupyterHubArgs {
+  /** Explicit provider of the target cluster. */
+  readonly provider: k8s.Provider;
+  /** Namespace of the hub and user notebooks. */
+  readonly namespace: string;
+  /** Validated `mlplatform:kubeflow.jupyterhub`. */
+  readonly config: JupyterHubConfig;
+  /** GPU placement, when the cluster has GPUs. */
+  readonly gpu?: Placement;
+  /** GitHub OAuth client secret (from `requireSecret`); required with the github authenticator. */
+  readonly clientSecret?: pulumi.Output<string>;
+  /** Optional ingress with TLS. */
+  readonly ingress?: { host: string; className?: string; tlsSecretName?: string; clusterIssuer?: string };
+  readonly dependsOn?: pulumi.Resource[];
+  /** Do not wait for the chart's workloads. Default false. */
+  readonly skipAwait?: boolean;
+}
+
+export class JupyterHub extends pulumi.ComponentResource {
+  /** In-cluster URL of the hub's proxy. */
+  readonly url: string;
+  readonly chartVersion: string;
+
+  constructor(name: string, args: JupyterHubArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("mlplatform:kubeflow:JupyterHub", name, {}, opts);
+    const c = args.config;
+    if (c.authenticator === "github" && !args.clientSecret) {
+      throw new pulumi.ResourceError("the github authenticator needs mlplatform:githubOAuthClientSecret", this);
+    }
+    if (c.authenticator === "dummy") {
+      pulumi.log.warn("JupyterHub uses the dummy authenticator: anyone who reaches it can log in with any name (dev only)", this);
+    }
+    const pin = charts.jupyterhub;
+    this.chartVersion = c.version ?? pin.version;
+    new k8s.helm.v4.Chart(
+      `${name}-chart`,
+      {
+        name: JUPYTERHUB_RELEASE,
+        chart: pin.chart,
+        version: this.chartVersion,
+        repositoryOpts: { repo: c.repository ?? pin.repository },
+        namespace: args.namespace,
+        values: jupyterHubValues({ config: c, gpu: args.gpu, clientSecret: args.clientSecret, ingress: args.ingress }),
+        skipAwait: args.skipAwait ?? false,
+      },
+      { parent: this, provider: args.provider, dependsOn: args.dependsOn },
+    );
+    this.url = `http://proxy-public.${args.namespace}.svc.cluster.local`;
+    this.registerOutputs({ url: this.url, chartVersion: this.chartVersion });
+  }
+}

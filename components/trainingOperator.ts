@@ -1,0 +1,115 @@
+/**
+ * Kubeflow Training Operator v1.9 (TFJob, `kubeflow.org/v1`), installed from its release
+ * manifests with kustomize. v1.9 is the last line with TFJob: Kubeflow Trainer v2 has no
+ * TensorFlow runtime, so the walkthroughs' distributed TensorFlow jobs need this one.
+ */
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import type { Placement } from "./cluster";
+import { OBJECT_STORE_SECRET, RESTRICTED_CONTAINER, restrictedPod } from "./objectStore";
+import { PLATFORM_LABELS } from "./namespaces";
+import { SHARED_CLAIM, SHARED_MOUNT_PATH } from "./sharedStorage";
+import { manifests } from "./versions";
+
+export interface TfJobOptions {
+  /** Object name (a TFJob's pods are named after it). */
+  readonly name: string;
+  readonly namespace: string;
+  /** Trainer image (digest-pinned in the pipeline). */
+  readonly image: string;
+  /** `mlp` arguments, e.g. `["train-mnist", "--data", "s3://data/mnist", …]`. */
+  readonly args: readonly string[];
+  /** GPUs for the chief; 0 runs on CPU. */
+  readonly gpus: number;
+  /** GPU placement from the cluster, required when `gpus` > 0. */
+  readonly gpu?: Placement;
+  /** Service account of the pods. Default: the namespace's default. */
+  readonly serviceAccountName?: string;
+  /** Restarts of a failed pod before the job fails. Default 3. */
+  readonly backoffLimit?: number;
+}
+
+/**
+ * A TFJob with one chief. Our trainer refuses multi-worker TF_CONFIG rather than silently
+ * training N copies, so one replica is the supported shape; it reads data and credentials
+ * from the object store and writes logs, checkpoints and exports on the shared volume.
+ */
+export function tfJobManifest(o: TfJobOptions): Record<string, any> {
+  if (o.gpus > 0 && !o.gpu) throw new Error(`TFJob ${o.name}: ${o.gpus} GPUs asked for but the cluster has no GPU placement`);
+  const gpu = o.gpus > 0 ? o.gpu : undefined;
+  return {
+    apiVersion: "kubeflow.org/v1",
+    kind: "TFJob",
+    metadata: { name: o.name, namespace: o.namespace, labels: { ...PLATFORM_LABELS, "app.kubernetes.io/component": "training" } },
+    spec: {
+      runPolicy: { cleanPodPolicy: "None", backoffLimit: o.backoffLimit ?? 3 },
+      tfReplicaSpecs: {
+        Chief: {
+          replicas: 1,
+          // Spot evictions and node failures: restart and resume from the last checkpoint.
+          restartPolicy: "OnFailure",
+          template: {
+            metadata: { labels: { ...PLATFORM_LABELS } },
+            spec: {
+              serviceAccountName: o.serviceAccountName,
+              automountServiceAccountToken: false,
+              securityContext: restrictedPod(1000),
+              nodeSelector: gpu?.nodeSelector,
+              tolerations: gpu?.tolerations,
+              containers: [
+                {
+                  // The operator looks for the container named "tensorflow".
+                  name: "tensorflow",
+                  image: o.image,
+                  args: [...o.args],
+                  envFrom: [{ secretRef: { name: OBJECT_STORE_SECRET } }],
+                  env: [{ name: "MLP_TFJS_BACKEND", value: gpu ? "gpu" : "node" }],
+                  resources: {
+                    requests: { cpu: "1", memory: "2Gi" },
+                    limits: { memory: "8Gi", ...(gpu ? { "nvidia.com/gpu": String(o.gpus) } : {}) },
+                  },
+                  securityContext: RESTRICTED_CONTAINER,
+                  volumeMounts: [
+                    { name: "shared", mountPath: SHARED_MOUNT_PATH },
+                    { name: "tmp", mountPath: "/tmp" },
+                  ],
+                },
+              ],
+              volumes: [
+                { name: "shared", persistentVolumeClaim: { claimName: SHARED_CLAIM } },
+                { name: "tmp", emptyDir: { sizeLimit: "1Gi" } },
+              ],
+            },
+          },
+        },
+      },
+    },
+  };
+}
+
+export interface TrainingOperatorArgs {
+  /** Explicit provider of the target cluster. */
+  readonly provider: k8s.Provider;
+  /** Kustomize directory: a local path or a remote URL; default the pinned upstream release (versions.ts). */
+  readonly source?: string;
+  /** Do not wait for the operator to become ready. Default false. */
+  readonly skipAwait?: boolean;
+}
+
+export class TrainingOperator extends pulumi.ComponentResource {
+  /** Where the manifests came from. */
+  readonly source: string;
+  readonly version: string;
+
+  constructor(name: string, args: TrainingOperatorArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("mlplatform:kubeflow:TrainingOperator", name, {}, opts);
+    this.source = args.source ?? manifests.trainingOperator.source;
+    this.version = manifests.trainingOperator.version;
+    new k8s.kustomize.v2.Directory(
+      `${name}-manifests`,
+      { directory: this.source, skipAwait: args.skipAwait ?? false },
+      { parent: this, provider: args.provider },
+    );
+    this.registerOutputs({ source: this.source, version: this.version });
+  }
+}

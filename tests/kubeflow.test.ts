@@ -1,0 +1,144 @@
+import { describe, expect, it } from "vitest";
+import { PIPELINE_RULES, trainingWorkflowManifest } from "../components/argoWorkflows";
+import { tfJobManifest } from "../components/trainingOperator";
+import { uiIngress } from "../components/uiIngress";
+import { charts, manifests } from "../components/versions";
+import { FIXTURE_KUBECONFIG, TEST_SECRETS, ofType, one, runStack, stackConfig, type StackRun } from "./harness";
+import { validateObject } from "./k8sSchema";
+
+const kind = { KUBECONFIG: FIXTURE_KUBECONFIG };
+const SECRET_SIG = "4dabf18193072939515e22adb298388d";
+
+function chart(run: StackRun, name: string) {
+  return ofType(run, "kubernetes:helm.sh/v4:Chart").find((c) => c.name === name)!.inputs;
+}
+
+describe("Kubeflow stack under mocks", () => {
+  const runs: Record<string, StackRun> = {};
+  it("every stack installs the Training Operator, Argo and JupyterHub at their pinned versions", async () => {
+    runs.dev = await runStack("dev", {}, kind);
+    runs.aks = await runStack("aks");
+    runs.gke = await runStack("gke");
+    for (const [stack, r] of Object.entries(runs)) {
+      const kustomize = one(r, "kubernetes:kustomize/v2:Directory").inputs;
+      expect(kustomize.directory, stack).toBe(manifests.trainingOperator.source);
+      expect(kustomize.directory).toContain("ref=v1.9.");
+      expect(chart(r, "argo-chart").version, stack).toBe(charts.argoWorkflows.version);
+      expect(chart(r, "argo-chart").chart).toBe("argo-workflows");
+      expect(chart(r, "notebooks-chart").version, stack).toBe(charts.jupyterhub.version);
+      expect(r.outputs.trainingOperatorVersion).toBe("v1.9.2");
+    }
+  });
+
+  it("argo server: auth mode client (never server), ClusterIP, controller watching the pipelines namespace", () => {
+    for (const r of Object.values(runs)) {
+      const v = chart(r, "argo-chart").values;
+      expect(v.server.authModes).toEqual(["client"]);
+      expect(v.server.serviceType).toBe("ClusterIP");
+      expect(v.controller.workflowNamespaces).toEqual(["ml-pipelines"]);
+    }
+  });
+
+  it("the pipeline service account has exactly these rules, in its namespace only", () => {
+    const role = one(runs.dev!, "kubernetes:rbac.authorization.k8s.io/v1:Role").inputs;
+    expect(role.metadata.namespace).toBe("ml-pipelines");
+    const listed = role.rules.map((r: any) => `${r.apiGroups.join(",") || "core"}/${r.resources.join(",")}: ${r.verbs.join(",")}`);
+    expect(listed).toEqual([
+      "kubeflow.org/tfjobs: create,get,list,watch,delete,patch",
+      "kubeflow.org/tfjobs/status: get",
+      "core/pods: get,list,watch",
+      "core/pods/log: get",
+      "argoproj.io/workflowtaskresults: create,patch",
+      "apps/deployments: create,get,delete",
+      "core/services: create,get,delete",
+    ]);
+    expect(ofType(runs.dev!, "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding")).toEqual([]);
+    const binding = one(runs.dev!, "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding").inputs;
+    expect(binding.subjects).toEqual([{ kind: "ServiceAccount", name: "pipeline", namespace: "ml-pipelines" }]);
+    expect(PIPELINE_RULES.some((r) => (r.verbs as string[]).includes("*") || (r.resources as string[]).includes("secrets"))).toBe(false);
+  });
+
+  it("aks/gke: JupyterHub logs in with GitHub, an allow list, and the client secret only as a Pulumi secret", () => {
+    for (const stack of ["aks", "gke"]) {
+      const values = chart(runs[stack]!, "notebooks-chart").values;
+      expect(values[SECRET_SIG], `${stack}: chart values carrying the client secret are secret`).toBeDefined();
+      const v = values.value;
+      expect(v.hub.config.JupyterHub.authenticator_class).toBe("github");
+      expect(v.hub.config.GitHubOAuthenticator.client_secret).toBe(TEST_SECRETS["mlplatform:githubOAuthClientSecret"]);
+      expect(v.hub.config.GitHubOAuthenticator.allowed_organizations).toEqual(["example-ml-org"]);
+      expect(v.proxy.service.type).toBe("ClusterIP");
+      expect(v.cull).toMatchObject({ enabled: true, timeout: 3600 });
+      expect(v.singleuser.storage.extraVolumeMounts).toEqual([{ name: "shared", mountPath: "/mnt/shared" }]);
+      expect(v.ingress).toMatchObject({ enabled: true, hosts: ["hub.ml.example.com"] });
+      const gpu = v.singleuser.profileList.find((p: any) => p.display_name === "GPU notebook");
+      expect(gpu.kubespawner_override.extra_resource_limits).toEqual({ "nvidia.com/gpu": "1" });
+      expect(gpu.kubespawner_override.node_selector).toEqual(runs[stack]!.outputs.gpuNodeSelector);
+    }
+  });
+
+  it("dev: the dummy authenticator, no GPU profile", () => {
+    const v = chart(runs.dev!, "notebooks-chart").values;
+    expect(v.hub.config.JupyterHub.authenticator_class).toBe("dummy");
+    expect(v.singleuser.profileList.map((p: any) => p.display_name)).toEqual(["CPU notebook"]);
+  });
+
+  it("the dummy authenticator outside dev is refused, naming the stack", async () => {
+    const base = stackConfig("aks")["mlplatform:kubeflow"] as any;
+    await expect(
+      runStack("aks", { "mlplatform:kubeflow": { ...base, jupyterhub: { authenticator: "dummy" } } }),
+    ).rejects.toThrow(/authenticator "dummy" lets anyone in and is only allowed in the dev stack; got stack "aks"/);
+  });
+
+  it("github without an allow list, or without the client secret, is refused", async () => {
+    const base = stackConfig("gke")["mlplatform:kubeflow"] as any;
+    const open = { ...base, jupyterhub: { ...base.jupyterhub, github: { ...base.jupyterhub.github, allowedOrganizations: [] } } };
+    await expect(runStack("gke", { "mlplatform:kubeflow": open })).rejects.toThrow(/allowedOrganizations or allowedUsers must name someone/);
+    await expect(runStack("gke", { "mlplatform:githubOAuthClientSecret": undefined })).rejects.toThrow(
+      /mlplatform:githubOAuthClientSecret is required with kubeflow.jupyterhub.authenticator "github"/,
+    );
+  });
+
+  it("TensorBoard: restricted, read-only shared volume, ClusterIP; exposed only behind an auth check", async () => {
+    const tb = ofType(runs.dev!, "kubernetes:apps/v1:Deployment").find((d) => d.name === "platform-tensorboard")!.inputs;
+    const c = tb.spec.template.spec.containers[0];
+    expect(c.command).toEqual(["tensorboard", "--logdir", "/mnt/shared/logs", "--bind_all", "--port", "6006"]);
+    expect(c.volumeMounts[0]).toEqual({ name: "shared", mountPath: "/mnt/shared", readOnly: true });
+    expect(ofType(runs.dev!, "kubernetes:networking.k8s.io/v1:Ingress")).toEqual([]);
+    expect(runs.dev!.resources.filter((r) => r.type === "kubernetes:core/v1:Service" && r.inputs.spec.type !== "ClusterIP")).toEqual([]);
+    expect(() => uiIngress({ host: "tb.example.com", serviceName: "tb", servicePort: 80, unauthenticatedUi: true })).toThrow(
+      /refusing to expose tb.example.com: the UI has no login of its own, so an authUrl is required/,
+    );
+    const r = await runStack("dev", { "mlplatform:ingress": { tensorboard: { host: "tb.ml.example.com", authUrl: "https://auth.example.com/oauth2/auth" } } }, kind);
+    const ing = one(r, "kubernetes:networking.k8s.io/v1:Ingress").inputs;
+    expect(ing.metadata.annotations["nginx.ingress.kubernetes.io/auth-url"]).toBe("https://auth.example.com/oauth2/auth");
+    expect(ing.spec.tls[0].hosts).toEqual(["tb.ml.example.com"]);
+    await expect(runStack("dev", { "mlplatform:ingress": { tensorboard: { host: "tb.ml.example.com" } } }, kind)).rejects.toThrow(
+      /mlplatform:ingress.tensorboard.authUrl is required/,
+    );
+  });
+
+  it("each part can be switched off", async () => {
+    const r = await runStack("dev", { "mlplatform:kubeflow": { trainingOperator: { enabled: false }, argo: { enabled: false }, jupyterhub: { enabled: false }, tensorboard: { enabled: false } } }, kind);
+    expect(ofType(r, "kubernetes:helm.sh/v4:Chart")).toEqual([]);
+    expect(ofType(r, "kubernetes:kustomize/v2:Directory")).toEqual([]);
+    expect(r.outputs.argoServerUrl).toBe("");
+  });
+});
+
+describe("our TFJob and Workflow against the upstream schemas", () => {
+  const tfJob = tfJobManifest({ name: "mnist", namespace: "ml-pipelines", image: "example.com/trainer:1.0.0", args: ["train-mnist"], gpus: 0 });
+
+  it("the Workflow that runs a TFJob validates against Argo's Workflow schema", async () => {
+    const wf = trainingWorkflowManifest({ generateName: "mnist-", namespace: "ml-pipelines", serviceAccountName: "pipeline", tfJob });
+    await validateObject({ ...wf, metadata: { ...wf.metadata, name: "mnist-x" } });
+    await expect(validateObject({ ...wf, metadata: { name: "x" }, spec: { ...wf.spec, templates: "train" } })).rejects.toThrow(/fails its schema/);
+  });
+
+  it("the TFJob's pod template is a valid PodTemplateSpec, restricted, with the container the operator expects", async () => {
+    const tpl = tfJob.spec.tfReplicaSpecs.Chief.template;
+    await validateObject({ apiVersion: "v1", kind: "PodTemplate", metadata: { name: "chief" }, template: tpl });
+    expect(tpl.spec.containers[0].name).toBe("tensorflow");
+    expect(tpl.spec.securityContext.runAsNonRoot).toBe(true);
+    expect(() => tfJobManifest({ name: "x", namespace: "n", image: "i:1", args: [], gpus: 1 })).toThrow(/1 GPUs asked for but the cluster has no GPU placement/);
+  });
+});
