@@ -14,7 +14,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as YAML from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Kube, PulumiCli, copyProject, missingTools, previewSteps, startLocal, stopLocal } from "./support";
+import { Kube, PulumiCli, ROOT, copyProject, missingTools, previewSteps, startLocal, stopLocal } from "./support";
 
 // kube-controller-manager finalizes deleted namespaces and binds volumes; without it a
 // destroyed namespace would stay Terminating forever.
@@ -51,12 +51,20 @@ describe.skipIf(missing.length > 0)("real engine against a local kube-apiserver"
     const dev = YAML.parse(fs.readFileSync(devFile, "utf8"));
     dev.config["mlplatform:cluster"] = { provider: "existing", kubeconfig: kubeconfigPath, context: "mlplatform-local", gpu: "none" };
     dev.config["mlplatform:kubernetes"] = { skipAwait: true };
+    // Helm charts come from the internet: Argo and JupyterHub are off here. The Training
+    // Operator's kustomize source is pointed at our offline stand-in CRDs.
+    dev.config["mlplatform:kubeflow"] = {
+      trainingOperator: { source: path.join(ROOT, "tests", "fixtures", "crds") },
+      argo: { enabled: false },
+      jupyterhub: { enabled: false },
+    };
     fs.writeFileSync(devFile, YAML.stringify(dev));
     cli.run(["stack", "init", "dev", "--secrets-provider", "passphrase"], { cwd: platformDir });
     console.log(
       "Not exercised offline: container images are never pulled (kubernetes.skipAwait is on, so objects " +
-        "are validated and stored but no container starts); the NVIDIA device plugin's Helm chart " +
-        "(gpu is none in the dev stack); cloud resources (aks/gke run under mocks only).",
+        "are validated and stored but no container starts); Helm charts (Argo Workflows, JupyterHub, the " +
+        "NVIDIA device plugin) are switched off; the Training Operator's upstream manifests are replaced by " +
+        "our stand-in CRDs (tests/fixtures/crds); cloud resources (aks/gke run under mocks only).",
     );
   });
 
@@ -75,6 +83,8 @@ describe.skipIf(missing.length > 0)("real engine against a local kube-apiserver"
   it("1. pulumi up deploys the dev stack: namespaces with Pod Security labels exist in the API server", async () => {
     cli.run(["up", "--yes", "--skip-preview", "-s", "dev"], { cwd: platformDir });
     expect(await kube.names("/api/v1/namespaces", PART_OF)).toEqual(OUR_NAMESPACES);
+    const crd = await kube.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/tfjobs.kubeflow.org");
+    expect(crd?.spec.group).toBe("kubeflow.org"); // applied through the kustomize Directory
     const ns = await kube.get("/api/v1/namespaces/ml-serving");
     expect(ns.metadata.labels["pod-security.kubernetes.io/enforce"]).toBe("restricted");
     const outputs = JSON.parse(cli.run(["stack", "output", "--json", "-s", "dev"], { cwd: platformDir }).stdout);
