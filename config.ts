@@ -403,6 +403,48 @@ const ingressSchema = z
   })
   .strict();
 
+const trainerImageSchema = z
+  .object({
+    /** Build `trainer/` and push it to the cluster's registry; default true on AKS/GKE, false elsewhere. */
+    build: z.boolean().optional(),
+    /** Prebuilt image reference (required when not building). */
+    image: image.optional(),
+    /** `gpu` (CUDA base, tfjs-node-gpu) or `cpu`; default gpu when the cluster has GPUs. */
+    variant: z.enum(["gpu", "cpu"]).optional(),
+  })
+  .strict();
+
+const servingSchema = z
+  .object({
+    enabled: z.boolean().default(true),
+    /** Model name clients ask for; the pipelines publish under it. */
+    modelName: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, "must be letters, digits, '_', '.', '-'").default("mnist"),
+    minReplicas: z.number().int().min(1).default(1),
+    maxReplicas: z.number().int().min(1).default(3),
+    /** GPUs per replica; needs GPU nodes. */
+    gpus: z.number().int().min(0).max(8).default(0),
+    /** Server-side batching: largest batch and how long to wait filling it. */
+    batching: z
+      .object({ maxBatchSize: z.number().int().min(2).max(1024), timeoutMicros: z.number().int().min(0).max(1_000_000) })
+      .strict()
+      .optional(),
+  })
+  .strict()
+  .superRefine((v, ctx) => {
+    if (v.maxReplicas < v.minReplicas) ctx.addIssue({ code: "custom", path: ["maxReplicas"], message: `must be ≥ minReplicas (${v.minReplicas})`, input: v.maxReplicas });
+  });
+
+const pipelineSchema = z
+  .object({
+    /** Install the pipeline and sweep WorkflowTemplates (needs kubeflow.argo and the Training Operator). */
+    enabled: z.boolean().default(true),
+    /** Retrain MNIST on a schedule (cron syntax, e.g. "0 3 * * 1"); default none. */
+    schedule: z.string().regex(/^(\S+\s+){4}\S+$/, "must be a 5-field cron expression").optional(),
+    /** Sweep trials running at once. */
+    sweepParallelism: z.number().int().min(1).max(64).default(4),
+  })
+  .strict();
+
 /** Keys in the `mlplatform` namespace, their schema, and whether a stack must set them. */
 const keys = {
   cluster: clusterSchema,
@@ -423,6 +465,9 @@ const keys = {
     tensorboard: { enabled: true, logDir: "logs" },
   }),
   ingress: ingressSchema.default({}),
+  trainerImage: trainerImageSchema.default({}),
+  serving: servingSchema.default({ enabled: true, modelName: "mnist", minReplicas: 1, maxReplicas: 3, gpus: 0 }),
+  pipeline: pipelineSchema.default({ enabled: true, sweepParallelism: 4 }),
   sharedStorage: sharedStorageSchema.default({
     backend: "auto",
     azureFilesSku: "Standard_LRS",
@@ -462,6 +507,34 @@ const configSchema = z
         path: ["sharedStorage", "size"],
         message: "must be at least 1Ti with Filestore (its smallest instance)",
         input: c.sharedStorage.size,
+      });
+    }
+    if (c.pipeline.enabled && (!c.kubeflow.argo.enabled || !c.kubeflow.trainingOperator.enabled)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["pipeline", "enabled"],
+        message: "needs kubeflow.argo and kubeflow.trainingOperator enabled (the pipelines are Argo workflows running TFJobs); set pipeline.enabled: false",
+        input: true,
+      });
+    }
+    if (c.serving.gpus > 0 && c.cluster.provider === "existing" && c.cluster.gpu === "none") {
+      ctx.addIssue({ code: "custom", path: ["serving", "gpus"], message: "needs GPU nodes, but cluster.gpu is none", input: c.serving.gpus });
+    }
+    const builds = c.trainerImage.build ?? c.cluster.provider !== "existing";
+    if (!builds && !c.trainerImage.image) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["trainerImage", "image"],
+        message: "is required when the trainer image is not built here (trainerImage.build is false, the default for existing clusters)",
+        input: undefined,
+      });
+    }
+    if (builds && c.cluster.provider === "existing" && !c.cluster.registry) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["trainerImage", "build"],
+        message: "needs cluster.registry to push to on an existing cluster",
+        input: true,
       });
     }
     if (c.cluster.provider === "gke" && c.devicePlugin.install === "always") {

@@ -84,10 +84,13 @@ async function main(): Promise<{ [K in keyof PlatformOutputs]: pulumi.Input<Plat
   const { createUiIngress } = await import("./components/uiIngress");
   const ing = cfg.ingress;
   let trainingOperatorVersion = "";
+  // What the pipeline's custom resources (WorkflowTemplates, TFJobs) need installed first.
+  const kubeflowParts: pulumi.Resource[] = [];
   if (kf.trainingOperator.enabled) {
     const { TrainingOperator } = await import("./components/trainingOperator");
     const op = new TrainingOperator("training", { provider: cluster.provider, source: kf.trainingOperator.source, skipAwait });
     trainingOperatorVersion = op.version;
+    kubeflowParts.push(op);
   }
   let argoServerUrl = "";
   let pipelineServiceAccount = "";
@@ -104,6 +107,7 @@ async function main(): Promise<{ [K in keyof PlatformOutputs]: pulumi.Input<Plat
       skipAwait,
     });
     argoServerUrl = argo.serverUrl;
+    kubeflowParts.push(argo);
     pipelineServiceAccount = argo.serviceAccountName;
     if (ing.argo) {
       createUiIngress("argo-ui", ARGO_NAMESPACE, { ...ing.argo, className: ing.className, clusterIssuer: ing.clusterIssuer, serviceName: argo.serverService, servicePort: ARGO_SERVER_PORT, backendHttps: true }, { provider: cluster.provider, dependsOn: [argo] });
@@ -141,6 +145,67 @@ async function main(): Promise<{ [K in keyof PlatformOutputs]: pulumi.Input<Plat
     }
   }
 
+  // The trainer image every workload runs: built from trainer/ and pushed, or prebuilt.
+  const { TrainerImage } = await import("./components/trainerImage");
+  const image = new TrainerImage("trainer", {
+    build: cfg.trainerImage.build ?? cfg.cluster.provider !== "existing",
+    image: cfg.trainerImage.image,
+    variant: cfg.trainerImage.variant ?? (cluster.gpu ? "gpu" : "cpu"),
+    registryServer: cluster.registryServer.apply((s) => s ?? ""),
+    registryAuth: cluster.registryAuth,
+  });
+
+  let servingGrpcEndpoint: pulumi.Output<string> | string = "";
+  let servingRestUrl: pulumi.Output<string> | string = "";
+  if (cfg.serving.enabled) {
+    const { ModelServing } = await import("./components/modelServing");
+    const serving = new ModelServing("serving", {
+      provider: cluster.provider,
+      namespace: cfg.namespaces.serving,
+      image: image.ref,
+      modelName: cfg.serving.modelName,
+      minReplicas: cfg.serving.minReplicas,
+      maxReplicas: cfg.serving.maxReplicas,
+      gpus: cfg.serving.gpus,
+      gpuPlacement: cluster.gpu,
+      batching: cfg.serving.batching,
+      // Pods turn Ready only once the pipeline has published a version, which may be after
+      // this deployment: never block `pulumi up` on it.
+      skipAwait: true,
+      dependsOn: [namespaces, shared, objects],
+    });
+    servingGrpcEndpoint = serving.grpcEndpoint;
+    servingRestUrl = serving.restUrl;
+  }
+
+  if (cfg.pipeline.enabled) {
+    const { TrainingPipeline } = await import("./components/trainingPipeline");
+    const { HyperparameterSweep } = await import("./components/hyperparameterSweep");
+    const { images } = await import("./components/versions");
+    const context = pulumi.all([image.ref, servingGrpcEndpoint]).apply(([ref, grpc]) => ({
+      namespace: cfg.namespaces.pipelines,
+      serviceAccountName: pipelineServiceAccount,
+      image: ref,
+      tensorboardImage: kf.tensorboard.image ?? images.tensorboard,
+      gpus: cluster.gpu ? 1 : 0,
+      gpu: cluster.gpu,
+      modelBase: "/mnt/shared/models",
+      servingGrpc: grpc,
+    }));
+    new TrainingPipeline("pipeline", {
+      provider: cluster.provider,
+      context,
+      schedule: cfg.pipeline.schedule,
+      dependsOn: [namespaces, shared, objects, ...kubeflowParts],
+    });
+    new HyperparameterSweep("sweep", {
+      provider: cluster.provider,
+      context,
+      options: { parallelism: cfg.pipeline.sweepParallelism, burst: cluster.burst, modelsBucket: cfg.objectStore.buckets.models },
+      dependsOn: [namespaces, objects, ...kubeflowParts],
+    });
+  }
+
   return {
     clusterProvider: cfg.cluster.provider,
     clusterName: cluster.clusterName,
@@ -171,6 +236,9 @@ async function main(): Promise<{ [K in keyof PlatformOutputs]: pulumi.Input<Plat
     pipelineServiceAccount,
     jupyterhubUrl,
     tensorboardUrl,
+    trainerImage: image.ref,
+    servingGrpcEndpoint,
+    servingRestUrl,
   };
 }
 

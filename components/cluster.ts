@@ -43,6 +43,8 @@ export interface PlatformCluster {
   readonly registryServer: pulumi.Output<string | undefined>;
   /** True when the cloud installs and runs the NVIDIA device plugin itself (GKE). */
   readonly cloudManagesDevicePlugin: boolean;
+  /** Credentials to push images to `registryServer`, when the cluster can mint them (GKE); else the deployer's Docker login. */
+  readonly registryAuth?: pulumi.Output<{ username: string; password: string }>;
   /** AKS: where Azure resources that belong to the cluster (storage) go. */
   readonly azure?: { readonly resourceGroupName: pulumi.Output<string>; readonly location: string };
   /** GKE: project and location for Google Cloud resources that belong to the cluster. */

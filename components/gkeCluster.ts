@@ -84,6 +84,7 @@ export class GkeCluster extends pulumi.ComponentResource implements PlatformClus
   /** Workload identity pool, `<project>.svc.id.goog`. */
   readonly workloadPool: string;
   readonly gcp: { readonly project: string; readonly location: string };
+  readonly registryAuth: pulumi.Output<{ username: string; password: string }>;
 
   constructor(name: string, args: GkeClusterArgs, opts?: pulumi.ComponentResourceOptions) {
     super("mlplatform:cluster:GkeCluster", name, {}, opts);
@@ -189,6 +190,9 @@ export class GkeCluster extends pulumi.ComponentResource implements PlatformClus
     );
     this.provider = new k8s.Provider(`${name}-k8s`, { kubeconfig: this.kubeconfig, enableServerSideApply: true }, parent);
     this.registryServer = pulumi.interpolate`${registryLocation}-docker.pkg.dev/${project}/${repo.repositoryId}`;
+    // The deployer's own short-lived access token pushes images: no key file anywhere.
+    const token = gcp.organizations.getClientConfigOutput({ parent: this }).accessToken;
+    this.registryAuth = pulumi.secret(token.apply((password) => ({ username: "oauth2accesstoken", password })));
     this.gpu = { nodeSelector: gkeGpuNodeSelector(c.gpuPool.acceleratorType), tolerations: [GPU_TOLERATION] };
 
     this.registerOutputs({ clusterName: this.clusterName, kubeconfig: this.kubeconfig, registryServer: this.registryServer });

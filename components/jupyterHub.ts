@@ -71,9 +71,19 @@ export function jupyterHubValues(o: {
 }): Record<string, unknown> {
   const ing = o.ingress;
   return {
-    hub: { config: authenticatorConfig(o.config, o.clientSecret), networkPolicy: { enabled: true } },
+    hub: {
+      config: authenticatorConfig(o.config, o.clientSecret),
+      networkPolicy: { enabled: true },
+      resources: { requests: { cpu: "100m", memory: "256Mi" }, limits: { memory: "1Gi" } },
+    },
     // Never a LoadBalancer: reach the hub through the ingress (TLS) or a port-forward.
-    proxy: { service: { type: "ClusterIP" }, chp: { networkPolicy: { enabled: true } } },
+    proxy: {
+      service: { type: "ClusterIP" },
+      chp: { networkPolicy: { enabled: true }, resources: { requests: { cpu: "50m", memory: "64Mi" }, limits: { memory: "256Mi" } } },
+    },
+    // Not needed at this size, and each would be one more unbounded pod: off.
+    scheduling: { userScheduler: { enabled: false } },
+    prePuller: { hook: { enabled: false }, continuous: { enabled: false } },
     singleuser: {
       profileList: profileList(o.config, o.gpu),
       uid: 1000,

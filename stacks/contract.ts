@@ -73,6 +73,12 @@ export interface PlatformOutputs {
   jupyterhubUrl: string;
   /** In-cluster URL of the platform TensorBoard; empty when disabled. */
   tensorboardUrl: string;
+  /** The trainer image every workload runs (digest-pinned when built by the stack). */
+  trainerImage: string;
+  /** In-cluster gRPC endpoint (host:port) of the model server; empty when disabled. */
+  servingGrpcEndpoint: string;
+  /** In-cluster REST URL of the model server; empty when disabled. */
+  servingRestUrl: string;
 }
 
 /** Every output name, for checks that the platform exports the whole contract. */
@@ -106,6 +112,9 @@ export const PLATFORM_OUTPUT_NAMES = [
   "pipelineServiceAccount",
   "jupyterhubUrl",
   "tensorboardUrl",
+  "trainerImage",
+  "servingGrpcEndpoint",
+  "servingRestUrl",
 ] as const satisfies readonly (keyof PlatformOutputs)[];
 
 /** Outputs that are secrets and must stay secrets in every consumer. */

@@ -7,6 +7,8 @@ import { ROOT, lastRunResources, projectConfigSchema, runStack } from "./harness
 const aks = { provider: "aks", location: "westeurope" };
 const gke = { provider: "gke", project: "my-ml-project", location: "europe-west4" };
 const existing = { provider: "existing" };
+/** Existing clusters do not build the image: a prebuilt reference is required. */
+const prebuilt = { trainerImage: { image: "localhost:5001/mlplatform/trainer:0.1.0" } };
 
 /** The problems parseConfig reports for `raw`. */
 function problems(raw: Record<string, unknown>): string[] {
@@ -41,7 +43,7 @@ describe("config: defaults", () => {
   });
 
   it("existing cluster defaults to CPU only", () => {
-    expect(parseConfig({ cluster: existing }).cluster).toMatchObject({ provider: "existing", gpu: "none", inCluster: false });
+    expect(parseConfig({ cluster: existing, ...prebuilt }).cluster).toMatchObject({ provider: "existing", gpu: "none", inCluster: false });
   });
 
   it("gke defaults: REGULAR channel, deletion protection, T4 with LATEST drivers", () => {
@@ -90,6 +92,10 @@ describe("config: each rule names the key, the value and what is allowed", () =>
     ["device plugin on gke", { cluster: gke, devicePlugin: { install: "always" } }, /^mlplatform:devicePlugin.install must not be "always" on GKE/],
     ["skipAwait type", { cluster: existing, kubernetes: { skipAwait: "yes" } }, /^mlplatform:kubernetes.skipAwait must be a boolean; got "yes"$/],
     ["tag keys", { cluster: aks, tags: { Team: "ml" } }, /^mlplatform:tags.Team tag keys must be lowercase \(GCP label rules\)$/],
+    ["trainer image on an existing cluster", { cluster: existing }, /^mlplatform:trainerImage.image is required when the trainer image is not built here/],
+    ["trainer image tag", { cluster: existing, trainerImage: { image: "example.com/trainer:latest" } }, /^mlplatform:trainerImage.image must not use the latest tag/],
+    ["pipeline without Argo", { cluster: aks, kubeflow: { argo: { enabled: false } } }, /^mlplatform:pipeline.enabled needs kubeflow.argo and kubeflow.trainingOperator enabled/],
+    ["serving replicas", { cluster: aks, serving: { minReplicas: 3, maxReplicas: 2 } }, /^mlplatform:serving.maxReplicas must be ≥ minReplicas \(3\); got 2$/],
   ];
   for (const [rule, raw, message] of cases) {
     it(rule, () => {
@@ -139,6 +145,6 @@ describe("config: Pulumi.yaml documents every key", () => {
         .filter(([k, v]) => v.default !== undefined && !SECRET_KEYS.includes(k))
         .map(([k, v]) => [k, v.default]),
     );
-    expect(() => parseConfig({ ...defaults, cluster: { provider: "existing" } })).not.toThrow();
+    expect(() => parseConfig({ ...defaults, cluster: { provider: "existing" }, ...prebuilt })).not.toThrow();
   });
 });

@@ -37,6 +37,7 @@ export const FAKE = {
   clusterPrincipalId: "22222222-2222-2222-2222-222222222222",
   aciObjectId: "33333333-3333-3333-3333-333333333333",
   storageKey: "fake-storage-account-key-value==",
+  gcpAccessToken: "ya29.fake-gcp-access-token",
   kubeconfig: "apiVersion: v1\nkind: Config\nusers:\n- name: u\n  user:\n    token: fake-aks-token-value\n",
 } as const;
 
@@ -83,6 +84,8 @@ function mockState(type: string, name: string, inputs: Record<string, any>): Rec
       };
     case "azure-native:containerregistry:Registry":
       return { ...inputs, name: inputs.registryName, loginServer: `${inputs.registryName}.azurecr.io` };
+    case "docker-build:index:Image":
+      return { ...inputs, digest: "sha256:" + "ab".repeat(32), ref: `${inputs.tags?.[0]}@sha256:${"ab".repeat(32)}` };
     case "random:index/randomString:RandomString":
       return { ...inputs, result: "a1b2c3d4" };
     case "gcp:container/cluster:Cluster":
@@ -112,6 +115,8 @@ function mockCall(token: string, args: Record<string, any>): Record<string, any>
   switch (token) {
     case "azure-native:authorization:getClientConfig":
       return { subscriptionId: FAKE.subscriptionId, tenantId: "t", clientId: "c", objectId: "o" };
+    case "gcp:organizations/getClientConfig:getClientConfig":
+      return { accessToken: FAKE.gcpAccessToken, project: "my-ml-project", region: "europe-west4", zone: "europe-west4-a", id: "x" };
     case "azure-native:storage:listStorageAccountKeys":
       return { keys: [{ keyName: "key1", permissions: "FULL", value: FAKE.storageKey }] };
     case "azure-native:containerservice:listManagedClusterUserCredentials":

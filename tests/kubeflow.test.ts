@@ -118,7 +118,7 @@ describe("Kubeflow stack under mocks", () => {
   });
 
   it("each part can be switched off", async () => {
-    const r = await runStack("dev", { "mlplatform:kubeflow": { trainingOperator: { enabled: false }, argo: { enabled: false }, jupyterhub: { enabled: false }, tensorboard: { enabled: false } } }, kind);
+    const r = await runStack("dev", { "mlplatform:kubeflow": { trainingOperator: { enabled: false }, argo: { enabled: false }, jupyterhub: { enabled: false }, tensorboard: { enabled: false } }, "mlplatform:pipeline": { enabled: false } }, kind);
     expect(ofType(r, "kubernetes:helm.sh/v4:Chart")).toEqual([]);
     expect(ofType(r, "kubernetes:kustomize/v2:Directory")).toEqual([]);
     expect(r.outputs.argoServerUrl).toBe("");

@@ -13,6 +13,8 @@ import * as path from "node:path";
 import * as YAML from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PIPELINE_SERVICE_ACCOUNT, trainingWorkflowManifest } from "../../components/argoWorkflows";
+import { sweepTemplate } from "../../components/hyperparameterSweep";
+import { mnistPipelineTemplate, retrainPipelineTemplate, type PipelineContext } from "../../components/trainingPipeline";
 import { tfJobManifest } from "../../components/trainingOperator";
 import { Kube, ROOT, missingTools, startLocal, stopLocal } from "./support";
 
@@ -86,5 +88,26 @@ describe.skipIf(missing.length > 0)("our TFJob and Workflow objects in a real ku
     const r = await kube.request("POST", `/apis/argoproj.io/v1alpha1/namespaces/${NS}/workflows`, wf);
     expect(r.status, JSON.stringify(r.body)).toBe(201);
     expect(r.body.metadata.name).toMatch(/^mnist-/);
+  });
+
+  it("accepts the pipeline and sweep WorkflowTemplates", async () => {
+    const ctx: PipelineContext = {
+      namespace: NS,
+      serviceAccountName: PIPELINE_SERVICE_ACCOUNT,
+      image: "registry.example.com/mlplatform/trainer@sha256:" + "0".repeat(64),
+      tensorboardImage: "tensorflow/tensorflow:2.17.0",
+      gpus: 0,
+      modelBase: "/mnt/shared/models",
+      servingGrpc: "mnist.ml-serving.svc.cluster.local:8500",
+    };
+    for (const t of [mnistPipelineTemplate(ctx), retrainPipelineTemplate(ctx), sweepTemplate(ctx, { parallelism: 4, modelsBucket: "models" })]) {
+      const r = await kube.request("POST", `/apis/argoproj.io/v1alpha1/namespaces/${NS}/workflowtemplates`, t);
+      expect(r.status, JSON.stringify(r.body)).toBe(201);
+    }
+    expect((await kube.names(`/apis/argoproj.io/v1alpha1/namespaces/${NS}/workflowtemplates`)).sort()).toEqual([
+      "hyperparameter-sweep",
+      "mnist-pipeline",
+      "retrain-pipeline",
+    ]);
   });
 });

@@ -58,12 +58,14 @@ describe.skipIf(missing.length > 0)("real engine against a local kube-apiserver"
       argo: { enabled: false },
       jupyterhub: { enabled: false },
     };
+    // The pipelines need Argo; their templates meet the API server in crds.test.ts instead.
+    dev.config["mlplatform:pipeline"] = { enabled: false };
     fs.writeFileSync(devFile, YAML.stringify(dev));
     cli.run(["stack", "init", "dev", "--secrets-provider", "passphrase"], { cwd: platformDir });
     console.log(
       "Not exercised offline: container images are never pulled (kubernetes.skipAwait is on, so objects " +
         "are validated and stored but no container starts); Helm charts (Argo Workflows, JupyterHub, the " +
-        "NVIDIA device plugin) are switched off; the Training Operator's upstream manifests are replaced by " +
+        "NVIDIA device plugin) and with Argo the pipeline templates (applied in crds.test.ts) are switched off; the Training Operator's upstream manifests are replaced by " +
         "our stand-in CRDs (tests/fixtures/crds); cloud resources (aks/gke run under mocks only).",
     );
   });
@@ -101,11 +103,15 @@ describe.skipIf(missing.length > 0)("real engine against a local kube-apiserver"
     const changed = steps.filter((s) => s.op !== "same").map((s) => `${s.op} ${s.urn.split("::").pop()}`);
     console.log("diff after renaming the serving namespace:", changed);
     // The namespace is replaced (its name is immutable), and with it what lives in it: the
-    // object-store credentials and the shared-volume claim; the claim's volume is re-pointed.
-    // Nothing in any other namespace moves.
+    // object-store credentials, the shared-volume claim and the model server; the claim's
+    // volume is re-pointed. Nothing in any other namespace moves.
     expect(changed.filter((c) => !c.endsWith(" mlplatform-dev")).sort()).toEqual([
       "replace objects-credentials-serving",
       "replace platform-serving",
+      "replace serving-hpa",
+      "replace serving-pdb",
+      "replace serving-server",
+      "replace serving-service",
       "replace shared-serving", // the PersistentVolumeClaim
       "update shared-serving", // the PersistentVolume's claimRef
     ]);

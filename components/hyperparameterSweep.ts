@@ -1,0 +1,222 @@
+/**
+ * A hyperparameter sweep as an Argo WorkflowTemplate: the grid (learning rate × hidden units ×
+ * batch size) fans out into trials with bounded parallelism, on burst virtual nodes (ACI) when
+ * enabled, else on the autoscaled pools; each trial reports its validation accuracy; the best
+ * trial's model is promoted to the model store; a summary table is printed and kept.
+ *
+ * Virtual nodes cannot mount the shared volume, so trials read data from and write models to
+ * the object store; TensorBoard runs side by side come from each trial's log directory.
+ */
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import type { Placement } from "./cluster";
+import { PLATFORM_LABELS } from "./namespaces";
+import { OBJECT_STORE_SECRET, RESTRICTED_CONTAINER, restrictedPod } from "./objectStore";
+import { SHARED_CLAIM, SHARED_MOUNT_PATH } from "./sharedStorage";
+import { PIPELINE_TEMPLATES, type PipelineContext } from "./trainingPipeline";
+
+export interface SweepOptions {
+  /** Trials running at once. */
+  readonly parallelism: number;
+  /** Burst placement (AKS virtual nodes); trials then cannot mount the shared volume. */
+  readonly burst?: Placement;
+  /** Bucket for trial models and the summary (`s3://<bucket>/sweeps/<run>/…`). */
+  readonly modelsBucket: string;
+}
+
+/** The grid: every combination of the comma-separated parameter lists, as the JSON list Argo fans out over. */
+export function sweepGrid(learningRates: string, hiddenUnits: string, batchSizes: string): { index: number; lr: string; hu: string; bs: string }[] {
+  const list = (s: string, what: string) => {
+    const xs = s.split(",").map((x) => x.trim()).filter((x) => x !== "");
+    if (xs.length === 0 || xs.some((x) => !Number.isFinite(Number(x)) || Number(x) <= 0)) {
+      throw new Error(`${what} must be a comma-separated list of positive numbers; got "${s}"`);
+    }
+    return xs;
+  };
+  const out: { index: number; lr: string; hu: string; bs: string }[] = [];
+  for (const lr of list(learningRates, "learning-rates"))
+    for (const hu of list(hiddenUnits, "hidden-units"))
+      for (const bs of list(batchSizes, "batch-sizes")) out.push({ index: out.length, lr, hu, bs });
+  return out;
+}
+
+/** Script for the grid step (runs in the trainer image's Node.js): the same logic as {@link sweepGrid}. */
+export const GRID_SCRIPT = `const { LEARNING_RATES: lrs, HIDDEN_UNITS: hus, BATCH_SIZES: bss } = process.env;
+const list = (s, what) => { const xs = s.split(",").map((x) => x.trim()).filter(Boolean);
+  if (!xs.length || xs.some((x) => !(Number(x) > 0))) { console.error(what + " must be a comma-separated list of positive numbers; got " + JSON.stringify(s)); process.exit(2); }
+  return xs; };
+const out = [];
+for (const lr of list(lrs, "learning-rates")) for (const hu of list(hus, "hidden-units")) for (const bs of list(bss, "batch-sizes")) out.push({ index: out.length, lr, hu, bs });
+console.log(JSON.stringify(out));`;
+
+/**
+ * Script for the promote step: picks the trial with the best validation accuracy at or above
+ * the gate, prints a summary table, and writes its model location for the publish step.
+ */
+export const PROMOTE_SCRIPT = `const fs = require("node:fs");
+const { RESULTS: resultsJson, GATE: gate } = process.env;
+const trials = JSON.parse(resultsJson).map((r) => (typeof r === "string" ? JSON.parse(r) : r));
+trials.sort((a, b) => (b.metrics?.validationAccuracy ?? 0) - (a.metrics?.validationAccuracy ?? 0));
+console.log("trial  lr        hidden  batch  val_acc  test_acc");
+for (const t of trials) console.log([String(t.trial).padEnd(6), String(t.lr).padEnd(9), String(t.hu).padEnd(7), String(t.bs).padEnd(6), (t.metrics?.validationAccuracy ?? NaN).toFixed(4).padEnd(8), (t.metrics?.testAccuracy ?? NaN).toFixed(4)].join(" "));
+const best = trials[0];
+if (!best || !((best.metrics?.validationAccuracy ?? 0) >= Number(gate))) { console.error("no trial reached the gate " + gate + ": promoting nothing"); process.exit(3); }
+console.log("best: trial " + best.trial + " (validation accuracy " + best.metrics.validationAccuracy.toFixed(4) + ")");
+fs.writeFileSync("/tmp/best.json", JSON.stringify(best));
+fs.writeFileSync("/tmp/summary.json", JSON.stringify(trials, null, 2));`;
+
+export function sweepTemplate(ctx: PipelineContext, o: SweepOptions): Record<string, any> {
+  const P = (n: string) => `{{workflow.parameters.${n}}}`;
+  const I = (n: string) => `{{inputs.parameters.${n}}}`;
+  const trialBase = `s3://${o.modelsBucket}/sweeps/{{workflow.name}}/trial-${I("index")}`;
+  const env = [{ name: "MLP_TFJS_BACKEND", value: "node" }];
+  const container = (extra: Record<string, unknown>) => ({
+    name: "main",
+    image: ctx.image,
+    envFrom: [{ secretRef: { name: OBJECT_STORE_SECRET } }],
+    env,
+    resources: { requests: { cpu: "1", memory: "2Gi" }, limits: { memory: "4Gi" } },
+    securityContext: RESTRICTED_CONTAINER,
+    volumeMounts: [{ name: "tmp", mountPath: "/tmp" }],
+    ...extra,
+  });
+  const trialScript = [
+    "set -eu",
+    `mlp train-mnist --data "${P("dataset")}" --steps "${P("steps")}" --learning-rate "${I("lr")}" --hidden-units "${I("hu")}" --batch-size "${I("bs")}" ` +
+      `--model-base /tmp/trial --name "${P("model-name")}" --logdir /tmp/logs --progress lines --result-file /tmp/train.json`,
+    `mlp publish --from "/tmp/trial/${P("model-name")}/1" --model-base "${trialBase}" --name "${P("model-name")}" --result-file /tmp/published.json`,
+    // One JSON line per trial for the promote step: parameters, metrics, where the model is.
+    `node -e 'const t=require("/tmp/train.json"),p=require("/tmp/published.json");console.log(JSON.stringify({trial:${I("index")},lr:"${I("lr")}",hu:"${I("hu")}",bs:"${I("bs")}",metrics:t.metrics,model:p.uri}))' > /tmp/result.json`,
+  ].join("\n");
+  return {
+    apiVersion: "argoproj.io/v1alpha1",
+    kind: "WorkflowTemplate",
+    metadata: { name: PIPELINE_TEMPLATES.sweep, namespace: ctx.namespace, labels: { ...PLATFORM_LABELS, "app.kubernetes.io/component": "sweep" } },
+    spec: {
+      serviceAccountName: ctx.serviceAccountName,
+      entrypoint: "sweep",
+      parallelism: o.parallelism,
+      securityContext: restrictedPod(1000),
+      archiveLogs: true,
+      podGC: { strategy: "OnPodSuccess" },
+      arguments: {
+        parameters: [
+          { name: "dataset", value: "s3://data/mnist", description: "IDX files in the object store" },
+          { name: "model-name", value: "mnist", description: "name the best model is published under" },
+          { name: "learning-rates", value: "0.0005,0.001,0.003", description: "comma-separated" },
+          { name: "hidden-units", value: "64,128", description: "comma-separated" },
+          { name: "batch-sizes", value: "64", description: "comma-separated" },
+          { name: "steps", value: "1000", description: "training steps per trial" },
+          { name: "accuracy-gate", value: "0.95", description: "minimum validation accuracy to promote" },
+        ],
+      },
+      volumes: [
+        { name: "tmp", emptyDir: { sizeLimit: "2Gi" } },
+        { name: "shared", persistentVolumeClaim: { claimName: SHARED_CLAIM } },
+      ],
+      templates: [
+        {
+          // A DAG rather than steps: every task is an object, which both Argo and the upstream schema accept.
+          name: "sweep",
+          dag: {
+            tasks: [
+              { name: "grid", template: "grid" },
+              {
+                name: "trial",
+                template: "trial",
+                dependencies: ["grid"],
+                withParam: "{{tasks.grid.outputs.result}}",
+                arguments: {
+                  parameters: [
+                    { name: "index", value: "{{item.index}}" },
+                    { name: "lr", value: "{{item.lr}}" },
+                    { name: "hu", value: "{{item.hu}}" },
+                    { name: "bs", value: "{{item.bs}}" },
+                  ],
+                },
+              },
+              {
+                name: "promote",
+                template: "promote",
+                dependencies: ["trial"],
+                arguments: { parameters: [{ name: "results", value: "{{tasks.trial.outputs.parameters.result}}" }] },
+              },
+              {
+                name: "publish-best",
+                template: "publish-best",
+                dependencies: ["promote"],
+                arguments: { parameters: [{ name: "best", value: "{{tasks.promote.outputs.parameters.best}}" }] },
+              },
+            ],
+          },
+        },
+        {
+          name: "grid",
+          // Argo writes `source` to a file and appends its path to `command`; inputs come as env.
+          script: {
+            ...container({}),
+            command: ["node"],
+            env: [...env, { name: "LEARNING_RATES", value: P("learning-rates") }, { name: "HIDDEN_UNITS", value: P("hidden-units") }, { name: "BATCH_SIZES", value: P("batch-sizes") }],
+            source: GRID_SCRIPT,
+          },
+        },
+        {
+          name: "trial",
+          inputs: { parameters: [{ name: "index" }, { name: "lr" }, { name: "hu" }, { name: "bs" }] },
+          retryStrategy: { limit: "2", retryPolicy: "OnError", backoff: { duration: "30s", factor: "2" } },
+          ...(o.burst ? { nodeSelector: o.burst.nodeSelector, tolerations: o.burst.tolerations } : {}),
+          container: container({ command: ["sh", "-c", trialScript] }),
+          outputs: { parameters: [{ name: "result", valueFrom: { path: "/tmp/result.json" } }] },
+        },
+        {
+          name: "promote",
+          inputs: { parameters: [{ name: "results" }] },
+          script: {
+            ...container({}),
+            command: ["node"],
+            env: [...env, { name: "RESULTS", value: I("results") }, { name: "GATE", value: P("accuracy-gate") }],
+            source: PROMOTE_SCRIPT,
+          },
+          outputs: {
+            parameters: [{ name: "best", valueFrom: { path: "/tmp/best.json" } }],
+            artifacts: [{ name: "summary", path: "/tmp/summary.json", s3: { key: "sweeps/{{workflow.name}}/summary.json" } }],
+          },
+        },
+        {
+          name: "publish-best",
+          inputs: { parameters: [{ name: "best" }] },
+          container: container({
+            command: ["sh", "-c"],
+            args: [`mlp publish --from "{{=jsonpath(inputs.parameters.best, '$.model')}}" --model-base "${ctx.modelBase}" --name "${P("model-name")}"`],
+            volumeMounts: [
+              { name: "tmp", mountPath: "/tmp" },
+              { name: "shared", mountPath: SHARED_MOUNT_PATH },
+            ],
+          }),
+        },
+      ],
+    },
+  };
+}
+
+export interface HyperparameterSweepArgs {
+  readonly provider: k8s.Provider;
+  readonly context: pulumi.Input<PipelineContext>;
+  readonly options: SweepOptions;
+  readonly dependsOn?: pulumi.Input<pulumi.Resource>[];
+}
+
+export class HyperparameterSweep extends pulumi.ComponentResource {
+  readonly templateName = PIPELINE_TEMPLATES.sweep;
+
+  constructor(name: string, args: HyperparameterSweepArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("mlplatform:pipeline:HyperparameterSweep", name, {}, opts);
+    const t = pulumi.output(args.context).apply((c) => sweepTemplate(c as PipelineContext, args.options));
+    new k8s.apiextensions.CustomResource(
+      `${name}-template`,
+      { apiVersion: "argoproj.io/v1alpha1", kind: "WorkflowTemplate", metadata: t.apply((x) => x.metadata), spec: t.apply((x) => x.spec) } as k8s.apiextensions.CustomResourceArgs,
+      { parent: this, provider: args.provider, dependsOn: args.dependsOn },
+    );
+    this.registerOutputs({ templateName: this.templateName });
+  }
+}
