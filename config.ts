@@ -386,6 +386,8 @@ const ingressSchema = z
   .object({
     /** IngressClass; default the cluster's default class. */
     className: z.string().min(1).optional(),
+    /** Namespace of the ingress controller: NetworkPolicies let only it reach the UIs. */
+    controllerNamespace: dnsLabel.default("ingress-nginx"),
     /** cert-manager ClusterIssuer that signs the TLS certificates; without it, bring `tlsSecretName`s. */
     clusterIssuer: z.string().min(1).optional(),
     jupyterhub: z.object({ host: hostname, tlsSecretName: z.string().min(1).optional() }).strict().optional(),
@@ -464,7 +466,7 @@ const keys = {
     jupyterhub: { enabled: true, authenticator: "github", idleTimeoutSeconds: 3600 },
     tensorboard: { enabled: true, logDir: "logs" },
   }),
-  ingress: ingressSchema.default({}),
+  ingress: ingressSchema.default({ controllerNamespace: "ingress-nginx" }),
   trainerImage: trainerImageSchema.default({}),
   serving: servingSchema.default({ enabled: true, modelName: "mnist", minReplicas: 1, maxReplicas: 3, gpus: 0 }),
   pipeline: pipelineSchema.default({ enabled: true, sweepParallelism: 4 }),

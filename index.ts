@@ -36,6 +36,15 @@ async function main(): Promise<{ [K in keyof PlatformOutputs]: pulumi.Input<Plat
   const skipAwait = cfg.kubernetes.skipAwait;
   const namespaces = new Namespaces("platform", { names: cfg.namespaces, provider: cluster.provider, skipAwait });
 
+  // Default deny in every platform namespace, then only the flows the architecture needs.
+  const { NetworkPolicies } = await import("./components/networkPolicies");
+  new NetworkPolicies("network", {
+    provider: cluster.provider,
+    namespaces: cfg.namespaces,
+    ingressNamespace: cfg.ingress.controllerNamespace,
+    dependsOn: [namespaces],
+  });
+
   const { NvidiaDevicePlugin, wantsDevicePlugin } = await import("./components/devicePlugin");
   if (cluster.gpu && wantsDevicePlugin(cfg.devicePlugin.install, cfg.cluster)) {
     new NvidiaDevicePlugin("gpu", {
