@@ -10,7 +10,7 @@ export default defineConfig({
           name: "program",
           pool: "forks",
           include: ["tests/**/*.test.ts"],
-          exclude: ["tests/integration/**"],
+          exclude: ["tests/integration/**", "tests/e2e/**"],
           testTimeout: 60_000,
         },
       },
@@ -27,7 +27,7 @@ export default defineConfig({
       {
         test: {
           name: "integration",
-          include: ["tests/integration/**/*.test.ts"],
+          include: ["tests/integration/**/*.test.ts", "tests/e2e/**/*.test.ts"],
           testTimeout: 900_000,
           hookTimeout: 900_000,
           fileParallelism: false,

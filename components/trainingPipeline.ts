@@ -259,7 +259,8 @@ export function retrainPipelineTemplate(ctx: PipelineContext): Record<string, an
   return pipelineTemplate(ctx, {
     name: PIPELINE_TEMPLATES.retrain,
     parameters: [
-      { name: "images", value: "s3://data/images", description: "one folder of images per label" },
+      // retrain reads a local folder: the shared volume (upload there from a notebook or a Job).
+      { name: "images", value: `${SHARED_MOUNT_PATH}/datasets/images`, description: "one folder of images per label, on the shared volume" },
       { name: "base-model", value: `${SHARED_MOUNT_PATH}/base-models/mobilenet`, description: "tfjs base model directory" },
       { name: "model-name", value: "images", description: "name the model is published and served under" },
       { name: "steps", value: "500", description: "training steps of the new head" },
@@ -267,7 +268,7 @@ export function retrainPipelineTemplate(ctx: PipelineContext): Record<string, an
       { name: "batch-size", value: "32", description: "examples per step" },
       { name: "workers", value: "1", description: "training replicas (the trainer supports 1)" },
       { name: "accuracy-gate", value: "0.9", description: "minimum test accuracy to publish" },
-      { name: "smoke-image", value: "s3://data/images/smoke.jpg", description: "an image the smoke test classifies" },
+      { name: "smoke-image", value: `${SHARED_MOUNT_PATH}/datasets/smoke.jpg`, description: "an image the smoke test classifies" },
     ],
     verifyArgs: ["verify-data", "--data", P("images"), "--kind", "images"],
     trainArgs: [

@@ -17,6 +17,21 @@ export const COMMANDS: readonly CommandEntry[] = [
     load: async () => (await import("./retrain")).command,
   },
   {
+    name: "verify-data",
+    summary: "check that a dataset (IDX files or image folders, local or s3://) is complete and readable",
+    load: async () => (await import("./verify-data")).command,
+  },
+  {
+    name: "evaluate",
+    summary: "evaluate a model version on held-out data; exit 3 when its accuracy is below the gate",
+    load: async () => (await import("./evaluate")).command,
+  },
+  {
+    name: "publish",
+    summary: "publish an exported model version as the next version under <model-base>/<name> (local or s3://)",
+    load: async () => (await import("./publish")).command,
+  },
+  {
     name: "serve",
     summary: "serve model versions over TF-Serving-compatible gRPC and REST APIs, hot-reloading new versions",
     load: async () => (await import("./serve")).command,
