@@ -9,8 +9,8 @@
  * an Azure Files share (AKS), a Filestore instance (GKE), an in-cluster NFS server, or an
  * NFS export you already run.
  */
-import * as storage from "@pulumi/azure-native/storage";
-import * as gcp from "@pulumi/gcp";
+import type * as storageTypes from "@pulumi/azure-native/storage";
+import type * as gcpTypes from "@pulumi/gcp";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { type SharedStorageConfig, sizeInGiB } from "../config";
@@ -245,6 +245,8 @@ export class SharedStorage extends pulumi.ComponentResource {
     if (!args.gcp) throw new pulumi.ResourceError("the filestore backend needs the GKE cluster's project and location", this);
     const loc = args.gcp.location;
     const zone = c.filestoreLocation ?? (/-[a-z]$/.test(loc) ? loc : `${loc}-a`);
+    // Loaded only when used: each cloud SDK costs hundreds of milliseconds to import.
+    const gcp = require("@pulumi/gcp") as typeof gcpTypes;
     const instance = new gcp.filestore.Instance(
       `${name}-filestore`,
       {
@@ -271,6 +273,7 @@ export class SharedStorage extends pulumi.ComponentResource {
   ): (namespace: string) => pulumi.Output<VolumeSource> {
     if (!args.azure) throw new pulumi.ResourceError("the azureFiles backend needs the AKS resource group and location", this);
     const { resourceGroupName, location } = args.azure;
+    const storage = require("@pulumi/azure-native/storage") as typeof storageTypes;
     const premium = c.azureFilesSku.startsWith("Premium");
     const account = new storage.StorageAccount(
       `${alphanumeric(name, 10)}files`,

@@ -7,7 +7,7 @@
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import * as dockerbuild from "@pulumi/docker-build";
+import type * as dockerbuildTypes from "@pulumi/docker-build";
 import * as pulumi from "@pulumi/pulumi";
 
 /** Repository path of the image inside the registry. */
@@ -80,6 +80,8 @@ export class TrainerImage extends pulumi.ComponentResource {
           this,
         );
       }
+      // Loaded only when building: stacks that use a prebuilt image never pay for it.
+      const dockerbuild = require("@pulumi/docker-build") as typeof dockerbuildTypes;
       const root = args.repoRoot ?? path.resolve(__dirname, "..");
       const tag = contentTag(root, args.variant);
       const repo = pulumi.interpolate`${args.registryServer}/${TRAINER_REPOSITORY}`;
