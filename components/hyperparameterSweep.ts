@@ -69,7 +69,8 @@ export function sweepTemplate(ctx: PipelineContext, o: SweepOptions): Record<str
   const P = (n: string) => `{{workflow.parameters.${n}}}`;
   const I = (n: string) => `{{inputs.parameters.${n}}}`;
   const trialBase = `s3://${o.modelsBucket}/sweeps/{{workflow.name}}/trial-${I("index")}`;
-  const env = [{ name: "MLP_TFJS_BACKEND", value: "node" }];
+  // The image chooses its backend (MLP_TFJS_BACKEND is set per variant); a GPU build also runs on CPU.
+  const env: { name: string; value: string }[] = [];
   const container = (extra: Record<string, unknown>) => ({
     name: "main",
     image: ctx.image,

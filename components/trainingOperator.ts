@@ -63,7 +63,6 @@ export function tfJobManifest(o: TfJobOptions): Record<string, any> {
                   image: o.image,
                   args: [...o.args],
                   envFrom: [{ secretRef: { name: OBJECT_STORE_SECRET } }],
-                  env: [{ name: "MLP_TFJS_BACKEND", value: gpu ? "gpu" : "node" }],
                   resources: {
                     requests: { cpu: "1", memory: "2Gi" },
                     limits: { memory: "8Gi", ...(gpu ? { "nvidia.com/gpu": String(o.gpus) } : {}) },

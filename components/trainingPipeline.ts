@@ -69,7 +69,6 @@ export function mlpStep(
       image: ctx.image,
       args,
       envFrom: [{ secretRef: { name: OBJECT_STORE_SECRET } }],
-      env: [{ name: "MLP_TFJS_BACKEND", value: "node" }],
       resources: { requests: { cpu: "500m", memory: "1Gi" }, limits: { memory: "4Gi" } },
       securityContext: RESTRICTED_CONTAINER,
       volumeMounts: [...(shared ? [{ name: "shared", mountPath: SHARED_MOUNT_PATH }] : []), { name: "tmp", mountPath: "/tmp" }],
