@@ -14,7 +14,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as YAML from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Kube, PulumiCli, ROOT, copyProject, missingTools, previewSteps, startLocal, stopLocal } from "./support";
+import { Kube, PulumiCli, copyProject, missingTools, previewSteps, startLocal, stopLocal, useOfflineDevStack } from "./support";
 
 // kube-controller-manager finalizes deleted namespaces and binds volumes; without it a
 // destroyed namespace would stay Terminating forever.
@@ -46,21 +46,7 @@ describe.skipIf(missing.length > 0)("real engine against a local kube-apiserver"
     consumerDir = path.join(platformDir, "stacks", "consumer");
     cli = new PulumiCli(work);
 
-    // The dev stack file, pointed at the local API server instead of a kind cluster.
-    const devFile = path.join(platformDir, "Pulumi.dev.yaml");
-    const dev = YAML.parse(fs.readFileSync(devFile, "utf8"));
-    dev.config["mlplatform:cluster"] = { provider: "existing", kubeconfig: kubeconfigPath, context: "mlplatform-local", gpu: "none" };
-    dev.config["mlplatform:kubernetes"] = { skipAwait: true };
-    // Helm charts come from the internet: Argo and JupyterHub are off here. The Training
-    // Operator's kustomize source is pointed at our offline stand-in CRDs.
-    dev.config["mlplatform:kubeflow"] = {
-      trainingOperator: { source: path.join(ROOT, "tests", "fixtures", "crds") },
-      argo: { enabled: false },
-      jupyterhub: { enabled: false },
-    };
-    // The pipelines need Argo; their templates meet the API server in crds.test.ts instead.
-    dev.config["mlplatform:pipeline"] = { enabled: false };
-    fs.writeFileSync(devFile, YAML.stringify(dev));
+    useOfflineDevStack(platformDir, kubeconfigPath);
     cli.run(["stack", "init", "dev", "--secrets-provider", "passphrase"], { cwd: platformDir });
     console.log(
       "Not exercised offline: container images are never pulled (kubernetes.skipAwait is on, so objects " +

@@ -23,7 +23,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as YAML from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { PulumiCli, ROOT, copyProject, missingTools, startLocal, stopLocal, type CliResult } from "./support";
+import { PulumiCli, ROOT, copyProject, missingTools, startLocal, stopLocal, useOfflineDevStack, type CliResult } from "./support";
 
 const REQUIRED = ["pulumi", "pulumi-language-nodejs", "pulumi-resource-kubernetes", "etcd", "kube-apiserver"];
 const missing = missingTools(REQUIRED);
@@ -84,17 +84,7 @@ describe.skipIf(missing.length > 0)("the policy pack in the real engine", () => 
     // as in engine.test.ts: no Helm charts (and so no Argo pipelines); the Training Operator
     // from our stand-in CRDs.
     platformDir = copyProject(path.join(work, "platform"));
-    const devFile = path.join(platformDir, "Pulumi.dev.yaml");
-    const dev = YAML.parse(fs.readFileSync(devFile, "utf8"));
-    dev.config["mlplatform:cluster"] = { provider: "existing", kubeconfig: kubeconfigPath, context: "mlplatform-local", gpu: "none" };
-    dev.config["mlplatform:kubernetes"] = { skipAwait: true };
-    dev.config["mlplatform:kubeflow"] = {
-      trainingOperator: { source: path.join(ROOT, "tests", "fixtures", "crds") },
-      argo: { enabled: false },
-      jupyterhub: { enabled: false },
-    };
-    dev.config["mlplatform:pipeline"] = { enabled: false };
-    fs.writeFileSync(devFile, YAML.stringify(dev));
+    useOfflineDevStack(platformDir, kubeconfigPath);
     cli.run(["stack", "init", "dev", "--secrets-provider", "passphrase"], { cwd: platformDir });
 
     fixtureDir = path.join(work, "violating");

@@ -198,3 +198,24 @@ export function previewSteps(json: string): { op: string; urn: string; diffs?: s
   const doc = JSON.parse(json) as { steps?: { op: string; urn: string; diffs?: string[] }[] };
   return doc.steps ?? [];
 }
+
+/**
+ * Points a copied project's dev stack at the local API server, with what needs the internet
+ * switched off: no Helm charts (Argo, JupyterHub; so no Argo pipelines either), the Training
+ * Operator's manifests replaced by our stand-in CRDs, and no waiting for containers that can
+ * never start (images are not pulled here).
+ */
+export function useOfflineDevStack(platformDir: string, kubeconfigPath: string): void {
+  const devFile = path.join(platformDir, "Pulumi.dev.yaml");
+  const dev = YAML.parse(fs.readFileSync(devFile, "utf8"));
+  dev.config["mlplatform:cluster"] = { provider: "existing", kubeconfig: kubeconfigPath, context: "mlplatform-local", gpu: "none" };
+  dev.config["mlplatform:kubernetes"] = { skipAwait: true };
+  dev.config["mlplatform:kubeflow"] = {
+    trainingOperator: { source: path.join(ROOT, "tests", "fixtures", "crds") },
+    argo: { enabled: false },
+    jupyterhub: { enabled: false },
+  };
+  // The pipelines need Argo; their templates meet the API server in crds.test.ts instead.
+  dev.config["mlplatform:pipeline"] = { enabled: false };
+  fs.writeFileSync(devFile, YAML.stringify(dev));
+}
