@@ -2,6 +2,10 @@
  * `mlp predict`: asks a model server (ours or TF Serving) to classify one image or one
  * IDX sample and prints the top-k labels; 28×28 inputs are drawn in ASCII beside the answer.
  */
+import * as fs from "node:fs/promises";
+import * as os from "node:os";
+import * as path from "node:path";
+import { openSource, readWithGzFallback } from "../data/source";
 import { UsageError } from "../errors";
 import { DEFAULT_SIGNATURE } from "../metadata";
 import { openClient, PredictError, type ModelChoice } from "../predict/client";
@@ -23,7 +27,8 @@ Sends one input to a TensorFlow-Serving-compatible server and prints the top lab
   --signature S        signature name (default ${DEFAULT_SIGNATURE})
   --image FILE         an image (PNG, JPEG, WebP, ...): decoded, resized, normalised per
                        the model's metadata
-  --idx FILE           an IDX image file ([count, rows, cols] uint8, .gz allowed)
+  --idx FILE           an IDX image file ([count, rows, cols] uint8, .gz allowed); like
+                       --image and --idx-labels, a local path or an s3://bucket/key URL
   --index N            which sample of --idx (default 0)
   --idx-labels FILE    the matching IDX label file, to print the true label
   --invert             invert pixels (dark ink on light paper → MNIST style)
@@ -55,6 +60,22 @@ export interface PredictResult {
   readonly trueLabel?: string;
 }
 
+/**
+ * A local path for an input given as a path or an `s3://bucket/key` URL: objects are fetched
+ * (with the `.gz` fallback IDX files get) into a temporary file, so pipeline steps can point
+ * straight at the dataset in the object store.
+ */
+export async function localInput(pathOrUri: string, tmpDir: () => Promise<string>): Promise<string> {
+  if (!pathOrUri.startsWith("s3://")) return pathOrUri;
+  const slash = pathOrUri.lastIndexOf("/");
+  const name = pathOrUri.slice(slash + 1);
+  if (slash < "s3://".length || name === "") throw new UsageError(`not an S3 object URL: ${pathOrUri}`);
+  const { data, location } = await readWithGzFallback(openSource(pathOrUri.slice(0, slash)), name);
+  const file = path.join(await tmpDir(), path.basename(location));
+  await fs.writeFile(file, data);
+  return file;
+}
+
 /** Runs `mlp predict`; resolves to the exit code (errors are thrown as MlpErrors). */
 export async function run(args: string[], io: CommandIo = { stdout: process.stdout, stderr: process.stderr, env: process.env }): Promise<number> {
   const f = parseFlags("predict", args, FLAGS);
@@ -64,11 +85,28 @@ export async function run(args: string[], io: CommandIo = { stdout: process.stdo
   if (f.index !== undefined && !f.idx) throw new UsageError("--index goes with --idx");
   const protocol = f.rest ? "rest" : "grpc";
   const server = f.server ?? (f.rest ? "localhost:8501" : "localhost:8500");
-  const choice: ModelChoice = { name: f.model, version: intFlag("version", f.version, 1), label: f.label };
+  let tmp: string | undefined;
+  const tmpDir = async () => (tmp ??= await fs.mkdtemp(path.join(os.tmpdir(), "mlp-predict-")));
+  try {
+    if (f.image) f.image = await localInput(f.image, tmpDir);
+    if (f.idx) f.idx = await localInput(f.idx, tmpDir);
+    if (f["idx-labels"]) f["idx-labels"] = await localInput(f["idx-labels"], tmpDir);
+    return await predictWith(f, protocol, server, io);
+  } finally {
+    if (tmp) await fs.rm(tmp, { recursive: true, force: true });
+  }
+}
+
+async function predictWith(
+  f: ReturnType<typeof parseFlags<typeof FLAGS>>,
+  protocol: "grpc" | "rest",
+  server: string,
+  io: CommandIo,
+): Promise<number> {
+  const choice: ModelChoice = { name: f.model!, version: intFlag("version", f.version, 1), label: f.label };
   const deadlineMs = intFlag("deadline-ms", f["deadline-ms"], 1) ?? 10_000;
   const k = intFlag("top-k", f["top-k"], 1) ?? 3;
   const signatureName = f.signature ?? DEFAULT_SIGNATURE;
-
   const client = openClient(protocol, server);
   try {
     const remote = await client.describe(choice, deadlineMs);
