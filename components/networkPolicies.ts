@@ -24,6 +24,8 @@ const tcp = (port: number) => ({ protocol: "TCP", port });
 
 /** One named policy of a namespace. */
 export interface NamedPolicy {
+  /** Role of the namespace (`platform`, `pipelines`, …): names the Pulumi resource, so renaming a namespace replaces its policies in place. */
+  readonly role: keyof PlatformNamespaces;
   readonly namespace: string;
   readonly name: string;
   readonly spec: Spec;
@@ -35,10 +37,13 @@ export interface NamedPolicy {
  */
 export function platformNetworkPolicies(ns: PlatformNamespaces, ingressNamespace: string, apiServerPorts: number[] = [443, 6443]): NamedPolicy[] {
   const all = [ns.platform, ns.pipelines, ns.serving, ns.notebooks];
+  const roles = Object.keys(ns) as (keyof PlatformNamespaces)[];
   const policies: NamedPolicy[] = [];
-  for (const n of all) {
-    policies.push({ namespace: n, name: "default-deny", spec: { podSelector: {}, policyTypes: ["Ingress", "Egress"] } });
+  for (const role of roles) {
+    const n = ns[role];
+    policies.push({ role, namespace: n, name: "default-deny", spec: { podSelector: {}, policyTypes: ["Ingress", "Egress"] } });
     policies.push({
+      role,
       namespace: n,
       name: "allow-dns",
       spec: {
@@ -50,20 +55,23 @@ export function platformNetworkPolicies(ns: PlatformNamespaces, ingressNamespace
   }
   // The object store: reached by every platform namespace (including its own bucket Job).
   policies.push({
+    role: "platform",
     namespace: ns.platform,
     name: "minio-from-platform",
     spec: { podSelector: app("minio"), policyTypes: ["Ingress"], ingress: [{ from: all.map(inNamespace), ports: [tcp(MINIO_PORT)] }] },
   });
   // TensorBoard: only through the ingress controller (which authenticates first).
   policies.push({
+    role: "platform",
     namespace: ns.platform,
     name: "tensorboard-from-ingress",
     spec: { podSelector: app("tensorboard"), policyTypes: ["Ingress"], ingress: [{ from: [inNamespace(ingressNamespace)], ports: [tcp(6006)] }] },
   });
   // Workloads that read or write data talk to MinIO.
-  for (const n of all) {
+  for (const role of roles) {
     policies.push({
-      namespace: n,
+      role,
+      namespace: ns[role],
       name: "egress-to-object-store",
       spec: { podSelector: {}, policyTypes: ["Egress"], egress: [{ to: [{ ...inNamespace(ns.platform), podSelector: app("minio") }], ports: [tcp(MINIO_PORT)] }] },
     });
@@ -71,11 +79,13 @@ export function platformNetworkPolicies(ns: PlatformNamespaces, ingressNamespace
   // Pipelines: pods of a run talk to each other (TFJob replicas, TensorBoard), to the
   // Kubernetes API (Argo executor, resource steps), and to the model server (smoke test).
   policies.push({
+    role: "pipelines",
     namespace: ns.pipelines,
     name: "within-namespace",
     spec: { podSelector: {}, policyTypes: ["Ingress", "Egress"], ingress: [{ from: [{ podSelector: {} }] }], egress: [{ to: [{ podSelector: {} }] }] },
   });
   policies.push({
+    role: "pipelines",
     namespace: ns.pipelines,
     name: "egress-to-api-and-serving",
     spec: {
@@ -85,12 +95,14 @@ export function platformNetworkPolicies(ns: PlatformNamespaces, ingressNamespace
     },
   });
   policies.push({
+    role: "pipelines",
     namespace: ns.pipelines,
     name: "tensorboard-from-ingress",
     spec: { podSelector: app("tensorboard"), policyTypes: ["Ingress"], ingress: [{ from: [inNamespace(ingressNamespace)], ports: [tcp(6006)] }] },
   });
   // Serving: clients in the pipelines and notebooks namespaces, and any namespace that opts in.
   policies.push({
+    role: "serving",
     namespace: ns.serving,
     name: "serving-from-clients",
     spec: {
@@ -107,6 +119,7 @@ export function platformNetworkPolicies(ns: PlatformNamespaces, ingressNamespace
   // Notebooks: JupyterHub's chart brings its own policies for the hub, proxy and user pods;
   // ours add the model server to what notebooks may call.
   policies.push({
+    role: "notebooks",
     namespace: ns.notebooks,
     name: "egress-to-serving",
     spec: { podSelector: {}, policyTypes: ["Egress"], egress: [{ to: [inNamespace(ns.serving)], ports: [tcp(8500), tcp(8501)] }] },
@@ -130,7 +143,7 @@ export class NetworkPolicies extends pulumi.ComponentResource {
     const policies = platformNetworkPolicies(args.namespaces, args.ingressNamespace ?? "ingress-nginx");
     for (const p of policies) {
       new k8s.networking.v1.NetworkPolicy(
-        `${name}-${p.namespace}-${p.name}`,
+        `${name}-${p.role}-${p.name}`,
         { metadata: { name: p.name, namespace: p.namespace, labels: { ...PLATFORM_LABELS } }, spec: p.spec },
         { parent: this, provider: args.provider, dependsOn: args.dependsOn },
       );

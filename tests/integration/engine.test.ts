@@ -89,9 +89,14 @@ describe.skipIf(missing.length > 0)("real engine against a local kube-apiserver"
     const changed = steps.filter((s) => s.op !== "same").map((s) => `${s.op} ${s.urn.split("::").pop()}`);
     console.log("diff after renaming the serving namespace:", changed);
     // The namespace is replaced (its name is immutable), and with it what lives in it: the
-    // object-store credentials, the shared-volume claim and the model server; the claim's
-    // volume is re-pointed. Nothing in any other namespace moves.
+    // object-store credentials, its network policies, the shared-volume claim and the model
+    // server; the claim's volume is re-pointed, and the policies elsewhere that name the serving
+    // namespace are updated. Nothing else moves.
     expect(changed.filter((c) => !c.endsWith(" mlplatform-dev")).sort()).toEqual([
+      "replace network-serving-allow-dns",
+      "replace network-serving-default-deny",
+      "replace network-serving-egress-to-object-store",
+      "replace network-serving-serving-from-clients",
       "replace objects-credentials-serving",
       "replace platform-serving",
       "replace serving-hpa",
@@ -99,6 +104,9 @@ describe.skipIf(missing.length > 0)("real engine against a local kube-apiserver"
       "replace serving-server",
       "replace serving-service",
       "replace shared-serving", // the PersistentVolumeClaim
+      "update network-notebooks-egress-to-serving",
+      "update network-pipelines-egress-to-api-and-serving",
+      "update network-platform-minio-from-platform",
       "update shared-serving", // the PersistentVolume's claimRef
     ]);
 
