@@ -10,6 +10,7 @@ import type { ModelMetadata, SignatureSpec, TensorDtype } from "../metadata";
 import { parseMetadata } from "../metadata";
 import {
   clientConstructors,
+  DEFAULT_FLOW_CONTROL_WINDOW_BYTES,
   unpackAny,
   type GetModelMetadataResponse,
   type GetModelStatusResponse,
@@ -112,7 +113,13 @@ export class GrpcServingClient implements ServingClient {
     maxMessageBytes = 64 * 1024 * 1024,
   ) {
     const { PredictionService, ModelService } = clientConstructors();
-    const opts = { "grpc.max_receive_message_length": maxMessageBytes, "grpc.max_send_message_length": maxMessageBytes };
+    const opts = {
+      "grpc.max_receive_message_length": maxMessageBytes,
+      "grpc.max_send_message_length": maxMessageBytes,
+      // 1 MiB HTTP/2 receive windows, as the server opens (see serve/grpc.ts): large answers
+      // do not stall on WINDOW_UPDATE round trips.
+      "grpc-node.flow_control_window": DEFAULT_FLOW_CONTROL_WINDOW_BYTES,
+    };
     this.prediction = new PredictionService(target, grpc.credentials.createInsecure(), opts);
     this.models = new ModelService(target, grpc.credentials.createInsecure(), opts);
   }

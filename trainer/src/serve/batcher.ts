@@ -23,8 +23,8 @@ export const DEFAULT_BATCHING: BatchingOptions = { maxBatchSize: 32, batchTimeou
 export interface CallContext {
   /** Epoch ms after which the client has given up. */
   readonly deadline?: number;
-  /** Aborted when the client cancels or disconnects. */
-  readonly signal?: AbortSignal;
+  /** `aborted` turns true when the client cancels or disconnects (an AbortSignal will do). */
+  readonly signal?: { readonly aborted: boolean };
 }
 
 interface Entry {

@@ -24,6 +24,12 @@ export const PROTO_LOADER_OPTIONS: Readonly<protoLoader.Options> = Object.freeze
   oneofs: true,
 });
 
+/**
+ * HTTP/2 receive window per connection and per stream, for server and client: 1 MiB, as
+ * grpc-java and grpc-go use (Node's default is 64 KiB; see `grpc.ts`).
+ */
+export const DEFAULT_FLOW_CONTROL_WINDOW_BYTES = 1024 * 1024;
+
 /** `trainer/proto`, found from the source tree or a compiled `dist/` tree. */
 export function protoDir(): string {
   for (const rel of ["../../proto", "../../../proto"]) {

@@ -28,6 +28,8 @@ export interface ServerOptions {
   readonly batching?: BatchingOptions;
   /** Largest gRPC message, bytes (see `grpc.ts`). */
   readonly grpcMaxMessageBytes?: number;
+  /** HTTP/2 receive window of each gRPC connection and stream, bytes. Default 1 MiB (see `grpc.ts`). */
+  readonly grpcFlowControlWindowBytes?: number;
   /** Largest REST body, bytes. Default 64 MiB. */
   readonly restMaxBodyBytes?: number;
   /** REST request time limit, ms. Default 30 000. */
@@ -108,7 +110,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   try {
     await Promise.all([...managers.values()].map((m) => m.start(options.pollIntervalMs ?? 1000)));
     if (options.grpcPort !== null) {
-      grpc = new GrpcFrontEnd(service, health, { maxMessageBytes: options.grpcMaxMessageBytes, log });
+      grpc = new GrpcFrontEnd(service, health, { maxMessageBytes: options.grpcMaxMessageBytes, flowControlWindowBytes: options.grpcFlowControlWindowBytes, log });
       grpcPort = await grpc.bind(host, options.grpcPort ?? 8500);
     }
     if (options.restPort !== null) {

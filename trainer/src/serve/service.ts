@@ -48,8 +48,29 @@ export interface ClassResult {
 export type Api = "predict" | "classify" | "metadata" | "status";
 export type Protocol = "grpc" | "rest";
 
+/**
+ * One model run per event-loop turn. Runs are synchronous (TensorFlow runs the ops on this
+ * thread), and a burst of requests arrives in one socket read: run back to back in that
+ * turn, every answer waits for the last run and they leave together, while the client
+ * (and its next requests) wait. Taking a turn lets each answer go out as soon as it is
+ * ready. Costs nothing when requests come one at a time: the turn is free again by then.
+ */
+export class RunTurns {
+  private busy = false;
+  private readonly free = (): void => {
+    this.busy = false;
+  };
+
+  async take(): Promise<void> {
+    while (this.busy) await new Promise<void>((r) => setImmediate(r));
+    this.busy = true;
+    setImmediate(this.free);
+  }
+}
+
 export class InferenceService {
   readonly batcher: Batcher | undefined;
+  private readonly turns = new RunTurns();
 
   constructor(
     private readonly managers: ReadonlyMap<string, ModelManager>,
@@ -95,6 +116,8 @@ export class InferenceService {
     // Only signatures whose every input has a free batch dimension can be concatenated.
     const batchable = Object.values(sig.inputs).every((s) => s.shape.length > 0 && s.shape[0]! < 0);
     if (this.batcher && batchable) return this.batcher.run(servable, signatureName, inputs, size, ctx);
+    await this.turns.take();
+    if (ctx.signal?.aborted) throw cancelled("The client cancelled the request");
     this.metrics.batchSize.observe({ model: servable.name, version: String(servable.version) }, size);
     return servable.run(signatureName, inputs);
   }

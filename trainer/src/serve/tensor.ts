@@ -64,14 +64,15 @@ export function shapeString(shape: readonly number[]): string {
 
 /**
  * A decoded `tensorflow.TensorProto` as @grpc/proto-loader gives it with our loader options
- * (`longs: String`, `enums: String`, `defaults: true`, bytes as Buffer).
+ * (`longs: String`, `enums: String`, `defaults: true`, bytes as Buffer). The Predict fast
+ * path (`wire.ts`) gives the same shape, with `float_val` as a Float32Array.
  */
 export interface TensorProtoObject {
   dtype?: string;
   tensor_shape?: { dim?: { size?: string | number; name?: string }[]; unknown_rank?: boolean } | null;
   version_number?: number;
   tensor_content?: Buffer | Uint8Array;
-  float_val?: number[];
+  float_val?: number[] | Float32Array;
   double_val?: number[];
   int_val?: number[];
   string_val?: (Buffer | Uint8Array)[];
@@ -107,8 +108,12 @@ function checkFinite(where: string, values: Float32Array, limits: TensorLimits):
   }
 }
 
-/** Copies little-endian 4-byte words into an aligned typed array. */
-function wordsFrom<T extends Float32Array | Int32Array>(bytes: Uint8Array, make: (b: ArrayBuffer) => T): T {
+/**
+ * Little-endian 4-byte words as a typed array: a view of the bytes when they are aligned
+ * (no copy; the request's buffer lives as long as the request), else an aligned copy.
+ */
+function wordsFrom<T extends Float32Array | Int32Array>(bytes: Uint8Array, make: (b: ArrayBuffer, offset?: number, length?: number) => T): T {
+  if (LITTLE_ENDIAN && bytes.byteOffset % 4 === 0) return make(bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.byteLength / 4);
   const buf = new ArrayBuffer(bytes.byteLength);
   new Uint8Array(buf).set(bytes);
   if (!LITTLE_ENDIAN) {
@@ -157,18 +162,20 @@ export function fromTensorProto(where: string, proto: TensorProtoObject, limits:
       throw invalidArgument(`${where}: tensor_content has ${content.byteLength} bytes; shape ${shapeString(shape)} of ${dtName} needs ${n * width}`);
     }
     if (dtype === "float32") {
-      const values = wordsFrom(content, (b) => new Float32Array(b));
+      const values = wordsFrom(content, (b, o, l) => new Float32Array(b, o, l));
       checkFinite(where, values, limits);
       return { dtype, shape, values };
     }
-    if (dtype === "int32") return { dtype, shape, values: wordsFrom(content, (b) => new Int32Array(b)) };
+    if (dtype === "int32") return { dtype, shape, values: wordsFrom(content, (b, o, l) => new Int32Array(b, o, l)) };
     const values = new Uint8Array(n);
     for (let i = 0; i < n; i++) values[i] = content[i] ? 1 : 0;
     return { dtype, shape, values };
   }
   switch (dtype) {
     case "float32": {
-      const values = fill(where, "float_val", proto.float_val ?? [], n, (k) => new Float32Array(k));
+      const src = proto.float_val ?? [];
+      // Already a Float32Array of the right length (wire.ts): use it as it is.
+      const values = src instanceof Float32Array && src.length === n ? src : fill(where, "float_val", src, n, (k) => new Float32Array(k));
       checkFinite(where, values, limits);
       return { dtype, shape, values };
     }
