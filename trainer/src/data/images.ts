@@ -30,7 +30,11 @@ export function idxPairNames(prefix: string): { images: string; labels: string }
  */
 export async function loadIdxPair(source: DataSource, prefix: string, numClasses = 10): Promise<ImageDataset> {
   const names = idxPairNames(prefix);
-  const [img, lab] = await Promise.all([readWithGzFallback(source, names.images), readWithGzFallback(source, names.labels)]);
+  // Both reads run at once; when both fail, report the images file, so the error is the same every run.
+  const [imgResult, labResult] = await Promise.allSettled([readWithGzFallback(source, names.images), readWithGzFallback(source, names.labels)]);
+  if (imgResult.status === "rejected") throw imgResult.reason;
+  if (labResult.status === "rejected") throw labResult.reason;
+  const [img, lab] = [imgResult.value, labResult.value];
   const images = parseIdx(img.data, img.location);
   const labels = parseIdx(lab.data, lab.location);
   if (images.type !== "uint8" || images.dims.length !== 3) {
