@@ -109,6 +109,24 @@ export function parseS3Uri(uri: string): { bucket: string; prefix: string } {
 
 type S3Module = typeof import("@aws-sdk/client-s3");
 
+/** The AWS SDK (loaded on first use) and a client configured from {@link S3Options}. */
+export type S3Handle = { sdk: S3Module; client: InstanceType<S3Module["S3Client"]> };
+
+/** Opens an S3 client for `options`; `requestTimeoutMs` bounds one request. */
+export function openS3Client(options: S3Options, requestTimeoutMs: number): Promise<S3Handle> {
+  return import("@aws-sdk/client-s3").then((sdk) => ({
+    sdk,
+    client: new sdk.S3Client({
+      region: options.region,
+      endpoint: options.endpoint,
+      forcePathStyle: options.forcePathStyle,
+      credentials: options.credentials,
+      maxAttempts: options.maxAttempts,
+      requestHandler: { connectionTimeout: options.connectionTimeoutMs, requestTimeout: requestTimeoutMs },
+    }),
+  }));
+}
+
 /** Objects under an S3 prefix. The SDK is loaded on first use. */
 export class S3Source implements DataSource {
   readonly uri: string;
@@ -136,17 +154,7 @@ export class S3Source implements DataSource {
   }
 
   private async getClient() {
-    this.client ??= import("@aws-sdk/client-s3").then((sdk) => ({
-      sdk,
-      client: new sdk.S3Client({
-        region: this.options.region,
-        endpoint: this.options.endpoint,
-        forcePathStyle: this.options.forcePathStyle,
-        credentials: this.options.credentials,
-        maxAttempts: this.options.maxAttempts,
-        requestHandler: { connectionTimeout: this.options.connectionTimeoutMs, requestTimeout: 60_000 },
-      }),
-    }));
+    this.client ??= openS3Client(this.options, 60_000);
     return this.client;
   }
 

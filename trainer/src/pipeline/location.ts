@@ -8,7 +8,7 @@
  */
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
-import { DataFileNotFoundError, parseS3Uri, type S3Options } from "../data/source";
+import { DataFileNotFoundError, openS3Client, parseS3Uri, type S3Options } from "../data/source";
 import { MlpError, SourceError, UsageError, describeError } from "../errors";
 
 /** Makes the error thrown for a failed operation (callers pick the class: reading vs publishing). */
@@ -135,17 +135,7 @@ export class S3Location implements Location {
   }
 
   private getClient() {
-    this.client ??= import("@aws-sdk/client-s3").then((sdk) => ({
-      sdk,
-      client: new sdk.S3Client({
-        region: this.options.region,
-        endpoint: this.options.endpoint,
-        forcePathStyle: this.options.forcePathStyle,
-        credentials: this.options.credentials,
-        maxAttempts: this.options.maxAttempts,
-        requestHandler: { connectionTimeout: this.options.connectionTimeoutMs, requestTimeout: 120_000 },
-      }),
-    }));
+    this.client ??= openS3Client(this.options, 120_000);
     return this.client;
   }
 

@@ -12,7 +12,7 @@
  */
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
-import { parseS3Uri, resolveS3Options, S3Source, type S3Options } from "../data/source";
+import { openS3Client, parseS3Uri, resolveS3Options, S3Source, type S3Options } from "../data/source";
 
 export interface ModelStorage {
   /** The source as a user wrote it, for logs and errors. */
@@ -112,17 +112,7 @@ export class S3Storage implements ModelStorage {
   }
 
   private getClient(): Promise<{ sdk: S3Module; client: InstanceType<S3Module["S3Client"]> }> {
-    this.client ??= import("@aws-sdk/client-s3").then((sdk) => ({
-      sdk,
-      client: new sdk.S3Client({
-        region: this.options.region,
-        endpoint: this.options.endpoint,
-        forcePathStyle: this.options.forcePathStyle,
-        credentials: this.options.credentials,
-        maxAttempts: this.options.maxAttempts,
-        requestHandler: { connectionTimeout: this.options.connectionTimeoutMs, requestTimeout: 30_000 },
-      }),
-    }));
+    this.client ??= openS3Client(this.options, 30_000);
     return this.client;
   }
 
