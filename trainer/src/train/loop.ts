@@ -7,8 +7,9 @@ import { BatchIterator, type Split } from "../data/batches";
 import type { ImageDataset } from "../data/images";
 import { batchTensors } from "../data/tensors";
 import { TrainingError } from "../errors";
-import { tf, type LayersModel, type Scalar, type Tensor, type Variable } from "../tf";
+import { tf, type LayersModel, type Tensor } from "../tf";
 import { restoreCheckpoint, saveCheckpoint, type TrainState } from "./checkpoint";
+import { createTrainStep } from "./step";
 import { Progress, type ProgressMode, type ProgressStream } from "./progress";
 import type { ScalarSink } from "./summaries";
 
@@ -91,14 +92,15 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const { model, data, split, steps, batchSize } = opts;
   if (!Number.isInteger(steps) || steps < 1) throw new RangeError(`steps must be a positive integer; got ${steps}`);
   const log = opts.log ?? ((m: string) => opts.progress?.out.write(`${m}\n`));
-  const optimizer = tf.train.adam(opts.learningRate);
+  // Throws before any state exists if MLP_TRAIN_STEP=native and the model cannot use it.
+  const trainStep = createTrainStep(model, { learningRate: opts.learningRate, seed: opts.seed });
   const runConfig = { ...opts.runConfig, batchSize, seed: opts.seed, learningRate: opts.learningRate, trainExamples: split.train.length };
 
   let step = 0;
   let position;
   if (opts.checkpoint) {
-    const restored = await restoreCheckpoint(opts.checkpoint.dir, model, optimizer, runConfig).catch((e: unknown) => {
-      optimizer.dispose();
+    const restored = await restoreCheckpoint(opts.checkpoint.dir, model, trainStep.optimizer, runConfig).catch((e: unknown) => {
+      trainStep.dispose();
       throw e;
     });
     if (restored) {
@@ -111,7 +113,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const batches = new BatchIterator(split.train, batchSize, opts.seed, position);
   const progress = opts.progress ? new Progress(opts.progress.out, { total: steps, startStep: step, examplesPerStep: batchSize, mode: opts.progress.mode }) : undefined;
   const say = (m: string) => (progress ? progress.log(m) : log(m));
-  const vars = model.trainableWeights.map((w) => w.read() as Variable);
+  if (trainStep.reason) say(`training step: tfjs autograd (${trainStep.reason})`);
   const summaryEvery = opts.summaryEvery ?? 10;
   const recent: { loss: number; acc: number }[] = [];
   let validation: EvalResult | undefined;
@@ -119,7 +121,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
 
   const checkpointNow = async () => {
     if (!opts.checkpoint) return;
-    await saveCheckpoint(opts.checkpoint.dir, model, optimizer, { step, position: batches.position, config: runConfig }, opts.checkpoint.keep);
+    await saveCheckpoint(opts.checkpoint.dir, model, trainStep.optimizer, { step, position: batches.position, config: runConfig }, opts.checkpoint.keep);
   };
   const validate = () => {
     if (split.validation.length === 0) return;
@@ -132,23 +134,14 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   try {
     while (step < steps) {
       const indices = batches.next();
-      const { loss, acc } = tf.tidy(() => {
-        const { xs, ys } = batchTensors(data, indices);
-        let accuracy: Tensor | undefined;
-        const cost = optimizer.minimize(
-          () => {
-            const probs = model.apply(xs, { training: true }) as Tensor;
-            accuracy = tf.keep(tf.equal(probs.argMax(-1), ys.argMax(-1)).toFloat().mean());
-            return tf.metrics.categoricalCrossentropy(ys, probs).mean() as Scalar;
-          },
-          true,
-          vars,
-        )!;
-        return { loss: cost, acc: accuracy! };
-      });
-      const lossValue = loss.dataSync()[0]!;
-      const accValue = acc.dataSync()[0]!;
-      tf.dispose([loss, acc]);
+      const { xs, ys } = batchTensors(data, indices);
+      let lossValue: number;
+      let accValue: number;
+      try {
+        ({ loss: lossValue, accuracy: accValue } = trainStep.run(xs, ys, step + 1));
+      } finally {
+        tf.dispose([xs, ys]);
+      }
       step++;
       if (!Number.isFinite(lossValue)) {
         throw new TrainingError(`training loss became ${lossValue} at step ${step}; try a lower --learning-rate (now ${opts.learningRate})`);
@@ -168,7 +161,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     validate();
   } finally {
     // The optimizer's slots are variables: release them (the model keeps its weights).
-    optimizer.dispose();
+    trainStep.dispose();
   }
   const seconds = (performance.now() - t0) / 1000;
   const mean = (f: (r: { loss: number; acc: number }) => number) => (recent.length ? recent.reduce((s, r) => s + f(r), 0) / recent.length : NaN);

@@ -1,0 +1,276 @@
+/**
+ * The native training step (src/train/native-step.ts, native-ops.ts, native-adam.ts, step.ts)
+ * against tfjs's own autograd and Adam on the same weights and batches.
+ */
+import { afterEach, describe, expect, it } from "vitest";
+import { createMnistModel } from "../src/model/mnist";
+import { NativeAdam } from "../src/train/native-adam";
+import { NativeOps, nativeBackend } from "../src/train/native-ops";
+import { lossAndGradients, planNativeStep, type DropoutMasks, type NativePlan } from "../src/train/native-step";
+import { createTrainStep, seededDropoutMasks } from "../src/train/step";
+import { tf, type LayersModel, type Scalar, type Tensor, type Tensor1D, type Variable } from "../src/tf";
+
+const noDropout: DropoutMasks = () => {
+  throw new Error("the model has no dropout");
+};
+
+function batch(b: number, shape: number[], classes: number, seed: number) {
+  return tf.tidy(() => ({
+    xs: tf.randomUniform([b, ...shape], 0, 1, "float32", seed),
+    ys: tf.oneHot(tf.randomUniform([b], 0, classes, "int32", seed + 1) as Tensor1D, classes).toFloat(),
+  }));
+}
+
+/** max |a − b| relative to max |b| (plus a floor for all-zero gradients). */
+function relDiff(a: Tensor, b: Tensor): number {
+  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]! / (tf.max(tf.abs(b)).dataSync()[0]! + 1e-6));
+}
+
+/** Loss and gradients by tfjs's autograd, applying the model's layers one by one (dropout by `masks`). */
+function reference(model: LayersModel, xs: Tensor, ys: Tensor, masks?: DropoutMasks) {
+  const vars = model.trainableWeights.map((w) => w.read() as Variable);
+  return tf.variableGrads(() => {
+    let x = xs;
+    let k = 0;
+    for (const layer of model.layers.slice(1)) {
+      if (layer.getClassName() === "Dropout") {
+        const rate = (layer.getConfig() as { rate: number }).rate;
+        x = tf.mul(x, tf.tensor(masks!(k++, x.size, rate), x.shape));
+      } else {
+        x = layer.apply(x) as Tensor;
+      }
+    }
+    return tf.metrics.categoricalCrossentropy(ys, x).mean() as Scalar;
+  }, vars);
+}
+
+function expectSameGradients(model: LayersModel, plan: NativePlan, xs: Tensor, ys: Tensor, masks: DropoutMasks) {
+  const ref = reference(model, xs, ys, masks);
+  const mine = tf.tidy(() => {
+    const r = lossAndGradients(plan, xs, ys, masks);
+    return { loss: r.loss, grads: Object.fromEntries(r.grads.map((g) => [g.name, g.tensor])) };
+  });
+  expect(mine.loss.dataSync()[0]).toBeCloseTo(ref.value.dataSync()[0]!, 5);
+  const trainable = model.trainableWeights.map((w) => (w.read() as Variable).name);
+  expect(Object.keys(mine.grads).sort()).toEqual([...trainable].sort());
+  for (const name of trainable) expect(relDiff(mine.grads[name]!, ref.grads[name]!), name).toBeLessThan(1e-5);
+  tf.dispose([ref.value, ...Object.values(ref.grads), mine.loss, ...Object.values(mine.grads)]);
+}
+
+function plan(model: LayersModel): NativePlan {
+  const p = planNativeStep(model);
+  if (typeof p === "string") throw new Error(p);
+  return p;
+}
+
+describe("native training step: gradients", () => {
+  afterEach(() => {
+    delete process.env.MLP_TRAIN_STEP;
+  });
+
+  it("matches tfjs autograd on the MNIST CNN (no dropout)", () => {
+    const model = createMnistModel({ seed: 3, dropout: 0 });
+    const { xs, ys } = batch(16, [28, 28, 1], 10, 5);
+    expectSameGradients(model, plan(model), xs, ys, noDropout);
+    tf.dispose([xs, ys]);
+    model.dispose();
+  });
+
+  it("matches tfjs autograd with dropout, given the same masks", () => {
+    const model = createMnistModel({ seed: 4, dropout: 0.5 });
+    const { xs, ys } = batch(12, [28, 28, 1], 10, 6);
+    const masks = seededDropoutMasks(9, 1);
+    expectSameGradients(model, plan(model), xs, ys, masks);
+    tf.dispose([xs, ys]);
+    model.dispose();
+  });
+
+  it("matches on other supported shapes: same padding, strides, linear conv, overlapping pools, frozen layers", () => {
+    const input = tf.input({ shape: [15, 13, 3] });
+    const init = (seed: number) => tf.initializers.glorotUniform({ seed });
+    let x = tf.layers.conv2d({ filters: 6, kernelSize: [3, 2], strides: 2, padding: "same", activation: "linear", kernelInitializer: init(1) }).apply(input);
+    x = tf.layers.conv2d({ filters: 5, kernelSize: 3, activation: "relu", padding: "same", kernelInitializer: init(2), biasInitializer: "ones" }).apply(x);
+    x = tf.layers.maxPooling2d({ poolSize: 3, strides: 2, padding: "same" }).apply(x);
+    x = tf.layers.flatten().apply(x);
+    const frozen = tf.layers.dense({ units: 7, activation: "relu", kernelInitializer: init(3), useBias: false });
+    x = frozen.apply(x);
+    x = tf.layers.dense({ units: 9, activation: "linear", kernelInitializer: init(4) }).apply(x);
+    const out = tf.layers.dense({ units: 4, activation: "softmax", kernelInitializer: init(5) }).apply(x) as ReturnType<typeof tf.input>;
+    const model = tf.model({ inputs: input, outputs: out });
+    frozen.trainable = false;
+    const { xs, ys } = batch(5, [15, 13, 3], 4, 7);
+    const p = plan(model);
+    expect(p.stages.map((s) => s.kind)).toEqual(["conv2d", "conv2d", "maxPool", "relu", "flatten", "dense", "dense"]);
+    expectSameGradients(model, p, xs, ys, noDropout);
+    tf.dispose([xs, ys]);
+    model.dispose();
+  });
+
+  it("gives the same gradients with and without the oneDNN kernels", () => {
+    const be = nativeBackend();
+    if (typeof be === "string") throw new Error(be);
+    process.env.MLP_NATIVE_ONEDNN = "0";
+    const plain = new NativeOps(be);
+    expect(plain.oneDnnKernels()).toBe(false);
+    delete process.env.MLP_NATIVE_ONEDNN;
+    // On this x86 CPU build the oneDNN kernels are there and pass the probe.
+    expect(new NativeOps(be).oneDnnKernels()).toBe(true);
+    const { xs, ys } = batch(4, [12, 12, 2], 3, 1);
+    tf.tidy(() => {
+      const a = plain.maxPool(xs, [2, 2], [2, 2], "VALID");
+      const fast = new NativeOps(be);
+      const b = fast.maxPool(xs, [2, 2], [2, 2], "VALID");
+      expect(a.workspace).toBeUndefined();
+      expect(b.workspace).toBeDefined();
+      const dy = tf.randomNormal(a.y.shape, 0, 1, "float32", 3);
+      expect(relDiff(b.y, a.y)).toBe(0);
+      expect(relDiff(fast.maxPoolGrad(xs, b, dy, [2, 2], [2, 2], "VALID"), plain.maxPoolGrad(xs, a, dy, [2, 2], [2, 2], "VALID"))).toBe(0);
+      const w = tf.randomNormal([3, 3, 2, 4], 0, 1, "float32", 4);
+      const bias = tf.randomNormal([4], 0, 1, "float32", 5);
+      expect(relDiff(fast.conv2d(xs, w, bias, [1, 1], "SAME"), plain.conv2d(xs, w, bias, [1, 1], "SAME"))).toBeLessThan(1e-6);
+    });
+    tf.dispose([xs, ys]);
+  });
+
+  it("names the layer or setting it cannot run, and the trainer falls back to autograd", () => {
+    const input = tf.input({ shape: [8] });
+    const bn = tf.layers.batchNormalization({ name: "bn" }).apply(input);
+    const m1 = tf.model({ inputs: input, outputs: tf.layers.dense({ units: 2, activation: "softmax" }).apply(bn) as ReturnType<typeof tf.input> });
+    expect(planNativeStep(m1)).toBe("layer bn (BatchNormalization) is not one of Conv2D, MaxPooling2D, Flatten, Dense, Dropout");
+    const reg = tf.layers.dense({ name: "reg", units: 3, activation: "relu", kernelRegularizer: tf.regularizers.l2() }).apply(input);
+    const m2 = tf.model({ inputs: input, outputs: tf.layers.dense({ units: 2, activation: "softmax" }).apply(reg) as ReturnType<typeof tf.input> });
+    expect(planNativeStep(m2)).toBe("layer reg (Dense): kernelRegularizer is set");
+    const m3 = tf.model({ inputs: input, outputs: tf.layers.dense({ name: "sig", units: 2, activation: "sigmoid" }).apply(input) as ReturnType<typeof tf.input> });
+    expect(planNativeStep(m3)).toBe("layer sig (Dense): output activation sigmoid (only softmax)");
+
+    const step = createTrainStep(m1, { learningRate: 0.01, seed: 1 });
+    expect(step.kind).toBe("autograd");
+    expect(step.reason).toContain("layer bn");
+    const { xs, ys } = batch(8, [8], 2, 2);
+    const r = step.run(xs, ys, 1);
+    expect(Number.isFinite(r.loss)).toBe(true);
+    step.dispose();
+    process.env.MLP_TRAIN_STEP = "native";
+    expect(() => createTrainStep(m1, { learningRate: 0.01, seed: 1 })).toThrow(/MLP_TRAIN_STEP=native, but the model cannot use the native step: layer bn/);
+    process.env.MLP_TRAIN_STEP = "fast";
+    expect(() => createTrainStep(m1, { learningRate: 0.01, seed: 1 })).toThrow(/MLP_TRAIN_STEP must be auto, native or autograd; got "fast"/);
+    tf.dispose([xs, ys]);
+    [m1, m2, m3].forEach((m) => m.dispose());
+  });
+
+  it("dropout masks are seeded per step and layer, with the right keep rate and scale", () => {
+    const a = seededDropoutMasks(1, 5)(0, 20000, 0.25);
+    expect(seededDropoutMasks(1, 5)(0, 20000, 0.25)).toEqual(a);
+    expect(seededDropoutMasks(1, 6)(0, 20000, 0.25)).not.toEqual(a);
+    expect(seededDropoutMasks(1, 5)(1, 20000, 0.25)).not.toEqual(a);
+    expect(new Set(a)).toEqual(new Set([0, Math.fround(1 / 0.75)]));
+    const kept = a.filter((v) => v > 0).length / a.length;
+    expect(kept).toBeGreaterThan(0.74);
+    expect(kept).toBeLessThan(0.76);
+  });
+});
+
+describe("native training step: Adam", () => {
+  function twin(seed: number) {
+    return [createMnistModel({ seed, dropout: 0 }), createMnistModel({ seed, dropout: 0 })] as const;
+  }
+  const weightsOf = (m: LayersModel) => m.trainableWeights.map((w) => w.read() as Variable);
+
+  it("takes the same steps as tfjs's Adam, and keeps the model's variables current", () => {
+    const [a, b] = twin(11);
+    const be = nativeBackend();
+    if (typeof be === "string") throw new Error(be);
+    const native = new NativeAdam(be, weightsOf(a), { learningRate: 0.01 });
+    const tfjs = tf.train.adam(0.01);
+    // The same gradients for both (drawn, not computed from the weights, so rounding cannot
+    // feed back), spanning 1e-8..1 in magnitude, where ε's placement matters.
+    for (let step = 0; step < 5; step++) {
+      const grads = weightsOf(a).map((w, i) =>
+        tf.tidy(() => tf.mul(tf.randomNormal(w.shape, 0, 1, "float32", 100 * step + i), tf.pow(10, tf.randomUniform(w.shape, -8, 0, "float32", 100 * step + i + 50)))),
+      );
+      native.applyGradients(weightsOf(a).map((w, i) => ({ name: w.name, tensor: grads[i]! })));
+      tfjs.applyGradients(weightsOf(b).map((w, i) => ({ name: w.name, tensor: grads[i]! })));
+      tf.dispose(grads);
+    }
+    weightsOf(a).forEach((w, i) => {
+      const diff = tf.tidy(() => tf.max(tf.abs(tf.sub(w, weightsOf(b)[i]!))).dataSync()[0]!);
+      // Five steps of at most lr each; the two agree to float rounding of the weights.
+      expect(diff, w.name).toBeLessThan(1e-6);
+    });
+    native.dispose();
+    tfjs.dispose();
+    a.dispose();
+    b.dispose();
+  });
+
+  it("saves and restores state in tfjs AdamOptimizer's layout, both ways", async () => {
+    const [a, b] = twin(12);
+    const be = nativeBackend();
+    if (typeof be === "string") throw new Error(be);
+    const { xs, ys } = batch(8, [28, 28, 1], 10, 40);
+    // tfjs Adam takes two steps on b; its state moves into a NativeAdam on a copy of b's weights.
+    const tfjs = tf.train.adam(0.01);
+    for (let i = 0; i < 2; i++) tf.tidy(() => tfjs.applyGradients(lossAndGradients(plan(b), xs, ys, noDropout).grads));
+    a.setWeights(b.getWeights());
+    const native = new NativeAdam(be, weightsOf(a), { learningRate: 0.01 });
+    const saved = await tfjs.getWeights();
+    await native.setWeights(saved);
+    const back = await native.getWeights();
+    expect(back.map((w) => w.name)).toEqual([`iter`, ...weightsOf(a).map((w) => `${w.name}/m`), ...weightsOf(a).map((w) => `${w.name}/v`)]);
+    expect(back[0]!.tensor.dataSync()[0]).toBe(2);
+    back.slice(1).forEach((w, i) => expect(relDiff(w.tensor, saved[i + 1]!.tensor)).toBe(0));
+    // One more step each from the same state: the same weights, to float rounding.
+    tf.tidy(() => native.applyGradients(lossAndGradients(plan(a), xs, ys, noDropout).grads));
+    tf.tidy(() => tfjs.applyGradients(lossAndGradients(plan(b), xs, ys, noDropout).grads));
+    weightsOf(a).forEach((w, i) => expect(relDiff(w, weightsOf(b)[i]!), w.name).toBeLessThan(1e-5));
+    // And back: a tfjs Adam restored from the NativeAdam continues the same way.
+    const again = tf.train.adam(0.01);
+    await again.setWeights(await native.getWeights());
+    expect(again.iterations).toBe(3);
+    await expect(native.setWeights(saved.slice(0, 3))).rejects.toThrow(/expected iter and two moments for each of 8 weights/);
+    tf.dispose([xs, ys]);
+    [native, tfjs, again].forEach((o) => o.dispose());
+    a.dispose();
+    b.dispose();
+  });
+
+  it("picks up weights set on the model from outside before its next update", () => {
+    const [a, b] = twin(13);
+    const be = nativeBackend();
+    if (typeof be === "string") throw new Error(be);
+    const native = new NativeAdam(be, weightsOf(a), { learningRate: 0.01 });
+    const { xs, ys } = batch(8, [28, 28, 1], 10, 50);
+    tf.tidy(() => native.applyGradients(lossAndGradients(plan(a), xs, ys, noDropout).grads));
+    // A restore writes other weights into the model: the next update must start from them.
+    const other = createMnistModel({ seed: 99, dropout: 0 });
+    a.setWeights(other.getWeights());
+    b.setWeights(other.getWeights());
+    const g = tf.tidy(() => lossAndGradients(plan(a), xs, ys, noDropout).grads.map((x) => tf.keep(x.tensor)));
+    expect(g.map((t) => t.shape)).toEqual(weightsOf(a).map((w) => w.shape));
+    tf.tidy(() => native.applyGradients(weightsOf(a).map((w, i) => ({ name: w.name, tensor: g[i]! }))));
+    // The step moved each weight from `other`'s value by at most ~lr.
+    weightsOf(a).forEach((w, i) => {
+      const moved = tf.tidy(() => tf.max(tf.abs(tf.sub(w, weightsOf(b)[i]!))).dataSync()[0]!);
+      expect(moved, w.name).toBeLessThan(0.05);
+    });
+    tf.dispose([xs, ys, ...g]);
+    native.dispose();
+    [a, b, other].forEach((m) => m.dispose());
+  });
+
+  it("a step leaks no tensors, and dispose frees the variables", () => {
+    const model = createMnistModel({ seed: 14 });
+    const step = createTrainStep(model, { learningRate: 0.001, seed: 1 });
+    expect(step.kind).toBe("native");
+    const { xs, ys } = batch(8, [28, 28, 1], 10, 60);
+    step.run(xs, ys, 1);
+    const before = tf.memory().numTensors;
+    for (let i = 2; i <= 6; i++) step.run(xs, ys, i);
+    expect(tf.memory().numTensors).toBe(before);
+    step.dispose();
+    // The three TensorFlow variables per weight are gone (their handles were tfjs tensors).
+    expect(tf.memory().numTensors).toBe(before - 3 * model.trainableWeights.length);
+    tf.dispose([xs, ys]);
+    model.dispose();
+  });
+});
