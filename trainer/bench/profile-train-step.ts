@@ -1,22 +1,23 @@
 /**
  * Where a training step of the MNIST CNN spends its time on the native backend: the
  * trainer's own step (`src/train/step.ts`: forward, loss, accuracy, gradients, Adam) with
- * every TensorFlow op the binding executes timed and aggregated by op name and output shape.
- * This sees the ops tfjs kernels run internally as well as the native step's direct calls.
+ * every TensorFlow op the binding executes eagerly timed and aggregated by op name and output
+ * shape (the ops tfjs kernels run internally as well as the eager native step's direct calls;
+ * the compiled step is one session run per step, so it shows only its total).
  *
- *   npx tsx trainer/bench/profile-train-step.ts [--batch-size 64] [--steps 20] [--step native|autograd] [--top 30]
+ *   npx tsx trainer/bench/profile-train-step.ts [--batch-size 64] [--steps 20] [--step compiled|eager|autograd] [--top 30]
  */
 import { parseArgs } from "node:util";
 import type { NodeJSKernelBackend } from "@tensorflow/tfjs-node/dist/nodejs_kernel_backend";
 import { createMnistModel } from "../src/model/mnist";
-import { createTrainStep } from "../src/train/step";
+import { createTrainStep, type StepKind } from "../src/train/step";
 import { tf, type Tensor1D } from "../src/tf";
 
 async function main() {
   const { values } = parseArgs({ options: { "batch-size": { type: "string" }, steps: { type: "string" }, step: { type: "string" }, top: { type: "string" } } });
   const b = Number(values["batch-size"] ?? 64);
   const steps = Number(values.steps ?? 20);
-  const mode = (values.step ?? "native") as "native" | "autograd";
+  const mode = (values.step ?? "eager") as StepKind;
   const model = createMnistModel({ seed: 1 });
   const trainStep = createTrainStep(model, { learningRate: 0.001, seed: 1, mode });
   const xs = tf.randomUniform([b, 28, 28, 1]);

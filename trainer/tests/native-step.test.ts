@@ -150,10 +150,12 @@ describe("native training step: gradients", () => {
     const r = step.run(xs, ys, 1);
     expect(Number.isFinite(r.loss)).toBe(true);
     step.dispose();
-    process.env.MLP_TRAIN_STEP = "native";
-    expect(() => createTrainStep(m1, { learningRate: 0.01, seed: 1 })).toThrow(/MLP_TRAIN_STEP=native, but the model cannot use the native step: layer bn/);
+    for (const kind of ["compiled", "eager"]) {
+      process.env.MLP_TRAIN_STEP = kind;
+      expect(() => createTrainStep(m1, { learningRate: 0.01, seed: 1 })).toThrow(`MLP_TRAIN_STEP=${kind}, but the model cannot use it: layer bn`);
+    }
     process.env.MLP_TRAIN_STEP = "fast";
-    expect(() => createTrainStep(m1, { learningRate: 0.01, seed: 1 })).toThrow(/MLP_TRAIN_STEP must be auto, native or autograd; got "fast"/);
+    expect(() => createTrainStep(m1, { learningRate: 0.01, seed: 1 })).toThrow(/MLP_TRAIN_STEP must be auto, compiled, eager, autograd; got "fast"/);
     tf.dispose([xs, ys]);
     [m1, m2, m3].forEach((m) => m.dispose());
   });
@@ -260,17 +262,100 @@ describe("native training step: Adam", () => {
 
   it("a step leaks no tensors, and dispose frees the variables", () => {
     const model = createMnistModel({ seed: 14 });
-    const step = createTrainStep(model, { learningRate: 0.001, seed: 1 });
-    expect(step.kind).toBe("native");
     const { xs, ys } = batch(8, [28, 28, 1], 10, 60);
-    step.run(xs, ys, 1);
-    const before = tf.memory().numTensors;
-    for (let i = 2; i <= 6; i++) step.run(xs, ys, i);
-    expect(tf.memory().numTensors).toBe(before);
-    step.dispose();
-    // The three TensorFlow variables per weight are gone (their handles were tfjs tensors).
-    expect(tf.memory().numTensors).toBe(before - 3 * model.trainableWeights.length);
+    const be = nativeBackend();
+    if (typeof be === "string") throw new Error(be);
+    for (const mode of ["compiled", "eager"] as const) {
+      const sessions = be.getNumOfSavedModels();
+      const step = createTrainStep(model, { learningRate: 0.001, seed: 1, mode });
+      expect(step.kind).toBe(mode);
+      step.run(xs, ys, 1);
+      const before = tf.memory().numTensors;
+      for (let i = 2; i <= 6; i++) step.run(xs, ys, i);
+      expect(tf.memory().numTensors).toBe(before);
+      step.dispose();
+      if (mode === "eager") {
+        // The three TensorFlow variables per weight are gone (their handles were tfjs tensors).
+        expect(tf.memory().numTensors).toBe(before - 3 * model.trainableWeights.length);
+      } else {
+        // The session (which held the variables) is closed.
+        expect(be.getNumOfSavedModels()).toBe(sessions);
+      }
+    }
     tf.dispose([xs, ys]);
     model.dispose();
+  });
+});
+
+describe("compiled training step (one TensorFlow graph per step)", () => {
+  const weightsOf = (m: LayersModel) => m.trainableWeights.map((w) => w.read() as Variable);
+  afterEach(() => {
+    delete process.env.MLP_TRAIN_STEP;
+  });
+
+  it("is the default, and takes the same step as the eager kernels (dropout included)", () => {
+    const a = createMnistModel({ seed: 21, dropout: 0.3 });
+    const b = createMnistModel({ seed: 21, dropout: 0.3 });
+    const compiled = createTrainStep(a, { learningRate: 0.001, seed: 5 });
+    const eager = createTrainStep(b, { learningRate: 0.001, seed: 5, mode: "eager" });
+    expect(compiled.kind).toBe("compiled");
+    expect(compiled.reason).toBeUndefined();
+    const { xs, ys } = batch(16, [28, 28, 1], 10, 70);
+    const r1 = compiled.run(xs, ys, 1);
+    const r2 = eager.run(xs, ys, 1);
+    expect(r1.loss).toBeCloseTo(r2.loss, 5);
+    expect(r1.accuracy).toBe(r2.accuracy);
+    weightsOf(a).forEach((w, i) => expect(relDiff(w, weightsOf(b)[i]!), w.name).toBeLessThan(1e-5));
+    tf.dispose([xs, ys]);
+    compiled.dispose();
+    eager.dispose();
+    a.dispose();
+    b.dispose();
+  });
+
+  it("takes batches of any size (the last batch of an epoch is smaller)", () => {
+    const model = createMnistModel({ seed: 22 });
+    const step = createTrainStep(model, { learningRate: 0.001, seed: 5, mode: "compiled" });
+    for (const [k, b] of [8, 3, 8].entries()) {
+      const { xs, ys } = batch(b, [28, 28, 1], 10, 80 + k);
+      const r = step.run(xs, ys, k + 1);
+      expect(Number.isFinite(r.loss)).toBe(true);
+      tf.dispose([xs, ys]);
+    }
+    step.dispose();
+    model.dispose();
+  });
+
+  it("keeps the optimizer state in tfjs Adam's layout and takes weights restored into the model", async () => {
+    const model = createMnistModel({ seed: 23, dropout: 0 });
+    const twin = createMnistModel({ seed: 23, dropout: 0 });
+    const step = createTrainStep(model, { learningRate: 0.01, seed: 5, mode: "compiled" });
+    const { xs, ys } = batch(8, [28, 28, 1], 10, 90);
+    for (let i = 1; i <= 2; i++) step.run(xs, ys, i);
+    const saved = await step.optimizer.getWeights();
+    expect(saved.map((w) => w.name)).toEqual(["iter", ...weightsOf(model).map((w) => `${w.name}/m`), ...weightsOf(model).map((w) => `${w.name}/v`)]);
+    expect(saved[0]!.tensor.dataSync()[0]).toBe(2);
+    // The same state in a tfjs Adam on a copy of the weights: one more step each agrees.
+    twin.setWeights(model.getWeights());
+    const tfjs = tf.train.adam(0.01);
+    await tfjs.setWeights(saved);
+    const p = planNativeStep(twin);
+    if (typeof p === "string") throw new Error(p);
+    step.run(xs, ys, 3);
+    tf.tidy(() => tfjs.applyGradients(lossAndGradients(p, xs, ys, noDropout).grads));
+    weightsOf(model).forEach((w, i) => expect(relDiff(w, weightsOf(twin)[i]!), w.name).toBeLessThan(1e-5));
+    // Restoring: weights set on the model and optimizer state set on the step are used next.
+    const fresh = createMnistModel({ seed: 24, dropout: 0 });
+    model.setWeights(fresh.getWeights());
+    twin.setWeights(fresh.getWeights());
+    await step.optimizer.setWeights(await tfjs.getWeights());
+    step.run(xs, ys, 4);
+    tf.tidy(() => tfjs.applyGradients(lossAndGradients(p, xs, ys, noDropout).grads));
+    weightsOf(model).forEach((w, i) => expect(relDiff(w, weightsOf(twin)[i]!), w.name).toBeLessThan(1e-5));
+    await expect(step.optimizer.setWeights(saved.slice(0, 3))).rejects.toThrow(/expected iter and two moments for each of 8 weights/);
+    tf.dispose([xs, ys]);
+    step.dispose();
+    tfjs.dispose();
+    [model, twin, fresh].forEach((m) => m.dispose());
   });
 });

@@ -1,20 +1,24 @@
 /**
  * One optimizer step of a softmax classifier, shared by `train-mnist`'s loop and `retrain`'s
- * head: the native step of `./native-step.ts` with `./native-adam.ts` where the model allows
- * it, else tfjs's autograd (`optimizer.minimize` with tfjs's Adam). Both minimise the mean
- * categorical cross-entropy with Adam and keep the optimizer state in the same checkpoint
- * layout, so a run resumes with either.
+ * head. Three implementations, the first that the model and backend allow:
  *
- * `MLP_TRAIN_STEP=autograd` forces autograd (to compare, or to rule the native step out);
- * `MLP_TRAIN_STEP=native` makes an unsupported model an error instead of a fallback.
+ *   compiled  the whole step as one TensorFlow graph run by a session (`./graph-step.ts`)
+ *   eager     the same kernels op by op (`./native-step.ts` with `./native-adam.ts`)
+ *   autograd  tfjs's `optimizer.minimize` with tfjs's Adam (any model, any backend)
+ *
+ * All minimise the mean categorical cross-entropy with the same Adam update and keep the
+ * optimizer state in the same checkpoint layout, so a run resumes with any of them.
+ * `MLP_TRAIN_STEP=compiled|eager|autograd` asks for one (an unavailable one is an error).
  */
-import { TrainingError } from "../errors";
+import { TrainingError, describeError } from "../errors";
 import { tf, type LayersModel, type Scalar, type Tensor, type Variable } from "../tf";
 import { Rng } from "../util/rng";
+import { GraphTrainStep } from "./graph-step";
 import { NativeAdam } from "./native-adam";
 import { lossAndGradients, planNativeStep, type DropoutMasks } from "./native-step";
 
-export type StepKind = "native" | "autograd";
+export type StepKind = "compiled" | "eager" | "autograd";
+const KINDS: readonly StepKind[] = ["compiled", "eager", "autograd"];
 
 /** What checkpoints save and restore of an optimizer. */
 export interface OptimizerState {
@@ -24,7 +28,7 @@ export interface OptimizerState {
 
 export interface TrainStep {
   readonly kind: StepKind;
-  /** Why the native step is not used (when `kind` is autograd). */
+  /** Why a faster kind is not used (when `kind` is not compiled). */
   readonly reason?: string;
   /** Adam's state, for checkpoints. */
   readonly optimizer: OptimizerState;
@@ -57,19 +61,44 @@ export function seededDropoutMasks(seed: number, step: number): DropoutMasks {
 function modeFromEnv(): "auto" | StepKind {
   const v = process.env.MLP_TRAIN_STEP;
   if (v === undefined || v === "" || v === "auto") return "auto";
-  if (v === "native" || v === "autograd") return v;
-  throw new TrainingError(`MLP_TRAIN_STEP must be auto, native or autograd; got ${JSON.stringify(v)}`);
+  if ((KINDS as string[]).includes(v)) return v as StepKind;
+  throw new TrainingError(`MLP_TRAIN_STEP must be auto, ${KINDS.join(", ")}; got ${JSON.stringify(v)}`);
 }
 
 /** The training step for `model`, with its own Adam. */
 export function createTrainStep(model: LayersModel, opts: TrainStepOptions): TrainStep {
   const mode = opts.mode ?? modeFromEnv();
   const plan = mode === "autograd" ? "MLP_TRAIN_STEP=autograd" : planNativeStep(model);
-  const vars = model.trainableWeights.map((w) => w.read() as Variable);
-  if (typeof plan !== "string") {
+  const unavailable = (kind: StepKind, why: string) => new TrainingError(`MLP_TRAIN_STEP=${kind}, but the model cannot use it: ${why}`);
+  let reason: string | undefined;
+  if (typeof plan !== "string" && (mode === "auto" || mode === "compiled")) {
+    let graph: GraphTrainStep | undefined;
+    try {
+      graph = new GraphTrainStep(plan.backend, model, plan, { learningRate: opts.learningRate });
+    } catch (e) {
+      const why = `the compiled graph did not load: ${describeError(e)}`;
+      if (mode === "compiled") throw unavailable("compiled", why);
+      reason = why;
+    }
+    if (graph) {
+      const g = graph;
+      return {
+        kind: "compiled",
+        optimizer: g,
+        run: (xs, ys, step) => {
+          const { loss, accuracy } = g.step(xs, ys, seededDropoutMasks(opts.seed, step));
+          return read(loss, accuracy);
+        },
+        dispose: () => g.dispose(),
+      };
+    }
+  }
+  if (typeof plan !== "string" && (mode === "auto" || mode === "eager")) {
+    const vars = model.trainableWeights.map((w) => w.read() as Variable);
     const optimizer = new NativeAdam(plan.backend, vars, { learningRate: opts.learningRate });
     return {
-      kind: "native",
+      kind: "eager",
+      reason,
       optimizer,
       run(xs, ys, step) {
         const { loss, accuracy } = tf.tidy(() => {
@@ -82,11 +111,12 @@ export function createTrainStep(model: LayersModel, opts: TrainStepOptions): Tra
       dispose: () => optimizer.dispose(),
     };
   }
-  if (mode === "native") throw new TrainingError(`MLP_TRAIN_STEP=native, but the model cannot use the native step: ${plan}`);
+  if (typeof plan === "string" && mode !== "auto" && mode !== "autograd") throw unavailable(mode, plan);
+  const vars = model.trainableWeights.map((w) => w.read() as Variable);
   const optimizer = tf.train.adam(opts.learningRate);
   return {
     kind: "autograd",
-    reason: plan,
+    reason: typeof plan === "string" ? plan : reason,
     optimizer,
     run(xs, ys) {
       const { loss, accuracy } = tf.tidy(() => {

@@ -1,0 +1,386 @@
+/**
+ * The native training step compiled into one TensorFlow graph: forward pass, loss, the
+ * backward pass written out as TensorFlow's gradient kernels (as in `./native-step.ts`), and
+ * Adam (`ResourceApplyAdam` on resource variables), loaded as a SavedModel through
+ * tfjs-node's own SavedModel support and run with one `TF_SessionRun` per step.
+ *
+ * Why a graph: run op by op (eager), every kernel waits for the one before it, so on a CPU
+ * the independent parts of a step (a layer's weight gradient and its input gradient, the
+ * optimizer updates) never overlap, and many kernels use one core. A session schedules the
+ * graph's independent nodes on its inter-op threads and applies TensorFlow's graph
+ * optimisations (fused Conv2D+BiasAdd, oneDNN layouts) as Keras's compiled step gets.
+ *
+ * Weights live in the session's variables. After every step the updated values are fetched
+ * (one copy of the parameters) and the model's tfjs variables point at them, so evaluation,
+ * checkpoints and export see the current weights; a weight set on the model from outside
+ * (a checkpoint restore) is written into the session before the next step. The optimizer
+ * state reads and writes in tfjs `AdamOptimizer`'s layout (see `./native-adam.ts`).
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import type { ModelTensorInfo } from "@tensorflow/tfjs-core/dist/model_types";
+import type { NodeJSKernelBackend } from "@tensorflow/tfjs-node/dist/nodejs_kernel_backend";
+import { tf, type LayersModel, type Tensor, type Variable } from "../tf";
+import { DT, GraphBuilder, type Attr } from "./graph-def";
+import type { AdamConfig } from "./native-adam";
+import type { DropoutMasks, NativePlan } from "./native-step";
+
+const F: Attr = { type: DT.float };
+const I32: Attr = { type: DT.int32 };
+const TAG = "mlp-train";
+
+interface GraphWeight {
+  readonly variable: Variable;
+  readonly handle: string;
+  readonly init: string;
+  readonly trainable: boolean;
+  /** Trainable weights: the moment variables, their init placeholders and the updated value. */
+  readonly m?: string;
+  readonly v?: string;
+  readonly mInit?: string;
+  readonly vInit?: string;
+  readonly updated?: string;
+  /** The data the model's variable held after our last step: anything else was set from outside. */
+  expected?: object;
+}
+
+export class GraphTrainStep {
+  private readonly weights: GraphWeight[] = [];
+  private readonly byName = new Map<string, GraphWeight>();
+  private readonly dropoutShapes: (number | null)[][] = [];
+  private readonly dropoutRates: number[] = [];
+  private id: number | undefined;
+  private iterations = 0;
+  private readonly beta1: number;
+  private readonly beta2: number;
+  private readonly epsilon: number;
+  private lent: Tensor[] = [];
+  private readonly outputs: string[];
+  private readonly setWeightsDone: string;
+  private readonly setMomentsDone: string;
+
+  constructor(
+    private readonly be: NodeJSKernelBackend,
+    model: LayersModel,
+    plan: NativePlan,
+    private readonly config: AdamConfig,
+  ) {
+    this.beta1 = config.beta1 ?? 0.9;
+    this.beta2 = config.beta2 ?? 0.999;
+    this.epsilon = config.epsilon ?? be.epsilon();
+    const g = new GraphBuilder();
+    const placeholder = (name: string, shape: readonly (number | null)[]) => g.add("Placeholder", name, [], { dtype: F, shape: { shape } });
+    const attrsT = { T: F };
+    const nhwc: Attr = { s: "NHWC" };
+    const ints = (...v: number[]) => g.constant("const", Int32Array.from(v));
+
+    const inputShape = model.inputs[0]!.shape;
+    const x = placeholder("x", inputShape);
+    const y = placeholder("y", model.outputs[0]!.shape);
+    const invBatch = placeholder("inv_batch", []);
+    const lr = placeholder("learning_rate", []);
+    const beta1Power = placeholder("beta1_power", []);
+    const beta2Power = placeholder("beta2_power", []);
+    const epsilon = placeholder("epsilon", []);
+    const beta1 = g.constant("beta1", Float32Array.of(this.beta1), []);
+    const beta2 = g.constant("beta2", Float32Array.of(this.beta2), []);
+
+    // Variables: each weight of the plan, in the model's order for the trainable ones.
+    const reads = new Map<string, string>();
+    const weightAssigns: string[] = [];
+    const momentAssigns: string[] = [];
+    const variable = (name: string, shape: readonly number[]) => {
+      const handle = g.add("VarHandleOp", name, [], { dtype: F, shape: { shape }, container: { s: "" }, shared_name: { s: name } });
+      const init = placeholder(`${name}/init`, shape);
+      return { handle, init, assign: g.add("AssignVariableOp", `${name}/assign`, [handle, init], { dtype: F }) };
+    };
+    const allWeights = [...plan.stages, plan.output].flatMap((s) => ("kernel" in s ? [{ w: s.kernel, trainable: s.trainable }, ...(s.bias ? [{ w: s.bias, trainable: s.trainable }] : [])] : []));
+    allWeights.forEach(({ w, trainable }, i) => {
+      const variableTensor = w.value as Variable;
+      const base = variable(`weight${i}`, variableTensor.shape);
+      weightAssigns.push(base.assign);
+      reads.set(w.name, g.add("ReadVariableOp", `weight${i}/read`, [base.handle], { dtype: F }));
+      let extra = {};
+      if (trainable) {
+        const m = variable(`weight${i}/m`, variableTensor.shape);
+        const v = variable(`weight${i}/v`, variableTensor.shape);
+        momentAssigns.push(m.assign, v.assign);
+        extra = { m: m.handle, v: v.handle, mInit: m.init, vInit: v.init };
+      }
+      const gw: GraphWeight = { variable: variableTensor, handle: base.handle, init: base.init, trainable, ...extra };
+      this.weights.push(gw);
+      this.byName.set(w.name, gw);
+    });
+    this.setWeightsDone = g.add("Const", "set_weights_done", weightAssigns.map((a) => `^${a}`), { dtype: I32, value: { tensor: { dtype: DT.int32, shape: [], content: Int32Array.of(1) } } });
+    this.setMomentsDone = g.add("Const", "set_moments_done", momentAssigns.map((a) => `^${a}`), { dtype: I32, value: { tensor: { dtype: DT.int32, shape: [], content: Int32Array.of(1) } } });
+    for (const w of this.weights) {
+      if (w.m) g.add("ReadVariableOp", `${w.m}/value`, [w.m], { dtype: F });
+      if (w.v) g.add("ReadVariableOp", `${w.v}/value`, [w.v], { dtype: F });
+    }
+
+    const conv = (strides: readonly [number, number], padding: string) => ({
+      T: F,
+      strides: { ints: [1, strides[0], strides[1], 1] },
+      padding: { s: padding },
+      data_format: nhwc,
+      dilations: { ints: [1, 1, 1, 1] },
+      use_cudnn_on_gpu: { b: true },
+      explicit_paddings: { ints: [] },
+    });
+    const pool = (size: readonly [number, number], strides: readonly [number, number], padding: string) => ({
+      T: F,
+      ksize: { ints: [1, size[0], size[1], 1] },
+      strides: { ints: [1, strides[0], strides[1], 1] },
+      padding: { s: padding },
+      data_format: nhwc,
+    });
+    const shapeOf = (t: string) => g.add("Shape", "shape", [t], { T: F, out_type: I32 });
+    const matMul = (a: string, b: string, ta = false, tb = false) => g.add("MatMul", "matmul", [a, b], { T: F, transpose_a: { b: ta }, transpose_b: { b: tb } });
+
+    // Forward.
+    const inputs: string[] = [];
+    const outs: string[] = [];
+    const masks: string[] = [];
+    let h = x;
+    for (const s of plan.stages) {
+      inputs.push(h);
+      switch (s.kind) {
+        case "conv2d": {
+          let z = g.add("Conv2D", `${s.layer}/conv`, [h, reads.get(s.kernel.name)!], conv(s.strides, s.padding));
+          if (s.bias) z = g.add("BiasAdd", `${s.layer}/bias`, [z, reads.get(s.bias.name)!], { T: F, data_format: nhwc });
+          h = s.relu ? g.add("Relu", `${s.layer}/relu`, [z], attrsT) : z;
+          break;
+        }
+        case "dense": {
+          let z = matMul(h, reads.get(s.kernel.name)!);
+          if (s.bias) z = g.add("BiasAdd", `${s.layer}/bias`, [z, reads.get(s.bias.name)!], { T: F, data_format: nhwc });
+          h = s.relu ? g.add("Relu", `${s.layer}/relu`, [z], attrsT) : z;
+          break;
+        }
+        case "relu":
+          h = g.add("Relu", `${s.layer}/relu`, [h], attrsT);
+          break;
+        case "maxPool":
+          h = g.add("MaxPool", `${s.layer}/pool`, [h], pool(s.size, s.strides, s.padding));
+          break;
+        case "flatten": {
+          const n = (model.getLayer(s.layer).outputShape as (number | null)[])[1]!;
+          h = g.add("Reshape", `${s.layer}/reshape`, [h, ints(-1, n)], { T: F, Tshape: I32 });
+          break;
+        }
+        case "dropout": {
+          const shape = model.getLayer(s.layer).outputShape as (number | null)[];
+          this.dropoutShapes.push(shape);
+          this.dropoutRates.push(s.rate);
+          const mask = placeholder(`dropout${masks.length}`, shape);
+          masks.push(mask);
+          h = g.add("Mul", `${s.layer}/mul`, [h, mask], attrsT);
+          break;
+        }
+      }
+      outs.push(h);
+    }
+    const out = plan.output;
+    let logits = matMul(h, reads.get(out.kernel.name)!);
+    if (out.bias) logits = g.add("BiasAdd", "logits", [logits, reads.get(out.bias.name)!], { T: F, data_format: nhwc });
+    const xent = g.add("SoftmaxCrossEntropyWithLogits", "xent", [logits, y], attrsT);
+    const loss = g.add("Mean", "loss", [`${xent}:0`, ints(0)], { T: F, Tidx: I32, keep_dims: { b: false } });
+    const argmax = (t: string) => g.add("ArgMax", "argmax", [t, g.constant("axis", Int32Array.of(1), [])], { T: F, Tidx: I32, output_type: I32 });
+    const hits = g.add("Cast", "hits", [g.add("Equal", "equal", [argmax(logits), argmax(y)], { T: I32, incompatible_shape_error: { b: true } })], {
+      SrcT: { type: DT.bool },
+      DstT: F,
+      Truncate: { b: false },
+    });
+    const accuracy = g.add("Mean", "accuracy", [hits, ints(0)], { T: F, Tidx: I32, keep_dims: { b: false } });
+
+    // Backward, then Adam for each trainable weight.
+    const grads = new Map<string, string>();
+    let dy = g.add("Mul", "dlogits", [`${xent}:1`, invBatch], attrsT);
+    if (out.trainable) {
+      grads.set(out.kernel.name, matMul(h, dy, true, false));
+      if (out.bias) grads.set(out.bias.name, g.add("BiasAddGrad", "bias_grad", [dy], { T: F, data_format: nhwc }));
+    }
+    const n = plan.stages.length;
+    if (plan.firstTrainable < n) dy = matMul(dy, reads.get(out.kernel.name)!, false, true);
+    for (let i = n - 1; i >= plan.firstTrainable; i--) {
+      const s = plan.stages[i]!;
+      const input = inputs[i]!;
+      const needInputGrad = i > plan.firstTrainable;
+      switch (s.kind) {
+        case "conv2d":
+        case "dense": {
+          const dz = s.relu ? g.add("ReluGrad", `${s.layer}/relu_grad`, [dy, outs[i]!], attrsT) : dy;
+          const kernel = reads.get(s.kernel.name)!;
+          if (s.trainable) {
+            const shape = (s.kernel.value as Variable).shape;
+            grads.set(
+              s.kernel.name,
+              s.kind === "conv2d" ? g.add("Conv2DBackpropFilter", `${s.layer}/kernel_grad`, [input, ints(...shape), dz], conv(s.strides, s.padding)) : matMul(input, dz, true, false),
+            );
+            if (s.bias) grads.set(s.bias.name, g.add("BiasAddGrad", `${s.layer}/bias_grad`, [dz], { T: F, data_format: nhwc }));
+          }
+          if (needInputGrad) {
+            dy = s.kind === "conv2d" ? g.add("Conv2DBackpropInput", `${s.layer}/input_grad`, [shapeOf(input), kernel, dz], conv(s.strides, s.padding)) : matMul(dz, kernel, false, true);
+          }
+          break;
+        }
+        case "relu":
+          if (needInputGrad) dy = g.add("ReluGrad", `${s.layer}/relu_grad`, [dy, outs[i]!], attrsT);
+          break;
+        case "maxPool":
+          if (needInputGrad) dy = g.add("MaxPoolGrad", `${s.layer}/pool_grad`, [input, outs[i]!, dy], pool(s.size, s.strides, s.padding));
+          break;
+        case "flatten":
+          if (needInputGrad) dy = g.add("Reshape", `${s.layer}/reshape_grad`, [dy, shapeOf(input)], { T: F, Tshape: I32 });
+          break;
+        case "dropout":
+          if (needInputGrad) dy = g.add("Mul", `${s.layer}/mul_grad`, [dy, masks[masks.length - 1 - countAfter(plan, i)]!], attrsT);
+          break;
+      }
+    }
+    const updated: string[] = [];
+    for (const [name, w] of this.byName) {
+      if (!w.trainable) continue;
+      const apply = g.add("ResourceApplyAdam", `${w.handle}/adam`, [w.handle, w.m!, w.v!, beta1Power, beta2Power, lr, beta1, beta2, epsilon, grads.get(name)!], {
+        T: F,
+        use_locking: { b: false },
+        use_nesterov: { b: false },
+      });
+      const u = g.add("ReadVariableOp", `${w.handle}/updated`, [w.handle, `^${apply}`], { dtype: F });
+      (w as { updated?: string }).updated = u;
+      updated.push(u);
+    }
+    this.outputs = [loss, accuracy, ...updated];
+
+    // Load it: tfjs-node reads a SavedModel directory; the graph needs no checkpoint.
+    const dir = mkdtempSync(path.join(os.tmpdir(), "mlp-train-graph-"));
+    try {
+      writeFileSync(path.join(dir, "saved_model.pb"), g.toSavedModel([TAG]));
+      this.id = be.loadSavedModelMetaGraph(dir, TAG);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    try {
+      this.pushWeights();
+      tf.tidy(() => this.setMoments(this.weights.filter((w) => w.trainable).flatMap(() => [null, null])));
+    } catch (e) {
+      this.dispose();
+      throw e;
+    }
+  }
+
+  private run(feeds: [string, Tensor][], fetches: string[]): Tensor[] {
+    if (this.id === undefined) throw new Error("GraphTrainStep used after dispose()");
+    const infos = feeds.map(([name, t]) => ({ name: `${name}:0`, shape: t.shape, dtype: t.dtype }) as ModelTensorInfo);
+    return this.be.runSavedModel(
+      this.id,
+      feeds.map(([, t]) => t),
+      infos,
+      fetches.map((f) => (f.includes(":") ? f : `${f}:0`)),
+    );
+  }
+
+  /** Writes the model's current weights into the session (all of them: one fetch runs every assign). */
+  private pushWeights(): void {
+    tf.dispose(this.run(this.weights.map((w) => [w.init, w.variable]), [this.setWeightsDone]));
+    for (const w of this.weights) w.expected = dataId(w.variable);
+  }
+
+  /** Sets every trainable weight's moments (`null`: zeros), m's then v's in weight order. */
+  private setMoments(values: readonly (Tensor | null)[]): void {
+    const trainable = this.weights.filter((w) => w.trainable);
+    const feeds: [string, Tensor][] = trainable.flatMap((w, i) => [
+      [w.mInit!, values[i] ?? tf.zerosLike(w.variable)],
+      [w.vInit!, values[i + trainable.length] ?? tf.zerosLike(w.variable)],
+    ]);
+    tf.dispose(this.run(feeds, [this.setMomentsDone]));
+  }
+
+  /** One step: loss and accuracy (scalars, owned by the caller); the model's weights are updated. */
+  step(xs: Tensor, ys: Tensor, masks: DropoutMasks): { loss: Tensor; accuracy: Tensor } {
+    // Weights replaced on the model from outside (a restore) go into the session first.
+    if (this.weights.some((w) => dataId(w.variable) !== w.expected)) this.pushWeights();
+    const t = this.iterations + 1;
+    const b = xs.shape[0]!;
+    const beta2Power = this.beta2 ** t;
+    // ResourceApplyAdam puts ε outside the bias correction; this ε′ makes it tfjs's update.
+    const scalars: [string, number][] = [
+      ["inv_batch", 1 / b],
+      ["learning_rate", this.config.learningRate],
+      ["beta1_power", this.beta1 ** t],
+      ["beta2_power", beta2Power],
+      ["epsilon", this.epsilon * Math.sqrt(1 - beta2Power)],
+    ];
+    const feeds: [string, Tensor][] = [
+      ["x", xs],
+      ["y", ys],
+      ...scalars.map(([n, v]) => [n, tf.scalar(v)] as [string, Tensor]),
+      ...this.dropoutShapes.map((shape, k) => {
+        const dims = shape.map((d) => d ?? b);
+        return [`dropout${k}`, tf.tensor(masks(k, dims.reduce((p, q) => p * q, 1), this.dropoutRates[k]!), dims)] as [string, Tensor];
+      }),
+    ];
+    let outputs: Tensor[];
+    try {
+      outputs = this.run(feeds, this.outputs);
+    } finally {
+      tf.dispose(feeds.slice(2).map(([, t]) => t));
+    }
+    this.iterations = t;
+    const [loss, accuracy, ...updated] = outputs;
+    let k = 0;
+    for (const w of this.weights) {
+      if (!w.trainable) continue;
+      const u = updated[k++]!;
+      w.variable.assign(u);
+      u.dispose();
+      w.expected = dataId(w.variable);
+    }
+    return { loss: loss!, accuracy: accuracy! };
+  }
+
+  async getWeights(): Promise<{ name: string; tensor: Tensor }[]> {
+    tf.dispose(this.lent);
+    const trainable = this.weights.filter((w) => w.trainable);
+    const values = this.run([], [...trainable.map((w) => `${w.m}/value`), ...trainable.map((w) => `${w.v}/value`)]);
+    const out = [
+      { name: "iter", tensor: tf.scalar(this.iterations, "int32") },
+      ...trainable.map((w, i) => ({ name: `${w.variable.name}/m`, tensor: values[i]! })),
+      ...trainable.map((w, i) => ({ name: `${w.variable.name}/v`, tensor: values[i + trainable.length]! })),
+    ];
+    this.lent = out.map((o) => o.tensor);
+    return out;
+  }
+
+  async setWeights(weights: readonly { name: string; tensor: Tensor }[]): Promise<void> {
+    const trainable = this.weights.filter((w) => w.trainable);
+    const [iter, ...rest] = weights;
+    if (iter?.name !== "iter" || rest.length !== 2 * trainable.length) {
+      throw new Error(`optimizer state has ${weights.length} tensors; expected iter and two moments for each of ${trainable.length} weights`);
+    }
+    rest.forEach((w, i) => {
+      const target = trainable[i % trainable.length]!;
+      if (w.tensor.shape.join() !== target.variable.shape.join()) {
+        throw new Error(`optimizer state ${w.name} has shape [${w.tensor.shape}] but weight ${target.variable.name} is [${target.variable.shape}]`);
+      }
+    });
+    this.setMoments(rest.map((w) => w.tensor));
+    this.iterations = (await iter.tensor.data())[0]!;
+  }
+
+  dispose(): void {
+    tf.dispose(this.lent);
+    this.lent = [];
+    if (this.id !== undefined) this.be.deleteSavedModel(this.id);
+    this.id = undefined;
+  }
+}
+
+function countAfter(plan: NativePlan, i: number): number {
+  return plan.stages.slice(i + 1).filter((s) => s.kind === "dropout").length;
+}
+
+function dataId(t: Tensor): object {
+  return (t as unknown as { dataId: object }).dataId;
+}
