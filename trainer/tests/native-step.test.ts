@@ -57,6 +57,24 @@ function expectSameGradients(model: LayersModel, plan: NativePlan, xs: Tensor, y
   tf.dispose([ref.value, ...Object.values(ref.grads), mine.loss, ...Object.values(mine.grads)]);
 }
 
+/** Same padding, strides, a linear conv, overlapping pools, a frozen layer without bias. */
+function oddModel(): LayersModel {
+  const input = tf.input({ shape: [15, 13, 3] });
+  const init = (seed: number) => tf.initializers.glorotUniform({ seed });
+  let x = tf.layers.conv2d({ filters: 6, kernelSize: [3, 2], strides: 2, padding: "same", activation: "linear", kernelInitializer: init(1) }).apply(input);
+  x = tf.layers.conv2d({ filters: 5, kernelSize: 3, activation: "relu", padding: "same", kernelInitializer: init(2), biasInitializer: "ones" }).apply(x);
+  x = tf.layers.maxPooling2d({ poolSize: 3, strides: 2, padding: "same" }).apply(x);
+  x = tf.layers.flatten().apply(x);
+  const frozen = tf.layers.dense({ units: 7, activation: "relu", kernelInitializer: init(3), useBias: false });
+  x = frozen.apply(x);
+  x = tf.layers.dropout({ rate: 0.2 }).apply(x);
+  x = tf.layers.dense({ units: 9, activation: "linear", kernelInitializer: init(4) }).apply(x);
+  const out = tf.layers.dense({ units: 4, activation: "softmax", kernelInitializer: init(5) }).apply(x) as ReturnType<typeof tf.input>;
+  const model = tf.model({ inputs: input, outputs: out });
+  frozen.trainable = false;
+  return model;
+}
+
 function plan(model: LayersModel): NativePlan {
   const p = planNativeStep(model);
   if (typeof p === "string") throw new Error(p);
@@ -86,22 +104,11 @@ describe("native training step: gradients", () => {
   });
 
   it("matches on other supported shapes: same padding, strides, linear conv, overlapping pools, frozen layers", () => {
-    const input = tf.input({ shape: [15, 13, 3] });
-    const init = (seed: number) => tf.initializers.glorotUniform({ seed });
-    let x = tf.layers.conv2d({ filters: 6, kernelSize: [3, 2], strides: 2, padding: "same", activation: "linear", kernelInitializer: init(1) }).apply(input);
-    x = tf.layers.conv2d({ filters: 5, kernelSize: 3, activation: "relu", padding: "same", kernelInitializer: init(2), biasInitializer: "ones" }).apply(x);
-    x = tf.layers.maxPooling2d({ poolSize: 3, strides: 2, padding: "same" }).apply(x);
-    x = tf.layers.flatten().apply(x);
-    const frozen = tf.layers.dense({ units: 7, activation: "relu", kernelInitializer: init(3), useBias: false });
-    x = frozen.apply(x);
-    x = tf.layers.dense({ units: 9, activation: "linear", kernelInitializer: init(4) }).apply(x);
-    const out = tf.layers.dense({ units: 4, activation: "softmax", kernelInitializer: init(5) }).apply(x) as ReturnType<typeof tf.input>;
-    const model = tf.model({ inputs: input, outputs: out });
-    frozen.trainable = false;
+    const model = oddModel();
     const { xs, ys } = batch(5, [15, 13, 3], 4, 7);
     const p = plan(model);
-    expect(p.stages.map((s) => s.kind)).toEqual(["conv2d", "conv2d", "maxPool", "relu", "flatten", "dense", "dense"]);
-    expectSameGradients(model, p, xs, ys, noDropout);
+    expect(p.stages.map((s) => s.kind)).toEqual(["conv2d", "conv2d", "maxPool", "relu", "flatten", "dense", "dropout", "dense"]);
+    expectSameGradients(model, p, xs, ys, seededDropoutMasks(3, 1));
     tf.dispose([xs, ys]);
     model.dispose();
   });
@@ -306,6 +313,26 @@ describe("compiled training step (one TensorFlow graph per step)", () => {
     expect(r1.loss).toBeCloseTo(r2.loss, 5);
     expect(r1.accuracy).toBe(r2.accuracy);
     weightsOf(a).forEach((w, i) => expect(relDiff(w, weightsOf(b)[i]!), w.name).toBeLessThan(1e-5));
+    tf.dispose([xs, ys]);
+    compiled.dispose();
+    eager.dispose();
+    a.dispose();
+    b.dispose();
+  });
+
+  it("runs other supported architectures (frozen layer, dropout, same padding) like the eager step", () => {
+    const a = oddModel();
+    const b = oddModel();
+    b.setWeights(a.getWeights());
+    const compiled = createTrainStep(a, { learningRate: 0.01, seed: 8, mode: "compiled" });
+    const eager = createTrainStep(b, { learningRate: 0.01, seed: 8, mode: "eager" });
+    const frozenBefore = a.layers.find((l) => !l.trainable && l.weights.length > 0)!.getWeights()[0]!.dataSync().slice();
+    const { xs, ys } = batch(6, [15, 13, 3], 4, 75);
+    const r1 = compiled.run(xs, ys, 1);
+    const r2 = eager.run(xs, ys, 1);
+    expect(r1.loss).toBeCloseTo(r2.loss, 5);
+    a.weights.forEach((w, i) => expect(relDiff(w.read(), b.weights[i]!.read()), w.name).toBeLessThan(1e-5));
+    expect(a.layers.find((l) => !l.trainable && l.weights.length > 0)!.getWeights()[0]!.dataSync()).toEqual(frozenBefore);
     tf.dispose([xs, ys]);
     compiled.dispose();
     eager.dispose();

@@ -24,7 +24,8 @@ import type { NodeJSKernelBackend } from "@tensorflow/tfjs-node/dist/nodejs_kern
 import { tf, type LayersModel, type Tensor, type Variable } from "../tf";
 import { DT, GraphBuilder, type Attr } from "./graph-def";
 import type { AdamConfig } from "./native-adam";
-import type { DropoutMasks, NativePlan } from "./native-step";
+import type { Padding } from "./native-ops";
+import { buildStep, type DropoutMasks, type NativePlan, type Pair, type Stage, type StepOps, type Weight } from "./native-step";
 
 const F: Attr = { type: DT.float };
 const I32: Attr = { type: DT.int32 };
@@ -40,16 +41,13 @@ interface GraphWeight {
   readonly v?: string;
   readonly mInit?: string;
   readonly vInit?: string;
-  readonly updated?: string;
   /** The data the model's variable held after our last step: anything else was set from outside. */
   expected?: object;
 }
 
 export class GraphTrainStep {
   private readonly weights: GraphWeight[] = [];
-  private readonly byName = new Map<string, GraphWeight>();
-  private readonly dropoutShapes: (number | null)[][] = [];
-  private readonly dropoutRates: number[] = [];
+  private readonly dropouts: readonly DropoutStage[];
   private id: number | undefined;
   private iterations = 0;
   private readonly beta1: number;
@@ -71,10 +69,6 @@ export class GraphTrainStep {
     this.epsilon = config.epsilon ?? be.epsilon();
     const g = new GraphBuilder();
     const placeholder = (name: string, shape: readonly (number | null)[]) => g.add("Placeholder", name, [], { dtype: F, shape: { shape } });
-    const attrsT = { T: F };
-    const nhwc: Attr = { s: "NHWC" };
-    const ints = (...v: number[]) => g.constant("const", Int32Array.from(v));
-
     const inputShape = model.inputs[0]!.shape;
     const x = placeholder("x", inputShape);
     const y = placeholder("y", model.outputs[0]!.shape);
@@ -110,7 +104,6 @@ export class GraphTrainStep {
       }
       const gw: GraphWeight = { variable: variableTensor, handle: base.handle, init: base.init, trainable, ...extra };
       this.weights.push(gw);
-      this.byName.set(w.name, gw);
     });
     this.setWeightsDone = g.add("Const", "set_weights_done", weightAssigns.map((a) => `^${a}`), { dtype: I32, value: { tensor: { dtype: DT.int32, shape: [], content: Int32Array.of(1) } } });
     this.setMomentsDone = g.add("Const", "set_moments_done", momentAssigns.map((a) => `^${a}`), { dtype: I32, value: { tensor: { dtype: DT.int32, shape: [], content: Int32Array.of(1) } } });
@@ -119,138 +112,24 @@ export class GraphTrainStep {
       if (w.v) g.add("ReadVariableOp", `${w.v}/value`, [w.v], { dtype: F });
     }
 
-    const conv = (strides: readonly [number, number], padding: string) => ({
-      T: F,
-      strides: { ints: [1, strides[0], strides[1], 1] },
-      padding: { s: padding },
-      data_format: nhwc,
-      dilations: { ints: [1, 1, 1, 1] },
-      use_cudnn_on_gpu: { b: true },
-      explicit_paddings: { ints: [] },
-    });
-    const pool = (size: readonly [number, number], strides: readonly [number, number], padding: string) => ({
-      T: F,
-      ksize: { ints: [1, size[0], size[1], 1] },
-      strides: { ints: [1, strides[0], strides[1], 1] },
-      padding: { s: padding },
-      data_format: nhwc,
-    });
-    const shapeOf = (t: string) => g.add("Shape", "shape", [t], { T: F, out_type: I32 });
-    const matMul = (a: string, b: string, ta = false, tb = false) => g.add("MatMul", "matmul", [a, b], { T: F, transpose_a: { b: ta }, transpose_b: { b: tb } });
+    const ops = new GraphStepOps(g, reads, invBatch);
+    const { loss, accuracy, grads } = buildStep(plan, ops, x, y);
+    this.dropouts = ops.dropouts;
 
-    // Forward.
-    const inputs: string[] = [];
-    const outs: string[] = [];
-    const masks: string[] = [];
-    let h = x;
-    for (const s of plan.stages) {
-      inputs.push(h);
-      switch (s.kind) {
-        case "conv2d": {
-          let z = g.add("Conv2D", `${s.layer}/conv`, [h, reads.get(s.kernel.name)!], conv(s.strides, s.padding));
-          if (s.bias) z = g.add("BiasAdd", `${s.layer}/bias`, [z, reads.get(s.bias.name)!], { T: F, data_format: nhwc });
-          h = s.relu ? g.add("Relu", `${s.layer}/relu`, [z], attrsT) : z;
-          break;
-        }
-        case "dense": {
-          let z = matMul(h, reads.get(s.kernel.name)!);
-          if (s.bias) z = g.add("BiasAdd", `${s.layer}/bias`, [z, reads.get(s.bias.name)!], { T: F, data_format: nhwc });
-          h = s.relu ? g.add("Relu", `${s.layer}/relu`, [z], attrsT) : z;
-          break;
-        }
-        case "relu":
-          h = g.add("Relu", `${s.layer}/relu`, [h], attrsT);
-          break;
-        case "maxPool":
-          h = g.add("MaxPool", `${s.layer}/pool`, [h], pool(s.size, s.strides, s.padding));
-          break;
-        case "flatten": {
-          const n = (model.getLayer(s.layer).outputShape as (number | null)[])[1]!;
-          h = g.add("Reshape", `${s.layer}/reshape`, [h, ints(-1, n)], { T: F, Tshape: I32 });
-          break;
-        }
-        case "dropout": {
-          const shape = model.getLayer(s.layer).outputShape as (number | null)[];
-          this.dropoutShapes.push(shape);
-          this.dropoutRates.push(s.rate);
-          const mask = placeholder(`dropout${masks.length}`, shape);
-          masks.push(mask);
-          h = g.add("Mul", `${s.layer}/mul`, [h, mask], attrsT);
-          break;
-        }
-      }
-      outs.push(h);
-    }
-    const out = plan.output;
-    let logits = matMul(h, reads.get(out.kernel.name)!);
-    if (out.bias) logits = g.add("BiasAdd", "logits", [logits, reads.get(out.bias.name)!], { T: F, data_format: nhwc });
-    const xent = g.add("SoftmaxCrossEntropyWithLogits", "xent", [logits, y], attrsT);
-    const loss = g.add("Mean", "loss", [`${xent}:0`, ints(0)], { T: F, Tidx: I32, keep_dims: { b: false } });
-    const argmax = (t: string) => g.add("ArgMax", "argmax", [t, g.constant("axis", Int32Array.of(1), [])], { T: F, Tidx: I32, output_type: I32 });
-    const hits = g.add("Cast", "hits", [g.add("Equal", "equal", [argmax(logits), argmax(y)], { T: I32, incompatible_shape_error: { b: true } })], {
-      SrcT: { type: DT.bool },
-      DstT: F,
-      Truncate: { b: false },
-    });
-    const accuracy = g.add("Mean", "accuracy", [hits, ints(0)], { T: F, Tidx: I32, keep_dims: { b: false } });
-
-    // Backward, then Adam for each trainable weight.
-    const grads = new Map<string, string>();
-    let dy = g.add("Mul", "dlogits", [`${xent}:1`, invBatch], attrsT);
-    if (out.trainable) {
-      grads.set(out.kernel.name, matMul(h, dy, true, false));
-      if (out.bias) grads.set(out.bias.name, g.add("BiasAddGrad", "bias_grad", [dy], { T: F, data_format: nhwc }));
-    }
-    const n = plan.stages.length;
-    if (plan.firstTrainable < n) dy = matMul(dy, reads.get(out.kernel.name)!, false, true);
-    for (let i = n - 1; i >= plan.firstTrainable; i--) {
-      const s = plan.stages[i]!;
-      const input = inputs[i]!;
-      const needInputGrad = i > plan.firstTrainable;
-      switch (s.kind) {
-        case "conv2d":
-        case "dense": {
-          const dz = s.relu ? g.add("ReluGrad", `${s.layer}/relu_grad`, [dy, outs[i]!], attrsT) : dy;
-          const kernel = reads.get(s.kernel.name)!;
-          if (s.trainable) {
-            const shape = (s.kernel.value as Variable).shape;
-            grads.set(
-              s.kernel.name,
-              s.kind === "conv2d" ? g.add("Conv2DBackpropFilter", `${s.layer}/kernel_grad`, [input, ints(...shape), dz], conv(s.strides, s.padding)) : matMul(input, dz, true, false),
-            );
-            if (s.bias) grads.set(s.bias.name, g.add("BiasAddGrad", `${s.layer}/bias_grad`, [dz], { T: F, data_format: nhwc }));
-          }
-          if (needInputGrad) {
-            dy = s.kind === "conv2d" ? g.add("Conv2DBackpropInput", `${s.layer}/input_grad`, [shapeOf(input), kernel, dz], conv(s.strides, s.padding)) : matMul(dz, kernel, false, true);
-          }
-          break;
-        }
-        case "relu":
-          if (needInputGrad) dy = g.add("ReluGrad", `${s.layer}/relu_grad`, [dy, outs[i]!], attrsT);
-          break;
-        case "maxPool":
-          if (needInputGrad) dy = g.add("MaxPoolGrad", `${s.layer}/pool_grad`, [input, outs[i]!, dy], pool(s.size, s.strides, s.padding));
-          break;
-        case "flatten":
-          if (needInputGrad) dy = g.add("Reshape", `${s.layer}/reshape_grad`, [dy, shapeOf(input)], { T: F, Tshape: I32 });
-          break;
-        case "dropout":
-          if (needInputGrad) dy = g.add("Mul", `${s.layer}/mul_grad`, [dy, masks[masks.length - 1 - countAfter(plan, i)]!], attrsT);
-          break;
-      }
-    }
-    const updated: string[] = [];
-    for (const [name, w] of this.byName) {
-      if (!w.trainable) continue;
-      const apply = g.add("ResourceApplyAdam", `${w.handle}/adam`, [w.handle, w.m!, w.v!, beta1Power, beta2Power, lr, beta1, beta2, epsilon, grads.get(name)!], {
-        T: F,
-        use_locking: { b: false },
-        use_nesterov: { b: false },
+    // Adam for each trainable weight (in the model's order: the optimizer state's layout),
+    // then its updated value.
+    const at = (w: GraphWeight) => (w.trainable ? plan.weightOrder.indexOf(w.variable.name) : Infinity);
+    this.weights.sort((a, b) => at(a) - at(b));
+    const updated = this.weights
+      .filter((w) => w.trainable)
+      .map((w) => {
+        const apply = g.add("ResourceApplyAdam", `${w.handle}/adam`, [w.handle, w.m!, w.v!, beta1Power, beta2Power, lr, beta1, beta2, epsilon, grads.get(w.variable.name)!], {
+          T: F,
+          use_locking: { b: false },
+          use_nesterov: { b: false },
+        });
+        return g.add("ReadVariableOp", `${w.handle}/updated`, [w.handle, `^${apply}`], { dtype: F });
       });
-      const u = g.add("ReadVariableOp", `${w.handle}/updated`, [w.handle, `^${apply}`], { dtype: F });
-      (w as { updated?: string }).updated = u;
-      updated.push(u);
-    }
     this.outputs = [loss, accuracy, ...updated];
 
     // Load it: tfjs-node reads a SavedModel directory; the graph needs no checkpoint.
@@ -316,9 +195,9 @@ export class GraphTrainStep {
       ["x", xs],
       ["y", ys],
       ...scalars.map(([n, v]) => [n, tf.scalar(v)] as [string, Tensor]),
-      ...this.dropoutShapes.map((shape, k) => {
-        const dims = shape.map((d) => d ?? b);
-        return [`dropout${k}`, tf.tensor(masks(k, dims.reduce((p, q) => p * q, 1), this.dropoutRates[k]!), dims)] as [string, Tensor];
+      ...this.dropouts.map((d, k) => {
+        const dims = d.shape.map((n) => n ?? b);
+        return [`dropout${k}`, tf.tensor(masks(k, dims.reduce((p, q) => p * q, 1), d.rate), dims)] as [string, Tensor];
       }),
     ];
     let outputs: Tensor[];
@@ -377,8 +256,101 @@ export class GraphTrainStep {
   }
 }
 
-function countAfter(plan: NativePlan, i: number): number {
-  return plan.stages.slice(i + 1).filter((s) => s.kind === "dropout").length;
+type DropoutStage = Extract<Stage, { kind: "dropout" }>;
+
+/** {@link StepOps} that add nodes to a graph; values are node names (`"name:1"` for a second output). */
+class GraphStepOps implements StepOps<string> {
+  readonly dropouts: DropoutStage[] = [];
+  private readonly nhwc: Attr = { s: "NHWC" };
+
+  constructor(
+    private readonly g: GraphBuilder,
+    private readonly reads: ReadonlyMap<string, string>,
+    private readonly invBatch: string,
+  ) {}
+
+  private ints(...v: number[]): string {
+    return this.g.constant("const", Int32Array.from(v));
+  }
+  private shapeOf(t: string): string {
+    return this.g.add("Shape", "shape", [t], { T: F, out_type: I32 });
+  }
+  private conv(strides: Pair, padding: Padding): Record<string, Attr> {
+    return {
+      T: F,
+      strides: { ints: [1, strides[0], strides[1], 1] },
+      padding: { s: padding },
+      data_format: this.nhwc,
+      dilations: { ints: [1, 1, 1, 1] },
+      use_cudnn_on_gpu: { b: true },
+      explicit_paddings: { ints: [] },
+    };
+  }
+  private pool(size: Pair, strides: Pair, padding: Padding): Record<string, Attr> {
+    return { T: F, ksize: { ints: [1, size[0], size[1], 1] }, strides: { ints: [1, strides[0], strides[1], 1] }, padding: { s: padding }, data_format: this.nhwc };
+  }
+
+  weight(w: Weight): string {
+    return this.reads.get(w.name)!;
+  }
+  conv2d(x: string, filter: string, bias: string | undefined, strides: Pair, padding: Padding): string {
+    const y = this.g.add("Conv2D", "conv", [x, filter], this.conv(strides, padding));
+    return bias ? this.biasAdd(y, bias) : y;
+  }
+  conv2dBackpropFilter(x: string, filterShape: readonly number[], dy: string, strides: Pair, padding: Padding): string {
+    return this.g.add("Conv2DBackpropFilter", "kernel_grad", [x, this.ints(...filterShape), dy], this.conv(strides, padding));
+  }
+  conv2dBackpropInput(x: string, filter: string, dy: string, strides: Pair, padding: Padding): string {
+    return this.g.add("Conv2DBackpropInput", "input_grad", [this.shapeOf(x), filter, dy], this.conv(strides, padding));
+  }
+  matMul(a: string, b: string, transposeA = false, transposeB = false): string {
+    return this.g.add("MatMul", "matmul", [a, b], { T: F, transpose_a: { b: transposeA }, transpose_b: { b: transposeB } });
+  }
+  biasAdd(x: string, bias: string): string {
+    return this.g.add("BiasAdd", "bias", [x, bias], { T: F, data_format: this.nhwc });
+  }
+  biasAddGrad(dy: string): string {
+    return this.g.add("BiasAddGrad", "bias_grad", [dy], { T: F, data_format: this.nhwc });
+  }
+  relu(x: string): string {
+    return this.g.add("Relu", "relu", [x], { T: F });
+  }
+  reluGrad(dy: string, y: string): string {
+    return this.g.add("ReluGrad", "relu_grad", [dy, y], { T: F });
+  }
+  maxPool(x: string, size: Pair, strides: Pair, padding: Padding): { y: string } {
+    // TensorFlow's graph rewrite gives this its oneDNN kernel (with workspace) where it has one.
+    return { y: this.g.add("MaxPool", "pool", [x], this.pool(size, strides, padding)) };
+  }
+  maxPoolGrad(x: string, pooled: { y: string }, dy: string, size: Pair, strides: Pair, padding: Padding): string {
+    return this.g.add("MaxPoolGrad", "pool_grad", [x, pooled.y, dy], this.pool(size, strides, padding));
+  }
+  flatten(x: string, features: number): string {
+    return this.g.add("Reshape", "flatten", [x, this.ints(-1, features)], { T: F, Tshape: I32 });
+  }
+  reshapeLike(dy: string, like: string): string {
+    return this.g.add("Reshape", "reshape", [dy, this.shapeOf(like)], { T: F, Tshape: I32 });
+  }
+  mul(a: string, b: string): string {
+    return this.g.add("Mul", "mul", [a, b], { T: F });
+  }
+  dropoutMask(index: number, stage: DropoutStage): string {
+    this.dropouts[index] = stage;
+    return this.g.add("Placeholder", `dropout${index}`, [], { dtype: F, shape: { shape: stage.shape } });
+  }
+  softmaxCrossEntropy(logits: string, labels: string): { loss: string; dLogits: string } {
+    const xent = this.g.add("SoftmaxCrossEntropyWithLogits", "xent", [logits, labels], { T: F });
+    return {
+      loss: this.g.add("Mean", "loss", [`${xent}:0`, this.ints(0)], { T: F, Tidx: I32, keep_dims: { b: false } }),
+      dLogits: this.g.add("Mul", "dlogits", [`${xent}:1`, this.invBatch], { T: F }),
+    };
+  }
+  accuracy(logits: string, labels: string): string {
+    const argmax = (t: string) => this.g.add("ArgMax", "argmax", [t, this.g.constant("axis", Int32Array.of(1), [])], { T: F, Tidx: I32, output_type: I32 });
+    const equal = this.g.add("Equal", "equal", [argmax(logits), argmax(labels)], { T: I32, incompatible_shape_error: { b: true } });
+    const hits = this.g.add("Cast", "hits", [equal], { SrcT: { type: DT.bool }, DstT: F, Truncate: { b: false } });
+    return this.g.add("Mean", "accuracy", [hits, this.ints(0)], { T: F, Tidx: I32, keep_dims: { b: false } });
+  }
 }
 
 function dataId(t: Tensor): object {

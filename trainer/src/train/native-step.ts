@@ -14,24 +14,23 @@
  * shared layers, a non-native backend); the caller then uses tfjs's autograd.
  */
 import type { NodeJSKernelBackend } from "@tensorflow/tfjs-node/dist/nodejs_kernel_backend";
-import type { LayersModel, Tensor, Variable } from "../tf";
-import { tf } from "../tf";
-import { nativeBackend, nativeOps, type Padding } from "./native-ops";
+import { tf, type LayersModel, type Tensor, type Variable } from "../tf";
+import { nativeBackend, nativeOps, type NativeOps, type Padding } from "./native-ops";
 
-/** A trainable weight: the tfjs variable the optimizer updates, by its registered name. */
-interface Weight {
+/** A weight: the tfjs variable the optimizer updates, by its registered name. */
+export interface Weight {
   readonly name: string;
   readonly value: Tensor;
 }
 
-type Pair = readonly [number, number];
+export type Pair = readonly [number, number];
 
-type Stage =
+export type Stage =
   | { readonly kind: "conv2d"; readonly layer: string; readonly kernel: Weight; readonly bias?: Weight; readonly strides: Pair; readonly padding: Padding; readonly relu: boolean; readonly trainable: boolean }
   | { readonly kind: "maxPool"; readonly layer: string; readonly size: Pair; readonly strides: Pair; readonly padding: Padding }
-  | { readonly kind: "flatten"; readonly layer: string }
+  | { readonly kind: "flatten"; readonly layer: string; readonly features: number }
   | { readonly kind: "dense"; readonly layer: string; readonly kernel: Weight; readonly bias?: Weight; readonly relu: boolean; readonly trainable: boolean }
-  | { readonly kind: "dropout"; readonly layer: string; readonly rate: number }
+  | { readonly kind: "dropout"; readonly layer: string; readonly rate: number; readonly shape: readonly (number | null)[] }
   | { readonly kind: "relu"; readonly layer: string };
 
 /** The stages of a model the native step can run, and its softmax output layer. */
@@ -130,7 +129,7 @@ export function planNativeStep(model: LayersModel): NativePlan | string {
       }
       case "Flatten":
         if (c.dataFormat != null && c.dataFormat !== "channelsLast") return `${where}: dataFormat ${String(c.dataFormat)}`;
-        stages.push({ kind: "flatten", layer: layer.name });
+        stages.push({ kind: "flatten", layer: layer.name, features: (layer.outputShape as number[])[1]! });
         break;
       case "Dense": {
         const act = c.activation;
@@ -147,7 +146,7 @@ export function planNativeStep(model: LayersModel): NativePlan | string {
       }
       case "Dropout":
         if (c.noiseShape != null) return `${where}: noiseShape is set`;
-        stages.push({ kind: "dropout", layer: layer.name, rate: Number(c.rate) });
+        stages.push({ kind: "dropout", layer: layer.name, rate: Number(c.rate), shape: layer.outputShape as (number | null)[] });
         break;
       default:
         return `${where} is not one of Conv2D, MaxPooling2D, Flatten, Dense, Dropout`;
@@ -178,7 +177,201 @@ function reluAfterPooling(stages: Stage[]): void {
   }
 }
 
-/** What one forward and backward pass produces. All tensors belong to the caller's `tf.tidy`. */
+/**
+ * The operations a training step is made of, over values of type `V`: eager tensors
+ * (`EagerStepOps` below) or the names of nodes in a graph being built (`./graph-step.ts`).
+ * {@link buildStep} writes the forward and backward pass once for both.
+ */
+export interface StepOps<V> {
+  /** The current value of a weight. */
+  weight(w: Weight): V;
+  /** 2-D convolution, plus `bias` when given. */
+  conv2d(x: V, filter: V, bias: V | undefined, strides: Pair, padding: Padding): V;
+  conv2dBackpropFilter(x: V, filterShape: readonly number[], dy: V, strides: Pair, padding: Padding): V;
+  /** Gradient with respect to `x` (whose shape it takes). */
+  conv2dBackpropInput(x: V, filter: V, dy: V, strides: Pair, padding: Padding): V;
+  matMul(a: V, b: V, transposeA?: boolean, transposeB?: boolean): V;
+  biasAdd(x: V, bias: V): V;
+  biasAddGrad(dy: V): V;
+  relu(x: V): V;
+  /** `dy` where the ReLU output `y` is positive, else 0. */
+  reluGrad(dy: V, y: V): V;
+  maxPool(x: V, size: Pair, strides: Pair, padding: Padding): { y: V; workspace?: V };
+  maxPoolGrad(x: V, pooled: { y: V; workspace?: V }, dy: V, size: Pair, strides: Pair, padding: Padding): V;
+  /** `[b, ...] → [b, features]`. */
+  flatten(x: V, features: number): V;
+  /** `dy` reshaped to the shape of `like`. */
+  reshapeLike(dy: V, like: V): V;
+  mul(a: V, b: V): V;
+  /** The `index`-th dropout layer's mask (0 or 1/(1−rate) per unit) for a value like `x`. */
+  dropoutMask(index: number, stage: Extract<Stage, { kind: "dropout" }>, x: V): V;
+  /** Mean softmax cross-entropy of `logits` against one-hot `labels`, and its gradient with respect to the logits. */
+  softmaxCrossEntropy(logits: V, labels: V): { loss: V; dLogits: V };
+  /** Fraction of rows whose arg-max of `logits` matches that of `labels`. */
+  accuracy(logits: V, labels: V): V;
+}
+
+/** Loss, accuracy and the gradient of every trainable weight (by variable name) of one step. */
+export interface StepValues<V> {
+  readonly loss: V;
+  readonly accuracy: V;
+  readonly grads: Map<string, V>;
+}
+
+/** The forward pass, loss and backward pass of `plan` on `(xs, ys)`, in terms of `ops`. */
+export function buildStep<V>(plan: NativePlan, ops: StepOps<V>, xs: V, ys: V): StepValues<V> {
+  // Forward: keep each stage's input and output (and pooling workspace) for the backward pass.
+  const inputs: V[] = [];
+  const outputs: { y: V; workspace?: V }[] = [];
+  const masks: V[] = [];
+  let x = xs;
+  for (const s of plan.stages) {
+    inputs.push(x);
+    let out: { y: V; workspace?: V };
+    switch (s.kind) {
+      case "conv2d": {
+        const z = ops.conv2d(x, ops.weight(s.kernel), s.bias && ops.weight(s.bias), s.strides, s.padding);
+        out = { y: s.relu ? ops.relu(z) : z };
+        break;
+      }
+      case "dense": {
+        let z = ops.matMul(x, ops.weight(s.kernel));
+        if (s.bias) z = ops.biasAdd(z, ops.weight(s.bias));
+        out = { y: s.relu ? ops.relu(z) : z };
+        break;
+      }
+      case "relu":
+        out = { y: ops.relu(x) };
+        break;
+      case "maxPool":
+        out = ops.maxPool(x, s.size, s.strides, s.padding);
+        break;
+      case "flatten":
+        out = { y: ops.flatten(x, s.features) };
+        break;
+      case "dropout": {
+        const mask = ops.dropoutMask(masks.length, s, x);
+        masks.push(mask);
+        out = { y: ops.mul(x, mask) };
+        break;
+      }
+    }
+    outputs.push(out);
+    x = out.y;
+  }
+  const head = plan.output;
+  let logits = ops.matMul(x, ops.weight(head.kernel));
+  if (head.bias) logits = ops.biasAdd(logits, ops.weight(head.bias));
+  const { loss, dLogits } = ops.softmaxCrossEntropy(logits, ys);
+  const accuracy = ops.accuracy(logits, ys);
+
+  // Backward, from the logits down to the first stage with trainable weights.
+  const grads = new Map<string, V>();
+  let dy = dLogits;
+  if (head.trainable) {
+    grads.set(head.kernel.name, ops.matMul(x, dy, true, false));
+    if (head.bias) grads.set(head.bias.name, ops.biasAddGrad(dy));
+  }
+  const n = plan.stages.length;
+  if (plan.firstTrainable < n) dy = ops.matMul(dy, ops.weight(head.kernel), false, true);
+  for (let i = n - 1; i >= plan.firstTrainable; i--) {
+    const s = plan.stages[i]!;
+    const input = inputs[i]!;
+    const needInputGrad = i > plan.firstTrainable;
+    switch (s.kind) {
+      case "conv2d":
+      case "dense": {
+        const dz = s.relu ? ops.reluGrad(dy, outputs[i]!.y) : dy;
+        const kernel = ops.weight(s.kernel);
+        if (s.trainable) {
+          const kernelShape = (s.kernel.value as Variable).shape;
+          grads.set(s.kernel.name, s.kind === "conv2d" ? ops.conv2dBackpropFilter(input, kernelShape, dz, s.strides, s.padding) : ops.matMul(input, dz, true, false));
+          if (s.bias) grads.set(s.bias.name, ops.biasAddGrad(dz));
+        }
+        if (needInputGrad) dy = s.kind === "conv2d" ? ops.conv2dBackpropInput(input, kernel, dz, s.strides, s.padding) : ops.matMul(dz, kernel, false, true);
+        break;
+      }
+      case "relu":
+        if (needInputGrad) dy = ops.reluGrad(dy, outputs[i]!.y);
+        break;
+      case "maxPool":
+        if (needInputGrad) dy = ops.maxPoolGrad(input, outputs[i]!, dy, s.size, s.strides, s.padding);
+        break;
+      case "flatten":
+        if (needInputGrad) dy = ops.reshapeLike(dy, input);
+        break;
+      case "dropout":
+        if (needInputGrad) dy = ops.mul(dy, masks[plan.stages.slice(0, i).filter((t) => t.kind === "dropout").length]!);
+        break;
+    }
+  }
+  return { loss, accuracy, grads };
+}
+
+/** {@link StepOps} on eager tensors: each call runs its TensorFlow kernel now. */
+class EagerStepOps implements StepOps<Tensor> {
+  private readonly ops: NativeOps;
+  constructor(
+    plan: NativePlan,
+    private readonly masks: DropoutMasks,
+  ) {
+    this.ops = nativeOps(plan.backend);
+  }
+  weight(w: Weight): Tensor {
+    return w.value;
+  }
+  conv2d(x: Tensor, filter: Tensor, bias: Tensor | undefined, strides: Pair, padding: Padding): Tensor {
+    return this.ops.conv2d(x, filter, bias, strides, padding);
+  }
+  conv2dBackpropFilter(x: Tensor, filterShape: readonly number[], dy: Tensor, strides: Pair, padding: Padding): Tensor {
+    return this.ops.conv2dBackpropFilter(x, filterShape, dy, strides, padding);
+  }
+  conv2dBackpropInput(x: Tensor, filter: Tensor, dy: Tensor, strides: Pair, padding: Padding): Tensor {
+    return this.ops.conv2dBackpropInput(x.shape, filter, dy, strides, padding);
+  }
+  matMul(a: Tensor, b: Tensor, transposeA = false, transposeB = false): Tensor {
+    return this.ops.matMul(a, b, transposeA, transposeB);
+  }
+  biasAdd(x: Tensor, bias: Tensor): Tensor {
+    return this.ops.biasAdd(x, bias);
+  }
+  biasAddGrad(dy: Tensor): Tensor {
+    return this.ops.biasAddGrad(dy);
+  }
+  relu(x: Tensor): Tensor {
+    return this.ops.relu(x);
+  }
+  reluGrad(dy: Tensor, y: Tensor): Tensor {
+    return this.ops.reluGrad(dy, y);
+  }
+  maxPool(x: Tensor, size: Pair, strides: Pair, padding: Padding): { y: Tensor; workspace?: Tensor } {
+    return this.ops.maxPool(x, size, strides, padding);
+  }
+  maxPoolGrad(x: Tensor, pooled: { y: Tensor; workspace?: Tensor }, dy: Tensor, size: Pair, strides: Pair, padding: Padding): Tensor {
+    return this.ops.maxPoolGrad(x, pooled, dy, size, strides, padding);
+  }
+  flatten(x: Tensor, features: number): Tensor {
+    return this.ops.reshape(x, [x.shape[0]!, features]);
+  }
+  reshapeLike(dy: Tensor, like: Tensor): Tensor {
+    return this.ops.reshape(dy, like.shape);
+  }
+  mul(a: Tensor, b: Tensor): Tensor {
+    return this.ops.mul(a, b);
+  }
+  dropoutMask(index: number, stage: Extract<Stage, { kind: "dropout" }>, x: Tensor): Tensor {
+    return tf.tensor(this.masks(index, x.size, stage.rate), x.shape);
+  }
+  softmaxCrossEntropy(logits: Tensor, labels: Tensor): { loss: Tensor; dLogits: Tensor } {
+    const { loss, dLogits } = this.ops.softmaxCrossEntropyWithLogits(logits, labels);
+    return { loss: tf.mean(loss), dLogits: this.ops.mul(dLogits, tf.scalar(1 / logits.shape[0]!)) };
+  }
+  accuracy(logits: Tensor, labels: Tensor): Tensor {
+    return tf.mean(tf.cast(tf.equal(tf.argMax(logits, -1), tf.argMax(labels, -1)), "float32"));
+  }
+}
+
+/** What one eager forward and backward pass produces. All tensors belong to the caller's `tf.tidy`. */
 export interface LossAndGradients {
   /** Mean cross-entropy over the batch (scalar). */
   readonly loss: Tensor;
@@ -189,102 +382,10 @@ export interface LossAndGradients {
 }
 
 /**
- * Loss, accuracy and gradients of `plan`'s model on a batch: `xs` the model input, `ys`
- * one-hot float32 `[b, classes]`. Call inside `tf.tidy`.
+ * Loss, accuracy and gradients of `plan`'s model on a batch, kernel by kernel: `xs` the model
+ * input, `ys` one-hot float32 `[b, classes]`. Call inside `tf.tidy`.
  */
 export function lossAndGradients(plan: NativePlan, xs: Tensor, ys: Tensor, masks: DropoutMasks): LossAndGradients {
-  const ops = nativeOps(plan.backend);
-  const b = xs.shape[0]!;
-  // Forward: keep each stage's input and output for the backward pass.
-  const inputs: Tensor[] = [];
-  const outputs: Tensor[] = [];
-  const poolWorkspaces = new Map<number, Tensor>();
-  const dropoutMasks: Tensor[] = [];
-  let x = xs;
-  let dropoutIndex = 0;
-  for (const [i, s] of plan.stages.entries()) {
-    inputs.push(x);
-    switch (s.kind) {
-      case "conv2d": {
-        const y = ops.conv2d(x, s.kernel.value, s.bias?.value, s.strides, s.padding);
-        x = s.relu ? ops.relu(y) : y;
-        break;
-      }
-      case "dense": {
-        let y = ops.matMul(x, s.kernel.value);
-        if (s.bias) y = ops.biasAdd(y, s.bias.value);
-        x = s.relu ? ops.relu(y) : y;
-        break;
-      }
-      case "relu":
-        x = ops.relu(x);
-        break;
-      case "maxPool": {
-        const { y, workspace } = ops.maxPool(x, s.size, s.strides, s.padding);
-        if (workspace) poolWorkspaces.set(i, workspace);
-        x = y;
-        break;
-      }
-      case "flatten":
-        x = ops.reshape(x, [b, x.size / b]);
-        break;
-      case "dropout": {
-        const mask = tf.tensor(masks(dropoutIndex++, x.size, s.rate), x.shape);
-        dropoutMasks.push(mask);
-        x = ops.mul(x, mask);
-        break;
-      }
-    }
-    outputs.push(x);
-  }
-  const out = plan.output;
-  let logits = ops.matMul(x, out.kernel.value);
-  if (out.bias) logits = ops.biasAdd(logits, out.bias.value);
-  const { loss, dLogits } = ops.softmaxCrossEntropyWithLogits(logits, ys);
-  const meanLoss = tf.mean(loss);
-  const accuracy = tf.mean(tf.cast(tf.equal(tf.argMax(logits, -1), tf.argMax(ys, -1)), "float32"));
-
-  // Backward.
-  const grads: { name: string; tensor: Tensor }[] = [];
-  let dy = ops.mul(dLogits, tf.scalar(1 / b));
-  if (out.trainable) {
-    grads.push({ name: out.kernel.name, tensor: ops.matMul(x, dy, true, false) });
-    if (out.bias) grads.push({ name: out.bias.name, tensor: ops.biasAddGrad(dy) });
-  }
-  const n = plan.stages.length;
-  if (plan.firstTrainable < n) dy = ops.matMul(dy, out.kernel.value, false, true);
-  for (let i = n - 1; i >= plan.firstTrainable; i--) {
-    const s = plan.stages[i]!;
-    const input = inputs[i]!;
-    const needInputGrad = i > plan.firstTrainable;
-    switch (s.kind) {
-      case "conv2d":
-      case "dense": {
-        const dz = s.relu ? ops.reluGrad(dy, outputs[i]!) : dy;
-        if (s.trainable) {
-          const dk = s.kind === "conv2d" ? ops.conv2dBackpropFilter(input, s.kernel.value.shape, dz, s.strides, s.padding) : ops.matMul(input, dz, true, false);
-          grads.push({ name: s.kernel.name, tensor: dk });
-          if (s.bias) grads.push({ name: s.bias.name, tensor: ops.biasAddGrad(dz) });
-        }
-        if (needInputGrad) {
-          dy = s.kind === "conv2d" ? ops.conv2dBackpropInput(input.shape, s.kernel.value, dz, s.strides, s.padding) : ops.matMul(dz, s.kernel.value, false, true);
-        }
-        break;
-      }
-      case "relu":
-        if (needInputGrad) dy = ops.reluGrad(dy, outputs[i]!);
-        break;
-      case "maxPool":
-        if (needInputGrad) dy = ops.maxPoolGrad(input, { y: outputs[i]!, workspace: poolWorkspaces.get(i) }, dy, s.size, s.strides, s.padding);
-        break;
-      case "flatten":
-        if (needInputGrad) dy = ops.reshape(dy, input.shape);
-        break;
-      case "dropout":
-        if (needInputGrad) dy = ops.mul(dy, dropoutMasks[--dropoutIndex]!);
-        break;
-    }
-  }
-  const at = (name: string) => plan.weightOrder.indexOf(name);
-  return { loss: meanLoss, accuracy, grads: grads.sort((a, b) => at(a.name) - at(b.name)) };
+  const { loss, accuracy, grads } = buildStep(plan, new EagerStepOps(plan, masks), xs, ys);
+  return { loss, accuracy, grads: plan.weightOrder.filter((n) => grads.has(n)).map((name) => ({ name, tensor: grads.get(name)! })) };
 }
