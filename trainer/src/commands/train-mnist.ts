@@ -187,6 +187,7 @@ export async function trainMnist(opts: TrainMnistOptions, io: CommandIo): Promis
           testExamples: testData?.count ?? 0,
           resumedFromStep: result.resumedFrom,
           examplesPerSecond: Math.round(result.examplesPerSecond),
+          trainStep: result.stepKind,
           backend: tf.getBackend(),
           tfjsVersion: tf.version.tfjs,
         },
