@@ -78,6 +78,26 @@ export function sharedVolumeSpec(
   };
 }
 
+/**
+ * `value`, except in a preview where it is not known (or empty) yet: then `placeholder`.
+ * The Kubernetes provider previews a create with a server-side dry run, and the API server
+ * rejects an object whose required field is missing (an unknown is left out), so the first
+ * preview of a new stack would fail where `pulumi up` works. Updates always wait for the
+ * real value; only previews show the placeholder.
+ */
+export function previewPlaceholder(value: pulumi.Output<string>, placeholder: pulumi.Input<string>): pulumi.Output<string> {
+  if (!pulumi.runtime.isDryRun()) return value;
+  // `isKnown` is left out of the SDK's typings but is part of every Output (SDK 1.x to 3.x);
+  // without it, behave as before.
+  const isKnown = (value as unknown as { isKnown?: unknown }).isKnown;
+  if (!(isKnown instanceof Promise)) return value;
+  const fallback = pulumi.output(placeholder);
+  return pulumi
+    .output(isKnown as Promise<boolean>)
+    .apply((known) => (known ? value : fallback))
+    .apply((v) => (v ? pulumi.output(v) : fallback));
+}
+
 /** The in-cluster NFS server's Deployment: a kernel NFS server exporting its own volume. */
 export function nfsServerDeploymentSpec(image: string, claimName: pulumi.Input<string>): k8s.types.input.apps.v1.DeploymentSpec {
   const labels = { ...PLATFORM_LABELS, "app.kubernetes.io/name": "nfs-server" };
@@ -238,7 +258,9 @@ export class SharedStorage extends pulumi.ComponentResource {
       k8sOpts,
     );
     // Nodes mount NFS outside cluster DNS, so the volume names the Service's IP, not its name.
-    return svc.spec.clusterIP.apply((ip) => ({ kind: "nfs" as const, server: ip, path: "/" }));
+    // Before the Service exists that IP is unknown; a preview shows the Service's DNS name.
+    const server = previewPlaceholder(svc.spec.clusterIP, pulumi.interpolate`${svc.metadata.name}.${ns.metadata.name}.svc`);
+    return server.apply((ip) => ({ kind: "nfs" as const, server: ip, path: "/" }));
   }
 
   private filestore(name: string, c: SharedStorageConfig, size: string, args: SharedStorageArgs, labels: Record<string, string>): pulumi.Output<VolumeSource> {

@@ -68,8 +68,19 @@ describe.skipIf(missing.length > 0)("real engine against a local kube-apiserver"
     }
   });
 
-  it("1. pulumi up deploys the dev stack: namespaces with Pod Security labels exist in the API server", async () => {
+  it("1. a new stack's first preview succeeds; pulumi up deploys it: namespaces with Pod Security labels exist", async () => {
+    // The first preview, before anything exists (what a pull request of a new environment gets):
+    // the API server's dry run must accept every object, including the NFS volumes whose server
+    // IP is not known until the Service exists.
+    const first = previewSteps(cli.run(["preview", "--json", "-s", "dev"], { cwd: platformDir }).stdout);
+    expect(first.filter((s) => s.op === "create" && s.urn.endsWith("PersistentVolume::shared-serving"))).toHaveLength(1);
     cli.run(["up", "--yes", "--skip-preview", "-s", "dev"], { cwd: platformDir });
+    // The update itself names the Service's cluster IP (nodes mount NFS outside cluster DNS).
+    const svc = (await kube.get("/api/v1/namespaces/mlplatform-storage/services")).items.find((x: any) => x.metadata.name.startsWith("shared-nfs"));
+    const pvs = (await kube.get("/api/v1/persistentvolumes")).items as any[];
+    const servers = new Set(pvs.filter((p) => p.spec.nfs).map((p) => p.spec.nfs.server as string));
+    expect([...servers]).toEqual([svc.spec.clusterIP]);
+    expect(svc.spec.clusterIP).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
     expect(await kube.names("/api/v1/namespaces", PART_OF)).toEqual(OUR_NAMESPACES);
     const crd = await kube.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/tfjobs.kubeflow.org");
     expect(crd?.spec.group).toBe("kubeflow.org"); // applied through the kustomize Directory
