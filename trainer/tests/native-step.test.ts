@@ -3,7 +3,9 @@
  * against tfjs's own autograd and Adam on the same weights and batches.
  */
 import { afterEach, describe, expect, it } from "vitest";
+import type { ImageDataset } from "../src/data/images";
 import { createMnistModel } from "../src/model/mnist";
+import { train } from "../src/train/loop";
 import { NativeAdam } from "../src/train/native-adam";
 import { NativeOps, nativeBackend } from "../src/train/native-ops";
 import { lossAndGradients, planNativeStep, type DropoutMasks, type NativePlan } from "../src/train/native-step";
@@ -165,6 +167,20 @@ describe("native training step: gradients", () => {
     expect(() => createTrainStep(m1, { learningRate: 0.01, seed: 1 })).toThrow(/MLP_TRAIN_STEP must be auto, compiled, eager, autograd; got "fast"/);
     tf.dispose([xs, ys]);
     [m1, m2, m3].forEach((m) => m.dispose());
+  });
+
+  it("the training loop says which step it fell back to, and why", async () => {
+    const input = tf.input({ shape: [4, 4, 1] });
+    let x = tf.layers.flatten().apply(input);
+    x = tf.layers.batchNormalization({ name: "norm" }).apply(x);
+    const model = tf.model({ inputs: input, outputs: tf.layers.dense({ units: 2, activation: "softmax" }).apply(x) as ReturnType<typeof tf.input> });
+    const n = 16;
+    const data = { images: Uint8Array.from({ length: n * 16 }, (_, i) => (i * 37) % 256), labels: Uint8Array.from({ length: n }, (_, i) => i % 2), count: n, height: 4, width: 4, numClasses: 2 } as ImageDataset;
+    const lines: string[] = [];
+    const r = await train({ model, data, split: { train: Uint32Array.from({ length: n }, (_, i) => i), validation: new Uint32Array(0) }, steps: 3, batchSize: 8, learningRate: 0.01, seed: 1, log: (m) => lines.push(m) });
+    expect(r.stepKind).toBe("autograd");
+    expect(lines).toContain("training step: autograd (layer norm (BatchNormalization) is not one of Conv2D, MaxPooling2D, Flatten, Dense, Dropout)");
+    model.dispose();
   });
 
   it("dropout masks are seeded per step and layer, with the right keep rate and scale", () => {
@@ -338,6 +354,24 @@ describe("compiled training step (one TensorFlow graph per step)", () => {
     eager.dispose();
     a.dispose();
     b.dispose();
+  });
+
+  it("falls back to the eager step, saying why, when the graph cannot be loaded", () => {
+    const model = createMnistModel({ seed: 25 });
+    const tmp = process.env.TMPDIR;
+    process.env.TMPDIR = "/nonexistent/mlp-test-tmp"; // where the SavedModel would be written
+    try {
+      const step = createTrainStep(model, { learningRate: 0.001, seed: 5 });
+      expect(step.kind).toBe("eager");
+      expect(step.reason).toMatch(/^the compiled graph did not load: .*\/nonexistent\/mlp-test-tmp/);
+      step.dispose();
+      process.env.MLP_TRAIN_STEP = "compiled";
+      expect(() => createTrainStep(model, { learningRate: 0.001, seed: 5 })).toThrow(/MLP_TRAIN_STEP=compiled, but the model cannot use it: the compiled graph did not load/);
+    } finally {
+      if (tmp === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = tmp;
+    }
+    model.dispose();
   });
 
   it("takes batches of any size (the last batch of an epoch is smaller)", () => {

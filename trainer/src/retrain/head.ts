@@ -108,7 +108,7 @@ export async function trainHead(
   const progress = opts.progress ? new Progress(opts.progress.out, { total: opts.steps, examplesPerStep: opts.batchSize, mode: opts.progress.mode }) : undefined;
   const recent: [number, number][] = [];
   try {
-    if (trainStep.reason && opts.progress) opts.progress.out.write(`training step: tfjs autograd (${trainStep.reason})\n`);
+    if (trainStep.reason && opts.progress) opts.progress.out.write(`training step: ${trainStep.kind} (${trainStep.reason})\n`);
     for (let step = 1; step <= opts.steps; step++) {
       const idx = batches.next();
       const { xs, ys } = tensors(set, idx, featureShape, numClasses);

@@ -115,7 +115,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const batches = new BatchIterator(split.train, batchSize, opts.seed, position);
   const progress = opts.progress ? new Progress(opts.progress.out, { total: steps, startStep: step, examplesPerStep: batchSize, mode: opts.progress.mode }) : undefined;
   const say = (m: string) => (progress ? progress.log(m) : log(m));
-  if (trainStep.reason) say(`training step: tfjs autograd (${trainStep.reason})`);
+  if (trainStep.reason) say(`training step: ${trainStep.kind} (${trainStep.reason})`);
   const summaryEvery = opts.summaryEvery ?? 10;
   const recent: { loss: number; acc: number }[] = [];
   let validation: EvalResult | undefined;
