@@ -41,5 +41,12 @@ if ! scripts/tools/build.sh --keep-going --with-optional; then
 fi
 echo "took $((SECONDS - s)) s"
 
+phase "Upstream manifests (the Training Operator release's TFJob CRD, from the Go module proxy)"
+s=$SECONDS
+if ! scripts/tools/fetch-manifests.sh >/dev/null; then
+  echo "WARNING: the Training Operator manifests could not be fetched; tests that apply its CRD will be skipped"
+fi
+echo "took $((SECONDS - s)) s"
+
 echo
 echo "setup done in $((SECONDS - t0)) s"

@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { PIPELINE_RULES, trainingWorkflowManifest } from "../components/argoWorkflows";
 import { tfJobManifest } from "../components/trainingOperator";
@@ -140,5 +142,14 @@ describe("our TFJob and Workflow against the upstream schemas", () => {
     expect(tpl.spec.containers[0].name).toBe("tensorflow");
     expect(tpl.spec.securityContext.runAsNonRoot).toBe(true);
     expect(() => tfJobManifest({ name: "x", namespace: "n", image: "i:1", args: [], gpus: 1 })).toThrow(/1 GPUs asked for but the cluster has no GPU placement/);
+  });
+});
+
+describe("the Training Operator pin", () => {
+  it("the release the platform installs is the one whose TFJob CRD the offline tests apply", () => {
+    const pins = readFileSync(join(__dirname, "..", "scripts", "tools", "versions.env"), "utf8");
+    const fetched = /^TRAINING_OPERATOR_VERSION=(\S+)$/m.exec(pins)?.[1];
+    expect(fetched).toBe(manifests.trainingOperator.version);
+    expect(manifests.trainingOperator.source.endsWith(`?ref=${fetched}`)).toBe(true);
   });
 });

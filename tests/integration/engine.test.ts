@@ -14,11 +14,11 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as YAML from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Kube, PulumiCli, copyProject, missingTools, previewSteps, startLocal, stopLocal, useOfflineDevStack } from "./support";
+import { Kube, PulumiCli, copyProject, missingTools, previewSteps, startLocal, stopLocal, useOfflineDevStack, TFJOB_CRD_TOOL } from "./support";
 
 // kube-controller-manager finalizes deleted namespaces and binds volumes; without it a
 // destroyed namespace would stay Terminating forever.
-const REQUIRED = ["pulumi", "pulumi-language-nodejs", "pulumi-resource-kubernetes", "etcd", "kube-apiserver", "kube-controller-manager"];
+const REQUIRED = ["pulumi", "pulumi-language-nodejs", "pulumi-resource-kubernetes", "etcd", "kube-apiserver", "kube-controller-manager", TFJOB_CRD_TOOL];
 const missing = missingTools(REQUIRED);
 if (missing.length > 0) {
   console.log(`SKIPPED real-engine tests: missing ${missing.join(", ")} (build them with scripts/tools/build.sh)`);
@@ -52,7 +52,7 @@ describe.skipIf(missing.length > 0)("real engine against a local kube-apiserver"
       "Not exercised offline: container images are never pulled (kubernetes.skipAwait is on, so objects " +
         "are validated and stored but no container starts); Helm charts (Argo Workflows, JupyterHub, the " +
         "NVIDIA device plugin) and with Argo the pipeline templates (applied in crds.test.ts) are switched off; the Training Operator's upstream manifests are replaced by " +
-        "our stand-in CRDs (tests/fixtures/crds); cloud resources (aks/gke run under mocks only).",
+        "its release's TFJob CRD alone (scripts/tools/fetch-manifests.sh); cloud resources (aks/gke run under mocks only).",
     );
   });
 

@@ -23,9 +23,9 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as YAML from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { PulumiCli, ROOT, copyProject, missingTools, startLocal, stopLocal, useOfflineDevStack, type CliResult } from "./support";
+import { PulumiCli, ROOT, copyProject, missingTools, startLocal, stopLocal, useOfflineDevStack, type CliResult, TFJOB_CRD_TOOL } from "./support";
 
-const REQUIRED = ["pulumi", "pulumi-language-nodejs", "pulumi-resource-kubernetes", "etcd", "kube-apiserver"];
+const REQUIRED = ["pulumi", "pulumi-language-nodejs", "pulumi-resource-kubernetes", "etcd", "kube-apiserver", TFJOB_CRD_TOOL];
 const missing = missingTools(REQUIRED);
 if (missing.length > 0) {
   console.log(`SKIPPED policy-pack tests: missing ${missing.join(", ")} (build them with scripts/tools/build.sh)`);

@@ -16,10 +16,39 @@ export const TOOLS_BIN = path.join(process.env.MLPLATFORM_TOOLS_DIR ?? path.join
 
 /** The tools that are missing from the tools cache (and PATH). */
 export function missingTools(names: readonly string[]): string[] {
-  return names.filter((n) => {
+  const missing = names.filter((n) => {
+    if (n === TFJOB_CRD_TOOL) return !fs.existsSync(upstreamTfJobCrd());
     if (fs.existsSync(path.join(TOOLS_BIN, n))) return false;
     return spawnSync("sh", ["-c", `command -v ${n}`]).status !== 0;
   });
+  return missing;
+}
+
+/** Name for {@link missingTools}: the Training Operator release's TFJob CRD (scripts/tools/fetch-manifests.sh). */
+export const TFJOB_CRD_TOOL = "training-operator manifests";
+
+/** The TFJob CRD of the Training Operator release we install, as fetched by scripts/tools/fetch-manifests.sh. */
+export function upstreamTfJobCrd(): string {
+  const pins = fs.readFileSync(path.join(ROOT, "scripts", "tools", "versions.env"), "utf8");
+  const version = /^TRAINING_OPERATOR_VERSION=(\S+)$/m.exec(pins)?.[1];
+  if (!version) throw new Error("scripts/tools/versions.env has no TRAINING_OPERATOR_VERSION");
+  return path.join(path.dirname(TOOLS_BIN), "manifests", `training-operator-${version}`, "base", "crds", "kubeflow.org_tfjobs.yaml");
+}
+
+/**
+ * A kustomize directory (in `work`) with the CRDs the offline tests install: the Training
+ * Operator's real TFJob CRD and our stand-in Argo CRDs (tests/fixtures/crds/README.md).
+ */
+export function offlineCrdDir(work: string): string {
+  const dir = path.join(work, "crds");
+  fs.mkdirSync(dir, { recursive: true });
+  fs.copyFileSync(upstreamTfJobCrd(), path.join(dir, "kubeflow.org_tfjobs.yaml"));
+  fs.copyFileSync(path.join(ROOT, "tests", "fixtures", "crds", "argoproj.io.yaml"), path.join(dir, "argoproj.io.yaml"));
+  fs.writeFileSync(
+    path.join(dir, "kustomization.yaml"),
+    YAML.stringify({ apiVersion: "kustomize.config.k8s.io/v1beta1", kind: "Kustomization", resources: ["kubeflow.org_tfjobs.yaml", "argoproj.io.yaml"] }),
+  );
+  return dir;
 }
 
 /**
@@ -202,8 +231,9 @@ export function previewSteps(json: string): { op: string; urn: string; diffs?: s
 /**
  * Points a copied project's dev stack at the local API server, with what needs the internet
  * switched off: no Helm charts (Argo, JupyterHub; so no Argo pipelines either), the Training
- * Operator's manifests replaced by our stand-in CRDs, and no waiting for containers that can
- * never start (images are not pulled here).
+ * Operator's release manifests replaced by just its CRDs (its real TFJob CRD, see
+ * {@link offlineCrdDir}: the operator's Deployment and webhook cannot run without images),
+ * and no waiting for containers that can never start (images are not pulled here).
  */
 export function useOfflineDevStack(platformDir: string, kubeconfigPath: string): void {
   const devFile = path.join(platformDir, "Pulumi.dev.yaml");
@@ -211,7 +241,7 @@ export function useOfflineDevStack(platformDir: string, kubeconfigPath: string):
   dev.config["mlplatform:cluster"] = { provider: "existing", kubeconfig: kubeconfigPath, context: "mlplatform-local", gpu: "none" };
   dev.config["mlplatform:kubernetes"] = { skipAwait: true };
   dev.config["mlplatform:kubeflow"] = {
-    trainingOperator: { source: path.join(ROOT, "tests", "fixtures", "crds") },
+    trainingOperator: { source: offlineCrdDir(path.dirname(platformDir)) },
     argo: { enabled: false },
     jupyterhub: { enabled: false },
   };
