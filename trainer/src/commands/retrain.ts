@@ -206,7 +206,9 @@ softmax head is trained on those features. Base and head are published together 
   --hidden-units <n>         hidden layer in the head (default 0: softmax only)
   --dropout <f>              (default 0)     --seed <n>          (default 42)
   --model-base <dir>         (required)      --name <name>       (default retrained)
-  --logdir <dir>  --min-accuracy <f>  --result-file <file>  --progress auto|bar|lines|none`;
+  --logdir <dir>  --min-accuracy <f>  --result-file <file>  --progress auto|bar|lines|none
+Environment: MLP_TFJS_BACKEND=gpu, MLP_TRAIN_STEP=compiled|eager|autograd (default: the
+  fastest the head allows).`;
 
 export const command: Command = {
   name: "retrain",

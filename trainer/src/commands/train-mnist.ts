@@ -241,7 +241,8 @@ Output
   --result-file <file>       write {version, dir, metrics} as JSON
   --progress <mode>          auto, bar, lines or none (default auto: bar on a terminal)
 
-Environment: TF_CONFIG (TFJob; one training replica), MLP_TFJS_BACKEND=gpu.`;
+Environment: TF_CONFIG (TFJob; one training replica), MLP_TFJS_BACKEND=gpu,
+  MLP_TRAIN_STEP=compiled|eager|autograd (default: the fastest the model allows).`;
 
 export const command: Command = {
   name: "train-mnist",
