@@ -65,8 +65,10 @@ async function main() {
 
   console.log(
     `batch ${b}, ${trainStep.kind} step${trainStep.reason ? ` (${trainStep.reason})` : ""}: ${plain.toFixed(1)} ms/step (${((b * 1000) / plain).toFixed(0)} img/s); ` +
-      `${ops / steps} TensorFlow ops/step taking ${inOps.toFixed(1)} of ${timed.toFixed(1)} ms (rest: JavaScript); ` +
-      `CPU ${cpuPerStep.toFixed(1)} ms/step, ${cpuInOps.toFixed(1)} of it in ops (timed with per-op CPU clocks, which add overhead)`,
+      (ops === 0
+        ? `one session run per step (its ops are not seen one by one); CPU ${cpuPerStep.toFixed(1)} ms/step`
+        : `${ops / steps} TensorFlow ops/step taking ${inOps.toFixed(1)} of ${timed.toFixed(1)} ms (rest: JavaScript); ` +
+          `CPU ${cpuPerStep.toFixed(1)} ms/step, ${cpuInOps.toFixed(1)} of it in ops (timed with per-op CPU clocks, which add overhead)`),
   );
   console.log("   ms/step  CPU ms  calls  op [output shapes]");
   [...agg.entries()]

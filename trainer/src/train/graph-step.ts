@@ -23,7 +23,7 @@ import type { ModelTensorInfo } from "@tensorflow/tfjs-core/dist/model_types";
 import type { NodeJSKernelBackend } from "@tensorflow/tfjs-node/dist/nodejs_kernel_backend";
 import { tf, type LayersModel, type Tensor, type Variable } from "../tf";
 import { DT, GraphBuilder, type Attr } from "./graph-def";
-import type { AdamConfig } from "./native-adam";
+import { AdamState, dataId, type AdamConfig } from "./native-adam";
 import type { Padding } from "./native-ops";
 import { buildStep, type DropoutMasks, type NativePlan, type Pair, type Stage, type StepOps, type Weight } from "./native-step";
 
@@ -45,15 +45,12 @@ interface GraphWeight {
   expected?: object;
 }
 
-export class GraphTrainStep {
+export class GraphTrainStep extends AdamState {
   private readonly weights: GraphWeight[] = [];
+  /** The trainable ones, in the model's order: the optimizer state's layout and the updated values fetched. */
+  private readonly trainable: GraphWeight[];
   private readonly dropouts: readonly DropoutStage[];
   private id: number | undefined;
-  private iterations = 0;
-  private readonly beta1: number;
-  private readonly beta2: number;
-  private readonly epsilon: number;
-  private lent: Tensor[] = [];
   private readonly outputs: string[];
   private readonly setWeightsDone: string;
   private readonly setMomentsDone: string;
@@ -62,11 +59,9 @@ export class GraphTrainStep {
     private readonly be: NodeJSKernelBackend,
     model: LayersModel,
     plan: NativePlan,
-    private readonly config: AdamConfig,
+    config: AdamConfig,
   ) {
-    this.beta1 = config.beta1 ?? 0.9;
-    this.beta2 = config.beta2 ?? 0.999;
-    this.epsilon = config.epsilon ?? be.epsilon();
+    super(config, be.epsilon());
     const g = new GraphBuilder();
     const placeholder = (name: string, shape: readonly (number | null)[]) => g.add("Placeholder", name, [], { dtype: F, shape: { shape } });
     const inputShape = model.inputs[0]!.shape;
@@ -118,11 +113,9 @@ export class GraphTrainStep {
 
     // Adam for each trainable weight (in the model's order: the optimizer state's layout),
     // then its updated value.
-    const at = (w: GraphWeight) => (w.trainable ? plan.weightOrder.indexOf(w.variable.name) : Infinity);
-    this.weights.sort((a, b) => at(a) - at(b));
-    const updated = this.weights
-      .filter((w) => w.trainable)
-      .map((w) => {
+    const at = (w: GraphWeight) => plan.weightOrder.indexOf(w.variable.name);
+    this.trainable = this.weights.filter((w) => w.trainable).sort((a, b) => at(a) - at(b));
+    const updated = this.trainable.map((w) => {
         const apply = g.add("ResourceApplyAdam", `${w.handle}/adam`, [w.handle, w.m!, w.v!, beta1Power, beta2Power, lr, beta1, beta2, epsilon, grads.get(w.variable.name)!], {
           T: F,
           use_locking: { b: false },
@@ -142,7 +135,7 @@ export class GraphTrainStep {
     }
     try {
       this.pushWeights();
-      tf.tidy(() => this.setMoments(this.weights.filter((w) => w.trainable).flatMap(() => [null, null])));
+      tf.tidy(() => this.setMoments(null, null));
     } catch (e) {
       this.dispose();
       throw e;
@@ -166,30 +159,38 @@ export class GraphTrainStep {
     for (const w of this.weights) w.expected = dataId(w.variable);
   }
 
-  /** Sets every trainable weight's moments (`null`: zeros), m's then v's in weight order. */
-  private setMoments(values: readonly (Tensor | null)[]): void {
-    const trainable = this.weights.filter((w) => w.trainable);
-    const feeds: [string, Tensor][] = trainable.flatMap((w, i) => [
-      [w.mInit!, values[i] ?? tf.zerosLike(w.variable)],
-      [w.vInit!, values[i + trainable.length] ?? tf.zerosLike(w.variable)],
+  /** Sets the trainable weights' moments, in {@link trainable} order (`null`: zeros). */
+  private setMoments(m: readonly Tensor[] | null, v: readonly Tensor[] | null): void {
+    const feeds: [string, Tensor][] = this.trainable.flatMap((w, i) => [
+      [w.mInit!, m?.[i] ?? tf.zerosLike(w.variable)],
+      [w.vInit!, v?.[i] ?? tf.zerosLike(w.variable)],
     ]);
     tf.dispose(this.run(feeds, [this.setMomentsDone]));
+  }
+
+  protected get stateWeights(): readonly Variable[] {
+    return this.trainable.map((w) => w.variable);
+  }
+  protected readMoments(): { m: Tensor[]; v: Tensor[] } {
+    const values = this.run([], [...this.trainable.map((w) => `${w.m}/value`), ...this.trainable.map((w) => `${w.v}/value`)]);
+    return { m: values.slice(0, this.trainable.length), v: values.slice(this.trainable.length) };
+  }
+  protected writeMoments(m: readonly Tensor[], v: readonly Tensor[]): void {
+    this.setMoments(m, v);
   }
 
   /** One step: loss and accuracy (scalars, owned by the caller); the model's weights are updated. */
   step(xs: Tensor, ys: Tensor, masks: DropoutMasks): { loss: Tensor; accuracy: Tensor } {
     // Weights replaced on the model from outside (a restore) go into the session first.
     if (this.weights.some((w) => dataId(w.variable) !== w.expected)) this.pushWeights();
-    const t = this.iterations + 1;
+    const { t, beta1Power, beta2Power, epsilon } = this.nextStep();
     const b = xs.shape[0]!;
-    const beta2Power = this.beta2 ** t;
-    // ResourceApplyAdam puts ε outside the bias correction; this ε′ makes it tfjs's update.
     const scalars: [string, number][] = [
       ["inv_batch", 1 / b],
-      ["learning_rate", this.config.learningRate],
-      ["beta1_power", this.beta1 ** t],
+      ["learning_rate", this.learningRate],
+      ["beta1_power", beta1Power],
       ["beta2_power", beta2Power],
-      ["epsilon", this.epsilon * Math.sqrt(1 - beta2Power)],
+      ["epsilon", epsilon],
     ];
     const feeds: [string, Tensor][] = [
       ["x", xs],
@@ -208,49 +209,16 @@ export class GraphTrainStep {
     }
     this.iterations = t;
     const [loss, accuracy, ...updated] = outputs;
-    let k = 0;
-    for (const w of this.weights) {
-      if (!w.trainable) continue;
-      const u = updated[k++]!;
-      w.variable.assign(u);
-      u.dispose();
+    this.trainable.forEach((w, i) => {
+      w.variable.assign(updated[i]!);
+      updated[i]!.dispose();
       w.expected = dataId(w.variable);
-    }
+    });
     return { loss: loss!, accuracy: accuracy! };
   }
 
-  async getWeights(): Promise<{ name: string; tensor: Tensor }[]> {
-    tf.dispose(this.lent);
-    const trainable = this.weights.filter((w) => w.trainable);
-    const values = this.run([], [...trainable.map((w) => `${w.m}/value`), ...trainable.map((w) => `${w.v}/value`)]);
-    const out = [
-      { name: "iter", tensor: tf.scalar(this.iterations, "int32") },
-      ...trainable.map((w, i) => ({ name: `${w.variable.name}/m`, tensor: values[i]! })),
-      ...trainable.map((w, i) => ({ name: `${w.variable.name}/v`, tensor: values[i + trainable.length]! })),
-    ];
-    this.lent = out.map((o) => o.tensor);
-    return out;
-  }
-
-  async setWeights(weights: readonly { name: string; tensor: Tensor }[]): Promise<void> {
-    const trainable = this.weights.filter((w) => w.trainable);
-    const [iter, ...rest] = weights;
-    if (iter?.name !== "iter" || rest.length !== 2 * trainable.length) {
-      throw new Error(`optimizer state has ${weights.length} tensors; expected iter and two moments for each of ${trainable.length} weights`);
-    }
-    rest.forEach((w, i) => {
-      const target = trainable[i % trainable.length]!;
-      if (w.tensor.shape.join() !== target.variable.shape.join()) {
-        throw new Error(`optimizer state ${w.name} has shape [${w.tensor.shape}] but weight ${target.variable.name} is [${target.variable.shape}]`);
-      }
-    });
-    this.setMoments(rest.map((w) => w.tensor));
-    this.iterations = (await iter.tensor.data())[0]!;
-  }
-
   dispose(): void {
-    tf.dispose(this.lent);
-    this.lent = [];
+    this.releaseLent();
     if (this.id !== undefined) this.be.deleteSavedModel(this.id);
     this.id = undefined;
   }
@@ -351,8 +319,4 @@ class GraphStepOps implements StepOps<string> {
     const hits = this.g.add("Cast", "hits", [equal], { SrcT: { type: DT.bool }, DstT: F, Truncate: { b: false } });
     return this.g.add("Mean", "accuracy", [hits, this.ints(0)], { T: F, Tidx: I32, keep_dims: { b: false } });
   }
-}
-
-function dataId(t: Tensor): object {
-  return (t as unknown as { dataId: object }).dataId;
 }

@@ -15,8 +15,8 @@
  * `<weight>/v`…), so a checkpoint written by either optimizer resumes with the other.
  */
 import type { NodeJSKernelBackend } from "@tensorflow/tfjs-node/dist/nodejs_kernel_backend";
-import type { TFEOpAttr } from "@tensorflow/tfjs-node/dist/tfjs_binding";
 import { tf, type Tensor, type Variable } from "../tf";
+import { nativeOps, type NativeOps } from "./native-ops";
 
 export interface AdamConfig {
   readonly learningRate: number;
@@ -24,6 +24,84 @@ export interface AdamConfig {
   readonly beta2?: number;
   /** Default: the backend's epsilon (1e-7 for float32), as tfjs's and Keras's Adam. */
   readonly epsilon?: number;
+}
+
+/**
+ * What the two `ResourceApplyAdam` users (this file's {@link NativeAdam} and the compiled
+ * step of `./graph-step.ts`) share: the settings, the step count, the scalars of each update,
+ * and the optimizer state in tfjs `AdamOptimizer`'s layout for checkpoints.
+ */
+export abstract class AdamState {
+  readonly learningRate: number;
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly epsilon: number;
+  protected iterations = 0;
+  private lent: Tensor[] = [];
+
+  constructor(config: AdamConfig, backendEpsilon: number) {
+    this.learningRate = config.learningRate;
+    this.beta1 = config.beta1 ?? 0.9;
+    this.beta2 = config.beta2 ?? 0.999;
+    this.epsilon = config.epsilon ?? backendEpsilon;
+  }
+
+  /** The trainable variables, in the model's order (the layout's order). */
+  protected abstract get stateWeights(): readonly Variable[];
+  /** Current moments, in {@link stateWeights} order (new tensors, owned by the caller). */
+  protected abstract readMoments(): { m: Tensor[]; v: Tensor[] };
+  protected abstract writeMoments(m: readonly Tensor[], v: readonly Tensor[]): void;
+
+  /**
+   * The scalars of the next update, step `t`. ε is scaled by √(1−β₂ᵗ): `ResourceApplyAdam`
+   * puts ε outside the bias correction, and with this ε′ its update is tfjs's.
+   */
+  protected nextStep(): { t: number; beta1Power: number; beta2Power: number; epsilon: number } {
+    const t = this.iterations + 1;
+    const beta2Power = this.beta2 ** t;
+    return { t, beta1Power: this.beta1 ** t, beta2Power, epsilon: this.epsilon * Math.sqrt(1 - beta2Power) };
+  }
+
+  /** The optimizer state (`iter`, then `<weight>/m`…, then `<weight>/v`…); valid until the next call or dispose. */
+  async getWeights(): Promise<{ name: string; tensor: Tensor }[]> {
+    this.releaseLent();
+    const weights = this.stateWeights;
+    const { m, v } = this.readMoments();
+    const out = [
+      { name: "iter", tensor: tf.scalar(this.iterations, "int32") },
+      ...weights.map((w, i) => ({ name: `${w.name}/m`, tensor: m[i]! })),
+      ...weights.map((w, i) => ({ name: `${w.name}/v`, tensor: v[i]! })),
+    ];
+    this.lent = out.map((o) => o.tensor);
+    return out;
+  }
+
+  /** Restores state saved by {@link getWeights} or by tfjs's `AdamOptimizer`. */
+  async setWeights(state: readonly { name: string; tensor: Tensor }[]): Promise<void> {
+    const weights = this.stateWeights;
+    const [iter, ...rest] = state;
+    if (iter?.name !== "iter" || rest.length !== 2 * weights.length) {
+      throw new Error(`optimizer state has ${state.length} tensors; expected iter and two moments for each of ${weights.length} weights`);
+    }
+    // tfjs names the moments after the variables, whose numeric suffixes differ between
+    // processes: match them by position, checking shapes.
+    rest.forEach((w, k) => {
+      const target = weights[k % weights.length]!;
+      if (w.tensor.shape.join() !== target.shape.join()) {
+        throw new Error(`optimizer state ${w.name} has shape [${w.tensor.shape}] but weight ${target.name} is [${target.shape}]`);
+      }
+    });
+    this.writeMoments(
+      rest.slice(0, weights.length).map((w) => w.tensor),
+      rest.slice(weights.length).map((w) => w.tensor),
+    );
+    this.iterations = (await iter.tensor.data())[0]!;
+  }
+
+  protected releaseLent(): void {
+    tf.dispose(this.lent);
+    this.lent = [];
+  }
 }
 
 interface Slot {
@@ -37,36 +115,28 @@ interface Slot {
 
 let instances = 0;
 
-export class NativeAdam {
-  private readonly slots = new Map<string, Slot>();
-  private readonly order: string[];
-  private iterations = 0;
-  private readonly beta1: number;
-  private readonly beta2: number;
-  private readonly epsilon: number;
+export class NativeAdam extends AdamState {
+  private readonly slots: Slot[] = [];
+  private readonly bySlotName = new Map<string, Slot>();
+  private readonly ops: NativeOps;
   private readonly prefix = `mlp-adam-${process.pid}-${++instances}`;
-  private lent: Tensor[] = [];
   private disposed = false;
 
   /** `weights`: the trainable variables, in the model's order. */
-  constructor(
-    private readonly be: NodeJSKernelBackend,
-    weights: readonly Variable[],
-    private readonly config: AdamConfig,
-  ) {
-    this.beta1 = config.beta1 ?? 0.9;
-    this.beta2 = config.beta2 ?? 0.999;
-    this.epsilon = config.epsilon ?? be.epsilon();
-    this.order = weights.map((w) => w.name);
+  constructor(be: NodeJSKernelBackend, weights: readonly Variable[], config: AdamConfig) {
+    super(config, be.epsilon());
+    this.ops = nativeOps(be);
     try {
       for (const w of weights) {
-        const slot: Slot = { weight: w, value: this.handle(w, "value"), m: this.handle(w, "m"), v: this.handle(w, "v") };
-        this.slots.set(w.name, slot);
-        this.assign(slot.value, w);
+        const handle = (what: string) => this.ops.variable(`${this.prefix}/${w.name}/${what}`, w.shape);
+        const slot: Slot = { weight: w, value: handle("value"), m: handle("m"), v: handle("v") };
+        this.slots.push(slot);
+        this.bySlotName.set(w.name, slot);
+        this.ops.assignVariable(slot.value, w);
         slot.expected = dataId(w);
         tf.tidy(() => {
-          this.assign(slot.m, tf.zerosLike(w));
-          this.assign(slot.v, tf.zerosLike(w));
+          this.ops.assignVariable(slot.m, tf.zerosLike(w));
+          this.ops.assignVariable(slot.v, tf.zerosLike(w));
         });
       }
     } catch (e) {
@@ -75,103 +145,49 @@ export class NativeAdam {
     }
   }
 
-  private attr(name: string, type: "type" | "string" | "bool" | "shape", value: unknown): TFEOpAttr {
-    const b = this.be.binding;
-    const t = { type: b.TF_ATTR_TYPE, string: b.TF_ATTR_STRING, bool: b.TF_ATTR_BOOL, shape: b.TF_ATTR_SHAPE }[type];
-    return { name, type: t, value: value as TFEOpAttr["value"] };
+  protected get stateWeights(): readonly Variable[] {
+    return this.slots.map((s) => s.weight);
   }
-  private handle(w: Variable, what: string): Tensor {
-    const attrs = [
-      this.attr("container", "string", ""),
-      this.attr("shared_name", "string", `${this.prefix}/${w.name}/${what}`),
-      this.attr("dtype", "type", this.be.binding.TF_FLOAT),
-      this.attr("shape", "shape", w.shape),
-    ];
-    return tf.keep(this.be.executeSingleOutput("VarHandleOp", attrs, []));
+  protected readMoments(): { m: Tensor[]; v: Tensor[] } {
+    return { m: this.slots.map((s) => this.ops.readVariable(s.m)), v: this.slots.map((s) => this.ops.readVariable(s.v)) };
   }
-  private assign(handle: Tensor, value: Tensor): void {
-    this.be.executeMultipleOutputs("AssignVariableOp", [this.attr("dtype", "type", this.be.binding.TF_FLOAT), this.attr("validate_shape", "bool", false)], [handle, value], 0);
-  }
-  private read(handle: Tensor): Tensor {
-    return this.be.executeSingleOutput("ReadVariableOp", [this.attr("dtype", "type", this.be.binding.TF_FLOAT)], [handle]);
+  protected writeMoments(m: readonly Tensor[], v: readonly Tensor[]): void {
+    this.slots.forEach((s, i) => {
+      this.ops.assignVariable(s.m, m[i]!);
+      this.ops.assignVariable(s.v, v[i]!);
+    });
   }
 
   /** One Adam update of the named weights; then the model's variables hold the new values. */
   applyGradients(grads: readonly { name: string; tensor: Tensor }[]): void {
     if (this.disposed) throw new Error("NativeAdam used after dispose()");
-    const t = this.iterations + 1;
+    const { t, beta1Power, beta2Power, epsilon } = this.nextStep();
     tf.tidy(() => {
-      const s = (x: number) => tf.scalar(x);
-      const beta2Power = this.beta2 ** t;
-      const epsilon = this.epsilon * Math.sqrt(1 - beta2Power);
-      const scalars = [s(this.beta1 ** t), s(beta2Power), s(this.config.learningRate), s(this.beta1), s(this.beta2), s(epsilon)];
-      const attrs = [this.attr("T", "type", this.be.binding.TF_FLOAT), this.attr("use_locking", "bool", false), this.attr("use_nesterov", "bool", false)];
+      const scalars = [beta1Power, beta2Power, this.learningRate, this.beta1, this.beta2, epsilon].map((x) => tf.scalar(x));
       for (const { name, tensor } of grads) {
-        const slot = this.slots.get(name);
+        const slot = this.bySlotName.get(name);
         if (!slot) throw new Error(`NativeAdam has no slot for weight ${name}`);
         // The model's weight was replaced from outside since our last update: start from it.
-        if (dataId(slot.weight) !== slot.expected) this.assign(slot.value, slot.weight);
-        this.be.executeMultipleOutputs("ResourceApplyAdam", attrs, [slot.value, slot.m, slot.v, ...scalars, tensor], 0);
-        slot.weight.assign(this.read(slot.value) as Variable);
+        if (dataId(slot.weight) !== slot.expected) this.ops.assignVariable(slot.value, slot.weight);
+        this.ops.resourceApplyAdam(slot.value, slot.m, slot.v, scalars, tensor);
+        slot.weight.assign(this.ops.readVariable(slot.value));
         slot.expected = dataId(slot.weight);
       }
     });
     this.iterations = t;
   }
 
-  /**
-   * The optimizer state in tfjs `AdamOptimizer`'s layout. The tensors stay valid until the
-   * next call or `dispose()`.
-   */
-  async getWeights(): Promise<{ name: string; tensor: Tensor }[]> {
-    tf.dispose(this.lent);
-    const slots = this.order.map((n) => this.slots.get(n)!);
-    const out = [
-      { name: "iter", tensor: tf.scalar(this.iterations, "int32") },
-      ...slots.map((s) => ({ name: `${s.weight.name}/m`, tensor: this.read(s.m) })),
-      ...slots.map((s) => ({ name: `${s.weight.name}/v`, tensor: this.read(s.v) })),
-    ];
-    this.lent = out.map((o) => o.tensor);
-    return out;
-  }
-
-  /** Restores state saved by {@link getWeights} (or by tfjs's `AdamOptimizer`). */
-  async setWeights(weights: readonly { name: string; tensor: Tensor }[]): Promise<void> {
-    const [iter, ...rest] = weights;
-    const n = rest.length / 2;
-    if (iter?.name !== "iter" || !Number.isInteger(n) || n !== this.slots.size) {
-      throw new Error(`optimizer state has ${weights.length} tensors; expected iter and two moments for each of ${this.slots.size} weights`);
-    }
-    // tfjs names the moments after the variables, whose numeric suffixes differ between
-    // processes: match them by position, checking shapes.
-    const slots = this.order.map((name) => this.slots.get(name)!);
-    slots.forEach((s, i) => {
-      for (const [k, what] of [[i, "m"], [i + n, "v"]] as const) {
-        const w = rest[k]!;
-        if (w.tensor.shape.join() !== s.weight.shape.join()) {
-          throw new Error(`optimizer state ${w.name} has shape [${w.tensor.shape}] but weight ${s.weight.name} is [${s.weight.shape}]`);
-        }
-        this.assign(what === "m" ? s.m : s.v, w.tensor);
-      }
-    });
-    this.iterations = (await iter.tensor.data())[0]!;
-  }
-
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    tf.dispose(this.lent);
-    const attrs = [this.attr("ignore_lookup_error", "bool", true)];
-    for (const s of this.slots.values()) {
-      for (const h of [s.value, s.m, s.v]) {
-        this.be.executeMultipleOutputs("DestroyResourceOp", attrs, [h], 0);
-        h.dispose();
-      }
-    }
-    this.slots.clear();
+    this.releaseLent();
+    for (const s of this.slots) for (const h of [s.value, s.m, s.v]) this.ops.destroyVariable(h);
+    this.slots.length = 0;
+    this.bySlotName.clear();
   }
 }
 
-function dataId(t: Tensor): object {
+/** Identity of a tensor's data (a variable's changes when it is assigned). */
+export function dataId(t: Tensor): object {
   return (t as unknown as { dataId: object }).dataId;
 }

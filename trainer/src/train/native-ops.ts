@@ -184,6 +184,27 @@ export class NativeOps {
   mul(a: Tensor, b: Tensor): Tensor {
     return this.run("Mul", [this.T], [a, b]);
   }
+  /** A new float32 TensorFlow resource variable of `shape`; its handle is a tfjs tensor the caller keeps and frees with {@link destroyVariable}. */
+  variable(sharedName: string, shape: readonly number[]): Tensor {
+    const attrs = [this.str("container", ""), this.str("shared_name", sharedName), this.type("dtype", this.be.binding.TF_FLOAT), { name: "shape", type: this.be.binding.TF_ATTR_SHAPE, value: shape as number[] }];
+    return tf.keep(this.be.executeSingleOutput("VarHandleOp", attrs, []));
+  }
+  assignVariable(handle: Tensor, value: Tensor): void {
+    this.be.executeMultipleOutputs("AssignVariableOp", [this.type("dtype", this.be.binding.TF_FLOAT), this.bool("validate_shape", false)], [handle, value], 0);
+  }
+  readVariable(handle: Tensor): Tensor {
+    return this.run("ReadVariableOp", [this.type("dtype", this.be.binding.TF_FLOAT)], [handle]);
+  }
+  destroyVariable(handle: Tensor): void {
+    this.be.executeMultipleOutputs("DestroyResourceOp", [this.bool("ignore_lookup_error", true)], [handle], 0);
+    handle.dispose();
+  }
+  /** One Adam update of the variables `value`, `m`, `v` in place; `scalars`: β₁ᵗ, β₂ᵗ, lr, β₁, β₂, ε. */
+  resourceApplyAdam(value: Tensor, m: Tensor, v: Tensor, scalars: readonly Tensor[], grad: Tensor): void {
+    const attrs = [this.T, this.bool("use_locking", false), this.bool("use_nesterov", false)];
+    this.be.executeMultipleOutputs("ResourceApplyAdam", attrs, [value, m, v, ...scalars, grad], 0);
+  }
+
   /** Per-example cross-entropy of softmax(`logits`) against `labels`, and its gradient with respect to the logits. */
   softmaxCrossEntropyWithLogits(logits: Tensor, labels: Tensor): { loss: Tensor; dLogits: Tensor } {
     const [loss, dLogits] = this.be.executeMultipleOutputs("SoftmaxCrossEntropyWithLogits", [this.T], [logits, labels], 2);

@@ -93,8 +93,8 @@ export function createTrainStep(model: LayersModel, opts: TrainStepOptions): Tra
       };
     }
   }
+  const vars = model.trainableWeights.map((w) => w.read() as Variable);
   if (typeof plan !== "string" && (mode === "auto" || mode === "eager")) {
-    const vars = model.trainableWeights.map((w) => w.read() as Variable);
     const optimizer = new NativeAdam(plan.backend, vars, { learningRate: opts.learningRate });
     return {
       kind: "eager",
@@ -112,7 +112,6 @@ export function createTrainStep(model: LayersModel, opts: TrainStepOptions): Tra
     };
   }
   if (typeof plan === "string" && mode !== "auto" && mode !== "autograd") throw unavailable(mode, plan);
-  const vars = model.trainableWeights.map((w) => w.read() as Variable);
   const optimizer = tf.train.adam(opts.learningRate);
   return {
     kind: "autograd",
