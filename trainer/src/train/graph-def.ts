@@ -9,7 +9,7 @@
 import { Writer } from "protobufjs/minimal";
 
 /** TensorFlow DataType enum values used here. */
-export const DT = { float: 1, int32: 3, int64: 9, bool: 10, resource: 20 } as const;
+export const DT = { float: 1, int32: 3, bool: 10 } as const;
 export type DType = (typeof DT)[keyof typeof DT];
 
 export type Attr =
