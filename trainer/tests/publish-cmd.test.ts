@@ -90,12 +90,19 @@ describe("mlp publish to a local model base", () => {
     expect(await new LocalStorage(path.join(base, "digits")).listVersions()).toEqual([1, 2]);
   });
 
-  it("a missing model base, or one that is a file: exit 1, nothing created", async () => {
-    const missing = path.join(dir, "no-such-base");
-    const r = await publish(["--from", staged, "--model-base", missing, "--name", "digits"]);
-    expect(r.code).toBe(1);
-    expect(r.stderr.trim()).toBe(`mlp publish: model base ${missing} does not exist (create it, or mount the shared volume there); nothing was published`);
-    expect(await list(missing)).toEqual([]);
+  it("a missing model base is created (a fresh shared volume has no models/ yet); a bad --from creates nothing", async () => {
+    const fresh = path.join(dir, "fresh-volume", "models");
+    const bad = await publish(["--from", path.join(dir, "no-such-version"), "--model-base", fresh, "--name", "digits"]);
+    expect(bad.code).toBe(1);
+    expect(await list(path.join(dir, "fresh-volume"))).toEqual([]);
+    const r = await publish(["--from", staged, "--model-base", fresh, "--name", "digits"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(`created the model base ${fresh}`);
+    expect(JSON.parse(r.stdout)).toEqual({ version: 1, uri: path.join(fresh, "digits", "1"), name: "digits" });
+    await expectCompleteCopy(path.join(fresh, "digits", "1"), "digits", 1);
+  });
+
+  it("a model base that is a file: exit 1, nothing published", async () => {
     const file = path.join(dir, "a-file");
     await fs.writeFile(file, "x");
     const f = await publish(["--from", staged, "--model-base", file, "--name", "digits"]);

@@ -184,6 +184,25 @@ describe.skipIf(!haveMinio)("pipeline steps against a real MinIO", () => {
   });
 
   describe("publish writes s3://", () => {
+    it("--from s3:// (a sweep trial's version) publishes into a fresh local model base, claim file left out", async () => {
+      const trial = await run(["publish", "--from", staged, "--model-base", "s3://models/sweeps/run-1/trial-0", "--name", "mnist"]);
+      expect(trial.code, trial.stderr).toBe(0);
+      const from = JSON.parse(trial.stdout).uri as string;
+      expect(from).toBe("s3://models/sweeps/run-1/trial-0/mnist/1");
+      const base = path.join(dir, "fresh-shared", "models");
+      const best = await run(["publish", "--from", from, "--model-base", base, "--name", "mnist"]);
+      expect(best.code, best.stderr).toBe(0);
+      expect(JSON.parse(best.stdout)).toEqual({ version: 1, uri: path.join(base, "mnist", "1"), name: "mnist" });
+      expect((await fs.readdir(path.join(base, "mnist", "1"))).sort()).toEqual(Object.keys(stagedFiles).sort());
+      for (const f of Object.keys(stagedFiles).filter((f) => f !== "metadata.json")) {
+        expect((await fs.readFile(path.join(base, "mnist", "1", f))).equals(stagedFiles[f]!), f).toBe(true);
+      }
+      expect(JSON.parse(await fs.readFile(path.join(base, "mnist", "1", "metadata.json"), "utf8"))).toMatchObject({ name: "mnist", version: 1 });
+      const nothing = await run(["publish", "--from", "s3://models/sweeps/run-1/trial-9/mnist/1", "--model-base", base, "--name", "mnist"]);
+      expect(nothing.code).toBe(1);
+      expect(nothing.stderr).toContain("--from s3://models/sweeps/run-1/trial-9/mnist/1: no objects there");
+    });
+
     it("uploads the version with metadata.json last; the server lists it only when complete", async () => {
       const loc = new S3Location("s3://models", s3Options());
       const storage = new S3Storage("s3://models/digits", s3Options());

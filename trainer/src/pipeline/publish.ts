@@ -24,7 +24,7 @@ import { ExportError, MlpError, UsageError, describeError } from "../errors";
 import { nextVersion } from "../export/publish";
 import { parseMetadata, type ModelMetadata } from "../metadata";
 import { siblingTempName } from "../util/fs";
-import { LocalLocation, S3Location, type ErrorFactory } from "./location";
+import { downloadTo, LocalLocation, S3Location, type ErrorFactory } from "./location";
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const VERSION_DIR = /^[1-9][0-9]{0,15}$/;
@@ -74,6 +74,17 @@ export async function readSourceVersion(dir: string): Promise<SourceVersion> {
   return { dir: root, files: [...files.filter((f) => f !== "metadata.json"), "metadata.json"], metadata };
 }
 
+/**
+ * Copies the version at `loc` (an S3 prefix such as a sweep trial's `s3://models/sweeps/…/1`)
+ * into `dir`, hidden files (the publish claim) left out, so it can be checked and published
+ * like a local one. Throws {@link ExportError} when there is nothing there.
+ */
+export async function downloadVersion(loc: S3Location, dir: string): Promise<string> {
+  const files = await downloadTo(loc, dir, (rel) => !rel.split("/").some((p) => p.startsWith(".")));
+  if (files.length === 0) throw new ExportError(`--from ${loc.uri}: no objects there; give a version such as s3://<bucket>/<prefix>/<name>/1; nothing was published`);
+  return dir;
+}
+
 /** metadata.json of the published copy: the source's, with the new name and version. */
 export function publishedMetadata(src: ModelMetadata, name: string, version: number): string {
   return JSON.stringify({ ...src, name, version }, null, 2) + "\n";
@@ -105,16 +116,19 @@ function checkName(name: string): void {
 export async function publishLocal(modelBase: string, opts: PublishOptions): Promise<PublishResult> {
   checkName(opts.name);
   const base = path.resolve(modelBase);
-  const st = await fs.stat(base).catch((e: NodeJS.ErrnoException) => e);
-  if (st instanceof Error) {
+  const src = await readSourceVersion(opts.from);
+  // A fresh shared volume has no model base yet: the first publish makes it.
+  const made = await fs.mkdir(base, { recursive: true }).catch((e: NodeJS.ErrnoException) => e);
+  if (made instanceof Error) {
     throw new ExportError(
-      st.code === "ENOENT"
-        ? `model base ${base} does not exist (create it, or mount the shared volume there); nothing was published`
-        : `model base ${base}: ${describeError(st)}; nothing was published`,
+      made.code === "EEXIST" || made.code === "ENOTDIR"
+        ? `model base ${base} is not a directory; nothing was published`
+        : `model base ${base}: cannot create it: ${describeError(made)}; nothing was published`,
     );
   }
+  if (made !== undefined) opts.log?.(`created the model base ${base}`);
+  const st = await fs.stat(base);
   if (!st.isDirectory()) throw new ExportError(`model base ${base} is not a directory; nothing was published`);
-  const src = await readSourceVersion(opts.from);
   const modelDir = path.join(base, opts.name);
   const tmp = siblingTempName(path.join(modelDir, "x"), "publish");
   try {
