@@ -14,7 +14,9 @@ import { createMnistModel, MNIST_INPUT_NAME, MNIST_OUTPUT_NAME } from "../model/
 import { evaluate, train, type EvalResult, type TrainResult } from "../train/loop";
 import type { ProgressMode } from "../train/progress";
 import { tensorBoardSinks } from "../train/summaries";
-import { parseTfConfig } from "../train/tfconfig";
+import { parseTfConfig, replicaName } from "../train/tfconfig";
+import { createReducer, DEFAULT_DISTRIBUTED, DISTRIBUTED_FLAGS, DISTRIBUTED_USAGE, parseDistributedFlags, servedAsParameterServer, type DistributedOptions } from "../distributed";
+import { readPublishedRecord, writePublishedRecord } from "../train/published";
 import { tf } from "../tf";
 import { writeFileAtomic } from "../util/fs";
 import { choiceFlag, floatFlag, intFlag, parseFlags } from "../util/args";
@@ -50,11 +52,21 @@ export interface TrainMnistOptions {
   readonly s3?: { endpoint?: string; region?: string; maxAttempts?: number };
   /** Test hook, see TrainOptions.crashAfterStep. */
   readonly crashAfterStep?: number;
+  /** Timeouts and PS mode of a distributed run (TF_CONFIG). Default {@link DEFAULT_DISTRIBUTED}. */
+  readonly distributed?: DistributedOptions;
+  /** Publish a new version even when the checkpoint says this run already finished and published. */
+  readonly publishAgain?: boolean;
 }
 
 export interface TrainMnistResult {
+  /** The published version (for a finished run that published nothing new, the version it published before); 0 on a replica that does not publish. */
   readonly version: number;
+  /** Its directory; "" on a replica that does not publish. */
   readonly dir: string;
+  /** Whether this call published `version`. False on non-chief replicas, parameter servers, and a finished run resumed again. */
+  readonly published: boolean;
+  /** `chief`, `worker #1 (host:port)`, `ps #0 (host:port)`; `local` without TF_CONFIG. */
+  readonly replica: string;
   readonly train: TrainResult;
   readonly test?: EvalResult;
   readonly metrics: Record<string, number>;
@@ -66,7 +78,10 @@ const DIGITS = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
 export async function trainMnist(opts: TrainMnistOptions, io: CommandIo): Promise<TrainMnistResult> {
   const task = parseTfConfig(io.env.TF_CONFIG);
   const say = (m: string) => io.stderr.write(`${m}\n`);
-  if (task) say(`TF_CONFIG: ${task.type} #${task.index}, ${task.numTrainingReplicas} training replica(s)`);
+  const distributed = opts.distributed ?? DEFAULT_DISTRIBUTED;
+  const replica = task ? replicaName(task) : "local";
+  if (task) say(`TF_CONFIG: ${replica}, ${task.numTrainingReplicas} training replica(s), ${task.ps.length} PS: ${task.strategy}`);
+  if (task?.type === "ps") throw new UsageError(`TF_CONFIG makes this process ${replica}, a parameter server: run it with \`mlp train-mnist\`, which serves the variables`);
 
   const labels = opts.labels ?? DIGITS;
   const numClasses = labels.length;
@@ -111,9 +126,13 @@ export async function trainMnist(opts: TrainMnistOptions, io: CommandIo): Promis
     dropout: opts.dropout,
     seed: opts.seed,
   });
-  const summaries = opts.logdir ? tensorBoardSinks(opts.logdir) : undefined;
+  const isChief = task?.isChief ?? true;
+  // Only the chief writes summaries (and checkpoints, and the export).
+  const summaries = opts.logdir && isChief ? tensorBoardSinks(opts.logdir) : undefined;
   try {
+    const reducer = await createReducer(task, distributed, say);
     const result = await train({
+      reducer,
       model,
       data: trainData,
       split,
@@ -136,6 +155,18 @@ export async function trainMnist(opts: TrainMnistOptions, io: CommandIo): Promis
       progress: { out: io.stderr, mode: opts.progress },
       crashAfterStep: opts.crashAfterStep,
     });
+    if (!isChief) {
+      say(`${replica}: ${steps} steps done; the chief evaluates and publishes`);
+      return { version: 0, dir: "", published: false, replica, train: result, metrics: { trainLoss: result.trainLoss, trainAccuracy: result.trainAccuracy } };
+    }
+    if (opts.checkpointDir && result.resumedFrom >= steps && !opts.publishAgain) {
+      const before = await readPublishedRecord(opts.checkpointDir);
+      if (before) {
+        say(`the run in ${opts.checkpointDir} is already complete (step ${result.resumedFrom} of ${steps}) and published version ${before.version} (${before.dir}); nothing new published (--publish-again publishes another version)`);
+        if (opts.resultFile) await writeResultFile(opts.resultFile, before);
+        return { version: before.version, dir: before.dir, published: false, replica, train: result, metrics: before.metrics };
+      }
+    }
     const test = testData ? evaluate(model, testData, Uint32Array.from({ length: testData.count }, (_, i) => i)) : undefined;
     if (test) {
       say(`test loss ${test.loss.toFixed(4)}, accuracy ${test.accuracy.toFixed(4)} (${test.count} examples)`);
@@ -188,23 +219,27 @@ export async function trainMnist(opts: TrainMnistOptions, io: CommandIo): Promis
           resumedFromStep: result.resumedFrom,
           examplesPerSecond: Math.round(result.examplesPerSecond),
           trainStep: result.stepKind,
+          ...(result.distribution && { replicas: result.distribution.replicas, distribution: result.distribution.description, globalBatchSize: opts.batchSize * result.distribution.replicas }),
           backend: tf.getBackend(),
           tfjsVersion: tf.version.tfjs,
         },
       },
     });
     say(`published ${published.dir} (version ${published.version})`);
-    const out: TrainMnistResult = { ...published, train: result, test, metrics };
-    if (opts.resultFile) {
-      await fs.mkdir(path.dirname(path.resolve(opts.resultFile)), { recursive: true });
-      await writeFileAtomic(opts.resultFile, JSON.stringify({ version: out.version, dir: out.dir, metrics }, null, 2) + "\n");
-    }
+    if (opts.checkpointDir) await writePublishedRecord(opts.checkpointDir, { version: published.version, dir: published.dir, step: steps, metrics });
+    const out: TrainMnistResult = { ...published, published: true, replica, train: result, test, metrics };
+    if (opts.resultFile) await writeResultFile(opts.resultFile, out);
     return out;
   } finally {
     summaries?.train.flush();
     summaries?.validation.flush();
     model.dispose();
   }
+}
+
+async function writeResultFile(file: string, r: { version: number; dir: string; metrics: Record<string, number> }): Promise<void> {
+  await fs.mkdir(path.dirname(path.resolve(file)), { recursive: true });
+  await writeFileAtomic(file, JSON.stringify({ version: r.version, dir: r.dir, metrics: r.metrics }, null, 2) + "\n");
 }
 
 const USAGE = `Usage: mlp train-mnist --data <dir|s3://bucket/prefix> --model-base <dir> [options]
@@ -240,8 +275,13 @@ Output
   --min-accuracy <f>         publish only if test (else validation) accuracy ≥ f
   --result-file <file>       write {version, dir, metrics} as JSON
   --progress <mode>          auto, bar, lines or none (default auto: bar on a terminal)
+  --publish-again            resuming a run that already finished and published: publish
+                             another version (default: say so and publish nothing)
 
-Environment: TF_CONFIG (TFJob; one training replica), MLP_TFJS_BACKEND=gpu,
+${DISTRIBUTED_USAGE}
+  --batch-size is per training replica: a step trains on batch-size × replicas examples.
+
+Environment: TF_CONFIG (TFJob: chief/master, workers, ps), MLP_TFJS_BACKEND=gpu,
   MLP_TRAIN_STEP=compiled|eager|autograd (default: the fastest the model allows).`;
 
 export const command: Command = {
@@ -274,10 +314,14 @@ export const command: Command = {
       "min-accuracy": { type: "string" },
       "result-file": { type: "string" },
       progress: { type: "string" },
+      "publish-again": { type: "boolean" },
+      ...DISTRIBUTED_FLAGS,
     });
     if (!f.data) throw new UsageError("mlp train-mnist: --data is required (a directory or s3://bucket/prefix)");
     if (!f["model-base"]) throw new UsageError("mlp train-mnist: --model-base is required (where model versions are published)");
     if (f.steps !== undefined && f.epochs !== undefined) throw new UsageError("give --steps or --epochs, not both");
+    const distributed = parseDistributedFlags(f);
+    if (await servedAsParameterServer(io, distributed)) return 0;
     const labels = f.labels?.split(",").map((l) => l.trim());
     if (labels && (labels.length < 2 || labels.some((l) => l === ""))) {
       throw new UsageError(`--labels must list at least two non-empty class names; got ${JSON.stringify(f.labels)}`);
@@ -307,10 +351,12 @@ export const command: Command = {
         minAccuracy: floatFlag("min-accuracy", f["min-accuracy"], 0, 1),
         resultFile: f["result-file"],
         progress: choiceFlag("progress", f.progress, ["auto", "bar", "lines", "none"] as const, "auto"),
+        publishAgain: f["publish-again"] === true,
+        distributed,
       },
       io,
     );
-    io.stdout.write(`${JSON.stringify({ version: result.version, dir: result.dir, metrics: result.metrics })}\n`);
+    io.stdout.write(`${JSON.stringify({ version: result.version, dir: result.dir, published: result.published, replica: result.replica, metrics: result.metrics })}\n`);
     return 0;
   },
 };

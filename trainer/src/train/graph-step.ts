@@ -52,6 +52,10 @@ export class GraphTrainStep extends AdamState {
   private readonly dropouts: readonly DropoutStage[];
   private id: number | undefined;
   private readonly outputs: string[];
+  /** The split step (distributed runs): the gradients' nodes, and Adam fed from placeholders. */
+  private readonly gradNodes: string[];
+  private readonly gradInputs: string[];
+  private readonly appliedNodes: string[];
   private readonly setWeightsDone: string;
   private readonly setMomentsDone: string;
 
@@ -124,6 +128,18 @@ export class GraphTrainStep extends AdamState {
         return g.add("ReadVariableOp", `${w.handle}/updated`, [w.handle, `^${apply}`], { dtype: F });
       });
     this.outputs = [loss, accuracy, ...updated];
+    // The same step split at the gradients, for distributed runs: one session run computes
+    // them, a reducer combines them across replicas, a second run applies Adam to the result.
+    this.gradNodes = this.trainable.map((w) => grads.get(w.variable.name)!);
+    this.gradInputs = this.trainable.map((w, i) => placeholder(`grad_in${i}`, w.variable.shape));
+    this.appliedNodes = this.trainable.map((w, i) => {
+      const apply = g.add("ResourceApplyAdam", `${w.handle}/adam_in`, [w.handle, w.m!, w.v!, beta1Power, beta2Power, lr, beta1, beta2, epsilon, this.gradInputs[i]!], {
+        T: F,
+        use_locking: { b: false },
+        use_nesterov: { b: false },
+      });
+      return g.add("ReadVariableOp", `${w.handle}/applied`, [w.handle, `^${apply}`], { dtype: F });
+    });
 
     // Load it: tfjs-node reads a SavedModel directory; the graph needs no checkpoint.
     const dir = mkdtempSync(path.join(os.tmpdir(), "mlp-train-graph-"));
@@ -179,42 +195,87 @@ export class GraphTrainStep extends AdamState {
     this.setMoments(m, v);
   }
 
-  /** One step: loss and accuracy (scalars, owned by the caller); the model's weights are updated. */
-  step(xs: Tensor, ys: Tensor, masks: DropoutMasks): { loss: Tensor; accuracy: Tensor } {
-    // Weights replaced on the model from outside (a restore) go into the session first.
-    if (this.weights.some((w) => dataId(w.variable) !== w.expected)) this.pushWeights();
-    const { t, beta1Power, beta2Power, epsilon } = this.nextStep();
+  /** Feeds of a batch: inputs, labels, 1/b and the dropout masks (all but the first two created here). */
+  private batchFeeds(xs: Tensor, ys: Tensor, masks: DropoutMasks): [string, Tensor][] {
     const b = xs.shape[0]!;
-    const scalars: [string, number][] = [
-      ["inv_batch", 1 / b],
-      ["learning_rate", this.learningRate],
-      ["beta1_power", beta1Power],
-      ["beta2_power", beta2Power],
-      ["epsilon", epsilon],
-    ];
-    const feeds: [string, Tensor][] = [
+    return [
       ["x", xs],
       ["y", ys],
-      ...scalars.map(([n, v]) => [n, tf.scalar(v)] as [string, Tensor]),
+      ["inv_batch", tf.scalar(1 / b)],
       ...this.dropouts.map((d, k) => {
         const dims = d.shape.map((n) => n ?? b);
         return [`dropout${k}`, tf.tensor(masks(k, dims.reduce((p, q) => p * q, 1), d.rate), dims)] as [string, Tensor];
       }),
     ];
+  }
+
+  /** Adam's scalars for the next update, as feeds (created here), and its step number. */
+  private adamFeeds(): { t: number; feeds: [string, Tensor][] } {
+    const { t, beta1Power, beta2Power, epsilon } = this.nextStep();
+    const scalars: [string, number][] = [
+      ["learning_rate", this.learningRate],
+      ["beta1_power", beta1Power],
+      ["beta2_power", beta2Power],
+      ["epsilon", epsilon],
+    ];
+    return { t, feeds: scalars.map(([n, v]) => [n, tf.scalar(v)] as [string, Tensor]) };
+  }
+
+  /** Stores the updated weights the session returned in the model's variables (and disposes them). */
+  private takeUpdated(t: number, updated: Tensor[]): void {
+    this.iterations = t;
+    this.trainable.forEach((w, i) => {
+      w.variable.assign(updated[i]!);
+      updated[i]!.dispose();
+      w.expected = dataId(w.variable);
+    });
+  }
+
+  /** One step: loss and accuracy (scalars, owned by the caller); the model's weights are updated. */
+  step(xs: Tensor, ys: Tensor, masks: DropoutMasks): { loss: Tensor; accuracy: Tensor } {
+    // Weights replaced on the model from outside (a restore) go into the session first.
+    if (this.weights.some((w) => dataId(w.variable) !== w.expected)) this.pushWeights();
+    const { t, feeds: adam } = this.adamFeeds();
+    const feeds = [...this.batchFeeds(xs, ys, masks), ...adam];
     let outputs: Tensor[];
     try {
       outputs = this.run(feeds, this.outputs);
     } finally {
       tf.dispose(feeds.slice(2).map(([, t]) => t));
     }
-    this.iterations = t;
     const [loss, accuracy, ...updated] = outputs;
-    this.trainable.forEach((w, i) => {
-      w.variable.assign(updated[i]!);
-      updated[i]!.dispose();
-      w.expected = dataId(w.variable);
-    });
+    this.takeUpdated(t, updated);
     return { loss: loss!, accuracy: accuracy! };
+  }
+
+  /**
+   * The first half of a split step: loss, accuracy and the gradient of every trainable weight
+   * (in the model's order) on this batch; nothing is updated. All tensors are the caller's.
+   */
+  gradients(xs: Tensor, ys: Tensor, masks: DropoutMasks): { loss: Tensor; accuracy: Tensor; grads: Tensor[] } {
+    if (this.weights.some((w) => dataId(w.variable) !== w.expected)) this.pushWeights();
+    const feeds = this.batchFeeds(xs, ys, masks);
+    let outputs: Tensor[];
+    try {
+      outputs = this.run(feeds, [this.outputs[0]!, this.outputs[1]!, ...this.gradNodes]);
+    } finally {
+      tf.dispose(feeds.slice(2).map(([, t]) => t));
+    }
+    const [loss, accuracy, ...grads] = outputs;
+    return { loss: loss!, accuracy: accuracy!, grads };
+  }
+
+  /** The second half: Adam with `grads` (one per trainable weight, model order); the model gets the new weights. */
+  applyGradients(grads: readonly Tensor[]): void {
+    if (grads.length !== this.trainable.length) throw new Error(`applyGradients got ${grads.length} gradients for ${this.trainable.length} trainable weights`);
+    if (this.weights.some((w) => dataId(w.variable) !== w.expected)) this.pushWeights();
+    const { t, feeds: adam } = this.adamFeeds();
+    try {
+      const updated = this.run([...adam, ...grads.map((g, i) => [this.gradInputs[i]!, g] as [string, Tensor])], this.appliedNodes);
+      this.takeUpdated(t, updated);
+    } finally {
+      tf.dispose(adam.map(([, t]) => t));
+    }
   }
 
   dispose(): void {

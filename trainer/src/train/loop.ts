@@ -9,7 +9,8 @@ import { batchTensors } from "../data/tensors";
 import { TrainingError } from "../errors";
 import { tf, type LayersModel, type Tensor } from "../tf";
 import { restoreCheckpoint, saveCheckpoint, type TrainState } from "./checkpoint";
-import { createTrainStep, type StepKind } from "./step";
+import { createTrainStep, type LocalGradients, type StepKind, type TrainStep } from "./step";
+import { shardOf, type Reducer, type ReducerStats } from "./reducer";
 import { Progress, type ProgressMode, type ProgressStream } from "./progress";
 import type { ScalarSink } from "./summaries";
 
@@ -39,6 +40,13 @@ export interface TrainOptions {
   readonly log?: (message: string) => void;
   /** Test hook: throw after this step (after its checkpoint, if one is due), like a crash. */
   readonly crashAfterStep?: number;
+  /**
+   * Distributed runs (`../distributed/`): each step's global batch is `batchSize × replicas`
+   * examples, this replica computes gradients on its part, the reducer combines them. Only
+   * the chief restores and writes checkpoints, writes summaries and validates; the others
+   * take the chief's state at the start. Without it, the fused local step runs.
+   */
+  readonly reducer?: Reducer;
 }
 
 export interface EvalResult {
@@ -61,6 +69,16 @@ export interface TrainResult {
   readonly examplesPerSecond: number;
   /** Which implementation ran the steps (see `./step.ts`). */
   readonly stepKind: StepKind;
+  /** Distributed runs: the reducer, this replica's rank, and the time and bytes spent communicating. */
+  readonly distribution?: ReducerStats & {
+    readonly description: string;
+    readonly rank: number;
+    readonly replicas: number;
+    /** Wall time waiting for the reducer (transfer and other replicas), of `seconds`. */
+    readonly communicationSeconds: number;
+    /** Wall time computing gradients (the split step's first half). */
+    readonly gradientSeconds: number;
+  };
 }
 
 /** Thrown by the `crashAfterStep` test hook. */
@@ -97,10 +115,14 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   // Throws before any state exists if MLP_TRAIN_STEP=native and the model cannot use it.
   const trainStep = createTrainStep(model, { learningRate: opts.learningRate, seed: opts.seed });
   const runConfig = { ...opts.runConfig, batchSize, seed: opts.seed, learningRate: opts.learningRate, trainExamples: split.train.length };
+  const reducer = opts.reducer;
+  const replicas = reducer?.replicas ?? 1;
+  const isChief = reducer?.isChief ?? true;
+  const globalBatch = batchSize * replicas;
 
   let step = 0;
   let position;
-  if (opts.checkpoint) {
+  if (opts.checkpoint && isChief) {
     const restored = await restoreCheckpoint(opts.checkpoint.dir, model, trainStep.optimizer, runConfig).catch((e: unknown) => {
       trainStep.dispose();
       throw e;
@@ -111,9 +133,20 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       log(`resuming from the checkpoint at step ${step} in ${opts.checkpoint.dir}`);
     }
   }
+  if (reducer) {
+    // Every replica starts from the chief's weights, optimizer state, step and data position.
+    try {
+      ({ step, position } = await reducer.start({ model, trainStep, state: { step, position }, config: { ...runConfig, steps, stepKind: trainStep.kind } }));
+    } catch (e) {
+      reducer.abort(e);
+      trainStep.dispose();
+      throw e;
+    }
+    log(`${reducer.description}: global batch ${globalBatch} (${batchSize} per replica)${step ? `, from step ${step}` : ""}`);
+  }
   const resumedFrom = step;
-  const batches = new BatchIterator(split.train, batchSize, opts.seed, position);
-  const progress = opts.progress ? new Progress(opts.progress.out, { total: steps, startStep: step, examplesPerStep: batchSize, mode: opts.progress.mode }) : undefined;
+  const batches = new BatchIterator(split.train, globalBatch, opts.seed, position);
+  const progress = opts.progress ? new Progress(opts.progress.out, { total: steps, startStep: step, examplesPerStep: globalBatch, mode: opts.progress.mode }) : undefined;
   const say = (m: string) => (progress ? progress.log(m) : log(m));
   if (trainStep.reason) say(`training step: ${trainStep.kind} (${trainStep.reason})`);
   const summaryEvery = opts.summaryEvery ?? 10;
@@ -122,27 +155,50 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const t0 = performance.now();
 
   const checkpointNow = async () => {
-    if (!opts.checkpoint) return;
-    await saveCheckpoint(opts.checkpoint.dir, model, trainStep.optimizer, { step, position: batches.position, config: runConfig }, opts.checkpoint.keep);
+    if (!opts.checkpoint || !isChief) return;
+    const optimizer = reducer ? reducer.optimizerState(trainStep.optimizer) : trainStep.optimizer;
+    await saveCheckpoint(opts.checkpoint.dir, model, optimizer, { step, position: batches.position, config: runConfig }, opts.checkpoint.keep);
   };
   const validate = () => {
-    if (split.validation.length === 0) return;
+    if (split.validation.length === 0 || !isChief) return;
     validation = evaluate(model, data, split.validation);
     opts.summaries?.validation.scalar("loss", validation.loss, step);
     opts.summaries?.validation.scalar("accuracy", validation.accuracy, step);
     say(`step ${step}: validation loss ${validation.loss.toFixed(4)}, accuracy ${validation.accuracy.toFixed(4)} (${validation.count} examples)`);
   };
 
+  let communication = 0;
+  let gradientTime = 0;
+  const distributedStep = async (indices: Uint32Array, t: number): Promise<{ loss: number; accuracy: number }> => {
+    const r = reducer!;
+    const c0 = performance.now();
+    await r.beforeStep(t);
+    const g0 = performance.now();
+    const { lo, hi } = shardOf(indices.length, r.rank, replicas);
+    const local = hi > lo ? gradientsOn(trainStep, data, indices.subarray(lo, hi), t, { offset: lo, total: indices.length }) : emptyGradients(trainStep);
+    const c1 = performance.now();
+    const combined = await r.reduce(t, local);
+    const c2 = performance.now();
+    communication += g0 - c0 + (c2 - c1);
+    gradientTime += c1 - g0;
+    if (combined.grads) trainStep.apply(combined.grads);
+    return { loss: combined.loss, accuracy: combined.accuracy };
+  };
+
   try {
     while (step < steps) {
       const indices = batches.next();
-      const { xs, ys } = batchTensors(data, indices);
       let lossValue: number;
       let accValue: number;
-      try {
-        ({ loss: lossValue, accuracy: accValue } = trainStep.run(xs, ys, step + 1));
-      } finally {
-        tf.dispose([xs, ys]);
+      if (reducer) {
+        ({ loss: lossValue, accuracy: accValue } = await distributedStep(indices, step + 1));
+      } else {
+        const { xs, ys } = batchTensors(data, indices);
+        try {
+          ({ loss: lossValue, accuracy: accValue } = trainStep.run(xs, ys, step + 1));
+        } finally {
+          tf.dispose([xs, ys]);
+        }
       }
       step++;
       if (!Number.isFinite(lossValue)) {
@@ -150,7 +206,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       }
       recent.push({ loss: lossValue, acc: accValue });
       if (recent.length > 50) recent.shift();
-      if (opts.summaries && (step % summaryEvery === 0 || step === steps)) {
+      if (opts.summaries && isChief && (step % summaryEvery === 0 || step === steps)) {
         opts.summaries.train.scalar("loss", lossValue, step);
         opts.summaries.train.scalar("accuracy", accValue, step);
         opts.summaries.train.scalar("learning_rate", opts.learningRate, step);
@@ -160,7 +216,11 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       if (opts.checkpoint && (step % opts.checkpoint.every === 0 || step === steps)) await checkpointNow();
       if (opts.crashAfterStep !== undefined && step >= opts.crashAfterStep) throw new SimulatedCrash(`simulated crash after step ${step}`);
     }
+    await reducer?.finish();
     validate();
+  } catch (e) {
+    reducer?.abort(e);
+    throw e;
   } finally {
     // The optimizer's slots are variables: release them (the model keeps its weights).
     trainStep.dispose();
@@ -175,7 +235,30 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     trainAccuracy: mean((r) => r.acc),
     validation,
     seconds,
-    examplesPerSecond: seconds > 0 ? ((steps - resumedFrom) * batchSize) / seconds : 0,
+    examplesPerSecond: seconds > 0 ? ((steps - resumedFrom) * globalBatch) / seconds : 0,
     stepKind: trainStep.kind,
+    distribution: reducer && {
+      description: reducer.description,
+      rank: reducer.rank,
+      replicas,
+      communicationSeconds: communication / 1000,
+      gradientSeconds: gradientTime / 1000,
+      ...reducer.stats(),
+    },
   };
+}
+
+/** The split step's first half on `indices` of `data`. */
+function gradientsOn(trainStep: TrainStep, data: ImageDataset, indices: Uint32Array, step: number, shard: { offset: number; total: number }): LocalGradients {
+  const { xs, ys } = batchTensors(data, indices);
+  try {
+    return trainStep.gradients(xs, ys, step, shard);
+  } finally {
+    tf.dispose([xs, ys]);
+  }
+}
+
+/** What a replica whose part of the global batch is empty contributes (weight 0). */
+function emptyGradients(trainStep: TrainStep): LocalGradients {
+  return { loss: 0, accuracy: 0, count: 0, grads: trainStep.variables.map((v) => new Float32Array(v.size)) };
 }
