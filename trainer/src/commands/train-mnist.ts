@@ -110,12 +110,14 @@ export async function trainMnist(opts: TrainMnistOptions, io: CommandIo): Promis
     throw new UsageError(`test images are ${testData.height}×${testData.width} but training images are ${trainData.height}×${trainData.width}`);
   }
   const split = splitTrainValidation(trainData.count, opts.validationSplit, opts.seed);
-  const stepsPerEpoch = Math.ceil(split.train.length / opts.batchSize);
+  // Each step trains on batch-size examples per training replica.
+  const replicas = task?.numTrainingReplicas ?? 1;
+  const stepsPerEpoch = Math.ceil(split.train.length / (opts.batchSize * replicas));
   const steps = opts.steps ?? Math.ceil((opts.epochs ?? 1) * stepsPerEpoch);
   say(
     `data ${source.uri}: ${split.train.length} training, ${split.validation.length} validation` +
       `${testData ? `, ${testData.count} test` : ""} images of ${trainData.height}×${trainData.width}; ` +
-      `${steps} steps of ${opts.batchSize} (${(steps / stepsPerEpoch).toFixed(2)} epochs) on backend ${tf.getBackend()}`,
+      `${steps} steps of ${opts.batchSize}${replicas > 1 ? ` × ${replicas} replicas` : ""} (${(steps / stepsPerEpoch).toFixed(2)} epochs) on backend ${tf.getBackend()}`,
   );
 
   const model = createMnistModel({
