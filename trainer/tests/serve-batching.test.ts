@@ -78,6 +78,7 @@ describe("Batcher", () => {
       version: 1,
       metadata: {} as Servable["metadata"],
       labels: undefined,
+      imageInputs: () => new Map(),
       signature: () => ({ name: "serving_default", spec: {} as never }),
       run: async (_s, inputs) => {
         const x = inputs.x!;
@@ -118,7 +119,7 @@ describe("batching in the server", () => {
       const ref = referencePredict(tf, model, inputs[i]!);
       a.values!.forEach((v, k) => expect(v).toBeCloseTo(ref[k]!, 5));
     });
-    const text = s.metrics.render();
+    const text = await s.metrics.render();
     const count = Number(/^mlp_serving_batch_size_count\{model="mnist",version="1"\} (\d+)$/m.exec(text)?.[1]);
     const sum = Number(/^mlp_serving_batch_size_sum\{model="mnist",version="1"\} (\d+)$/m.exec(text)?.[1]);
     expect(sum).toBe(24);

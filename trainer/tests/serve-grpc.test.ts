@@ -261,7 +261,7 @@ describe("gRPC errors", () => {
     expect(onTime).toBeNull();
     expect(res.outputs.probabilities.float_val).toHaveLength(10);
     // Only the request still wanted ran: one batch of one example.
-    const text = server!.metrics.render();
+    const text = (await server!.metrics.render());
     expect(text).toMatch(/^mlp_serving_batch_size_count\{model="mnist",version="1"\} 1$/m);
     expect(text).toMatch(/^mlp_serving_batch_size_sum\{model="mnist",version="1"\} 1$/m);
   });

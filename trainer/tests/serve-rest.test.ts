@@ -261,9 +261,21 @@ describe("REST metrics and memory", () => {
     const text = await res.text();
     expect(text).toMatch(/^mlp_serving_requests_total\{model="mnist",version="1",api="predict",protocol="rest",code="OK"\} 21$/m);
     expect(text).toMatch(/^mlp_serving_errors_total\{model="mnist",version="",code="INVALID_ARGUMENT"\} 20$/m);
-    expect(text).toMatch(/^mlp_serving_request_latency_seconds_bucket\{model="mnist",api="predict",protocol="rest",le="\+Inf"\} 41$/m);
-    expect(text).toMatch(/^mlp_serving_batch_size_bucket\{model="mnist",version="1",le="2"\} 21$/m);
+    expect(text).toMatch(/^mlp_serving_request_latency_seconds_bucket\{le="\+Inf",model="mnist",api="predict",protocol="rest"\} 41$/m);
+    expect(text).toMatch(/^mlp_serving_batch_size_bucket\{le="2",model="mnist",version="1"\} 21$/m);
     expect(text).toMatch(/^mlp_serving_loaded_versions\{model="mnist"\} 1$/m);
     expect(text).toMatch(/^mlp_serving_model_version_state\{model="mnist",version="1",state="AVAILABLE"\} 1$/m);
+    // TF Serving's names: 21 OK and 20 refused predicts, latencies in microseconds.
+    expect(text).toMatch(/^:tensorflow:serving:request_count\{model_name="mnist",status="OK"\} 21$/m);
+    expect(text).toMatch(/^:tensorflow:serving:request_count\{model_name="mnist",status="INVALID_ARGUMENT"\} 20$/m);
+    expect(text).toMatch(/^:tensorflow:serving:request_latency_count\{model_name="mnist",API="predict",entrypoint="REST"\} 41$/m);
+    expect(text).toMatch(/^:tensorflow:serving:runtime_latency_count\{model_name="mnist",API="predict",runtime="TFJS"\} 21$/m);
+    const latencySum = Number(/^:tensorflow:serving:request_latency_sum\{model_name="mnist",API="predict",entrypoint="REST"\} (\S+)$/m.exec(text)?.[1]);
+    const runtimeSum = Number(/^:tensorflow:serving:runtime_latency_sum\{model_name="mnist",API="predict",runtime="TFJS"\} (\S+)$/m.exec(text)?.[1]);
+    expect(runtimeSum).toBeGreaterThan(0);
+    expect(latencySum).toBeGreaterThan(runtimeSum);
+    expect(text).toMatch(/^:tensorflow:serving:request_example_counts_count\{model_name="mnist"\} 21$/m);
+    expect(text).toMatch(/^:tensorflow:cc:saved_model:load_attempt_count\{model_path="[^"]+",status="success"\} 1$/m);
+    expect(text).toMatch(/^mlp_serving_inflight_requests 1$/m);
   });
 });

@@ -302,7 +302,7 @@ describe("Predict fast path on a real server", () => {
     expect(res.outputs.probabilities.float_val).toHaveLength(1000);
     res.outputs.probabilities.float_val.forEach((v: number, i: number) => expect(v).toBeCloseTo(expected[i]!, 6));
     expect(tf.memory().numTensors).toBe(before);
-    expect(server!.metrics.render()).toMatch(/^mlp_serving_batch_size_count\{model="mnist",version="1"\} 1$/m);
+    expect((await server!.metrics.render())).toMatch(/^mlp_serving_batch_size_count\{model="mnist",version="1"\} 1$/m);
   });
 
   it("a request its client cancels while it waits for a batch is not run, and counts as CANCELLED", async () => {
@@ -314,13 +314,13 @@ describe("Predict fast path on a real server", () => {
     await new Promise((r) => setTimeout(r, 100));
     call.cancel();
     await new Promise((r) => setTimeout(r, 400));
-    const text = server!.metrics.render();
+    const text = (await server!.metrics.render());
     expect(text).toMatch(/^mlp_serving_requests_total\{model="mnist",version="",api="predict",protocol="grpc",code="CANCELLED"\} 1$/m);
     // The batch came up empty: nothing ran.
     expect(text).not.toMatch(/^mlp_serving_batch_size_count/m);
     // Calls that finish normally are not counted as cancelled afterwards.
     const [err] = await predict(c, req);
     expect(err).toBeNull();
-    expect(server!.metrics.render()).toMatch(/code="CANCELLED"\} 1$/m);
+    expect((await server!.metrics.render())).toMatch(/code="CANCELLED"\} 1$/m);
   });
 });

@@ -6,13 +6,13 @@
  * SIGTERM/SIGINT: health turns NOT_SERVING, in-flight requests finish, the process exits
  * within `--shutdown_grace_seconds`. A second signal exits at once.
  */
-import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { UsageError } from "../errors";
 import type { BatchingOptions } from "../serve/batcher";
 import { DEFAULT_BATCHING } from "../serve/batcher";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../serve/grpc";
 import type { ModelConfig, VersionPolicy } from "../serve/manager";
+import { ModelConfigError, policyFromString, readModelConfigFile } from "../serve/model-config";
 import { startServer, type ServerOptions } from "../serve/server";
 import { intFlag, parseFlags } from "../util/args";
 import type { Command, CommandIo } from "./command";
@@ -31,8 +31,17 @@ Model (one of):
                                  (default \${MODEL_BASE_PATH:-/models}/NAME)
   --model_version_policy P       latest:N | all | specific:V1,V2  (default latest:1)
   --version_labels L=V,...       version labels, e.g. stable=1,canary=2
-  --model_config_file FILE       JSON: {"models": [{"name", "basePath", "versionPolicy"?,
-                                 "versionLabels"?}]} (several models)
+  --model_config_file FILE       several models: TF Serving's text format
+                                 (model_config_list { config { name base_path
+                                 model_platform model_version_policy version_labels } })
+                                 or JSON {"models": [{"name", "basePath",
+                                 "versionPolicy"?, "versionLabels"?}]}
+  --model_config_file_poll_wait_seconds N
+                                 re-read the config file this often and apply changes
+                                 (default 0: read once)
+
+A version directory holds a tfjs model (model.json + metadata.json) or a TensorFlow
+SavedModel (saved_model.pb + variables/), told apart per version.
 
 Network:
   --host ADDR                    interface to bind (default 0.0.0.0)
@@ -57,6 +66,7 @@ const FLAGS = {
   model_version_policy: { type: "string" },
   version_labels: { type: "string" },
   model_config_file: { type: "string" },
+  model_config_file_poll_wait_seconds: { type: "string" },
   host: { type: "string" },
   port: { type: "string" },
   rest_api_port: { type: "string" },
@@ -74,17 +84,9 @@ const FLAGS = {
 
 /** `latest:2`, `all`, `specific:1,3` → a policy; `where` names the flag or file in errors. */
 export function parseVersionPolicy(where: string, raw: string): VersionPolicy {
-  const [kind, rest] = raw.split(":", 2) as [string, string | undefined];
-  if (kind === "all" && rest === undefined) return { kind: "all" };
-  if (kind === "latest") {
-    const n = rest === undefined ? 1 : Number(rest);
-    if (Number.isInteger(n) && n >= 1) return { kind: "latest", numVersions: n };
-  }
-  if (kind === "specific" && rest) {
-    const versions = rest.split(",").map(Number);
-    if (versions.every((v) => Number.isInteger(v) && v >= 1)) return { kind: "specific", versions };
-  }
-  throw new UsageError(`${where} must be latest:N (N ≥ 1), all, or specific:V1,V2,...; got ${JSON.stringify(raw)}`);
+  const p = policyFromString(raw);
+  if (!p) throw new UsageError(`${where} must be latest:N (N ≥ 1), all, or specific:V1,V2,...; got ${JSON.stringify(raw)}`);
+  return p;
 }
 
 /** `stable=1,canary=2` → `{ stable: 1, canary: 2 }`. */
@@ -109,30 +111,13 @@ function port(flag: string, raw: string | undefined, fallback: number, zeroDisab
   return n;
 }
 
-async function readModelConfigFile(file: string): Promise<ModelConfig[]> {
-  let doc: unknown;
+async function readConfig(file: string): Promise<ModelConfig[]> {
   try {
-    doc = JSON.parse(await fs.readFile(file, "utf8"));
+    return await readModelConfigFile(file);
   } catch (e) {
-    throw new UsageError(`--model_config_file ${file}: ${(e as Error).message}`);
+    if (e instanceof ModelConfigError) throw new UsageError(e.message);
+    throw e;
   }
-  const models = (doc as { models?: unknown }).models;
-  if (!Array.isArray(models) || models.length === 0) throw new UsageError(`--model_config_file ${file}: "models" must be a non-empty list`);
-  return models.map((m: Record<string, unknown>, i) => {
-    const where = `--model_config_file ${file}: models[${i}]`;
-    if (typeof m.name !== "string" || m.name === "") throw new UsageError(`${where}.name must be a non-empty string`);
-    if (typeof m.basePath !== "string" || m.basePath === "") throw new UsageError(`${where}.basePath must be a non-empty string`);
-    const labels = m.versionLabels;
-    if (labels !== undefined && (typeof labels !== "object" || labels === null || !Object.values(labels).every((v) => Number.isInteger(v) && (v as number) >= 1))) {
-      throw new UsageError(`${where}.versionLabels must map labels to versions ≥ 1`);
-    }
-    return {
-      name: m.name,
-      basePath: m.basePath.includes("://") ? m.basePath : path.resolve(path.dirname(file), m.basePath),
-      versionPolicy: m.versionPolicy === undefined ? undefined : parseVersionPolicy(`${where}.versionPolicy`, String(m.versionPolicy)),
-      versionLabels: labels as Record<string, number> | undefined,
-    };
-  });
 }
 
 /** `<base>/<name>` for a path or an `s3://` URL. */
@@ -151,7 +136,7 @@ export async function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): Pr
   let models: ModelConfig[];
   if (f.model_config_file) {
     if (f.model_name || f.model_base_path) throw new UsageError("--model_config_file cannot be combined with --model_name/--model_base_path");
-    models = await readModelConfigFile(f.model_config_file);
+    models = await readConfig(f.model_config_file);
   } else {
     const name = f.model_name ?? env.MODEL_NAME;
     if (!name) throw new UsageError("give --model_name (or MODEL_NAME) or --model_config_file (see mlp serve --help)");
@@ -172,9 +157,13 @@ export async function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): Pr
       }
     : undefined;
   const poll = intFlag("file_system_poll_wait_seconds", f.file_system_poll_wait_seconds, 0) ?? 1;
+  const configPoll = intFlag("model_config_file_poll_wait_seconds", f.model_config_file_poll_wait_seconds, 0) ?? 0;
+  if (configPoll > 0 && !f.model_config_file) throw new UsageError("--model_config_file_poll_wait_seconds needs --model_config_file");
   return {
     options: {
       models,
+      modelConfigFile: f.model_config_file ? path.resolve(f.model_config_file) : undefined,
+      modelConfigPollMs: configPoll * 1000,
       host: f.host ?? "0.0.0.0",
       grpcPort: port("port", f.port, 8500, false),
       restPort: port("rest_api_port", f.rest_api_port, 8501, true),

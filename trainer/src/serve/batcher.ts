@@ -80,6 +80,8 @@ export class Batcher {
     readonly options: BatchingOptions,
     /** Called with the size of every batch run (metrics). */
     private readonly onBatch: (servable: Servable, size: number) => void = () => {},
+    /** Called with the duration of every batch run, seconds (metrics). */
+    private readonly onRun: (servable: Servable, seconds: number) => void = () => {},
   ) {}
 
   /** Requests waiting now. */
@@ -152,7 +154,9 @@ export class Batcher {
       const inputs: Record<string, HostTensor> = {};
       for (const name of Object.keys(batch[0]!.inputs)) inputs[name] = concat(batch.map((e) => e.inputs[name]!), total);
       this.onBatch(q.servable, total);
+      const t0 = process.hrtime.bigint();
       const out = await q.servable.run(q.signature, inputs);
+      this.onRun(q.servable, Number(process.hrtime.bigint() - t0) / 1e9);
       for (const [name, t] of Object.entries(out)) {
         if (t.shape[0] !== total) {
           throw new ServingError(GrpcStatus.INTERNAL, `batched output "${name}" has dimension 0 = ${t.shape[0]}; expected ${total}`);

@@ -107,9 +107,11 @@ export function classifyExamples(req: ClassificationRequest): ExampleFeatures[] 
 }
 
 /** `SignatureDefMap` as a plain object for packing. */
-export function signatureDefMap(metadata: ModelMetadata): object {
-  const info = (spec: { dtype: keyof typeof DT_NAME; shape: readonly number[] }, name: string): object => ({
-    name,
+export function signatureDefMap(metadata: Pick<ModelMetadata, "signatures">): object {
+  // A SavedModel's specs carry the graph tensor each alias names (`serving_default_x:0`),
+  // as TF Serving reports it; tfjs models have no graph names, so the alias stands in.
+  const info = (spec: { dtype: keyof typeof DT_NAME; shape: readonly number[]; tensorName?: string }, name: string): object => ({
+    name: spec.tensorName ?? name,
     dtype: DT_NAME[spec.dtype],
     tensor_shape: { dim: spec.shape.map((d) => ({ size: d, name: "" })), unknown_rank: false },
   });
@@ -307,9 +309,11 @@ export class GrpcFrontEnd {
       const finish = (code: Code): void => {
         this.service.observe(api, "grpc", model, version, code, Number(process.hrtime.bigint() - t0) / 1e9);
         this.inflight--;
+        this.service.metrics.inflight.dec();
         if (this.inflight === 0) for (const w of this.idleWaiters.splice(0)) w();
       };
       this.inflight++;
+      this.service.metrics.inflight.inc();
       if (this.draining) {
         finish(GrpcStatus.UNAVAILABLE);
         return callback({ code: GrpcStatus.UNAVAILABLE, details: "The server is shutting down" });

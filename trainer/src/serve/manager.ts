@@ -66,6 +66,8 @@ export interface ManagerEvents {
   log(line: string): void;
   /** Called after every state change (metrics, health). */
   onChange?(name: string, statuses: readonly VersionStatus[]): void;
+  /** Called after every load attempt, with its outcome and duration (metrics). */
+  onLoad?(name: string, version: number, ok: boolean, seconds: number): void;
 }
 
 /** Picks the versions a policy wants from those in storage (ascending in, ascending out). */
@@ -85,7 +87,7 @@ const MAX_ENDED = 16;
 
 export class ModelManager {
   readonly name: string;
-  readonly policy: VersionPolicy;
+  private currentPolicy: VersionPolicy;
   private labels: Record<string, number>;
   private readonly records = new Map<number, VersionRecord>();
   private reconciling: Promise<void> | undefined;
@@ -101,7 +103,21 @@ export class ModelManager {
     private readonly retryFailedMs = 60_000,
   ) {
     this.name = config.name;
-    this.policy = config.versionPolicy ?? DEFAULT_VERSION_POLICY;
+    this.currentPolicy = config.versionPolicy ?? DEFAULT_VERSION_POLICY;
+    this.labels = { ...(config.versionLabels ?? {}) };
+  }
+
+  /** The version policy in force. */
+  get policy(): VersionPolicy {
+    return this.currentPolicy;
+  }
+
+  /**
+   * Takes a new policy and labels (model config reload; the base path is fixed for a
+   * manager). The next reconcile loads and unloads versions to match.
+   */
+  reconfigure(config: Pick<ModelConfig, "versionPolicy" | "versionLabels">): void {
+    this.currentPolicy = config.versionPolicy ?? DEFAULT_VERSION_POLICY;
     this.labels = { ...(config.versionLabels ?? {}) };
   }
 
@@ -143,17 +159,24 @@ export class ModelManager {
       this.events.log(`model ${this.name}: cannot list ${this.storage.location}: ${(err as Error).message}`);
       return;
     }
-    const now = Date.now();
-    const loadable = onDisk.filter((v) => {
-      const r = this.records.get(v);
-      return !(r?.error && now - r.error.at < this.retryFailedMs);
-    });
-    const aspired = aspiredVersions(this.policy, loadable);
-    for (const v of [...aspired].reverse()) {
-      const r = this.records.get(v);
-      if (r && (r.state === "AVAILABLE" || r.state === "LOADING")) continue;
-      if (this.stopped) return;
-      await this.load(v);
+    // A version that fails to load leaves the policy, so the next pass aspires to the one
+    // before it (latest:1 with a broken newest version serves the previous one at once).
+    let aspired: number[] = [];
+    for (let pass = 0; pass < 4; pass++) {
+      const now = Date.now();
+      const loadable = onDisk.filter((v) => {
+        const r = this.records.get(v);
+        return !(r?.error && now - r.error.at < this.retryFailedMs);
+      });
+      aspired = aspiredVersions(this.currentPolicy, loadable);
+      let failed = false;
+      for (const v of [...aspired].reverse()) {
+        const r = this.records.get(v);
+        if (r && (r.state === "AVAILABLE" || r.state === "LOADING")) continue;
+        if (this.stopped) return;
+        if (!(await this.load(v))) failed = true;
+      }
+      if (!failed) break;
     }
     // Availability first: only unload when every aspired version that could load has.
     const keep = new Set(aspired.filter((v) => this.records.get(v)?.state === "AVAILABLE"));
@@ -163,7 +186,8 @@ export class ModelManager {
     }
   }
 
-  private async load(version: number): Promise<void> {
+  /** Loads one version; false when it failed (recorded in its status). */
+  private async load(version: number): Promise<boolean> {
     const r: VersionRecord = { version, state: "LOADING", inflight: 0 };
     this.records.set(version, r);
     this.changed();
@@ -174,14 +198,18 @@ export class ModelManager {
         r.servable.dispose();
         r.servable = undefined;
         r.state = "END";
-        return;
+        return true;
       }
       r.state = "AVAILABLE";
       this.events.log(`model ${this.name}: version ${version} AVAILABLE (loaded in ${Date.now() - t0} ms)`);
+      this.events.onLoad?.(this.name, version, true, (Date.now() - t0) / 1000);
+      return true;
     } catch (err) {
       r.state = "END";
       r.error = { code: GrpcStatus.UNKNOWN, message: (err as Error).message, at: Date.now() };
       this.events.log(`model ${this.name}: version ${version} failed to load: ${(err as Error).message}`);
+      this.events.onLoad?.(this.name, version, false, (Date.now() - t0) / 1000);
+      return false;
     } finally {
       this.changed();
     }

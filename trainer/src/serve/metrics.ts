@@ -1,162 +1,148 @@
 /**
- * Prometheus metrics in the text exposition format (0.0.4), written by hand: a handful
- * of counters, gauges and histograms keyed by label values. Label values come from
- * configured model names and loaded versions only, never from raw request fields, so a
- * client cannot grow the series without bound.
+ * Prometheus metrics (prom-client, text exposition format) on
+ * `/monitoring/prometheus/metrics`, TF Serving's path, under two sets of names:
+ *
+ *  - TF Serving's own (`:tensorflow:serving:request_count`, `...:request_latency`,
+ *    `...:runtime_latency`, `...:request_example_counts`, `:tensorflow:cc:saved_model:
+ *    load_attempt_count`, `...:load_latency`), with its label names and microsecond
+ *    latencies, so dashboards and alerts written for `tensorflow_model_server` work;
+ *  - ours (`mlp_serving_*`): per-protocol request counts, version states, batch sizes,
+ *    queue depth, in-flight requests, tensors and memory.
+ *
+ * Label values come from configured model names, loaded versions and fixed sets (API,
+ * protocol, code) only, never from raw request fields, so a client cannot grow the series.
  */
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
 
-type Labels = Readonly<Record<string, string>>;
-
-function escapeLabel(v: string): string {
-  return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
-}
-
-function labelString(labels: Labels, extra?: [string, string]): string {
-  const parts = Object.entries(labels).map(([k, v]) => `${k}="${escapeLabel(v)}"`);
-  if (extra) parts.push(`${extra[0]}="${escapeLabel(extra[1])}"`);
-  return parts.length ? `{${parts.join(",")}}` : "";
-}
-
-function formatValue(v: number): string {
-  if (Number.isNaN(v)) return "NaN";
-  if (v === Infinity) return "+Inf";
-  if (v === -Infinity) return "-Inf";
-  return String(v);
-}
-
-interface Metric {
-  readonly name: string;
-  readonly help: string;
-  render(out: string[]): void;
-}
-
-abstract class Keyed<T> implements Metric {
-  protected readonly series = new Map<string, { labels: Labels; value: T }>();
-  constructor(
-    readonly name: string,
-    readonly help: string,
-    readonly type: "counter" | "gauge" | "histogram",
-  ) {}
-
-  protected get(labels: Labels, init: () => T): T {
-    const key = JSON.stringify(labels);
-    let s = this.series.get(key);
-    if (!s) this.series.set(key, (s = { labels, value: init() }));
-    return s.value;
-  }
-
-  /** Drops every series whose labels include all of `match` (an unloaded version's). */
-  remove(match: Labels): void {
-    for (const [k, s] of this.series) if (Object.entries(match).every(([mk, mv]) => s.labels[mk] === mv)) this.series.delete(k);
-  }
-
-  render(out: string[]): void {
-    out.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} ${this.type}`);
-    for (const s of this.series.values()) this.renderSeries(out, s.labels, s.value);
-  }
-
-  protected abstract renderSeries(out: string[], labels: Labels, value: T): void;
-}
-
-export class Counter extends Keyed<{ v: number }> {
-  constructor(name: string, help: string) {
-    super(name, help, "counter");
-  }
-  inc(labels: Labels, by = 1): void {
-    this.get(labels, () => ({ v: 0 })).v += by;
-  }
-  value(labels: Labels): number {
-    return this.series.get(JSON.stringify(labels))?.value.v ?? 0;
-  }
-  protected renderSeries(out: string[], labels: Labels, value: { v: number }): void {
-    out.push(`${this.name}${labelString(labels)} ${formatValue(value.v)}`);
-  }
-}
-
-export class Gauge extends Keyed<{ v: number }> {
-  constructor(name: string, help: string) {
-    super(name, help, "gauge");
-  }
-  set(labels: Labels, v: number): void {
-    this.get(labels, () => ({ v: 0 })).v = v;
-  }
-  protected renderSeries(out: string[], labels: Labels, value: { v: number }): void {
-    out.push(`${this.name}${labelString(labels)} ${formatValue(value.v)}`);
-  }
-}
-
-interface HistogramValue {
-  counts: number[];
-  sum: number;
-  count: number;
-}
-
-export class Histogram extends Keyed<HistogramValue> {
-  constructor(
-    name: string,
-    help: string,
-    readonly buckets: readonly number[],
-  ) {
-    super(name, help, "histogram");
-  }
-  observe(labels: Labels, v: number): void {
-    const h = this.get(labels, () => ({ counts: this.buckets.map(() => 0), sum: 0, count: 0 }));
-    for (let i = 0; i < this.buckets.length; i++) if (v <= this.buckets[i]!) h.counts[i]!++;
-    h.sum += v;
-    h.count++;
-  }
-  protected renderSeries(out: string[], labels: Labels, h: HistogramValue): void {
-    this.buckets.forEach((b, i) => out.push(`${this.name}_bucket${labelString(labels, ["le", formatValue(b)])} ${h.counts[i]}`));
-    out.push(`${this.name}_bucket${labelString(labels, ["le", "+Inf"])} ${h.count}`);
-    out.push(`${this.name}_sum${labelString(labels)} ${formatValue(h.sum)}`);
-    out.push(`${this.name}_count${labelString(labels)} ${h.count}`);
-  }
-}
+/** Latency buckets in microseconds (TF Serving reports latencies in µs). */
+const MICROSECOND_BUCKETS = [100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000];
 
 /** Every metric the model server exports. */
 export class ServingMetrics {
-  readonly requests = new Counter(
-    "mlp_serving_requests_total",
-    "Requests handled, by model, version, API (predict, classify, metadata, status), protocol (grpc, rest) and canonical code.",
-  );
-  readonly errors = new Counter("mlp_serving_errors_total", "Requests that failed, by model, version and canonical code.");
-  readonly latency = new Histogram(
-    "mlp_serving_request_latency_seconds",
-    "Time from receiving a request to sending its answer, by model, API and protocol.",
-    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-  );
-  readonly batchSize = new Histogram(
-    "mlp_serving_batch_size",
-    "Examples per model run (dimension 0 of the inputs), by model and version.",
-    [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024],
-  );
-  readonly loadedVersions = new Gauge("mlp_serving_loaded_versions", "Versions AVAILABLE, by model.");
-  readonly versionState = new Gauge(
-    "mlp_serving_model_version_state",
-    "1 for the current state of each known version (START, LOADING, AVAILABLE, UNLOADING, END).",
-  );
-  readonly queueDepth = new Gauge("mlp_serving_batch_queue_depth", "Requests waiting in the batching queue.");
-  readonly tensors = new Gauge("mlp_serving_tf_tensors", "Live TensorFlow.js tensors (tf.memory().numTensors).");
-  readonly rss = new Gauge("mlp_serving_process_resident_memory_bytes", "Resident set size of the server process.");
+  readonly registry = new Registry();
+  private readonly registers = [this.registry];
 
-  private readonly all: Metric[] = [
-    this.requests,
-    this.errors,
-    this.latency,
-    this.batchSize,
-    this.loadedVersions,
-    this.versionState,
-    this.queueDepth,
-    this.tensors,
-    this.rss,
-  ];
+  // --- TF Serving's names ---------------------------------------------------------------
+  readonly tfsRequestCount = new Counter({
+    name: ":tensorflow:serving:request_count",
+    help: "The number of requests, by model and status (canonical code name).",
+    labelNames: ["model_name", "status"] as const,
+    registers: this.registers,
+  });
+  readonly tfsRequestLatency = new Histogram({
+    name: ":tensorflow:serving:request_latency",
+    help: "Distribution of wall time (in microseconds) of requests, by model, API and entry point (GRPC, REST).",
+    labelNames: ["model_name", "API", "entrypoint"] as const,
+    buckets: MICROSECOND_BUCKETS,
+    registers: this.registers,
+  });
+  readonly tfsRuntimeLatency = new Histogram({
+    name: ":tensorflow:serving:runtime_latency",
+    help: "Distribution of wall time (in microseconds) of model runs, by model, API and runtime (TF for SavedModels, TFJS for tfjs models).",
+    labelNames: ["model_name", "API", "runtime"] as const,
+    buckets: MICROSECOND_BUCKETS,
+    registers: this.registers,
+  });
+  readonly tfsRequestExampleCounts = new Histogram({
+    name: ":tensorflow:serving:request_example_counts",
+    help: "The number of examples (dimension 0 of the inputs) per request, by model.",
+    labelNames: ["model_name"] as const,
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096],
+    registers: this.registers,
+  });
+  readonly tfsLoadAttempts = new Counter({
+    name: ":tensorflow:cc:saved_model:load_attempt_count",
+    help: "The number of times a model version was loaded, by base path and status (success, fail).",
+    labelNames: ["model_path", "status"] as const,
+    registers: this.registers,
+  });
+  readonly tfsLoadLatency = new Counter({
+    name: ":tensorflow:cc:saved_model:load_latency",
+    help: "Total time (in microseconds) spent loading model versions, by base path.",
+    labelNames: ["model_path"] as const,
+    registers: this.registers,
+  });
+
+  // --- ours --------------------------------------------------------------------------------
+  readonly requests = new Counter({
+    name: "mlp_serving_requests_total",
+    help: "Requests handled, by model, version, API (predict, classify, metadata, status), protocol (grpc, rest) and canonical code.",
+    labelNames: ["model", "version", "api", "protocol", "code"] as const,
+    registers: this.registers,
+  });
+  readonly errors = new Counter({
+    name: "mlp_serving_errors_total",
+    help: "Requests that failed, by model, version and canonical code.",
+    labelNames: ["model", "version", "code"] as const,
+    registers: this.registers,
+  });
+  readonly latency = new Histogram({
+    name: "mlp_serving_request_latency_seconds",
+    help: "Time from receiving a request to sending its answer, by model, API and protocol.",
+    labelNames: ["model", "api", "protocol"] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: this.registers,
+  });
+  readonly batchSize = new Histogram({
+    name: "mlp_serving_batch_size",
+    help: "Examples per model run (dimension 0 of the inputs), by model and version.",
+    labelNames: ["model", "version"] as const,
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024],
+    registers: this.registers,
+  });
+  readonly loadedVersions = new Gauge({
+    name: "mlp_serving_loaded_versions",
+    help: "Versions AVAILABLE, by model.",
+    labelNames: ["model"] as const,
+    registers: this.registers,
+  });
+  readonly versionState = new Gauge({
+    name: "mlp_serving_model_version_state",
+    help: "1 for the current state of each known version (START, LOADING, AVAILABLE, UNLOADING, END).",
+    labelNames: ["model", "version", "state"] as const,
+    registers: this.registers,
+  });
+  readonly queueDepth = new Gauge({ name: "mlp_serving_batch_queue_depth", help: "Requests waiting in the batching queue.", registers: this.registers });
+  readonly inflight = new Gauge({
+    name: "mlp_serving_inflight_requests",
+    help: "Requests being handled now (both protocols); the load signal a GPU server's autoscaler uses.",
+    registers: this.registers,
+  });
+  readonly tensors = new Gauge({ name: "mlp_serving_tf_tensors", help: "Live TensorFlow.js tensors (tf.memory().numTensors).", registers: this.registers });
+  readonly rss = new Gauge({ name: "mlp_serving_process_resident_memory_bytes", help: "Resident set size of the server process.", registers: this.registers });
+
+  /** Version states of every model, re-rendered on each change (one model's entries replaced). */
+  private readonly states = new Map<string, readonly { version: number; state: string }[]>();
+
+  /** Replaces one model's version-state series (and its loaded-versions count). */
+  setVersionStates(model: string, statuses: readonly { version: number; state: string }[]): void {
+    this.states.set(model, statuses);
+    this.renderStates();
+  }
+
+  /** Drops a model's series (it left the model config). */
+  forgetModel(model: string): void {
+    this.states.delete(model);
+    this.loadedVersions.remove({ model });
+    this.renderStates();
+  }
+
+  private renderStates(): void {
+    this.versionState.reset();
+    for (const [model, statuses] of this.states) {
+      this.loadedVersions.set({ model }, statuses.filter((s) => s.state === "AVAILABLE").length);
+      for (const s of statuses) this.versionState.set({ model, version: String(s.version), state: s.state }, 1);
+    }
+  }
 
   /** The exposition text; `refresh` updates sampled gauges first. */
-  render(refresh?: () => void): string {
+  async render(refresh?: () => void): Promise<string> {
     refresh?.();
-    const out: string[] = [];
-    for (const m of this.all) m.render(out);
-    return `${out.join("\n")}\n`;
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
   }
 }
 

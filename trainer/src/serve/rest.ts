@@ -13,6 +13,7 @@
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { GENERIC_INTERNAL_MESSAGE, GrpcStatus, httpStatusFor, invalidArgument, ServingError, type Code } from "./errors";
+import { encodedImageSignature } from "./images";
 import { formatClassifyResponse, formatPredictResponse, parseClassifyBody, parsePredictBody, readSignatureName } from "./json";
 import { PROMETHEUS_CONTENT_TYPE } from "./metrics";
 import { signatureDefMap, MLPLATFORM_METADATA_FIELD } from "./grpc";
@@ -130,6 +131,7 @@ export class RestFrontEnd {
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     const t0 = process.hrtime.bigint();
     this.inflight++;
+    this.service.metrics.inflight.inc();
     let api: Api | undefined;
     let model = "";
     let version: number | undefined;
@@ -139,6 +141,7 @@ export class RestFrontEnd {
       done = true;
       if (api) this.service.observe(api, "rest", model, version, code, Number(process.hrtime.bigint() - t0) / 1e9);
       this.inflight--;
+      this.service.metrics.inflight.dec();
       if (this.inflight === 0) for (const w of this.idleWaiters.splice(0)) w();
     };
     const controller = new AbortController();
@@ -169,8 +172,14 @@ export class RestFrontEnd {
       const method = req.method ?? "GET";
       if (url.pathname === "/monitoring/prometheus/metrics" && method === "GET") {
         req.resume();
-        this.send(res, 200, this.service.metrics.render(this.options.refreshMetrics), PROMETHEUS_CONTENT_TYPE);
-        return finish(GrpcStatus.OK);
+        this.service.metrics.render(this.options.refreshMetrics).then(
+          (text) => {
+            this.send(res, 200, text, PROMETHEUS_CONTENT_TYPE);
+            finish(GrpcStatus.OK);
+          },
+          fail,
+        );
+        return;
       }
       const route = parsePath(url.pathname);
       const malformed = (): never => {
@@ -217,8 +226,10 @@ export class RestFrontEnd {
       this.readBody(req)
         .then(async (body) => {
           let parsed: unknown;
+          const text = body.toString("utf8");
+          const hasB64 = text.includes('"b64"');
           try {
-            parsed = JSON.parse(body.toString("utf8"));
+            parsed = JSON.parse(text);
           } catch (e) {
             throw invalidArgument(`JSON Parse error: ${(e as Error).message}`);
           }
@@ -233,8 +244,10 @@ export class RestFrontEnd {
           let format: "row" | "columnar" = "row";
           const a = await this.service.predict(
             ref,
-            (sigName, sig) => {
-              const p = parsePredictBody(parsed, sigName, sig, this.service.options.tensorLimits);
+            (sigName, sig, images) => {
+              // `{"b64": ...}` for an image input: one encoded JPEG/PNG per example.
+              const wire = images.size > 0 && hasB64 ? encodedImageSignature(sig, images) : sig;
+              const p = parsePredictBody(parsed, sigName, wire, this.service.options.tensorLimits);
               format = p.format;
               return p.inputs;
             },

@@ -7,17 +7,35 @@
  * the signature's names are passed to `executeAsync`, which resolves them through the
  * model's own signature (or as node names).
  */
-import { DEFAULT_SIGNATURE, parseMetadata, type ModelMetadata, type SignatureSpec } from "../metadata";
+import { DEFAULT_SIGNATURE, METADATA_FORMAT, parseMetadata, type ImagePreprocessing, type ModelMetadata, type SignatureSpec } from "../metadata";
 import { failedPrecondition } from "./errors";
-import type { ModelStorage } from "./storage";
+import { imageInputs } from "./images";
+import { openSavedModelSession, readSavedModelInfo, SavedModelRefused, type SavedModelInfo } from "./savedmodel";
+import { SAVED_MODEL_MARKER, type ModelStorage } from "./storage";
 import { DT_NAME, shapeString, sizeOf, type HostTensor } from "./tensor";
 import type { Tf } from "./tf";
 import type * as TF from "@tensorflow/tfjs";
 
+/**
+ * What the server knows about a version: `metadata.json` for tfjs models; for SavedModels
+ * the same document built from the SignatureDefs (plus labels and preprocessing from an
+ * optional `metadata.json`), with `modelType: "savedmodel"` and where it came from.
+ */
+export type ServableMetadata = Omit<ModelMetadata, "modelType"> & {
+  readonly modelType: ModelMetadata["modelType"] | "savedmodel";
+  readonly savedModel?: {
+    /** The TensorFlow release that wrote it. */
+    readonly tensorflowVersion: string;
+    /** The TensorFlow release running it. */
+    readonly runtime: string;
+    readonly tags: readonly string[];
+  };
+};
+
 export interface Servable {
   readonly name: string;
   readonly version: number;
-  readonly metadata: ModelMetadata;
+  readonly metadata: ServableMetadata;
   /** Class names, index = class id: `metadata.labels`, else `labels.txt`, else none. */
   readonly labels: readonly string[] | undefined;
   /**
@@ -25,6 +43,8 @@ export interface Servable {
    * for an unknown one, as TF Serving does.
    */
   signature(name: string): { readonly name: string; readonly spec: SignatureSpec };
+  /** Inputs of a signature that take decoded images, with their preprocessing (see `images.ts`). */
+  imageInputs(signatureName: string): ReadonlyMap<string, ImagePreprocessing>;
   /**
    * Runs a signature on inputs already checked against it (see `checkInputs`). Returns
    * every output of the signature, in its order. Creates no tensor that outlives the call.
@@ -93,6 +113,110 @@ async function readJson(storage: ModelStorage, version: number, file: string): P
  * each signature once on zeros so the first request does not pay for kernel set-up.
  */
 export async function loadServable(tf: Tf, storage: ModelStorage, name: string, version: number): Promise<Servable> {
+  const servable = (await storage.hasFile(version, SAVED_MODEL_MARKER))
+    ? await loadSavedModelServable(tf, storage, name, version)
+    : await loadTfjsServable(tf, storage, name, version);
+  try {
+    for (const [sigName, sig] of Object.entries(servable.metadata.signatures)) {
+      const inputs: Record<string, HostTensor> = {};
+      for (const [n, spec] of Object.entries(sig.inputs)) inputs[n] = zeros(spec.dtype, spec.shape);
+      await servable.run(sigName, inputs);
+    }
+  } catch (err) {
+    servable.dispose();
+    throw new LoadError(storage.location, version, `warm-up run failed: ${(err as Error).message}`);
+  }
+  return servable;
+}
+
+/** Memoised {@link imageInputs} per signature. */
+function imageInputsOf(metadata: ServableMetadata): (signatureName: string) => ReadonlyMap<string, ImagePreprocessing> {
+  const cache = new Map<string, ReadonlyMap<string, ImagePreprocessing>>();
+  return (s) => {
+    const { name, spec } = signatureOf(metadata, s);
+    let m = cache.get(name);
+    if (!m) cache.set(name, (m = imageInputs(spec, metadata.preprocessing)));
+    return m;
+  };
+}
+
+/** Labels and preprocessing from an optional `metadata.json` beside a SavedModel. */
+function readExtras(location: string, version: number, doc: unknown): { labels?: string[]; preprocessing?: ImagePreprocessing; createdAt?: string } {
+  const fail = (p: string): never => {
+    throw new LoadError(location, version, `metadata.json beside the SavedModel: ${p}`);
+  };
+  if (typeof doc !== "object" || doc === null) return fail("not a JSON object");
+  const o = doc as Record<string, unknown>;
+  if (o.labels !== undefined && (!Array.isArray(o.labels) || !o.labels.every((l) => typeof l === "string"))) fail("labels must be an array of strings");
+  const p = o.preprocessing as Record<string, unknown> | undefined;
+  if (p !== undefined) {
+    const okInt = (v: unknown): boolean => Number.isInteger(v) && (v as number) > 0;
+    const range = p?.range as unknown[] | undefined;
+    if (
+      typeof p !== "object" || p === null || p.kind !== "image" || !okInt(p.height) || !okInt(p.width) || (p.channels !== 1 && p.channels !== 3) ||
+      !Array.isArray(range) || range.length !== 2 || !range.every((r) => typeof r === "number" && Number.isFinite(r))
+    ) {
+      fail('preprocessing must be {"kind": "image", "height", "width", "channels": 1|3, "range": [lo, hi]}');
+    }
+  }
+  return {
+    labels: o.labels as string[] | undefined,
+    preprocessing: p as unknown as ImagePreprocessing | undefined,
+    createdAt: typeof o.createdAt === "string" ? o.createdAt : undefined,
+  };
+}
+
+async function loadSavedModelServable(tf: Tf, storage: ModelStorage, name: string, version: number): Promise<Servable> {
+  let info: SavedModelInfo;
+  try {
+    info = readSavedModelInfo(`${storage.location}/${version}/saved_model.pb`, await storage.readFile(version, SAVED_MODEL_MARKER));
+  } catch (e) {
+    throw new LoadError(storage.location, version, (e as Error).message);
+  }
+  const extras = (await storage.hasFile(version, "metadata.json")) ? readExtras(storage.location, version, await readJson(storage, version, "metadata.json")) : {};
+  let labels = extras.labels;
+  if (!labels && (await storage.hasFile(version, "labels.txt"))) {
+    labels = (await storage.readFile(version, "labels.txt")).toString("utf8").split(/\r?\n/).filter((l) => l !== "");
+  }
+  const copy = await storage.localCopy(version);
+  let session;
+  try {
+    session = openSavedModelSession(tf, copy.dir, info);
+  } catch (e) {
+    if (e instanceof SavedModelRefused) throw new LoadError(storage.location, version, e.message);
+    throw e;
+  } finally {
+    await copy.release();
+  }
+  const metadata: ServableMetadata = {
+    format: METADATA_FORMAT,
+    name,
+    version,
+    createdAt: extras.createdAt ?? "",
+    modelType: "savedmodel",
+    signatures: info.signatures,
+    preprocessing: extras.preprocessing,
+    labels,
+    savedModel: { tensorflowVersion: info.tensorflowVersion, runtime: session.runtime, tags: info.tags },
+  };
+  const s = session;
+  return {
+    name,
+    version,
+    metadata,
+    labels,
+    signature: (n) => signatureOf(metadata, n),
+    imageInputs: imageInputsOf(metadata),
+    async run(signatureName, inputs) {
+      const { name: sigName, spec } = signatureOf(metadata, signatureName);
+      const outs = s.run(sigName, inputs);
+      return collect(spec, outs, (_n, i) => outs[i]);
+    },
+    dispose: () => s.dispose(),
+  };
+}
+
+async function loadTfjsServable(tf: Tf, storage: ModelStorage, name: string, version: number): Promise<Servable> {
   const where = `${storage.location}/${version}/metadata.json`;
   const metadata = parseMetadata(where, await readJson(storage, version, "metadata.json"));
   const modelJson = (await readJson(storage, version, "model.json")) as TF.io.ModelJSON;
@@ -129,20 +253,10 @@ export async function loadServable(tf: Tf, storage: ModelStorage, name: string, 
     const model = await tf.loadGraphModel(handler);
     servable = graphServable(tf, model, name, version, metadata, labels);
   }
-  try {
-    for (const [sigName, sig] of Object.entries(metadata.signatures)) {
-      const inputs: Record<string, HostTensor> = {};
-      for (const [n, spec] of Object.entries(sig.inputs)) inputs[n] = zeros(spec.dtype, spec.shape);
-      await servable.run(sigName, inputs);
-    }
-  } catch (err) {
-    servable.dispose();
-    throw new LoadError(storage.location, version, `warm-up run failed: ${(err as Error).message}`);
-  }
   return servable;
 }
 
-function signatureOf(metadata: ModelMetadata, requested: string): { name: string; spec: SignatureSpec } {
+function signatureOf(metadata: Pick<ModelMetadata, "signatures">, requested: string): { name: string; spec: SignatureSpec } {
   const name = requested === "" ? DEFAULT_SIGNATURE : requested;
   const spec = Object.prototype.hasOwnProperty.call(metadata.signatures, name) ? metadata.signatures[name] : undefined;
   if (!spec) throw failedPrecondition(`Serving signature key "${name}" not found.`);
@@ -205,6 +319,7 @@ function layersServable(
     metadata,
     labels,
     signature: (s) => signatureOf(metadata, s),
+    imageInputs: imageInputsOf(metadata),
     async run(signatureName, inputs) {
       const { spec } = signatureOf(metadata, signatureName);
       const outs = tf.tidy(() => {
@@ -232,6 +347,7 @@ function graphServable(
     metadata,
     labels,
     signature: (s) => signatureOf(metadata, s),
+    imageInputs: imageInputsOf(metadata),
     async run(signatureName, inputs) {
       const { spec } = signatureOf(metadata, signatureName);
       const feeds: Record<string, TF.Tensor> = {};

@@ -3,9 +3,10 @@
  * REST and gRPC front ends only translate their wire formats to these calls and the
  * ServingErrors back to status codes.
  */
-import type { SignatureSpec, TensorSpec } from "../metadata";
+import type { ImagePreprocessing, SignatureSpec, TensorSpec } from "../metadata";
 import { Batcher, type BatchingOptions, type CallContext } from "./batcher";
 import { cancelled, deadlineExceeded, failedPrecondition, GrpcStatus, invalidArgument, notFound, ServingError, type Code } from "./errors";
+import { decodeImageInputs } from "./images";
 import type { ExampleFeatures } from "./json";
 import type { Lease, ModelManager, VersionStatus } from "./manager";
 import type { ServingMetrics } from "./metrics";
@@ -78,7 +79,11 @@ export class InferenceService {
     readonly options: ServiceOptions = DEFAULT_SERVICE_OPTIONS,
   ) {
     this.batcher = options.batching
-      ? new Batcher(options.batching, (s, n) => this.metrics.batchSize.observe({ model: s.name, version: String(s.version) }, n))
+      ? new Batcher(
+          options.batching,
+          (s, n) => this.metrics.batchSize.observe({ model: s.name, version: String(s.version) }, n),
+          (s, seconds) => this.observeRun(s, "predict", seconds),
+        )
       : undefined;
   }
 
@@ -103,7 +108,14 @@ export class InferenceService {
     return this.manager(ref).acquire({ version: ref.version, label: ref.label });
   }
 
+  /** `:tensorflow:serving:runtime_latency` of one model run. */
+  private observeRun(servable: Servable, api: Api, seconds: number): void {
+    const runtime = servable.metadata.modelType === "savedmodel" ? "TF" : "TFJS";
+    this.metrics.tfsRuntimeLatency.observe({ model_name: servable.name, API: api, runtime }, seconds * 1e6);
+  }
+
   private async runChecked(
+    api: Api,
     servable: Servable,
     signatureName: string,
     sig: SignatureSpec,
@@ -111,6 +123,7 @@ export class InferenceService {
     ctx: CallContext,
   ): Promise<Record<string, HostTensor>> {
     const size = checkInputs(signatureName, sig, inputs, this.options.maxRequestBatch);
+    this.metrics.tfsRequestExampleCounts.observe({ model_name: servable.name }, size);
     if (ctx.signal?.aborted) throw cancelled("The client cancelled the request");
     if (ctx.deadline !== undefined && Date.now() >= ctx.deadline) throw deadlineExceeded("Deadline exceeded before the model ran");
     // Only signatures whose every input has a free batch dimension can be concatenated.
@@ -119,7 +132,10 @@ export class InferenceService {
     await this.turns.take();
     if (ctx.signal?.aborted) throw cancelled("The client cancelled the request");
     this.metrics.batchSize.observe({ model: servable.name, version: String(servable.version) }, size);
-    return servable.run(signatureName, inputs);
+    const t0 = process.hrtime.bigint();
+    const out = await servable.run(signatureName, inputs);
+    this.observeRun(servable, api, Number(process.hrtime.bigint() - t0) / 1e9);
+    return out;
   }
 
   /**
@@ -128,7 +144,7 @@ export class InferenceService {
    */
   async predict(
     ref: ModelRef,
-    decode: (signatureName: string, sig: SignatureSpec) => Record<string, HostTensor>,
+    decode: (signatureName: string, sig: SignatureSpec, images: ReadonlyMap<string, ImagePreprocessing>) => Record<string, HostTensor>,
     outputFilter: readonly string[],
     ctx: CallContext,
   ): Promise<Answer<Record<string, HostTensor>>> {
@@ -142,8 +158,11 @@ export class InferenceService {
         if (seen.has(o)) throw invalidArgument(`duplicate output tensor alias in output_filter: ${o}`);
         seen.add(o);
       }
-      const inputs = decode(signatureName, spec);
-      const all = await this.runChecked(servable, signatureName, spec, inputs, ctx);
+      const images = servable.imageInputs(signatureName);
+      let inputs = decode(signatureName, spec, images);
+      // Encoded images (DT_STRING JPEG/PNG) given for pixel inputs are decoded here.
+      if (images.size > 0) inputs = await decodeImageInputs(inputs, images);
+      const all = await this.runChecked("predict", servable, signatureName, spec, inputs, ctx);
       const outputs: Record<string, HostTensor> = {};
       for (const o of outputFilter.length ? outputFilter : Object.keys(spec.outputs)) outputs[o] = all[o]!;
       return { name: servable.name, version: servable.version, signatureName, value: outputs };
@@ -171,8 +190,19 @@ export class InferenceService {
         );
       }
       if (examples.length === 0) throw invalidArgument("Input is empty: no examples");
-      const inputs = examplesToInputs(signatureName, spec, examples);
-      const out = await this.runChecked(servable, signatureName, spec, inputs, ctx);
+      const images = servable.imageInputs(signatureName);
+      // An image input whose feature is a bytes_list carries one encoded image per example.
+      const encoded = new Map([...images].filter(([n]) => {
+        const f = examples[0]!.get(n) ?? (Object.keys(spec.inputs).length === 1 && examples[0]!.size === 1 ? examples[0]!.values().next().value : undefined);
+        return f !== undefined && f.length > 0 && f[0] instanceof Uint8Array;
+      }));
+      const wire: SignatureSpec = encoded.size === 0 ? spec : {
+        ...spec,
+        inputs: Object.fromEntries(Object.entries(spec.inputs).map(([n, t]) => [n, encoded.has(n) ? { dtype: "string" as const, shape: [-1, 1] } : t])),
+      };
+      let inputs = examplesToInputs(signatureName, wire, examples);
+      if (encoded.size > 0) inputs = await decodeImageInputs(inputs, encoded);
+      const out = await this.runChecked("classify", servable, signatureName, spec, inputs, ctx);
       const scores = out[scoresName]!;
       const k = scores.shape[1]!;
       const labels = servable.labels && servable.labels.length === k ? servable.labels : undefined;
@@ -227,6 +257,8 @@ export class InferenceService {
     this.metrics.requests.inc({ model, version: v, api, protocol, code: GrpcStatus[code] ?? "UNKNOWN" });
     if (code !== GrpcStatus.OK) this.metrics.errors.inc({ model, version: v, code: GrpcStatus[code] ?? "UNKNOWN" });
     this.metrics.latency.observe({ model, api, protocol }, seconds);
+    this.metrics.tfsRequestCount.inc({ model_name: model, status: GrpcStatus[code] ?? "UNKNOWN" });
+    this.metrics.tfsRequestLatency.observe({ model_name: model, API: api, entrypoint: protocol === "grpc" ? "GRPC" : "REST" }, seconds * 1e6);
   }
 }
 

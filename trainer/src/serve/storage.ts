@@ -5,12 +5,16 @@
  * Two sources: {@link LocalStorage} (a directory, also NFS/Azure Files/Filestore mounts)
  * and {@link S3Storage} (`s3://bucket/prefix`, Minio or S3).
  *
- * Layout, per the contract in `../metadata.ts`: `<basePath>/<version>/{metadata.json,
- * model.json, *.bin}` where `<basePath>` is the model's directory (`<modelBase>/<name>`,
- * TF Serving's `--model_base_path`) and `<version>` a positive integer without leading
- * zeros. Anything else in `<basePath>` (temporary export dirs, `.DS_Store`) is ignored.
+ * Layout: `<basePath>/<version>/` where `<basePath>` is the model's directory
+ * (`<modelBase>/<name>`, TF Serving's `--model_base_path`) and `<version>` a positive
+ * integer without leading zeros, holding either a tfjs model per the contract in
+ * `../metadata.ts` (`metadata.json`, `model.json`, `*.bin`) or a TensorFlow SavedModel
+ * (`saved_model.pb`, `variables/`, optionally `assets/` and a `metadata.json` with labels
+ * and preprocessing). Anything else in `<basePath>` (temporary export dirs, `.DS_Store`)
+ * is ignored.
  */
 import { promises as fs } from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { openS3Client, parseS3Uri, resolveS3Options, S3Source, type S3Options } from "../data/source";
 
@@ -19,13 +23,29 @@ export interface ModelStorage {
   readonly location: string;
   /**
    * Versions ready to load: directories named by a version number that hold both
-   * `model.json` and `metadata.json` (exports are atomic renames, so a listed version is
-   * complete). Ascending. A missing base directory is an empty list, not an error: the
-   * trainer may not have published yet.
+   * `model.json` and `metadata.json`, or `saved_model.pb` (exports are atomic renames, so
+   * a listed version is complete; uploads to S3 put these files last). Ascending. A
+   * missing base directory is an empty list, not an error: the trainer may not have
+   * published yet.
    */
   listVersions(): Promise<number[]>;
   /** Bytes of `<version>/<file>`; `file` is relative and may not leave the version dir. */
   readFile(version: number, file: string): Promise<Buffer>;
+  /** Whether `<version>/<file>` exists. */
+  hasFile(version: number, file: string): Promise<boolean>;
+  /**
+   * The version as a local directory, for loaders that read files themselves (the
+   * TensorFlow runtime loading a SavedModel). `release` removes a temporary copy.
+   */
+  localCopy(version: number): Promise<{ dir: string; release(): Promise<void> }>;
+}
+
+/** Files that make a version directory loadable: a tfjs model, or a SavedModel. */
+export const TFJS_MARKERS = ["model.json", "metadata.json"] as const;
+export const SAVED_MODEL_MARKER = "saved_model.pb";
+
+function complete(files: (f: string) => boolean): boolean {
+  return TFJS_MARKERS.every(files) || files(SAVED_MODEL_MARKER);
 }
 
 /** Thrown for a source string we cannot serve from, naming the source and the fix. */
@@ -66,21 +86,33 @@ export class LocalStorage implements ModelStorage {
     for (const e of entries) {
       if (!e.isDirectory() || !VERSION_DIR.test(e.name)) continue;
       const dir = path.join(this.location, e.name);
-      const complete = await Promise.all(
-        ["model.json", "metadata.json"].map((f) =>
+      const names = [...TFJS_MARKERS, SAVED_MODEL_MARKER];
+      const present = await Promise.all(
+        names.map((f) =>
           fs.stat(path.join(dir, f)).then(
             (s) => s.isFile(),
             () => false,
           ),
         ),
       );
-      if (complete.every(Boolean)) versions.push(Number(e.name));
+      if (complete((f) => present[names.indexOf(f as (typeof names)[number])]!)) versions.push(Number(e.name));
     }
     return versions.sort((a, b) => a - b);
   }
 
   async readFile(version: number, file: string): Promise<Buffer> {
     return fs.readFile(path.join(this.location, String(version), checkRelativeFile(this.location, file)));
+  }
+
+  async hasFile(version: number, file: string): Promise<boolean> {
+    return fs.stat(path.join(this.location, String(version), checkRelativeFile(this.location, file))).then(
+      (s) => s.isFile(),
+      () => false,
+    );
+  }
+
+  async localCopy(version: number): Promise<{ dir: string; release(): Promise<void> }> {
+    return { dir: path.join(this.location, String(version)), release: async () => {} };
   }
 }
 
@@ -136,13 +168,50 @@ export class S3Storage implements ModelStorage {
       token = out.IsTruncated ? out.NextContinuationToken : undefined;
     } while (token);
     return [...files]
-      .filter(([, f]) => f.has("model.json") && f.has("metadata.json"))
+      .filter(([, f]) => complete((n) => f.has(n)))
       .map(([d]) => Number(d))
       .sort((a, b) => a - b);
   }
 
   async readFile(version: number, file: string): Promise<Buffer> {
     return this.objects.read(`${version}/${checkRelativeFile(this.location, file)}`);
+  }
+
+  /** Keys under `<prefix>/<version>/`, relative to it. */
+  private async versionFiles(version: number): Promise<string[]> {
+    const { sdk, client } = await this.getClient();
+    const base = `${this.prefix ? `${this.prefix}/` : ""}${version}/`;
+    const keys: string[] = [];
+    let token: string | undefined;
+    do {
+      const out = await client.send(new sdk.ListObjectsV2Command({ Bucket: this.bucket, Prefix: base, ContinuationToken: token }));
+      for (const o of out.Contents ?? []) if (o.Key && !o.Key.endsWith("/")) keys.push(o.Key.slice(base.length));
+      token = out.IsTruncated ? out.NextContinuationToken : undefined;
+    } while (token);
+    return keys;
+  }
+
+  async hasFile(version: number, file: string): Promise<boolean> {
+    const want = checkRelativeFile(this.location, file);
+    return (await this.versionFiles(version)).includes(want);
+  }
+
+  /** Downloads the version into a temporary directory (the runtime reads it once, at load). */
+  async localCopy(version: number): Promise<{ dir: string; release(): Promise<void> }> {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "mlp-serve-s3-"));
+    const release = (): Promise<void> => fs.rm(dir, { recursive: true, force: true });
+    try {
+      for (const rel of await this.versionFiles(version)) {
+        const safe = checkRelativeFile(this.location, rel);
+        const target = path.join(dir, safe);
+        await fs.mkdir(path.dirname(target), { recursive: true });
+        await fs.writeFile(target, await this.readFile(version, safe));
+      }
+    } catch (e) {
+      await release();
+      throw e;
+    }
+    return { dir, release };
   }
 }
 
