@@ -31,6 +31,11 @@ s=$SECONDS
 scripts/setup-python-tools.sh
 echo "took $((SECONDS - s)) s"
 
+phase "Python TensorFlow (Keras SavedModels for the model server's tests)"
+s=$SECONDS
+scripts/setup-python-tf.sh >/dev/null
+echo "took $((SECONDS - s)) s"
+
 # The real-engine tools are built from Go modules (a cold build takes about 35 minutes on
 # 2 cores; cached afterwards). A tool that cannot be built is reported here and the tests
 # that need it say they skipped; everything else still runs.
