@@ -4,8 +4,10 @@
  * enabled, else on the autoscaled pools; each trial reports its validation accuracy; the best
  * trial's model is promoted to the model store; a summary table is printed and kept.
  *
- * Virtual nodes cannot mount the shared volume, so trials read data from and write models to
- * the object store; TensorBoard runs side by side come from each trial's log directory.
+ * Trials read data from and write models to the object store (virtual nodes cannot mount the
+ * shared volume). Each trial logs to the shared log directory under its own run,
+ * `logs/<workflow>/trial-<n>`, so TensorBoard shows the trials side by side; the best trial's
+ * version is published from the object store into the model base the server watches.
  */
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
@@ -13,7 +15,8 @@ import type { Placement } from "./cluster";
 import { PLATFORM_LABELS } from "./namespaces";
 import { OBJECT_STORE_SECRET, RESTRICTED_CONTAINER, restrictedPod } from "./objectStore";
 import { SHARED_CLAIM, SHARED_MOUNT_PATH } from "./sharedStorage";
-import { PIPELINE_TEMPLATES, type PipelineContext } from "./trainingPipeline";
+import { PIPELINE_OUTPUTS, PIPELINE_TEMPLATES, publishArgs, shellCommand, stagedVersion, trainMnistArgs, trialRunName } from "../trainer/src/pipeline/steps";
+import type { PipelineContext } from "./trainingPipeline";
 
 export interface SweepOptions {
   /** Trials running at once. */
@@ -65,11 +68,68 @@ console.log("best: trial " + best.trial + " (validation accuracy " + best.metric
 fs.writeFileSync("/tmp/best.json", JSON.stringify(best));
 fs.writeFileSync("/tmp/summary.json", JSON.stringify(trials, null, 2));`;
 
+/** Environment of a trial's script: every value Argo fills in comes through here, never through the script text. */
+export function trialEnv(o: { modelsBucket: string; logRoot: string }): { name: string; value: string }[] {
+  const P = (n: string) => `{{workflow.parameters.${n}}}`;
+  const I = (n: string) => `{{inputs.parameters.${n}}}`;
+  const run = trialRunName("{{workflow.name}}", I("index"));
+  return [
+    { name: "DATASET", value: P("dataset") },
+    { name: "MODEL_NAME", value: P("model-name") },
+    { name: "STEPS", value: P("steps") },
+    { name: "TRIAL", value: I("index") },
+    { name: "LR", value: I("lr") },
+    { name: "HU", value: I("hu") },
+    { name: "BS", value: I("bs") },
+    { name: "TRIAL_RUN", value: run },
+    { name: "LOGDIR", value: `${o.logRoot}/${run}` },
+    { name: "TRIAL_BASE", value: `s3://${o.modelsBucket}/sweeps/{{workflow.name}}/trial-${I("index")}` },
+    { name: "WORK", value: TRIAL_WORK },
+  ];
+}
+
+/** Scratch space of a trial (its emptyDir): the trained version before upload, the result files. */
+const TRIAL_WORK = "/tmp";
+/** The trial's line for the promote step ({@link SweepTrialOutput}), from its result files and environment. */
+const TRIAL_RESULT_SCRIPT =
+  'const e = process.env, t = require(e.WORK + "/train.json"), p = require(e.WORK + "/published.json");' +
+  " console.log(JSON.stringify({ trial: Number(e.TRIAL), lr: e.LR, hu: e.HU, bs: e.BS, run: e.TRIAL_RUN, metrics: t.metrics, model: p.uri }));";
+
+/** The mlp command lines of a trial, with `${NAME}` references to {@link trialEnv}. */
+export function trialCommands(): { train: string[]; publish: string[] } {
+  return {
+    train: trainMnistArgs({
+      data: "${DATASET}",
+      steps: "${STEPS}",
+      learningRate: "${LR}",
+      hiddenUnits: "${HU}",
+      batchSize: "${BS}",
+      modelBase: "${WORK}/trial",
+      name: "${MODEL_NAME}",
+      logdir: "${LOGDIR}",
+      resultFile: "${WORK}/train.json",
+    }),
+    publish: publishArgs({ from: stagedVersion("${WORK}/trial", "${MODEL_NAME}"), modelBase: "${TRIAL_BASE}", name: "${MODEL_NAME}", resultFile: "${WORK}/published.json" }),
+  };
+}
+
+/** The trial's shell script: train, upload its version, report one JSON line. */
+export function trialScript(): string {
+  const c = trialCommands();
+  return ["set -eu", shellCommand(c.train), shellCommand(c.publish), `${shellCommand(["-e", TRIAL_RESULT_SCRIPT], "node")} > "\${WORK}/result.json"`].join("\n");
+}
+
+/** Where a trial's TensorBoard logs go when it runs on burst nodes (no shared volume there). */
+const BURST_LOG_ROOT = `${TRIAL_WORK}/logs`;
+
 export function sweepTemplate(ctx: PipelineContext, o: SweepOptions): Record<string, any> {
   const P = (n: string) => `{{workflow.parameters.${n}}}`;
   const I = (n: string) => `{{inputs.parameters.${n}}}`;
-  const trialBase = `s3://${o.modelsBucket}/sweeps/{{workflow.name}}/trial-${I("index")}`;
-  // The image chooses its backend (MLP_TFJS_BACKEND is set per variant); a GPU build also runs on CPU.
+  const sharedLogs = `${SHARED_MOUNT_PATH}/logs`;
+  // Trials on the cluster's own nodes log straight into the shared log directory; burst trials
+  // (virtual nodes cannot mount it) log to their scratch space and hand the directory over as
+  // an artifact, which a step on a regular node unpacks into the same place.
+  const burst = o.burst !== undefined;
   const env: { name: string; value: string }[] = [];
   const container = (extra: Record<string, unknown>) => ({
     name: "main",
@@ -81,14 +141,53 @@ export function sweepTemplate(ctx: PipelineContext, o: SweepOptions): Record<str
     volumeMounts: [{ name: "tmp", mountPath: "/tmp" }],
     ...extra,
   });
-  const trialScript = [
-    "set -eu",
-    `mlp train-mnist --data "${P("dataset")}" --steps "${P("steps")}" --learning-rate "${I("lr")}" --hidden-units "${I("hu")}" --batch-size "${I("bs")}" ` +
-      `--model-base /tmp/trial --name "${P("model-name")}" --logdir /tmp/logs --progress lines --result-file /tmp/train.json`,
-    `mlp publish --from "/tmp/trial/${P("model-name")}/1" --model-base "${trialBase}" --name "${P("model-name")}" --result-file /tmp/published.json`,
-    // One JSON line per trial for the promote step: parameters, metrics, where the model is.
-    `node -e 'const t=require("/tmp/train.json"),p=require("/tmp/published.json");console.log(JSON.stringify({trial:${I("index")},lr:"${I("lr")}",hu:"${I("hu")}",bs:"${I("bs")}",metrics:t.metrics,model:p.uri}))' > /tmp/result.json`,
-  ].join("\n");
+  const shared = { name: "shared", mountPath: SHARED_MOUNT_PATH };
+  const trialInputs = { parameters: [{ name: "index" }, { name: "lr" }, { name: "hu" }, { name: "bs" }] };
+  const trialRun = {
+    name: burst ? "trial-run" : "trial",
+    inputs: trialInputs,
+    retryStrategy: { limit: "2", retryPolicy: "OnError", backoff: { duration: "30s", factor: "2" } },
+    ...(o.burst ? { nodeSelector: o.burst.nodeSelector, tolerations: o.burst.tolerations } : {}),
+    container: container({
+      command: ["sh", "-c", trialScript()],
+      env: trialEnv({ modelsBucket: o.modelsBucket, logRoot: burst ? BURST_LOG_ROOT : sharedLogs }),
+      volumeMounts: burst ? [{ name: "tmp", mountPath: "/tmp" }] : [{ name: "tmp", mountPath: "/tmp" }, shared],
+    }),
+    outputs: {
+      parameters: [{ name: "result", valueFrom: { path: `${TRIAL_WORK}/result.json` } }],
+      ...(burst ? { artifacts: [{ name: "logs", path: BURST_LOG_ROOT }] } : {}),
+    },
+  };
+  const trialPass = (names: string[]) => names.map((n) => ({ name: n, value: I(n) }));
+  const burstTrial = [
+    {
+      name: "trial",
+      inputs: trialInputs,
+      dag: {
+        tasks: [
+          { name: "run", template: "trial-run", arguments: { parameters: trialPass(["index", "lr", "hu", "bs"]) } },
+          {
+            name: "save-logs",
+            template: "save-logs",
+            dependencies: ["run"],
+            arguments: { parameters: [{ name: "index", value: I("index") }], artifacts: [{ name: "logs", from: "{{tasks.run.outputs.artifacts.logs}}" }] },
+          },
+        ],
+      },
+      outputs: { parameters: [{ name: "result", valueFrom: { parameter: "{{tasks.run.outputs.parameters.result}}" } }] },
+    },
+    {
+      // Argo unpacks an input artifact whose path lies in a mounted volume into that volume.
+      name: "save-logs",
+      inputs: { parameters: [{ name: "index" }], artifacts: [{ name: "logs", path: `${sharedLogs}/${trialRunName("{{workflow.name}}", I("index"))}` }] },
+      container: container({
+        command: ["ls", "-R", `${sharedLogs}/${trialRunName("{{workflow.name}}", I("index"))}`],
+        resources: { requests: { cpu: "50m", memory: "64Mi" }, limits: { memory: "128Mi" } },
+        volumeMounts: [{ name: "tmp", mountPath: "/tmp" }, shared],
+      }),
+    },
+  ];
+  const publishedFile = `${TRIAL_WORK}/published.json`;
   return {
     apiVersion: "argoproj.io/v1alpha1",
     kind: "WorkflowTemplate",
@@ -146,7 +245,7 @@ export function sweepTemplate(ctx: PipelineContext, o: SweepOptions): Record<str
                 name: "publish-best",
                 template: "publish-best",
                 dependencies: ["promote"],
-                arguments: { parameters: [{ name: "best", value: "{{tasks.promote.outputs.parameters.best}}" }] },
+                arguments: { parameters: [{ name: PIPELINE_OUTPUTS.best, value: `{{tasks.promote.outputs.parameters.${PIPELINE_OUTPUTS.best}}}` }] },
               },
             ],
           },
@@ -161,14 +260,8 @@ export function sweepTemplate(ctx: PipelineContext, o: SweepOptions): Record<str
             source: GRID_SCRIPT,
           },
         },
-        {
-          name: "trial",
-          inputs: { parameters: [{ name: "index" }, { name: "lr" }, { name: "hu" }, { name: "bs" }] },
-          retryStrategy: { limit: "2", retryPolicy: "OnError", backoff: { duration: "30s", factor: "2" } },
-          ...(o.burst ? { nodeSelector: o.burst.nodeSelector, tolerations: o.burst.tolerations } : {}),
-          container: container({ command: ["sh", "-c", trialScript] }),
-          outputs: { parameters: [{ name: "result", valueFrom: { path: "/tmp/result.json" } }] },
-        },
+        trialRun,
+        ...(burst ? burstTrial : []),
         {
           name: "promote",
           inputs: { parameters: [{ name: "results" }] },
@@ -179,21 +272,24 @@ export function sweepTemplate(ctx: PipelineContext, o: SweepOptions): Record<str
             source: PROMOTE_SCRIPT,
           },
           outputs: {
-            parameters: [{ name: "best", valueFrom: { path: "/tmp/best.json" } }],
+            parameters: [{ name: PIPELINE_OUTPUTS.best, valueFrom: { path: "/tmp/best.json" } }],
             artifacts: [{ name: "summary", path: "/tmp/summary.json", s3: { key: "sweeps/{{workflow.name}}/summary.json" } }],
           },
         },
         {
+          // The best trial's version, from the object store into the model base the server watches.
           name: "publish-best",
-          inputs: { parameters: [{ name: "best" }] },
+          inputs: { parameters: [{ name: PIPELINE_OUTPUTS.best }] },
           container: container({
-            command: ["sh", "-c"],
-            args: [`mlp publish --from "{{=jsonpath(inputs.parameters.best, '$.model')}}" --model-base "${ctx.modelBase}" --name "${P("model-name")}"`],
-            volumeMounts: [
-              { name: "tmp", mountPath: "/tmp" },
-              { name: "shared", mountPath: SHARED_MOUNT_PATH },
-            ],
+            args: publishArgs({
+              from: `{{=jsonpath(inputs.parameters.${PIPELINE_OUTPUTS.best}, '$.model')}}`,
+              modelBase: ctx.modelBase,
+              name: P("model-name"),
+              resultFile: publishedFile,
+            }),
+            volumeMounts: [{ name: "tmp", mountPath: "/tmp" }, shared],
           }),
+          outputs: { parameters: [{ name: PIPELINE_OUTPUTS.published, valueFrom: { path: publishedFile } }] },
         },
       ],
     },

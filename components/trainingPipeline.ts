@@ -8,6 +8,18 @@
  */
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import {
+  evaluateArgs,
+  PIPELINE_OUTPUTS,
+  PIPELINE_TEMPLATES,
+  predictArgs,
+  publishArgs,
+  retrainArgs,
+  runDirs as runDirsOf,
+  stagedVersion,
+  trainMnistArgs,
+  verifyDataArgs,
+} from "../trainer/src/pipeline/steps";
 import { tfJobStepTemplate } from "./argoWorkflows";
 import type { Placement } from "./cluster";
 import { PLATFORM_LABELS } from "./namespaces";
@@ -16,12 +28,8 @@ import { SHARED_CLAIM, SHARED_MOUNT_PATH } from "./sharedStorage";
 import { tensorBoardDeploymentSpec, tensorBoardSelector, TENSORBOARD_PORT } from "./tensorBoard";
 import { tfJobManifest } from "./trainingOperator";
 
-/** Template names: the submit CLI (scripts/submit.ts) refers to them. */
-export const PIPELINE_TEMPLATES = {
-  mnist: "mnist-pipeline",
-  retrain: "retrain-pipeline",
-  sweep: "hyperparameter-sweep",
-} as const;
+/** Template names (the submit CLI, scripts/submit.ts, takes them from the same module). */
+export { PIPELINE_OUTPUTS, PIPELINE_TEMPLATES };
 
 /** What every template needs from the platform. */
 export interface PipelineContext {
@@ -31,10 +39,10 @@ export interface PipelineContext {
   readonly image: string;
   /** TensorBoard image for the per-run TensorBoard. */
   readonly tensorboardImage: string;
-  /** GPUs per training job (0 = CPU) and where GPU pods go. */
+  /** GPUs per training replica (chief and workers; 0 = CPU) and where GPU pods go. */
   readonly gpus: number;
   readonly gpu?: Placement;
-  /** Where published models live (the model server watches it). */
+  /** Where published models live (the model server watches it); created by the first publish. */
   readonly modelBase: string;
   /** gRPC address of the model server, `host:port`. */
   readonly servingGrpc: string;
@@ -42,12 +50,8 @@ export interface PipelineContext {
 
 const W = "{{workflow.name}}";
 const P = (name: string) => `{{workflow.parameters.${name}}}`;
-/** Per-run directories on the shared volume. */
-export const runDirs = {
-  staging: `${SHARED_MOUNT_PATH}/staging/${W}`,
-  logs: `${SHARED_MOUNT_PATH}/logs/${W}`,
-  checkpoints: `${SHARED_MOUNT_PATH}/checkpoints/${W}`,
-};
+/** Per-run directories on the shared volume (trainer/src/pipeline/steps.ts runDirs). */
+export const runDirs = runDirsOf(SHARED_MOUNT_PATH, W);
 
 /** Retries with exponential back-off for steps that can fail transiently (S3, API server, scheduling). */
 const RETRY = { limit: "3", retryPolicy: "Always", backoff: { duration: "10s", factor: "2", maxDuration: "5m" } };
@@ -106,11 +110,36 @@ function tensorBoardSteps(ctx: PipelineContext): Record<string, unknown>[] {
   ];
 }
 
-/** Placeholder replaced by an Argo expression: TFJob replica counts must be JSON numbers. */
-const WORKER_REPLICAS = "__WORKER_REPLICAS__";
+/** The workflow parameters that size the TFJob, with their defaults (one training replica). */
+export const REPLICA_PARAMETERS = [
+  { name: "workers", value: "1", description: "training replicas, the chief included (≥ 1): the TFJob gets workers − 1 Worker replicas" },
+  { name: "parameter-servers", value: "0", description: "parameter-server (PS) replicas of the TFJob (0 = none)" },
+] as const;
 
-/** The training step: a TFJob whose chief runs `mlp <trainArgs>`; extra workers per the `workers` parameter. */
-function trainStep(ctx: PipelineContext, trainArgs: string[]): Record<string, unknown> {
+/**
+ * TFJob replica counts are JSON numbers, but workflow parameters are strings: the manifest
+ * carries these Argo expressions in place of the numbers (Argo evaluates them when it
+ * creates the TFJob).
+ */
+export const REPLICA_EXPRESSIONS = {
+  Worker: "{{=asInt(workflow.parameters.workers) - 1}}",
+  PS: "{{=asInt(workflow.parameters['parameter-servers'])}}",
+} as const;
+
+/** Stand-ins for the replica counts while the manifest is an object. */
+const REPLICA_PLACEHOLDER = { Worker: "__WORKER_REPLICAS__", PS: "__PS_REPLICAS__" } as const;
+
+/**
+ * The TFJob of a training step, replica counts left as {@link REPLICA_EXPRESSIONS}
+ * placeholders (quoted strings until {@link resolveReplicaCounts} or Argo fills them in):
+ * a Chief, Workers that train like it (same command, same GPUs and placement), and
+ * parameter servers (CPU only: they hold variables, they do not compute gradients).
+ *
+ * The operator sets TF_CONFIG in every replica. How a command trains across the replicas it
+ * is given is the trainer's business (trainer/src/train/tfconfig.ts); each command's --help
+ * says what it supports.
+ */
+export function trainingJob(ctx: PipelineContext, trainArgs: string[]): Record<string, any> {
   const job = tfJobManifest({
     name: `${W}-train`,
     namespace: ctx.namespace,
@@ -120,14 +149,47 @@ function trainStep(ctx: PipelineContext, trainArgs: string[]): Record<string, un
     gpu: ctx.gpu,
   });
   const chief = job.spec.tfReplicaSpecs.Chief;
-  // Workers beyond the chief: the trainer refuses a multi-replica TF_CONFIG with a clear error
-  // rather than silently training copies, so workers > 1 fails the run loudly at start.
-  job.spec.tfReplicaSpecs.Worker = { ...chief, replicas: WORKER_REPLICAS };
-  const step = tfJobStepTemplate("train", job);
+  const ps = structuredClone(chief);
+  const psPod = ps.template.spec;
+  delete psPod.nodeSelector;
+  delete psPod.tolerations;
+  delete psPod.containers[0].resources.limits["nvidia.com/gpu"];
+  job.spec.tfReplicaSpecs.Worker = { ...structuredClone(chief), replicas: REPLICA_PLACEHOLDER.Worker };
+  job.spec.tfReplicaSpecs.PS = { ...ps, replicas: REPLICA_PLACEHOLDER.PS };
+  return job;
+}
+
+/** The TFJob manifest text as Argo gets it: replica counts are Argo expressions. */
+function trainingJobManifestText(job: Record<string, unknown>): string {
+  let text = JSON.stringify(job);
+  for (const role of ["Worker", "PS"] as const) text = text.replace(`"${REPLICA_PLACEHOLDER[role]}"`, REPLICA_EXPRESSIONS[role]);
+  return text;
+}
+
+/**
+ * The TFJob a run creates, from the manifest text in a train step and the run's `workers`
+ * and `parameter-servers` (what Argo does at run time; for tests and checks).
+ */
+export function resolveReplicaCounts(manifest: string, counts: { workers: number; parameterServers: number }): Record<string, any> {
+  const text = manifest
+    .replace(REPLICA_EXPRESSIONS.Worker, String(counts.workers - 1))
+    .replace(REPLICA_EXPRESSIONS.PS, String(counts.parameterServers));
+  return JSON.parse(text);
+}
+
+/** The training step: creates the TFJob and waits for its chief. */
+function trainStep(ctx: PipelineContext, trainArgs: string[]): Record<string, unknown> {
+  const step = tfJobStepTemplate("train", trainingJob(ctx, trainArgs));
   const resource = step.resource as { manifest: string };
-  resource.manifest = resource.manifest.replace(`"${WORKER_REPLICAS}"`, "{{=asInt(workflow.parameters.workers) - 1}}");
+  resource.manifest = trainingJobManifestText(JSON.parse(resource.manifest));
   return step;
 }
+
+/** Where a run's step result files go (in its staging area), by output. */
+const resultFiles = {
+  evaluation: `${runDirs.staging}/evaluation.json`,
+  published: `${runDirs.staging}/published.json`,
+};
 
 /** Shared shape of the two training pipelines. */
 function pipelineTemplate(
@@ -141,8 +203,6 @@ function pipelineTemplate(
     smokeArgs: string[];
   },
 ): Record<string, any> {
-  const evaluation = `${runDirs.staging}/evaluation.json`;
-  const published = `${runDirs.staging}/published.json`;
   return {
     apiVersion: "argoproj.io/v1alpha1",
     kind: "WorkflowTemplate",
@@ -151,7 +211,7 @@ function pipelineTemplate(
       serviceAccountName: ctx.serviceAccountName,
       entrypoint: "pipeline",
       onExit: "cleanup",
-      arguments: { parameters: o.parameters },
+      arguments: { parameters: [...o.parameters, ...REPLICA_PARAMETERS.map((p) => ({ ...p }))] },
       securityContext: restrictedPod(1000),
       // Step logs go to the object store's logs bucket (the controller's artifact repository).
       archiveLogs: true,
@@ -179,15 +239,16 @@ function pipelineTemplate(
         ...tensorBoardSteps(ctx),
         trainStep(ctx, o.trainArgs),
         // Exit code 3 below the gate: the DAG stops here and nothing is published.
-        mlpStep("evaluate", ctx, [...o.evaluateArgs, "--result-file", evaluation], {
+        mlpStep("evaluate", ctx, o.evaluateArgs, {
           retry: false,
-          outputs: { parameters: [{ name: "evaluation", valueFrom: { path: evaluation } }] },
+          outputs: { parameters: [{ name: PIPELINE_OUTPUTS.evaluation, valueFrom: { path: resultFiles.evaluation } }] },
         }),
+        // publish creates the model base on a fresh shared volume.
         mlpStep(
           "publish",
           ctx,
-          ["publish", "--from", `${runDirs.staging}/${P("model-name")}/1`, "--model-base", ctx.modelBase, "--name", P("model-name"), "--result-file", published],
-          { outputs: { parameters: [{ name: "published", valueFrom: { path: published } }] } },
+          publishArgs({ from: stagedVersion(runDirs.staging, P("model-name")), modelBase: ctx.modelBase, name: P("model-name"), resultFile: resultFiles.published }),
+          { outputs: { parameters: [{ name: PIPELINE_OUTPUTS.published, valueFrom: { path: resultFiles.published } }] } },
         ),
         // The server polls for new versions; retries give it time to load the one just published.
         mlpStep("smoke-test", ctx, o.smokeArgs),
@@ -219,6 +280,7 @@ function pipelineTemplate(
 
 /** MNIST-style training (the distributed-MNIST walkthrough). */
 export function mnistPipelineTemplate(ctx: PipelineContext): Record<string, any> {
+  const staged = stagedVersion(runDirs.staging, P("model-name"));
   return pipelineTemplate(ctx, {
     name: PIPELINE_TEMPLATES.mnist,
     parameters: [
@@ -228,33 +290,32 @@ export function mnistPipelineTemplate(ctx: PipelineContext): Record<string, any>
       { name: "learning-rate", value: "0.001", description: "Adam learning rate" },
       { name: "batch-size", value: "64", description: "examples per step" },
       { name: "hidden-units", value: "128", description: "units of the hidden dense layer" },
-      { name: "workers", value: "1", description: "training replicas (the trainer supports 1)" },
       { name: "accuracy-gate", value: "0.97", description: "minimum test accuracy to publish" },
     ],
-    verifyArgs: ["verify-data", "--data", P("dataset"), "--kind", "idx"],
-    trainArgs: [
-      "train-mnist",
-      "--data", P("dataset"),
-      "--steps", P("steps"),
-      "--learning-rate", P("learning-rate"),
-      "--batch-size", P("batch-size"),
-      "--hidden-units", P("hidden-units"),
-      "--model-base", runDirs.staging,
-      "--name", P("model-name"),
-      "--logdir", runDirs.logs,
-      "--checkpoint-dir", runDirs.checkpoints,
-      "--progress", "lines",
-    ],
-    evaluateArgs: ["evaluate", "--model", `${runDirs.staging}/${P("model-name")}/1`, "--data", P("dataset"), "--kind", "idx", "--gate", P("accuracy-gate")],
-    smokeArgs: [
-      "predict", "--server", ctx.servingGrpc, "--model", P("model-name"),
-      "--idx", `${P("dataset")}/t10k-images-idx3-ubyte`, "--idx-labels", `${P("dataset")}/t10k-labels-idx1-ubyte`, "--index", "0",
-    ],
+    verifyArgs: verifyDataArgs({ data: P("dataset"), kind: "idx" }),
+    trainArgs: trainMnistArgs({
+      data: P("dataset"),
+      steps: P("steps"),
+      learningRate: P("learning-rate"),
+      batchSize: P("batch-size"),
+      hiddenUnits: P("hidden-units"),
+      modelBase: runDirs.staging,
+      name: P("model-name"),
+      logdir: runDirs.logs,
+      checkpointDir: runDirs.checkpoints,
+    }),
+    evaluateArgs: evaluateArgs({ model: staged, data: P("dataset"), kind: "idx", gate: P("accuracy-gate"), resultFile: resultFiles.evaluation }),
+    smokeArgs: predictArgs({
+      server: ctx.servingGrpc,
+      model: P("model-name"),
+      input: { idx: `${P("dataset")}/t10k-images-idx3-ubyte`, labels: `${P("dataset")}/t10k-labels-idx1-ubyte`, index: 0 },
+    }),
   });
 }
 
 /** Image retraining (the Inception retraining walkthrough). */
 export function retrainPipelineTemplate(ctx: PipelineContext): Record<string, any> {
+  const staged = stagedVersion(runDirs.staging, P("model-name"));
   return pipelineTemplate(ctx, {
     name: PIPELINE_TEMPLATES.retrain,
     parameters: [
@@ -265,25 +326,23 @@ export function retrainPipelineTemplate(ctx: PipelineContext): Record<string, an
       { name: "steps", value: "500", description: "training steps of the new head" },
       { name: "learning-rate", value: "0.01", description: "learning rate of the new head" },
       { name: "batch-size", value: "32", description: "examples per step" },
-      { name: "workers", value: "1", description: "training replicas (the trainer supports 1)" },
       { name: "accuracy-gate", value: "0.9", description: "minimum test accuracy to publish" },
       { name: "smoke-image", value: `${SHARED_MOUNT_PATH}/datasets/smoke.jpg`, description: "an image the smoke test classifies" },
     ],
-    verifyArgs: ["verify-data", "--data", P("images"), "--kind", "images"],
-    trainArgs: [
-      "retrain",
-      "--images", P("images"),
-      "--base-model", P("base-model"),
-      "--steps", P("steps"),
-      "--learning-rate", P("learning-rate"),
-      "--batch-size", P("batch-size"),
-      "--model-base", runDirs.staging,
-      "--name", P("model-name"),
-      "--logdir", runDirs.logs,
-      "--cache-dir", `${SHARED_MOUNT_PATH}/cache/bottlenecks`,
-    ],
-    evaluateArgs: ["evaluate", "--model", `${runDirs.staging}/${P("model-name")}/1`, "--data", P("images"), "--kind", "images", "--gate", P("accuracy-gate")],
-    smokeArgs: ["predict", "--server", ctx.servingGrpc, "--model", P("model-name"), "--image", P("smoke-image")],
+    verifyArgs: verifyDataArgs({ data: P("images"), kind: "images" }),
+    trainArgs: retrainArgs({
+      images: P("images"),
+      baseModel: P("base-model"),
+      steps: P("steps"),
+      learningRate: P("learning-rate"),
+      batchSize: P("batch-size"),
+      modelBase: runDirs.staging,
+      name: P("model-name"),
+      logdir: runDirs.logs,
+      cacheDir: `${SHARED_MOUNT_PATH}/cache/bottlenecks`,
+    }),
+    evaluateArgs: evaluateArgs({ model: staged, data: P("images"), kind: "images", gate: P("accuracy-gate"), resultFile: resultFiles.evaluation }),
+    smokeArgs: predictArgs({ server: ctx.servingGrpc, model: P("model-name"), input: { image: P("smoke-image") } }),
   });
 }
 

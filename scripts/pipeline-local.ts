@@ -1,10 +1,12 @@
 /**
  * The train → serve pipeline on one machine, against a real MinIO on 127.0.0.1: the same
- * steps, flags and files as the Argo WorkflowTemplates, each run as a child process of the
- * real `mlp` CLI (node_modules/.bin/tsx trainer/src/cli.ts …):
+ * steps, flags and files as the Argo WorkflowTemplates (the command lines come from the same
+ * builders, trainer/src/pipeline/steps.ts), each run as a child process of the real `mlp`
+ * CLI (node_modules/.bin/tsx trainer/src/cli.ts …):
  *
- *   minio → buckets → upload → verify-data → train-mnist → evaluate (gate) → publish
- *   → serve (s3://models/<name>, until the version is AVAILABLE) → predict over gRPC and REST
+ *   minio → buckets → upload → verify-data → train-mnist → evaluate (gate) → publish (into
+ *   the shared volume's models/, as in the cluster) → serve (that model base, until the
+ *   version is AVAILABLE) → predict over gRPC and REST
  *
  * Usage: npm run pipeline:local -- [flags]   (tsx scripts/pipeline-local.ts [flags])
  *
@@ -18,7 +20,8 @@
  *   --s3-endpoint URL    use this S3 endpoint instead of starting MinIO (credentials from
  *                        AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY); buckets are created if missing
  *   --run ID             run id: data goes to s3://data/<run>, the shared volume's
- *                        staging/<run>, logs/<run>, checkpoints/<run> (default local-<time>)
+ *                        staging/<run>, logs/<run>, checkpoints/<run>; models go to its
+ *                        models/<name>/<version> (default local-<time>)
  *   --work-dir DIR       the "shared volume" and MinIO state (default: a new temp dir,
  *                        removed at the end unless --keep)
  *   --keep               leave MinIO, the model server and the work dir running/in place
@@ -35,6 +38,7 @@ import * as http from "node:http";
 import * as os from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
+import { evaluateArgs, predictArgs, publishArgs, runDirs, stagedVersion, trainMnistArgs, verifyDataArgs } from "../trainer/src/pipeline/steps";
 
 const ROOT = path.resolve(__dirname, "..");
 const TSX = path.join(ROOT, "node_modules", ".bin", "tsx");
@@ -325,9 +329,12 @@ export class Pipeline {
     this.workDir = o.workDir ?? (await fs.mkdtemp(path.join(os.tmpdir(), "mlp-pipeline-")));
     await fs.mkdir(this.workDir, { recursive: true });
     if (!o.workDir && !o.keep) this.onCleanup("work dir", () => fs.rm(this.workDir, { recursive: true, force: true }));
+    // The "shared volume": a fresh one, as a new platform has (nothing below it yet).
     const shared = path.join(this.workDir, "shared");
-    const staging = path.join(shared, "staging", o.run);
-    await fs.mkdir(staging, { recursive: true });
+    await fs.mkdir(shared, { recursive: true });
+    const dirs = runDirs(shared, o.run);
+    const staging = dirs.staging;
+    const modelBase = path.join(shared, "models");
     this.outcome.workDir = this.workDir;
     out(`pipeline-local: run ${o.run}; shared volume ${shared}`);
 
@@ -408,20 +415,23 @@ export class Pipeline {
 
       // 4. verify-data
       await this.step("verify-data", `check ${dataUri}`, async () => {
-        await this.mlp("verify-data", ["verify-data", "--data", dataUri, "--kind", "idx", "--result-file", path.join(staging, "verify.json")], { quiet: true });
+        await this.mlp("verify-data", verifyDataArgs({ data: dataUri, kind: "idx" }), { quiet: true });
         return { value: undefined };
       });
 
       // 5. train
       const train = await this.step("train", `train-mnist, ${o.steps} steps, into the staging area`, async () => {
         const resultFile = path.join(staging, "train.json");
-        await this.mlp("train", [
-          "train-mnist", "--data", dataUri, "--steps", String(o.steps),
-          "--model-base", staging, "--name", o.name,
-          "--logdir", path.join(shared, "logs", o.run), "--checkpoint-dir", path.join(shared, "checkpoints", o.run),
-          "--result-file", resultFile, "--progress", "lines",
-        ], { quiet: true });
+        await this.mlp(
+          "train",
+          trainMnistArgs({ data: dataUri, steps: o.steps, modelBase: staging, name: o.name, logdir: dirs.logs, checkpointDir: dirs.checkpoints, resultFile }),
+          { quiet: true },
+        );
         const r = JSON.parse(await fs.readFile(resultFile, "utf8")) as NonNullable<Outcome["train"]>;
+        // The later steps (here and in the templates) read the staged version by its path.
+        if (path.resolve(r.dir) !== path.resolve(stagedVersion(staging, o.name))) {
+          throw new Error(`train-mnist exported ${r.dir}, but the pipeline's next steps read ${stagedVersion(staging, o.name)}`);
+        }
         return { value: r, detail: `${r.dir} (test accuracy ${r.metrics.testAccuracy?.toFixed(4) ?? "n/a"})` };
       });
       this.outcome.train = train;
@@ -430,7 +440,7 @@ export class Pipeline {
       const evaluationFile = path.join(staging, "evaluation.json");
       try {
         this.outcome.evaluation = await this.step("evaluate", `held-out t10k digits, gate ${o.gate}`, async () => {
-          await this.mlp("evaluate", ["evaluate", "--model", train.dir, "--data", dataUri, "--kind", "idx", "--gate", String(o.gate), "--result-file", evaluationFile], { quiet: true });
+          await this.mlp("evaluate", evaluateArgs({ model: stagedVersion(staging, o.name), data: dataUri, kind: "idx", gate: o.gate, resultFile: evaluationFile }), { quiet: true });
           const ev = JSON.parse(await fs.readFile(evaluationFile, "utf8")) as NonNullable<Outcome["evaluation"]>;
           return { value: ev, detail: `accuracy ${ev.accuracy} ≥ gate ${ev.gate}` };
         });
@@ -441,27 +451,29 @@ export class Pipeline {
       }
 
       // 7. publish
-      const published = await this.step("publish", `to s3://models/${o.name}/<next version>`, async () => {
+      const published = await this.step("publish", `to ${modelBase}/${o.name}/<next version> on the shared volume`, async () => {
         const resultFile = path.join(staging, "published.json");
-        await this.mlp("publish", ["publish", "--from", train.dir, "--model-base", "s3://models", "--name", o.name, "--result-file", resultFile], { quiet: true });
+        await this.mlp("publish", publishArgs({ from: stagedVersion(staging, o.name), modelBase, name: o.name, resultFile }), { quiet: true });
         const r = JSON.parse(await fs.readFile(resultFile, "utf8")) as { version: number; uri: string };
         return { value: r, detail: `version ${r.version} at ${r.uri}` };
       });
       this.outcome.published = published;
 
       // 8. serve
-      const served = await this.step("serve", `mlp serve s3://models/${o.name} on 127.0.0.1, until version ${published.version} is AVAILABLE`, () => this.serve(o.name, published.version));
+      const served = await this.step("serve", `mlp serve ${modelBase}/${o.name} on 127.0.0.1, until version ${published.version} is AVAILABLE`, () =>
+        this.serve(o.name, path.join(modelBase, o.name), published.version),
+      );
       this.outcome.served = { version: published.version, ...served };
 
       // 9, 10. predict
       if (!localIdx.images || !localIdx.labels) throw new StepError("predict-grpc", `no t10k-images-idx3-ubyte[.gz] / t10k-labels-idx1-ubyte[.gz] in ${dataDir} to pick a held-out digit from`);
-      const predictArgs = ["--model", o.name, "--version", String(published.version), "--idx", localIdx.images, "--idx-labels", localIdx.labels, "--index", String(o.index)];
+      const question = { model: o.name, version: published.version, input: { idx: localIdx.images, labels: localIdx.labels, index: o.index } };
       const grpcText = await this.step("predict-grpc", `held-out digit #${o.index} over gRPC ${served.grpc}`, async () => {
-        const text = await this.mlp("predict-grpc", ["predict", "--server", served.grpc, ...predictArgs], { quiet: true });
+        const text = await this.mlp("predict-grpc", predictArgs({ server: served.grpc, ...question }), { quiet: true });
         return { value: text };
       });
       const restJson = await this.step("predict-rest", `the same digit over REST ${served.rest}`, async () => {
-        const text = await this.mlp("predict-rest", ["predict", "--rest", "--server", served.rest, "--json", ...predictArgs], { quiet: true });
+        const text = await this.mlp("predict-rest", predictArgs({ server: served.rest, rest: true, json: true, ...question }), { quiet: true });
         return { value: JSON.parse(text.trim().split("\n").pop()!) as { version: number; top: { label: string; score: number }[]; trueLabel: string } };
       });
       const answer = /answer: (\S+) \(([\d.]+)%\)/.exec(grpcText);
@@ -509,10 +521,10 @@ export class Pipeline {
   }
 
   /** Starts `mlp serve` (its log in the work dir) and waits until `version` is AVAILABLE. */
-  private async serve(name: string, version: number): Promise<{ value: { grpc: string; rest: string }; detail: string }> {
+  private async serve(name: string, basePath: string, version: number): Promise<{ value: { grpc: string; rest: string }; detail: string }> {
     const logFile = path.join(this.workDir, `serve-${this.o.run}.log`);
     const args = [
-      CLI, "serve", "--model_name", name, "--model_base_path", `s3://models/${name}`,
+      CLI, "serve", "--model_name", name, "--model_base_path", basePath,
       "--host", "127.0.0.1", "--port", "auto", "--rest_api_port", "auto",
       "--file_system_poll_wait_seconds", "1", "--shutdown_grace_seconds", "5",
     ];

@@ -33,14 +33,15 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import * as YAML from "yaml";
+import { PIPELINE_OUTPUTS, PIPELINE_TEMPLATES, type EvaluationOutput, type PublishedOutput, type SweepTrialOutput } from "../trainer/src/pipeline/steps";
 
 const ROOT = path.resolve(__dirname, "..");
 
-/** Subcommand → WorkflowTemplate name (components/trainingPipeline.ts PIPELINE_TEMPLATES). */
+/** Subcommand → WorkflowTemplate name (the names the templates are deployed under). */
 export const TEMPLATES = {
-  pipeline: "mnist-pipeline",
-  retrain: "retrain-pipeline",
-  sweep: "hyperparameter-sweep",
+  pipeline: PIPELINE_TEMPLATES.mnist,
+  retrain: PIPELINE_TEMPLATES.retrain,
+  sweep: PIPELINE_TEMPLATES.sweep,
 } as const;
 export type Kind = keyof typeof TEMPLATES;
 
@@ -495,41 +496,47 @@ export function outputParameters(wf: any): Map<string, string> {
   return out;
 }
 
-/** What the summary says about accuracy and the published version, from whichever outputs exist. */
-export function interpretOutputs(params: Map<string, string>): { accuracy?: number; gate?: number; passed?: boolean; version?: number; uri?: string; other: [string, string][] } {
-  const json = (k: string): Record<string, unknown> | undefined => {
+/**
+ * What the summary says, from the outputs the templates declare (PIPELINE_OUTPUTS): the
+ * evaluation (accuracy against the gate), the published version, and a sweep's best trial.
+ * Any other output parameter is listed as it is.
+ */
+export function interpretOutputs(params: Map<string, string>): {
+  accuracy?: number;
+  gate?: number;
+  passed?: boolean;
+  version?: number;
+  uri?: string;
+  best?: SweepTrialOutput;
+  other: [string, string][];
+} {
+  const json = <T>(k: string): Partial<T> | undefined => {
     const v = params.get(k);
     if (v === undefined) return undefined;
     try {
       const d = JSON.parse(v);
-      return typeof d === "object" && d !== null ? d : undefined;
+      return typeof d === "object" && d !== null && !Array.isArray(d) ? d : undefined;
     } catch {
       return undefined;
     }
   };
   const n = (v: unknown) => (v === undefined || v === null || v === "" || !Number.isFinite(Number(v)) ? undefined : Number(v));
-  const evaluation = json("evaluation");
-  const published = json("published");
+  const evaluation = json<EvaluationOutput>(PIPELINE_OUTPUTS.evaluation);
+  const published = json<PublishedOutput>(PIPELINE_OUTPUTS.published);
+  const best = json<SweepTrialOutput>(PIPELINE_OUTPUTS.best);
   const used = new Set<string>();
-  const take = (...keys: string[]) => {
-    for (const k of keys) if (params.has(k)) {
-      used.add(k);
-      return params.get(k);
-    }
-    return undefined;
+  if (evaluation) used.add(PIPELINE_OUTPUTS.evaluation);
+  if (published) used.add(PIPELINE_OUTPUTS.published);
+  if (best) used.add(PIPELINE_OUTPUTS.best);
+  return {
+    accuracy: n(evaluation?.accuracy),
+    gate: n(evaluation?.gate),
+    passed: typeof evaluation?.passed === "boolean" ? evaluation.passed : undefined,
+    version: n(published?.version),
+    uri: typeof published?.uri === "string" ? published.uri : undefined,
+    best: best && best.trial !== undefined ? (best as SweepTrialOutput) : undefined,
+    other: [...params].filter(([k]) => !used.has(k)),
   };
-  if (evaluation) used.add("evaluation");
-  if (published) used.add("published");
-  const result = {
-    accuracy: n(evaluation?.accuracy) ?? n(take("accuracy", "best-accuracy", "test-accuracy")),
-    gate: n(evaluation?.gate) ?? n(take("gate", "accuracy-gate")),
-    passed: typeof evaluation?.passed === "boolean" ? (evaluation.passed as boolean) : undefined,
-    version: n(published?.version) ?? n(take("version", "published-version")),
-    uri: (published?.uri as string | undefined) ?? take("uri", "published-uri"),
-    other: [] as [string, string][],
-  };
-  result.other = [...params].filter(([k]) => !used.has(k));
-  return result;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -600,6 +607,13 @@ export function summary(wf: any, outputs: PlatformOutputs): string[] {
     const gate = o.gate === undefined ? "" : ` (gate ${o.gate}${o.passed === undefined ? "" : o.passed ? ", passed" : ", NOT passed"})`;
     lines.push(`accuracy:    ${o.accuracy}${gate}`);
     if (o.passed === false) lines.push(`             accuracy ${o.accuracy} is below the gate ${o.gate}: nothing was published`);
+  }
+  if (o.best) {
+    const acc = o.best.metrics?.validationAccuracy;
+    lines.push(
+      `best trial:  ${o.best.trial} (learning rate ${o.best.lr}, hidden units ${o.best.hu}, batch size ${o.best.bs})` +
+        `${typeof acc === "number" ? `, validation accuracy ${acc.toFixed(4)}` : ""}${o.best.run ? `; TensorBoard run ${o.best.run}` : ""}`,
+    );
   }
   if (o.version !== undefined) lines.push(`published:   version ${o.version}${o.uri ? ` (${o.uri})` : ""}`);
   for (const [k, v] of o.other) lines.push(`output:      ${k} = ${v.length > 200 ? `${v.slice(0, 200)}…` : v}`);

@@ -86,8 +86,14 @@ describe.skipIf(missing.length > 0)("scripts/pipeline-local.ts", () => {
     expect(p.rest.score).toBeGreaterThan(0.5);
     expect(Math.abs(p.grpc.score - p.rest.score)).toBeLessThan(1e-3);
 
-    // Served = published, a fresh MinIO so version 1, and the gate held.
-    expect(outcome.published).toEqual({ version: 1, uri: "s3://models/mnist/1" });
+    // Served = published into the shared volume's models/, which a fresh volume does not have
+    // (the cluster's publish step meets the same), so version 1; and the gate held.
+    expect(outcome.published).toEqual({ version: 1, uri: path.join(workDir, "shared", "models", "mnist", "1") });
+    expect(fs.readdirSync(path.join(workDir, "shared", "models", "mnist"))).toEqual(["1"]);
+    // TensorBoard's view: the run's scalars under logs/<run>.
+    const logs = path.join(workDir, "shared", "logs", outcome.run);
+    expect(fs.readdirSync(logs).sort()).toEqual(["train", "validation"]);
+    expect(fs.readdirSync(path.join(logs, "train")).some((f) => f.startsWith("events.out.tfevents."))).toBe(true);
     expect(outcome.served.version).toBe(outcome.published.version);
     expect(p.grpc.version).toBe(outcome.published.version);
     expect(p.rest.version).toBe(outcome.published.version);
@@ -125,7 +131,8 @@ describe.skipIf(missing.length > 0)("scripts/pipeline-local.ts", () => {
     it("stops at evaluate with a non-zero exit and publishes nothing", async () => {
       const env = { AWS_ACCESS_KEY_ID: vars.AWS_ACCESS_KEY_ID!, AWS_SECRET_ACCESS_KEY: vars.AWS_SECRET_ACCESS_KEY! };
       const resultFile = path.join(work, "gated.json");
-      const r = await runScript(["--s3-endpoint", vars.MINIO_ENDPOINT!, "--gate", "0.999", "--steps", "20", "--name", "gated", "--result-file", resultFile], env);
+      const workDir = path.join(work, "gated");
+      const r = await runScript(["--s3-endpoint", vars.MINIO_ENDPOINT!, "--gate", "0.999", "--steps", "20", "--name", "gated", "--work-dir", workDir, "--result-file", resultFile], env);
       expect(r.code).not.toBe(0);
       expect(r.code).toBe(3);
       expect(r.stdout).toMatch(/pipeline failed at step evaluate: mlp evaluate: accuracy 0\.\d+ is below the gate 0\.999: not publishing/);
@@ -134,6 +141,7 @@ describe.skipIf(missing.length > 0)("scripts/pipeline-local.ts", () => {
       expect(outcome).toMatchObject({ ok: false, failedStep: "evaluate", exitCode: 3, evaluation: { gate: 0.999, passed: false } });
       expect(outcome.steps.map((s: { name: string }) => s.name)).toEqual(["buckets", "upload", "verify-data", "train", "evaluate"]);
       expect(outcome.published).toBeUndefined();
+      expect(fs.existsSync(path.join(workDir, "shared", "models"))).toBe(false);
 
       const s3 = new S3Client({
         endpoint: vars.MINIO_ENDPOINT,

@@ -15,6 +15,7 @@ import * as path from "node:path";
 import * as YAML from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Kube, ROOT, missingTools, startLocal, stopLocal } from "../integration/support";
+import { PIPELINE_OUTPUTS } from "../../trainer/src/pipeline/steps";
 
 const missing = missingTools(["etcd", "kube-apiserver"]);
 if (missing.length > 0) console.log(`SKIPPED submit e2e: missing ${missing.join(", ")} (scripts/tools/build.sh)`);
@@ -259,9 +260,19 @@ describe.skipIf(missing.length > 0)("scripts/submit.ts against a real kube-apise
       phase: "Succeeded", startedAt: iso(5), finishedAt: iso(0), progress: "2/2",
       nodes: {
         ...node("1", "verify-data", "Succeeded", { startedAt: iso(4), finishedAt: iso(1) }),
-        ...node("2", "train", "Succeeded", { startedAt: iso(1), finishedAt: iso(0), outputs: { parameters: [{ name: "accuracy", value: "0.955" }, { name: "version", value: "5" }] } }),
+        ...node("2", "train", "Succeeded", {
+          startedAt: iso(1),
+          finishedAt: iso(0),
+          // The output contract (PIPELINE_OUTPUTS): a sweep's best trial and the version published from it.
+          outputs: {
+            parameters: [
+              { name: PIPELINE_OUTPUTS.best, value: JSON.stringify({ trial: 2, lr: "0.001", hu: "128", bs: "64", run: `${name}/trial-2`, metrics: { validationAccuracy: 0.955 }, model: "s3://models/sweeps/x/trial-2/mnist/1" }) },
+              { name: PIPELINE_OUTPUTS.published, value: JSON.stringify({ version: 5, uri: "/mnt/shared/models/mnist/5" }) },
+            ],
+          },
+        }),
       },
-      outputs: { parameters: [{ name: "best-trial", value: "lr=0.001" }] },
+      outputs: { parameters: [{ name: "note", value: "lr=0.001" }] },
     });
     expect(await p.exit, p.stderr()).toBe(0);
     const lines = p.stdout().split("\n");
@@ -272,9 +283,9 @@ describe.skipIf(missing.length > 0)("scripts/submit.ts against a real kube-apise
     expect(idx.every((i) => i >= 0), p.stdout()).toBe(true);
     expect([...idx.slice(0, 5)].sort((a, b) => a - b)).toEqual(idx.slice(0, 5));
     expect(Math.min(idx[5]!, idx[6]!)).toBeGreaterThan(idx[4]!);
-    expect(p.stdout()).toMatch(/^accuracy: +0\.955$/m);
-    expect(p.stdout()).toMatch(/^published: +version 5$/m);
-    expect(p.stdout()).toMatch(/^output: +best-trial = lr=0\.001$/m);
+    expect(p.stdout()).toContain(`best trial:  2 (learning rate 0.001, hidden units 128, batch size 64), validation accuracy 0.9550; TensorBoard run ${name}/trial-2`);
+    expect(p.stdout()).toMatch(/^published: +version 5 \(\/mnt\/shared\/models\/mnist\/5\)$/m);
+    expect(p.stdout()).toMatch(/^output: +note = lr=0\.001$/m);
   });
 
   it("a run that Fails: the failed step, the gate message, exit 1", async () => {
