@@ -416,15 +416,43 @@ const trainerImageSchema = z
   })
   .strict();
 
+/** One model the server serves: TF Serving's `config { name base_path model_version_policy version_labels }`. */
+const servedModelSchema = z
+  .object({
+    /** Model name clients ask for; the pipelines publish under it. */
+    name: z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$/, "must be 1-63 letters, digits, '_', '.', '-', starting and ending alphanumeric"),
+    /** Where its versions are; default /mnt/shared/models/<name> (where the pipelines publish). */
+    basePath: z
+      .string()
+      .regex(/^(\/mnt\/shared\/[^"\\\n]+|s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/[^"\\\n]*)?)$/, "must be a path under /mnt/shared/ or s3://bucket/prefix")
+      .refine((p) => !p.split("/").includes(".."), "must not contain ..")
+      .optional(),
+    /** latest:N | all | specific:V1,V2; default latest:1. */
+    versionPolicy: z
+      .string()
+      .regex(/^(latest(:[1-9][0-9]*)?|all|specific:[1-9][0-9]*(,[1-9][0-9]*)*)$/, "must be latest:N, all or specific:V1,V2,... (N, V ≥ 1)")
+      .optional(),
+    /** Labels clients may ask for instead of a version number, e.g. { stable: 3, canary: 4 }. */
+    versionLabels: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, "version labels must be letters, digits, '_', '.', '-'"), z.number().int().min(1)).optional(),
+  })
+  .strict();
+
+/** The models the pipelines publish (mnist-pipeline and retrain-pipeline), served by default. */
+export const DEFAULT_SERVED_MODELS = [{ name: "mnist" }, { name: "images" }] as const;
+
 const servingSchema = z
   .object({
     enabled: z.boolean().default(true),
-    /** Model name clients ask for; the pipelines publish under it. */
-    modelName: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, "must be letters, digits, '_', '.', '-'").default("mnist"),
+    /** The models served, each with its version policy and labels. */
+    models: z.array(servedModelSchema).min(1).default(() => DEFAULT_SERVED_MODELS.map((m) => ({ ...m }))),
+    /** Replaced by `models`; kept in the schema only to refuse it with the fix. */
+    modelName: z.unknown().optional(),
     minReplicas: z.number().int().min(1).default(1),
     maxReplicas: z.number().int().min(1).default(3),
-    /** GPUs per replica; needs GPU nodes. */
+    /** GPUs per replica; needs GPU nodes. GPU servers scale on in-flight requests, not CPU. */
     gpus: z.number().int().min(0).max(8).default(0),
+    /** GPU servers: average in-flight requests per pod the autoscaler aims for (needs a custom-metrics adapter). */
+    targetInflightRequestsPerReplica: z.number().int().min(1).max(10_000).default(8),
     /** Server-side batching: largest batch and how long to wait filling it. */
     batching: z
       .object({ maxBatchSize: z.number().int().min(2).max(1024), timeoutMicros: z.number().int().min(0).max(1_000_000) })
@@ -434,6 +462,19 @@ const servingSchema = z
   .strict()
   .superRefine((v, ctx) => {
     if (v.maxReplicas < v.minReplicas) ctx.addIssue({ code: "custom", path: ["maxReplicas"], message: `must be ≥ minReplicas (${v.minReplicas})`, input: v.maxReplicas });
+    if (v.modelName !== undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["modelName"],
+        message: `was replaced by serving.models, a list of models; write models: [{ name: ${JSON.stringify(v.modelName)} }] (the default serves mnist and images)`,
+        input: v.modelName,
+      });
+    }
+    const seen = new Set<string>();
+    v.models.forEach((m, i) => {
+      if (seen.has(m.name)) ctx.addIssue({ code: "custom", path: ["models", i, "name"], message: "names a model listed before it; each model needs its own name", input: m.name });
+      seen.add(m.name);
+    });
   });
 
 const pipelineSchema = z
@@ -468,7 +509,14 @@ const keys = {
   }),
   ingress: ingressSchema.default({ controllerNamespace: "ingress-nginx" }),
   trainerImage: trainerImageSchema.default({}),
-  serving: servingSchema.default({ enabled: true, modelName: "mnist", minReplicas: 1, maxReplicas: 3, gpus: 0 }),
+  serving: servingSchema.default(() => ({
+    enabled: true,
+    models: DEFAULT_SERVED_MODELS.map((m) => ({ ...m })),
+    minReplicas: 1,
+    maxReplicas: 3,
+    gpus: 0,
+    targetInflightRequestsPerReplica: 8,
+  })),
   pipeline: pipelineSchema.default({ enabled: true, sweepParallelism: 4 }),
   sharedStorage: sharedStorageSchema.default({
     backend: "auto",

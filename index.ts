@@ -172,12 +172,14 @@ async function main(): Promise<{ [K in keyof PlatformOutputs]: pulumi.Input<Plat
       provider: cluster.provider,
       namespace: cfg.namespaces.serving,
       image: image.ref,
-      modelName: cfg.serving.modelName,
+      models: cfg.serving.models,
       minReplicas: cfg.serving.minReplicas,
       maxReplicas: cfg.serving.maxReplicas,
       gpus: cfg.serving.gpus,
+      targetInflightRequestsPerReplica: cfg.serving.targetInflightRequestsPerReplica,
       gpuPlacement: cluster.gpu,
-      batching: cfg.serving.batching,
+      // Config names the timeout `timeoutMicros`; the component, like the server, `batchTimeoutMicros`.
+      batching: cfg.serving.batching && { maxBatchSize: cfg.serving.batching.maxBatchSize, batchTimeoutMicros: cfg.serving.batching.timeoutMicros },
       // Pods turn Ready only once the pipeline has published a version, which may be after
       // this deployment: never block `pulumi up` on it.
       skipAwait: true,

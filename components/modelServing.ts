@@ -1,11 +1,15 @@
 /**
  * A model server: the trainer image running `mlp serve` (TensorFlow-Serving-compatible gRPC
- * on 8500 and REST on 8501) for one model, behind a ClusterIP Service, scaled on CPU by a
+ * on 8500 and REST on 8501) for one or more models, behind a ClusterIP Service, scaled by a
  * HorizontalPodAutoscaler and protected during node drains by a PodDisruptionBudget.
  *
- * Model versions come from the shared volume (`/mnt/shared/...`, mounted read-only) or
- * from the object store (`s3://bucket/prefix`, credentials from the object store's Secret);
- * the server hot-loads new versions as the pipeline publishes them.
+ * The models are listed in TF Serving's own `--model_config_file` text format (name, base
+ * path, version policy, version labels), held in a ConfigMap mounted into the pod; the
+ * server re-reads it every `pollSeconds`, so changing a policy or a label is a ConfigMap
+ * update, not a rollout. Model versions (tfjs models or TensorFlow SavedModels) come from
+ * the shared volume (`/mnt/shared/...`, mounted read-only) or from the object store
+ * (`s3://bucket/prefix`, credentials from the object store's Secret); the server hot-loads
+ * new versions as the pipelines publish them.
  *
  * Probes follow what the server reports (trainer/src/serve):
  *  - the server loads the versions it finds *before* it binds its ports, so the
@@ -16,6 +20,12 @@
  *    still LOADING or after it failed (END), and 404 before storage was first listed;
  *  - liveness is the metrics page, which answers without a model, so a pod waiting for
  *    the pipeline's first version is kept (NotReady) rather than restarted in a loop.
+ *
+ * Autoscaling: CPU servers scale on CPU utilization. GPU servers do not: their CPU is
+ * mostly idle while the GPU is saturated, so they scale on the server's in-flight requests
+ * per pod (`mlp_serving_inflight_requests`, a Pods metric), which needs a custom-metrics
+ * adapter (e.g. prometheus-adapter) serving that metric; without one the HPA keeps the
+ * replica count it has.
  */
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
@@ -32,13 +42,22 @@ export const REST_PORT = 8501;
 export const METRICS_PATH = "/monitoring/prometheus/metrics";
 /** The user our containers run as (the trainer image's `node` user). */
 export const SERVING_UID = 1000;
+/** Where the model config file is mounted in the server's container. */
+export const MODEL_CONFIG_DIR = "/etc/mlp-serving";
+export const MODEL_CONFIG_FILE = `${MODEL_CONFIG_DIR}/models.config`;
+/** The per-pod metric GPU servers scale on (exported by `mlp serve`). */
+export const INFLIGHT_METRIC = "mlp_serving_inflight_requests";
 
 /** Defaults of {@link ModelServingArgs}, in one place for the docs and the tests. */
 export const SERVING_DEFAULTS = {
   minReplicas: 1,
   maxReplicas: 3,
   targetCpuUtilizationPercent: 70,
+  /** GPU servers: average in-flight requests per pod the HPA aims for. */
+  targetInflightRequestsPerReplica: 8,
   gpus: 0,
+  /** The service name when the models are given as a list. */
+  serviceName: "model-server",
   resources: { requests: { cpu: "1", memory: "1Gi" }, limits: { memory: "2Gi" } },
   /** `mlp serve --grpc_max_message_bytes` default. */
   grpcMaxMessageBytes: 32 * 1024 * 1024,
@@ -69,6 +88,21 @@ export interface ServingResources {
   readonly limits?: { readonly cpu?: string; readonly memory?: string };
 }
 
+/** One model the server serves (one `config { ... }` of TF Serving's model config). */
+export interface ServedModel {
+  /** The name clients use (`ModelSpec.name`, `/v1/models/<name>`): letters, digits, `_`, `.`, `-`. */
+  readonly name: string;
+  /**
+   * Where the model's version directories are: a path on the shared volume (under
+   * `/mnt/shared`) or `s3://bucket/prefix`. Default `/mnt/shared/models/<name>`.
+   */
+  readonly basePath?: string;
+  /** Which versions to serve: `latest:N`, `all` or `specific:V1,V2,...`. Default `latest:1`. */
+  readonly versionPolicy?: string;
+  /** Version labels clients may ask for instead of a number, e.g. `{ stable: 3, canary: 4 }`. Default none. */
+  readonly versionLabels?: Readonly<Record<string, number>>;
+}
+
 export interface ModelServingArgs {
   /** Explicit provider of the target cluster. */
   readonly provider: k8s.Provider;
@@ -80,21 +114,25 @@ export interface ModelServingArgs {
   readonly image: pulumi.Input<string>;
   /** Overrides the image's entrypoint, e.g. `["node", "/app/dist/src/cli.js"]`. Default: the image's. */
   readonly command?: readonly string[];
-  /** The model name clients use (`ModelSpec.name`, `/v1/models/<name>`): letters, digits, `_`, `.`, `-`. */
-  readonly modelName: string;
-  /**
-   * Where the model's version directories are: a path on the shared volume (under
-   * `/mnt/shared`) or `s3://bucket/prefix`. Default `/mnt/shared/models/<modelName>`.
-   */
+  /** The models to serve, each with its base path, version policy and labels. Give this or `modelName`. */
+  readonly models?: readonly ServedModel[];
+  /** @deprecated One model by name: use `models: [{ name }]`. Cannot be combined with `models`. */
+  readonly modelName?: string;
+  /** @deprecated The base path of `modelName`'s model: use `models: [{ name, basePath }]`. */
   readonly modelBasePath?: string;
-  /** Name of the Service, and so of the endpoints clients are given. Default the model name as a DNS label. */
+  /**
+   * Name of the Service, and so of the endpoints clients are given. Default
+   * `model-server`, or the model name as a DNS label with the deprecated `modelName`.
+   */
   readonly serviceName?: string;
   /** Fewest replicas (the HPA's floor). Default 1. */
   readonly minReplicas?: number;
   /** Most replicas (the HPA's ceiling); equal to `minReplicas` means a fixed count and no HPA. Default 3. */
   readonly maxReplicas?: number;
-  /** Average CPU utilization (% of the request) the HPA aims for. Default 70. */
+  /** Average CPU utilization (% of the request) the HPA aims for (CPU servers). Default 70. */
   readonly targetCpuUtilizationPercent?: number;
+  /** Average in-flight requests per pod the HPA aims for (GPU servers, see the file comment). Default 8. */
+  readonly targetInflightRequestsPerReplica?: number;
   /** Container requests and limits. Default requests 1 CPU / 1Gi, limit 2Gi memory and no CPU limit (CFS throttling hurts tail latency). */
   readonly resources?: ServingResources;
   /** GPUs per replica (`nvidia.com/gpu`). Default 0 (CPU). Needs `gpuPlacement`. */
@@ -107,7 +145,10 @@ export interface ModelServingArgs {
   readonly grpcMaxMessageBytes?: number;
   /** Largest REST body, bytes (`--rest_api_max_body_bytes`). Default 64 MiB. */
   readonly restMaxBodyBytes?: number;
-  /** How often storage is checked for new versions, seconds (`--file_system_poll_wait_seconds`). Default 10. */
+  /**
+   * How often storage is checked for new versions and the model config file for changes,
+   * seconds (`--file_system_poll_wait_seconds`, `--model_config_file_poll_wait_seconds`). Default 10.
+   */
   readonly pollSeconds?: number;
   /** How long a stopping server lets in-flight requests finish (`--shutdown_grace_seconds`). Default 20. */
   readonly shutdownGraceSeconds?: number;
@@ -124,16 +165,24 @@ export interface ModelServingArgs {
 }
 
 /** The plain values the builders work from: {@link ModelServingArgs} with every default applied. */
+/** A {@link ServedModel} with its defaults applied. */
+export interface ResolvedModel {
+  readonly name: string;
+  readonly basePath: string;
+  readonly versionPolicy: string;
+  readonly versionLabels: Readonly<Record<string, number>>;
+}
+
 export interface ServingSpec {
   readonly instance: string;
   readonly image: pulumi.Input<string>;
   readonly command?: readonly string[];
-  readonly modelName: string;
-  readonly modelBasePath: string;
+  readonly models: readonly ResolvedModel[];
   readonly serviceName: string;
   readonly minReplicas: number;
   readonly maxReplicas: number;
   readonly targetCpuUtilizationPercent: number;
+  readonly targetInflightRequestsPerReplica: number;
   readonly resources: ServingResources;
   readonly gpus: number;
   readonly gpuPlacement?: Placement;
@@ -158,24 +207,54 @@ function int(option: string, v: number, min: number, max = Number.MAX_SAFE_INTEG
   return v;
 }
 
+const POLICY = /^(latest(:[1-9][0-9]*)?|all|specific:[1-9][0-9]*(,[1-9][0-9]*)*)$/;
+const LABEL = /^[A-Za-z0-9_.-]+$/;
+
+/** Validates one model; `legacy` words errors for the deprecated `modelName`/`modelBasePath`. */
+function resolveModel(where: string, m: ServedModel, legacy: boolean): ResolvedModel {
+  const key = (k: string): string => (legacy ? (k === "name" ? "modelName" : k === "basePath" ? "modelBasePath" : k) : `${where}.${k}`);
+  if (typeof m.name !== "string" || !MODEL_NAME.test(m.name)) {
+    throw new Error(`\`${key("name")}\` must be 1-63 letters, digits, '_', '.' or '-', starting and ending alphanumeric; got ${JSON.stringify(m.name)}`);
+  }
+  const basePath = m.basePath ?? `${SHARED_MOUNT_PATH}/models/${m.name}`;
+  if (basePath.startsWith("s3://")) {
+    if (!/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/.test(basePath)) {
+      throw new Error(`\`${key("basePath")}\` must be s3://bucket/prefix with a valid bucket name; got ${JSON.stringify(basePath)}`);
+    }
+  } else if (!basePath.startsWith(`${SHARED_MOUNT_PATH}/`) || basePath.split("/").includes("..") || /["\\\n]/.test(basePath)) {
+    throw new Error(
+      `\`${key("basePath")}\` must be a path on the shared volume (under ${SHARED_MOUNT_PATH}/) or s3://bucket/prefix; got ${JSON.stringify(basePath)}`,
+    );
+  }
+  const versionPolicy = m.versionPolicy ?? "latest:1";
+  if (!POLICY.test(versionPolicy)) {
+    throw new Error(`\`${key("versionPolicy")}\` must be latest:N, all or specific:V1,V2,... (N, V ≥ 1); got ${JSON.stringify(versionPolicy)}`);
+  }
+  const versionLabels = { ...(m.versionLabels ?? {}) };
+  for (const [label, v] of Object.entries(versionLabels)) {
+    if (!LABEL.test(label)) throw new Error(`\`${key("versionLabels")}\` label ${JSON.stringify(label)} must be letters, digits, '_', '.' or '-'`);
+    if (!Number.isSafeInteger(v) || v < 1) throw new Error(`\`${key("versionLabels")}.${label}\` must be a version ≥ 1; got ${JSON.stringify(v)}`);
+  }
+  return { name: m.name, basePath, versionPolicy, versionLabels };
+}
+
 /**
  * Validates the options and applies the defaults. `instance` is the component's name
  * (it tells two servers of the same model apart in labels). Throws naming the option,
  * the bad value and the fix.
  */
 export function resolveServingSpec(instance: string, o: ServingOptions): ServingSpec {
-  if (!MODEL_NAME.test(o.modelName)) {
-    throw new Error(`\`modelName\` must be 1-63 letters, digits, '_', '.' or '-', starting and ending alphanumeric; got ${JSON.stringify(o.modelName)}`);
+  if (o.models !== undefined && (o.modelName !== undefined || o.modelBasePath !== undefined)) {
+    throw new Error("`models` and the deprecated `modelName`/`modelBasePath` cannot both be given; move the model into `models: [{ name, basePath }]`");
   }
-  const modelBasePath = o.modelBasePath ?? `${SHARED_MOUNT_PATH}/models/${o.modelName}`;
-  if (modelBasePath.startsWith("s3://")) {
-    if (!/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/.test(modelBasePath)) {
-      throw new Error(`\`modelBasePath\` must be s3://bucket/prefix with a valid bucket name; got ${JSON.stringify(modelBasePath)}`);
-    }
-  } else if (!modelBasePath.startsWith(`${SHARED_MOUNT_PATH}/`) || modelBasePath.split("/").includes("..")) {
-    throw new Error(
-      `\`modelBasePath\` must be a path on the shared volume (under ${SHARED_MOUNT_PATH}/) or s3://bucket/prefix; got ${JSON.stringify(modelBasePath)}`,
-    );
+  const list: readonly ServedModel[] =
+    o.models ?? (o.modelName !== undefined ? [{ name: o.modelName, basePath: o.modelBasePath }] : []);
+  if (list.length === 0) throw new Error("`models` must list at least one model, e.g. [{ name: \"mnist\" }]");
+  const seen = new Set<string>();
+  const models = list.map((m, i) => resolveModel(`models[${i}]`, m, o.models === undefined));
+  for (const m of models) {
+    if (seen.has(m.name)) throw new Error(`\`models\` names "${m.name}" twice; each model needs its own name`);
+    seen.add(m.name);
   }
   const minReplicas = int("minReplicas", o.minReplicas ?? SERVING_DEFAULTS.minReplicas, 1);
   const maxReplicas = int("maxReplicas", o.maxReplicas ?? Math.max(SERVING_DEFAULTS.maxReplicas, minReplicas), 1);
@@ -195,12 +274,17 @@ export function resolveServingSpec(instance: string, o: ServingOptions): Serving
     instance: dnsLabel(instance),
     image: o.image,
     command: o.command,
-    modelName: o.modelName,
-    modelBasePath,
-    serviceName: dnsLabel(o.serviceName ?? o.modelName),
+    models,
+    serviceName: dnsLabel(o.serviceName ?? (o.models === undefined ? models[0]!.name : SERVING_DEFAULTS.serviceName)),
     minReplicas,
     maxReplicas,
     targetCpuUtilizationPercent: int("targetCpuUtilizationPercent", o.targetCpuUtilizationPercent ?? SERVING_DEFAULTS.targetCpuUtilizationPercent, 1, 100),
+    targetInflightRequestsPerReplica: int(
+      "targetInflightRequestsPerReplica",
+      o.targetInflightRequestsPerReplica ?? SERVING_DEFAULTS.targetInflightRequestsPerReplica,
+      1,
+      10_000,
+    ),
     resources: o.resources ?? SERVING_DEFAULTS.resources,
     gpus,
     gpuPlacement: gpus > 0 ? o.gpuPlacement : undefined,
@@ -214,9 +298,37 @@ export function resolveServingSpec(instance: string, o: ServingOptions): Serving
   };
 }
 
-/** Whether the model comes from the object store rather than the shared volume. */
+/** Whether any model comes from the object store (the pod then gets its credentials). */
 export function fromObjectStore(s: ServingSpec): boolean {
-  return s.modelBasePath.startsWith("s3://");
+  return s.models.some((m) => m.basePath.startsWith("s3://"));
+}
+
+/** Whether any model comes from the shared volume (the pod then mounts it). */
+export function fromSharedVolume(s: ServingSpec): boolean {
+  return s.models.some((m) => !m.basePath.startsWith("s3://"));
+}
+
+/** The models in TF Serving's `--model_config_file` text format (ModelServerConfig). */
+export function modelServerConfigText(s: ServingSpec): string {
+  const q = (v: string): string => JSON.stringify(v);
+  const policy = (p: string): string => {
+    const [kind, rest] = p.split(":");
+    if (kind === "all") return "all {}";
+    if (kind === "latest") return `latest { num_versions: ${rest ?? 1} }`;
+    return `specific { ${rest!.split(",").map((v) => `versions: ${v}`).join(" ")} }`;
+  };
+  const configs = s.models.map((m) =>
+    [
+      "  config {",
+      `    name: ${q(m.name)}`,
+      `    base_path: ${q(m.basePath)}`,
+      `    model_platform: "tensorflow"`,
+      `    model_version_policy { ${policy(m.versionPolicy)} }`,
+      ...Object.entries(m.versionLabels).map(([k, v]) => `    version_labels { key: ${q(k)} value: ${v} }`),
+      "  }",
+    ].join("\n"),
+  );
+  return `# Written by the mlplatform ModelServing component; read by \`mlp serve --model_config_file\`.\nmodel_config_list {\n${configs.join("\n")}\n}\n`;
 }
 
 /** Labels the Deployment selects its pods by (immutable: one server instance). */
@@ -226,15 +338,18 @@ export function servingSelector(s: ServingSpec): Record<string, string> {
 
 /** Labels on every object of the server. */
 export function servingLabels(s: ServingSpec): Record<string, string> {
-  return { ...PLATFORM_LABELS, ...servingSelector(s), "app.kubernetes.io/component": "serving", "mlplatform.io/model": s.modelName };
+  const labels: Record<string, string> = { ...PLATFORM_LABELS, ...servingSelector(s), "app.kubernetes.io/component": "serving" };
+  // One model: its name (label values cannot list several).
+  if (s.models.length === 1) labels["mlplatform.io/model"] = s.models[0]!.name;
+  return labels;
 }
 
 /** `mlp serve` arguments: TF Serving's flag names, every value explicit. */
 export function servingArgs(s: ServingSpec): string[] {
   const args = [
     "serve",
-    `--model_name=${s.modelName}`,
-    `--model_base_path=${s.modelBasePath}`,
+    `--model_config_file=${MODEL_CONFIG_FILE}`,
+    `--model_config_file_poll_wait_seconds=${s.pollSeconds}`,
     `--port=${GRPC_PORT}`,
     `--rest_api_port=${REST_PORT}`,
     `--grpc_max_message_bytes=${s.grpcMaxMessageBytes}`,
@@ -262,17 +377,28 @@ export function terminationGraceSeconds(s: ServingSpec): number {
   return s.preStopSleepSeconds + s.shutdownGraceSeconds + 5;
 }
 
-/** The server's pod template (restricted Pod Security, probes, volumes, placement). */
-export function modelServingPodTemplate(s: ServingSpec): k8s.types.input.core.v1.PodTemplateSpec {
+/**
+ * The server's pod template (restricted Pod Security, probes, volumes, placement).
+ * `configMapName` is the ConfigMap holding {@link modelServerConfigText} as `models.config`.
+ */
+export function modelServingPodTemplate(s: ServingSpec, configMapName: pulumi.Input<string>): k8s.types.input.core.v1.PodTemplateSpec {
   const s3 = fromObjectStore(s);
   const limits: Record<string, string> = { ...(s.resources.limits ?? {}) };
   if (s.gpus > 0) limits["nvidia.com/gpu"] = String(s.gpus);
   const env: k8s.types.input.core.v1.EnvVar[] = [];
   // The GPU trainer image selects @tensorflow/tfjs-node-gpu by this variable (trainer/src/serve/tf.ts).
   if (s.gpus > 0) env.push({ name: "MLP_TFJS_BACKEND", value: "gpu" });
-  const volumeMounts: k8s.types.input.core.v1.VolumeMount[] = [{ name: "tmp", mountPath: "/tmp" }];
-  const volumes: k8s.types.input.core.v1.Volume[] = [{ name: "tmp", emptyDir: { sizeLimit: "256Mi" } }];
-  if (!s3) {
+  const volumeMounts: k8s.types.input.core.v1.VolumeMount[] = [
+    { name: "tmp", mountPath: "/tmp" },
+    // A directory mount (not subPath), so ConfigMap updates reach the running server.
+    { name: "model-config", mountPath: MODEL_CONFIG_DIR, readOnly: true },
+  ];
+  const volumes: k8s.types.input.core.v1.Volume[] = [
+    // SavedModels from s3:// are copied here while the runtime loads them.
+    { name: "tmp", emptyDir: { sizeLimit: "256Mi" } },
+    { name: "model-config", configMap: { name: configMapName, items: [{ key: "models.config", path: "models.config" }] } },
+  ];
+  if (fromSharedVolume(s)) {
     // Serving only reads models; the pipeline writes them.
     volumeMounts.push({ name: "shared", mountPath: SHARED_MOUNT_PATH, readOnly: true });
     volumes.push({ name: "shared", persistentVolumeClaim: { claimName: SHARED_CLAIM, readOnly: true } });
@@ -335,7 +461,7 @@ export function modelServingPodTemplate(s: ServingSpec): k8s.types.input.core.v1
 }
 
 /** The server's Deployment spec. With an HPA, `replicas` is left to it. */
-export function modelServingDeploymentSpec(s: ServingSpec): k8s.types.input.apps.v1.DeploymentSpec {
+export function modelServingDeploymentSpec(s: ServingSpec, configMapName: pulumi.Input<string>): k8s.types.input.apps.v1.DeploymentSpec {
   return {
     replicas: s.minReplicas === s.maxReplicas ? s.minReplicas : undefined,
     selector: { matchLabels: servingSelector(s) },
@@ -344,7 +470,7 @@ export function modelServingDeploymentSpec(s: ServingSpec): k8s.types.input.apps
     // Ready is "model AVAILABLE"; a few seconds of it before counting the pod as available.
     minReadySeconds: 5,
     revisionHistoryLimit: 5,
-    template: modelServingPodTemplate(s),
+    template: modelServingPodTemplate(s, configMapName),
   };
 }
 
@@ -362,14 +488,22 @@ export function modelServingServiceSpec(s: ServingSpec): k8s.types.input.core.v1
   };
 }
 
-/** HPA on average CPU utilization; `undefined` for a fixed replica count. */
+/**
+ * The HPA; `undefined` for a fixed replica count. CPU servers: average CPU utilization.
+ * GPU servers: in-flight requests per pod only — with CPU among the metrics the HPA would
+ * scale on whichever asks for more replicas, so CPU alone could still scale them.
+ */
 export function modelServingHpaSpec(s: ServingSpec, deploymentName: pulumi.Input<string>): k8s.types.input.autoscaling.v2.HorizontalPodAutoscalerSpec | undefined {
   if (s.minReplicas === s.maxReplicas) return undefined;
+  const metrics: k8s.types.input.autoscaling.v2.MetricSpec[] =
+    s.gpus > 0
+      ? [{ type: "Pods", pods: { metric: { name: INFLIGHT_METRIC }, target: { type: "AverageValue", averageValue: String(s.targetInflightRequestsPerReplica) } } }]
+      : [{ type: "Resource", resource: { name: "cpu", target: { type: "Utilization", averageUtilization: s.targetCpuUtilizationPercent } } }];
   return {
     scaleTargetRef: { apiVersion: "apps/v1", kind: "Deployment", name: deploymentName },
     minReplicas: s.minReplicas,
     maxReplicas: s.maxReplicas,
-    metrics: [{ type: "Resource", resource: { name: "cpu", target: { type: "Utilization", averageUtilization: s.targetCpuUtilizationPercent } } }],
+    metrics,
     behavior: {
       // A replica takes a model load to come back: give load back slowly.
       scaleDown: { stabilizationWindowSeconds: 300, policies: [{ type: "Pods", value: 1, periodSeconds: 60 }] },
@@ -410,8 +544,8 @@ export class ModelServing extends pulumi.ComponentResource {
   readonly restUrl: pulumi.Output<string>;
   /** Name of the Service. */
   readonly serviceName: pulumi.Output<string>;
-  /** The model name clients use. */
-  readonly modelName: string;
+  /** The model names clients use. */
+  readonly modelNames: readonly string[];
 
   constructor(name: string, args: ModelServingArgs, opts?: pulumi.ComponentResourceOptions) {
     super("mlplatform:serving:ModelServing", name, {}, opts);
@@ -421,13 +555,14 @@ export class ModelServing extends pulumi.ComponentResource {
     } catch (e) {
       throw new pulumi.ResourceError((e as Error).message, this);
     }
-    this.modelName = s.modelName;
+    this.modelNames = s.models.map((m) => m.name);
     const k8sOpts = { parent: this, provider: args.provider, dependsOn: args.dependsOn };
     const labels = servingLabels(s);
     const annotations = awaitAnnotations(args.skipAwait ?? false);
     const metadata = { namespace: args.namespace, labels, annotations };
 
-    const deployment = new k8s.apps.v1.Deployment(`${name}-server`, { metadata, spec: modelServingDeploymentSpec(s) }, k8sOpts);
+    const config = new k8s.core.v1.ConfigMap(`${name}-models`, { metadata, data: { "models.config": modelServerConfigText(s) } }, k8sOpts);
+    const deployment = new k8s.apps.v1.Deployment(`${name}-server`, { metadata, spec: modelServingDeploymentSpec(s, config.metadata.name) }, k8sOpts);
     const service = new k8s.core.v1.Service(
       `${name}-service`,
       // Named: the name is in the endpoints handed to clients (a contract).
@@ -442,6 +577,6 @@ export class ModelServing extends pulumi.ComponentResource {
     this.serviceName = service.metadata.name;
     this.grpcEndpoint = pulumi.all([service.metadata.name, service.metadata.namespace]).apply(([svc, ns]) => grpcEndpoint(svc, ns));
     this.restUrl = pulumi.all([service.metadata.name, service.metadata.namespace]).apply(([svc, ns]) => restUrl(svc, ns));
-    this.registerOutputs({ grpcEndpoint: this.grpcEndpoint, restUrl: this.restUrl, serviceName: this.serviceName, modelName: this.modelName });
+    this.registerOutputs({ grpcEndpoint: this.grpcEndpoint, restUrl: this.restUrl, serviceName: this.serviceName, modelNames: this.modelNames });
   }
 }
