@@ -63,7 +63,7 @@ function tokenize(where: string, text: string): Tok[] {
       let out = "";
       i++;
       for (;;) {
-        if (i >= text.length || text[i] === "\n") err("unterminated string");
+        if (i >= text.length || text[i] === "\n") throw new TextFormatError(where, line, col, "unterminated string");
         const d = text[i]!;
         if (d === c) {
           i++;
