@@ -71,7 +71,21 @@ export function trainingWorkflowManifest(o: {
   };
 }
 
-/** Helm values: controller watches only the pipelines namespace; server ClusterIP, safe auth mode. */
+/**
+ * securityContext of Argo's own containers in every workflow pod (the `init` that loads
+ * artifacts and the `wait` sidecar that saves outputs): they run in the pipelines namespace,
+ * which enforces the `restricted` Pod Security level, and the chart sets nothing for them.
+ * The user comes from the workflow pod's securityContext (the templates' non-root uid), so
+ * the sidecars read and write the same files as the step.
+ */
+export const EXECUTOR_SECURITY_CONTEXT = {
+  runAsNonRoot: true,
+  allowPrivilegeEscalation: false,
+  capabilities: { drop: ["ALL"] },
+  seccompProfile: { type: "RuntimeDefault" },
+} as const;
+
+/** Helm values: controller watches only the pipelines namespace; server ClusterIP, safe auth mode; restricted executor. */
 export function argoValues(o: {
   pipelinesNamespace: string;
   authMode: "client" | "sso";
@@ -89,6 +103,9 @@ export function argoValues(o: {
       serviceType: "ClusterIP",
       resources: { requests: { cpu: "50m", memory: "64Mi" }, limits: { memory: "256Mi" } },
     },
+    // The chart renders this into the controller's config (executor.securityContext), which
+    // the controller puts on the init and wait containers of every workflow pod.
+    executor: { securityContext: EXECUTOR_SECURITY_CONTEXT },
     // We create the workflow service account ourselves, with the rules above.
     workflow: { serviceAccount: { create: false }, rbac: { create: false } },
   };

@@ -88,7 +88,12 @@ export function jupyterHubValues(o: {
       profileList: profileList(o.config, o.gpu),
       uid: 1000,
       fsGid: 100,
-      networkPolicy: { enabled: true },
+      // The chart's default blocks the cloud metadata server with a privileged NET_ADMIN init
+      // container in every user pod, which the restricted notebooks namespace refuses (no spawn
+      // would start). The user pods' NetworkPolicy blocks it instead: egress to
+      // 169.254.169.254 stays disallowed (egressAllowRules.cloudMetadataServer false).
+      cloudMetadata: { blockWithIptables: false },
+      networkPolicy: { enabled: true, egressAllowRules: { cloudMetadataServer: false } },
       storage: {
         extraVolumes: [{ name: "shared", persistentVolumeClaim: { claimName: SHARED_CLAIM } }],
         extraVolumeMounts: [{ name: "shared", mountPath: SHARED_MOUNT_PATH }],

@@ -1,7 +1,9 @@
-import { readFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { PIPELINE_RULES, trainingWorkflowManifest } from "../components/argoWorkflows";
+import { EXECUTOR_SECURITY_CONTEXT, PIPELINE_RULES, argoValues, trainingWorkflowManifest } from "../components/argoWorkflows";
+import { restrictedPod } from "../components/objectStore";
 import { tfJobManifest } from "../components/trainingOperator";
 import { uiIngress } from "../components/uiIngress";
 import { charts, manifests } from "../components/versions";
@@ -151,5 +153,66 @@ describe("the Training Operator pin", () => {
     const fetched = /^TRAINING_OPERATOR_VERSION=(\S+)$/m.exec(pins)?.[1];
     expect(fetched).toBe(manifests.trainingOperator.version);
     expect(manifests.trainingOperator.source.endsWith(`?ref=${fetched}`)).toBe(true);
+  });
+});
+
+/** The vendored chart archives (../shared/charts; see its README). */
+const CHARTS_DIR = process.env.MLPLATFORM_CHARTS_DIR ?? join(__dirname, "..", "..", "shared", "charts");
+function chartFile(archive: string, member: string): string | undefined {
+  const file = join(CHARTS_DIR, archive);
+  if (!existsSync(file)) {
+    if (process.env.CI === "true") throw new Error(`${file} is missing: CI needs the vendored charts (MLPLATFORM_CHARTS_DIR)`);
+    console.log(`SKIPPED the check against ${archive}: not in ${CHARTS_DIR}`);
+    return undefined;
+  }
+  return execFileSync("tar", ["-xzOf", file, member], { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
+}
+
+/** What Pod Security `restricted` asks of one container, given its pod's securityContext; [] when it passes. */
+function restrictedViolations(pod: Record<string, any>, c: Record<string, any>): string[] {
+  const sc = c.securityContext ?? {};
+  const out: string[] = [];
+  if (sc.privileged) out.push("privileged");
+  if (sc.allowPrivilegeEscalation !== false) out.push("allowPrivilegeEscalation != false");
+  if (!(sc.capabilities?.drop ?? []).includes("ALL")) out.push("capabilities.drop lacks ALL");
+  if ((sc.capabilities?.add ?? []).some((x: string) => x !== "NET_BIND_SERVICE")) out.push(`capabilities.add ${sc.capabilities.add}`);
+  if ((sc.runAsNonRoot ?? pod.runAsNonRoot) !== true) out.push("runAsNonRoot != true");
+  if ((sc.runAsUser ?? pod.runAsUser) === 0) out.push("runAsUser 0");
+  const seccomp = sc.seccompProfile?.type ?? pod.seccompProfile?.type;
+  if (seccomp !== "RuntimeDefault" && seccomp !== "Localhost") out.push("seccompProfile not RuntimeDefault/Localhost");
+  return out;
+}
+
+describe("Pod Security of the pods the charts make in restricted namespaces", () => {
+  it("JupyterHub user pods: no privileged iptables init container; the user pods' NetworkPolicy blocks the metadata server instead", async () => {
+    for (const [stack, r] of [["dev", await runStack("dev", {}, kind)], ["aks", await runStack("aks")]] as const) {
+      const v = chart(r, "notebooks-chart").values;
+      const su = (v.value ?? v).singleuser;
+      expect(su.cloudMetadata, stack).toEqual({ blockWithIptables: false });
+      expect(su.networkPolicy, stack).toEqual({ enabled: true, egressAllowRules: { cloudMetadataServer: false } });
+    }
+    // The chart reads exactly these keys: the hub adds the NET_ADMIN init container only when
+    // singleuser.cloudMetadata.blockWithIptables is true, and its user-pod NetworkPolicy opens
+    // the metadata server only with egressAllowRules.cloudMetadataServer.
+    const hubConfig = chartFile(`jupyterhub-${charts.jupyterhub.version}.tgz`, "jupyterhub/files/hub/jupyterhub_config.py");
+    if (hubConfig !== undefined) {
+      expect(hubConfig).toMatch(/cloud_metadata = get_config\("singleuser.cloudMetadata"\)/);
+      expect(hubConfig).toMatch(/if cloud_metadata.get\("blockWithIptables"\) == True:[\s\S]{0,1200}privileged=True[\s\S]{0,200}NET_ADMIN/);
+      const netpol = chartFile(`jupyterhub-${charts.jupyterhub.version}.tgz`, "jupyterhub/templates/_helpers-netpol.tpl")!;
+      expect(netpol).toContain("if $netpol.egressAllowRules.cloudMetadataServer");
+    }
+  });
+
+  it("Argo's init and wait containers get a restricted securityContext through the chart's executor settings", () => {
+    const v = argoValues({ pipelinesNamespace: "ml-pipelines", authMode: "client", installCrds: true }) as any;
+    expect(v.executor.securityContext).toEqual(EXECUTOR_SECURITY_CONTEXT);
+    // In a workflow pod: the templates' pod securityContext plus the executor's on init/wait.
+    const pod = restrictedPod(1000);
+    expect(restrictedViolations(pod, { securityContext: EXECUTOR_SECURITY_CONTEXT })).toEqual([]);
+    // What the chart's default left them with fails (the check can fail).
+    expect(restrictedViolations(pod, {})).toEqual(["allowPrivilegeEscalation != false", "capabilities.drop lacks ALL"]);
+    // The chart renders executor.securityContext into the controller's config.
+    const cm = chartFile(`argo-workflows-${charts.argoWorkflows.version}.tgz`, "argo-workflows/templates/controller/workflow-controller-config-map.yaml");
+    if (cm !== undefined) expect(cm).toMatch(/\n {4}executor:\n(?: {6}.*\n)*? {6}\{\{- with \.Values\.executor\.securityContext \}\}\n {6}securityContext:/);
   });
 });
