@@ -152,6 +152,26 @@ describe("DT_STRING image inputs", () => {
     expect(argmax(body.predictions[0]!, 0)).toBe(7);
   });
 
+  it("classifies examples whose image feature is a bytes_list of one encoded image (gRPC Classify)", async () => {
+    await start();
+    const jpegs = await Promise.all([4, 8].map((k) => encode(bandImage(k), 28, "jpeg")));
+    const r = await new Promise<[grpc.ServiceError | null, { result: { classifications: { classes: { label: string; score: number }[] }[] } } | undefined]>((resolve) =>
+      (client as unknown as Record<string, (r: unknown, cb: (e: grpc.ServiceError | null, r?: never) => void) => void>).Classify!(
+        {
+          model_spec: { name: "bands", signature_name: "classify" },
+          input: { example_list: { examples: jpegs.map((b) => ({ features: { feature: { image: { bytes_list: { value: [b] } } } } })) } },
+        },
+        (e, res) => resolve([e, res]),
+      ),
+    );
+    expect(r[0]).toBeNull();
+    const tops = r[1]!.result.classifications.map((c) => {
+      const best = c.classes.reduce((a, b) => (b.score > a.score ? b : a));
+      return best.label;
+    });
+    expect(tops).toEqual(["four", "eight"]);
+  });
+
   it("answers INVALID_ARGUMENT for bytes that are not a JPEG or PNG image, and keeps serving", async () => {
     await start();
     const jpeg = await encode(bandImage(3), 28, "jpeg");

@@ -4,8 +4,6 @@
  * GetObject, new versions picked up, incomplete ones (no metadata.json yet) ignored.
  */
 import { promises as fs } from "node:fs";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import type * as TF from "@tensorflow/tfjs";
@@ -13,45 +11,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startServer, type RunningServer } from "../src/serve/server";
 import { S3Storage } from "../src/serve/storage";
 import { loadBackend, type Tf } from "../src/serve/tf";
+import { fakeS3 } from "./fixtures/fake-s3-list";
 import { mnistDense, mnistMetadata, nestedImages, publishVersion, referencePredict, samplePixels } from "./fixtures/serve-model";
-
-/** Path-style GetObject and ListObjectsV2 (prefix, continuation) over an in-memory bucket. */
-async function fakeS3(bucket: string, objects: Map<string, Buffer>, pageSize = 2): Promise<{ endpoint: string; server: Server; lists: () => number }> {
-  let lists = 0;
-  const esc = (s: string): string => s.replace(/&/g, "&amp;").replace(/</g, "&lt;");
-  const server = createServer((req, res) => {
-    const url = new URL(req.url ?? "/", "http://x");
-    const [, b, ...rest] = url.pathname.split("/");
-    const key = decodeURIComponent(rest.join("/"));
-    const xml = (status: number, body: string): void => {
-      res.writeHead(status, { "content-type": "application/xml" });
-      res.end(`<?xml version="1.0" encoding="UTF-8"?>${body}`);
-    };
-    if (!req.headers.authorization?.startsWith("AWS4-HMAC-SHA256")) return xml(403, "<Error><Code>AccessDenied</Code></Error>");
-    if (b !== bucket) return xml(404, "<Error><Code>NoSuchBucket</Code></Error>");
-    if (key === "" && url.searchParams.get("list-type") === "2") {
-      lists++;
-      const prefix = url.searchParams.get("prefix") ?? "";
-      const keys = [...objects.keys()].filter((k) => k.startsWith(prefix)).sort();
-      const start = Number(url.searchParams.get("continuation-token") ?? 0);
-      const page = keys.slice(start, start + pageSize);
-      const more = start + pageSize < keys.length;
-      return xml(
-        200,
-        `<ListBucketResult><Name>${bucket}</Name><Prefix>${esc(prefix)}</Prefix><KeyCount>${page.length}</KeyCount><MaxKeys>${pageSize}</MaxKeys>` +
-          `<IsTruncated>${more}</IsTruncated>${more ? `<NextContinuationToken>${start + pageSize}</NextContinuationToken>` : ""}` +
-          page.map((k) => `<Contents><Key>${esc(k)}</Key><Size>${objects.get(k)!.length}</Size><ETag>"x"</ETag></Contents>`).join("") +
-          "</ListBucketResult>",
-      );
-    }
-    const body = objects.get(key);
-    if (!body) return xml(404, `<Error><Code>NoSuchKey</Code><Key>${esc(key)}</Key></Error>`);
-    res.writeHead(200, { "content-type": "application/octet-stream", "content-length": body.length, etag: '"x"' });
-    res.end(body);
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  return { endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, lists: () => lists };
-}
 
 let tf: Tf;
 let dir: string;

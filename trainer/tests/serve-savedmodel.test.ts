@@ -24,6 +24,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseServeArgs } from "../src/commands/serve";
 import { startServer, type RunningServer } from "../src/serve/server";
 import { loadBackend, type Tf } from "../src/serve/tf";
+import { fakeS3 } from "./fixtures/fake-s3-list";
 import { mnistDense, mnistMetadata, publishVersion, referencePredict, samplePixels } from "./fixtures/serve-model";
 
 const run = promisify(execFile);
@@ -170,6 +171,40 @@ describe.skipIf(skip)("a Keras SavedModel", () => {
     expectClose(r.outputs!.probabilities!.values, keras.keras.values, 1e-5);
     const refused = await client(["--server", `127.0.0.1:${server.grpcPort}`, "--model", "keras", "--version", "2", "--input", inputFile]);
     expect(refused.error?.code).toBe("NOT_FOUND");
+  });
+});
+
+describe.skipIf(skip)("a SavedModel from s3://", () => {
+  const saved = { ...process.env };
+  let s3: Awaited<ReturnType<typeof fakeS3>> | undefined;
+  let server: RunningServer | undefined;
+  afterAll(async () => {
+    await server?.stop(1000);
+    if (s3) await new Promise((r) => s3!.server.close(r));
+    for (const k of ["AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"]) {
+      if (saved[k] === undefined) delete process.env[k];
+      else process.env[k] = saved[k];
+    }
+  });
+
+  it("is copied down (variables/ included), loaded, and answers like Keras; the copy is removed", async () => {
+    const objects = new Map<string, Buffer>();
+    const walk = async (d: string, rel: string): Promise<void> => {
+      for (const e of await fs.readdir(d, { withFileTypes: true })) {
+        if (e.isDirectory()) await walk(path.join(d, e.name), `${rel}${e.name}/`);
+        else objects.set(`models/keras/7/${rel}${e.name}`, await fs.readFile(path.join(d, e.name)));
+      }
+    };
+    await walk(path.join(dir, "export"), "");
+    expect([...objects.keys()].some((k) => k.startsWith("models/keras/7/variables/"))).toBe(true);
+    s3 = await fakeS3("models", objects);
+    Object.assign(process.env, { AWS_ENDPOINT_URL: s3.endpoint, AWS_ACCESS_KEY_ID: "test", AWS_SECRET_ACCESS_KEY: "test-secret", AWS_REGION: "us-east-1" });
+    const tmpBefore = (await fs.readdir(os.tmpdir())).filter((f) => f.startsWith("mlp-serve-s3-")).length;
+    server = await startServer({ models: [{ name: "keras", basePath: "s3://models/models/keras" }], host: "127.0.0.1", grpcPort: 0, restPort: null, pollIntervalMs: 0, log: () => {}, tf });
+    const r = await client(["--server", `127.0.0.1:${server.grpcPort}`, "--model", "keras", "--input", inputFile]);
+    expect(r.version).toBe(7);
+    expectClose(r.outputs!.probabilities!.values, keras.keras.values, 1e-5);
+    expect((await fs.readdir(os.tmpdir())).filter((f) => f.startsWith("mlp-serve-s3-")).length).toBe(tmpBefore);
   });
 });
 
