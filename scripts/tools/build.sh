@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Builds the native tools the platform needs offline (Pulumi CLI + plugins,
-# etcd, kube-apiserver, MinIO) from Go modules at the versions pinned in
+# etcd, kube-apiserver, MinIO; with --with-node the real node's kubelet,
+# kube-proxy, CoreDNS and pause) from Go modules at the versions pinned in
 # versions.env. Each tool gets a small generated wrapper module under the cache
 # dir (never in the repo) that requires the upstream module and repeats its
 # go.mod `replace` lines, since `go build mod@version` alone ignores them.
 #
-# Usage: scripts/tools/build.sh [--keep-going] [--with-optional] [--list] [TOOL...]
+# Usage: scripts/tools/build.sh [--keep-going] [--with-optional] [--with-node] [--list] [TOOL...]
 #   no TOOL       build the default set (see DEFAULT_TOOLS)
 #   --keep-going  build the rest after a failure, report failures at the end
 #   --with-optional  also build kube-controller-manager, kube-scheduler, kwok
+#   --with-node   also build what a real node needs (NODE_TOOLS; implies --with-optional)
 #   --list        print tools and pins, build nothing
 # Output: ${MLPLATFORM_TOOLS_DIR:-$HOME/.cache/mlplatform/tools}/bin (and share/kwok)
 set -euo pipefail
@@ -19,6 +21,10 @@ source "$SCRIPT_DIR/versions.env"
 
 DEFAULT_TOOLS=(pulumi pulumi-language-nodejs pulumi-resource-kubernetes etcd kube-apiserver minio)
 OPTIONAL_TOOLS=(kube-controller-manager kube-scheduler kwok)
+# The real node (scripts/localcluster/up.sh --node real). pause is the pod sandbox
+# binary, compiled with the C compiler from the pause.c inside the k8s.io/kubernetes
+# module (nothing of it is copied into the repo).
+NODE_TOOLS=(kubelet kube-proxy coredns pause)
 # Asked for by the program (npm @pulumi/random) but not obtainable offline; only
 # built when named explicitly, so the default run stays green (see versions.env).
 UNAVAILABLE_TOOLS=(pulumi-resource-random)
@@ -57,9 +63,10 @@ die() { log "build.sh: $*"; exit 1; }
 #                 switch T_MOD/T_VER/T_PKG to a fallback (optional)
 #   T_PREP        function run in the wrapper dir before building (optional)
 #   T_PIN         text identifying the pin (goes into the stamp)
+#   T_BUILD       function that builds "$1" itself instead of the wrapper + go build (optional)
 # ---------------------------------------------------------------------------
 reset_recipe() {
-  T_MOD='' T_VER='' T_PKG='' T_LDFLAGS='' T_LOCALVER='' T_PREP='' T_PIN='' T_RESOLVE=''
+  T_MOD='' T_VER='' T_PKG='' T_LDFLAGS='' T_LOCALVER='' T_PREP='' T_PIN='' T_RESOLVE='' T_BUILD=''
   T_EXTRA=()
 }
 
@@ -107,7 +114,7 @@ recipe() {
       T_MOD=$ETCD_MODULE T_VER=$ETCD_VERSION T_PKG=.
       T_PREP=prep_etcd_main
       ;;
-    kube-apiserver | kube-controller-manager | kube-scheduler)
+    kube-apiserver | kube-controller-manager | kube-scheduler | kubelet | kube-proxy)
       T_MOD=$KUBERNETES_MODULE T_VER=$KUBERNETES_VERSION
       T_PKG=$KUBERNETES_MODULE/cmd/$1
       T_LOCALVER=v0.${KUBERNETES_VERSION#v1.}
@@ -125,6 +132,15 @@ recipe() {
       T_LDFLAGS+=" -X github.com/minio/minio/cmd.CommitID=$commit"
       T_LDFLAGS+=" -X github.com/minio/minio/cmd.ShortCommitID=$commit"
       T_LDFLAGS+=" -X github.com/minio/minio/cmd.CopyrightYear=${ts:0:4}"
+      ;;
+    coredns)
+      T_MOD=$COREDNS_MODULE T_VER=$COREDNS_VERSION T_PKG=$COREDNS_MODULE
+      T_LDFLAGS="-X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION"
+      ;;
+    pause)
+      T_MOD=$KUBERNETES_MODULE T_VER=$KUBERNETES_VERSION
+      T_PIN="$T_MOD@$T_VER build/pause/linux/pause.c cc=$(cc -dumpfullversion 2>/dev/null || echo none)"
+      T_BUILD=build_pause
       ;;
     kwok)
       T_MOD=$KWOK_MODULE T_VER=$KWOK_VERSION T_PKG=$KWOK_MODULE/cmd/kwok
@@ -282,6 +298,17 @@ prep_kwok_stages() {
   } >"$out.tmp" && mv -f "$out.tmp" "$out"
 }
 
+# The pod sandbox ("pause") binary: upstream's C source, read from the module
+# cache, compiled static (the image holds nothing else).
+build_pause() {
+  local src ver=${PAUSE_IMAGE_TAG:-$KUBERNETES_VERSION}
+  command -v cc >/dev/null || { log "no C compiler (cc): run scripts/setup-node.sh"; return 1; }
+  src=$(module_dir "$T_MOD" "$T_VER") || return 1
+  src+=/build/pause/linux/pause.c
+  [[ -f $src ]] || { log "$src not found"; return 1; }
+  cc -Os -Wall -Werror -static -DVERSION="$ver" -o "$1" "$src" && strip "$1"
+}
+
 # The Node.js SDK's dynamic-provider shim ships beside the host in Pulumi's
 # release archives; copy it from the sdk module of the CLI's release.
 prep_nodejs_shims() {
@@ -317,9 +344,13 @@ build_tool() {
   (
     cd "$wrap" || exit 1
     if [[ -n $T_RESOLVE ]]; then "$T_RESOLVE" || exit 1; fi
-    write_wrapper "$wrap" || exit 1
-    if [[ -n $T_PREP ]]; then "$T_PREP" || exit 1; fi
-    go build -trimpath -ldflags="-s -w $T_LDFLAGS" -o "$bin.tmp" "$T_PKG" || exit 1
+    if [[ -n $T_BUILD ]]; then
+      "$T_BUILD" "$bin.tmp" || exit 1
+    else
+      write_wrapper "$wrap" || exit 1
+      if [[ -n $T_PREP ]]; then "$T_PREP" || exit 1; fi
+      go build -trimpath -ldflags="-s -w $T_LDFLAGS" -o "$bin.tmp" "$T_PKG" || exit 1
+    fi
     mv -f "$bin.tmp" "$bin" || exit 1
     printf '%s@%s\n' "$T_MOD" "$T_VER" >"$wrap/.built-from"
   ) >"$logf" 2>&1
@@ -338,13 +369,14 @@ build_tool() {
 }
 
 main() {
-  local keep_going=0 with_optional=0 list=0 tools=() t
+  local keep_going=0 with_optional=0 with_node=0 list=0 tools=() t
   while (($#)); do
     case $1 in
       --keep-going) keep_going=1 ;;
       --with-optional) with_optional=1 ;;
+      --with-node) with_optional=1 with_node=1 ;;
       --list) list=1 ;;
-      -h | --help) sed -n '2,14p' "${BASH_SOURCE[0]}"; return 0 ;;
+      -h | --help) sed -n '2,16p' "${BASH_SOURCE[0]}"; return 0 ;;
       -*) die "unknown option $1" ;;
       *) tools+=("$1") ;;
     esac
@@ -354,9 +386,10 @@ main() {
   if ((${#tools[@]} == 0)); then
     tools=("${DEFAULT_TOOLS[@]}")
     ((with_optional)) && tools+=("${OPTIONAL_TOOLS[@]}")
+    ((with_node)) && tools+=("${NODE_TOOLS[@]}")
   fi
   for t in "${tools[@]}"; do
-    recipe "$t" >/dev/null 2>&1 || die "unknown tool '$t' (known: ${DEFAULT_TOOLS[*]} ${OPTIONAL_TOOLS[*]} ${UNAVAILABLE_TOOLS[*]})"
+    recipe "$t" >/dev/null 2>&1 || die "unknown tool '$t' (known: ${DEFAULT_TOOLS[*]} ${OPTIONAL_TOOLS[*]} ${NODE_TOOLS[*]} ${UNAVAILABLE_TOOLS[*]})"
   done
   if ((list)); then
     for t in "${tools[@]}"; do recipe "$t" 2>/dev/null; printf '%-28s %s\n' "$t" "$T_PIN"; done
