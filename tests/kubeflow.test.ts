@@ -216,3 +216,16 @@ describe("Pod Security of the pods the charts make in restricted namespaces", ()
     if (cm !== undefined) expect(cm).toMatch(/\n {4}executor:\n(?: {6}.*\n)*? {6}\{\{- with \.Values\.executor\.securityContext \}\}\n {6}securityContext:/);
   });
 });
+
+describe("the Argo Workflows pin", () => {
+  it("the release whose CRDs the offline tests fetch is the pinned chart's appVersion", () => {
+    const script = readFileSync(join(__dirname, "..", "scripts", "tools", "fetch-argo-crds.sh"), "utf8");
+    const fetched = /^ARGO_WORKFLOWS_VERSION=(\S+)$/m.exec(script)?.[1];
+    expect(fetched).toMatch(/^v4\.\d+\.\d+$/);
+    const chartYaml = chartFile(`argo-workflows-${charts.argoWorkflows.version}.tgz`, "argo-workflows/Chart.yaml");
+    if (chartYaml !== undefined) {
+      expect(/^version: (\S+)$/m.exec(chartYaml)?.[1]).toBe(charts.argoWorkflows.version);
+      expect(/^appVersion: (\S+)$/m.exec(chartYaml)?.[1]).toBe(fetched);
+    }
+  });
+});

@@ -1,6 +1,6 @@
 /**
- * scripts/submit.ts against a real kube-apiserver on 127.0.0.1 with the stand-in Argo CRDs
- * (tests/fixtures/crds): it reads the stack outputs (a file, or a stand-in `pulumi` on PATH),
+ * scripts/submit.ts against a real kube-apiserver on 127.0.0.1 with the real Argo CRDs (the
+ * vendored chart's, tests/fixtures/crds/argo.ts): it reads the stack outputs (a file, or a stand-in `pulumi` on PATH),
  * checks --set keys against the WorkflowTemplate, creates a Workflow that references the
  * template, and follows it; the test plays the Argo controller by writing the Workflow's
  * status (Running, node phases, then Succeeded with outputs, or Failed).
@@ -16,6 +16,7 @@ import * as YAML from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Kube, ROOT, missingTools, startLocal, stopLocal } from "../integration/support";
 import { PIPELINE_OUTPUTS } from "../../trainer/src/pipeline/steps";
+import { chartArgoCrdTexts, parseCrds } from "../fixtures/crds/argo";
 
 const missing = missingTools(["etcd", "kube-apiserver"]);
 if (missing.length > 0) console.log(`SKIPPED submit e2e: missing ${missing.join(", ")} (scripts/tools/build.sh)`);
@@ -68,7 +69,7 @@ describe.skipIf(missing.length > 0)("scripts/submit.ts against a real kube-apise
   let outputsFile: string;
   let outputs: Record<string, unknown>;
 
-  /** Replaces the status of workflow `name` (the stand-in CRD has no status subresource). */
+  /** Replaces the status of workflow `name` (Argo's CRD has no status subresource). */
   async function setStatus(name: string, status: Record<string, unknown>): Promise<void> {
     const wf = await kube.get(`${WORKFLOWS}/${name}`);
     const r = await kube.request("PUT", `${WORKFLOWS}/${name}`, { ...wf, status });
@@ -83,7 +84,8 @@ describe.skipIf(missing.length > 0)("scripts/submit.ts against a real kube-apise
     work = fs.mkdtempSync(path.join(os.tmpdir(), "mlp-e2e-submit-"));
     const local = startLocal(path.join(work, "cluster"), "apiserver");
     kube = new Kube(local.KUBECONFIG!);
-    const crds = YAML.parseAllDocuments(fs.readFileSync(path.join(ROOT, "tests", "fixtures", "crds", "argoproj.io.yaml"), "utf8")).map((d) => d.toJS());
+    // The real Argo CRDs (the vendored chart's), so the statuses below are checked as Argo's.
+    const crds = parseCrds(chartArgoCrdTexts());
     for (const crd of crds) {
       const r = await kube.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd);
       expect(r.status, JSON.stringify(r.body)).toBe(201);
