@@ -219,7 +219,8 @@ export async function run(args: string[], io: CommandIo = { stdout: process.stdo
     };
     process.on("SIGTERM", onSignal);
     process.on("SIGINT", onSignal);
-    process.on("SIGHUP", () => void server.reconcile());
+    // SIGHUP: re-read the model config file (if any) and check storage now.
+    process.on("SIGHUP", () => void server.reloadModelConfig().then(() => server.reconcile()));
   });
 }
 
