@@ -118,6 +118,9 @@ export async function loadServable(tf: Tf, storage: ModelStorage, name: string, 
     : await loadTfjsServable(tf, storage, name, version);
   try {
     for (const [sigName, sig] of Object.entries(servable.metadata.signatures)) {
+      // Empty strings are no valid input for a graph that parses or decodes them (a
+      // SavedModel taking encoded images): such signatures warm up on their first request.
+      if (Object.values(sig.inputs).some((t) => t.dtype === "string")) continue;
       const inputs: Record<string, HostTensor> = {};
       for (const [n, spec] of Object.entries(sig.inputs)) inputs[n] = zeros(spec.dtype, spec.shape);
       await servable.run(sigName, inputs);
