@@ -15,8 +15,9 @@
  *  - the server loads the versions it finds *before* it binds its ports, so the
  *    startupProbe (any HTTP answer on 8501) gives a slow load `startupTimeoutSeconds`;
  *  - readiness is the gRPC health check (`grpc.health.v1`, service ""), which is SERVING
- *    only while every configured model has an AVAILABLE version and the server is not
- *    draining. `GET /v1/models/<name>` would be wrong: it answers 200 while a version is
+ *    only while every configured model has an AVAILABLE version (a model with nothing
+ *    published yet, e.g. `images` before its first retrain, does not count against it) and
+ *    the server is not draining. `GET /v1/models/<name>` would be wrong: it answers 200 while a version is
  *    still LOADING or after it failed (END), and 404 before storage was first listed;
  *  - liveness is the metrics page, which answers without a model, so a pod waiting for
  *    the pipeline's first version is kept (NotReady) rather than restarted in a loop.

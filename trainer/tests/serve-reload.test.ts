@@ -106,6 +106,30 @@ describe("version policy", () => {
   });
 });
 
+describe("health with several models", () => {
+  it("a model with nothing published does not hold the others back; one whose versions all fail does", async () => {
+    const dir = await modelDir("health-good", [1]);
+    const broken = path.join(root, "health-broken", "1");
+    await fs.mkdir(broken, { recursive: true });
+    await fs.writeFile(path.join(broken, "model.json"), "{}");
+    await fs.writeFile(path.join(broken, "metadata.json"), "{}");
+    const opts = { host: "127.0.0.1", grpcPort: 0, restPort: null, pollIntervalMs: 0, log: () => {}, tf } as const;
+    server = await startServer({ ...opts, models: [{ name: "m", basePath: dir }, { name: "unpublished", basePath: path.join(root, "health-none") }] });
+    expect(server.health.get("")).toBe("SERVING");
+    await server.stop(1000);
+    server = await startServer({ ...opts, models: [{ name: "m", basePath: dir }, { name: "broken", basePath: path.join(root, "health-broken") }] });
+    expect(server.health.get("")).toBe("NOT_SERVING");
+    // Once the unpublished model gets a version it is loaded, and health stays SERVING.
+    await server.stop(1000);
+    server = await startServer({ ...opts, models: [{ name: "m", basePath: dir }, { name: "late", basePath: path.join(root, "health-late") }] });
+    expect(server.health.get("")).toBe("SERVING");
+    await publishVersion(tf, path.join(root, "health-late"), 2, models[1]!, mnistMetadata("late", 2));
+    await server.reconcile();
+    expect(server.managers.get("late")!.availableVersions()).toEqual([2]);
+    expect(server.health.get("")).toBe("SERVING");
+  });
+});
+
 describe("hot reload", () => {
   it("switches to a newly published version under load without failing a request", async () => {
     const dir = await modelDir("hot", [1]);

@@ -1,7 +1,8 @@
 /**
  * The state behind `grpc.health.v1.Health`: one status per service name ("" is the
- * server as a whole). SERVING once every configured model has an AVAILABLE version;
- * NOT_SERVING before that and from the moment shutdown begins.
+ * server as a whole). SERVING once every configured model has an AVAILABLE version or
+ * nothing published yet (see `ModelManager.ready`); NOT_SERVING before that and from the
+ * moment shutdown begins.
  */
 import type { HealthCheckResponse } from "./protos";
 

@@ -91,6 +91,8 @@ export class ModelManager {
   private labels: Record<string, number>;
   private readonly records = new Map<number, VersionRecord>();
   private reconciling: Promise<void> | undefined;
+  /** Versions storage listed last time (undefined before the first successful listing). */
+  private listed: readonly number[] | undefined;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
 
@@ -155,6 +157,7 @@ export class ModelManager {
     let onDisk: number[];
     try {
       onDisk = await this.storage.listVersions();
+      this.listed = onDisk;
     } catch (err) {
       this.events.log(`model ${this.name}: cannot list ${this.storage.location}: ${(err as Error).message}`);
       return;
@@ -236,6 +239,16 @@ export class ModelManager {
 
   private changed(): void {
     this.events.onChange?.(this.name, this.status());
+  }
+
+  /**
+   * Whether this model lets the server report SERVING: a version is AVAILABLE, or storage
+   * has been listed and holds no version yet (a model the pipelines have not published
+   * must not keep the others from serving). Versions on disk that all failed to load do
+   * not count as ready.
+   */
+  ready(): boolean {
+    return this.latest() !== undefined || (this.listed !== undefined && this.listed.length === 0);
   }
 
   /** Highest AVAILABLE version, if any. */

@@ -97,7 +97,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const managers = new Map<string, ModelManager>();
   const updateHealth = (): void => {
     if (stopping) return;
-    const ready = [...managers.values()].every((m) => m.latest() !== undefined);
+    const ready = [...managers.values()].every((m) => m.ready());
     health.setAll(ready ? "SERVING" : "NOT_SERVING");
   };
   const onChange = (name: string, statuses: readonly VersionStatus[]): void => {
