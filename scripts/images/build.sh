@@ -47,6 +47,7 @@ export SOURCE_DATE_EPOCH=0
 export npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
 
 log() { printf '%s\n' "$*" >&2; }
+step() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "images/build.sh: $*"; exit 1; }
 sha() { sha256sum | cut -c1-64; }
 
@@ -72,7 +73,9 @@ nonroot:x:65532:
 nogroup:x:65534:
 EOF
   printf 'hosts: files dns\n' >"$d/etc/nsswitch.conf"
-  chmod 0644 "$d/etc/passwd" "$d/etc/group" "$d/etc/nsswitch.conf"
+  # Kubernetes mounts its own /etc/hosts; this one serves chroots and other runtimes.
+  printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$d/etc/hosts"
+  chmod 0644 "$d/etc/passwd" "$d/etc/group" "$d/etc/nsswitch.conf" "$d/etc/hosts"
 }
 
 # ---------------------------------------------------------------------------------------
@@ -83,8 +86,8 @@ EOF
 # update-ca-certificates would.
 STATIC_DEBS=(base-files netbase tzdata ca-certificates media-types)
 # Packages by base for mmdebstrap --variant=extract (dependencies resolved by apt).
-PY_PKGS=python3,python3-venv,tini,dash
-NB_PKGS=python3,python3-venv,tini,dash,bash,coreutils
+PY_PKGS=python3,python3-venv,tini,dash,libstdc++6
+NB_PKGS=$PY_PKGS,bash,coreutils
 NODE_PKGS=libstdc++6,tini,dash,coreutils,base-files,netbase,tzdata
 
 base_dir() { # BASE -> prints the cache dir for its current definition
@@ -269,7 +272,9 @@ in_root() { # ROOTFS CMD...
 # A venv at /opt/venv in ROOTFS with exactly the wheels of REQUIREMENTS_FILE.
 python_venv() { # ROOTFS REQUIREMENTS_FILE
   local root=$1 req=$2 whl
+  step "wheels"
   whl=$(wheels "$req")
+  step "venv"
   mkdir -p "$root/tmp/wheels"
   cp "$whl"/*.whl "$root/tmp/wheels/"
   cp "$req" "$root/tmp/requirements.txt"
@@ -277,6 +282,7 @@ python_venv() { # ROOTFS REQUIREMENTS_FILE
   in_root "$root" /opt/venv/bin/python -m pip install --quiet --no-index --no-deps --no-compile \
     --disable-pip-version-check --find-links /tmp/wheels -r /tmp/requirements.txt >&2
   in_root "$root" /opt/venv/bin/python -m pip check >&2
+  step "pip installed"
   # pip is not needed at run time.
   in_root "$root" /opt/venv/bin/python -m pip uninstall --quiet --yes pip >&2
   rm -rf "$root/tmp/wheels" "$root/tmp/requirements.txt" "$root/root/.cache"
@@ -294,6 +300,22 @@ python_venv() { # ROOTFS REQUIREMENTS_FILE
 #   I_SMOKE   command run inside the image (as its user) to check it works
 # and build_<image> WORK fills I_LAYERS (root filesystem dirs, bottom first).
 # ---------------------------------------------------------------------------------------
+TB_SMOKE='
+import os, subprocess, time, urllib.request
+os.makedirs("/tmp/l/run1")
+p = subprocess.Popen(["tensorboard", "--logdir", "/tmp/l", "--host", "127.0.0.1", "--port", "16006"])
+try:
+    for _ in range(90):
+        try:
+            print("GET /data/runs:", urllib.request.urlopen("http://127.0.0.1:16006/data/runs").read().decode())
+            break
+        except OSError:
+            time.sleep(1)
+    else:
+        raise SystemExit("tensorboard did not answer")
+finally:
+    p.terminate()
+'
 recipe() {
   I_REF='' I_INPUTS='' I_ARGS=() I_SMOKE=() I_LAYERS=() I_SMOKE_USER=''
   local src=org.opencontainers.image.source=mlplatform/scripts/images
@@ -332,7 +354,8 @@ recipe() {
       I_ARGS=(--cmd '["tensorboard","--logdir","/tmp/logs","--bind_all"]' --user 1000:1000 --expose 6006
         --env PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --env HOME=/tmp
         --env LANG=C.UTF-8 --label "$src")
-      I_SMOKE=(tensorboard --version_tb) ;;
+      # Serves /data/runs for a log dir with one run, on a loopback port.
+      I_SMOKE=(python3 -c "$TB_SMOKE") ;;
     jupyterhub-hub)
       I_REF=$REF_HUB
       I_INPUTS="python $(sha <"$SCRIPT_DIR/requirements/hub.txt")"
@@ -422,7 +445,9 @@ build_argocli() { build_argo "$1" argo; }
 # --- Python images ---------------------------------------------------------------------
 copy_base() { # BASE DEST: a private copy to install into (the cache stays pristine)
   local b
+  step "base $1"
   b=$(make_base "$1") || return 1
+  step "copy base"
   rm -rf "$2" && cp -a "$b" "$2" && rm -f "$2/.complete"
 }
 
@@ -499,7 +524,8 @@ build_trainer-cpu() {
   # 1. TypeScript -> JavaScript, from the repository's sources into the image only.
   cat >"$w/tsconfig.json" <<EOF
 { "extends": "$REPO/trainer/tsconfig.json",
-  "compilerOptions": { "rootDir": "$REPO/trainer", "outDir": "$app/app/trainer/dist", "incremental": false },
+  "compilerOptions": { "rootDir": "$REPO/trainer", "outDir": "$app/app/trainer/dist", "incremental": false,
+    "typeRoots": ["$REPO/trainer/node_modules/@types", "$REPO/node_modules/@types"] },
   "include": ["$REPO/trainer/src/**/*.ts"] }
 EOF
   "${NICE[@]}" "$REPO/node_modules/.bin/tsc" -p "$w/tsconfig.json" >&2 || return 1
@@ -575,11 +601,13 @@ build_image() { # NAME -> 0 built or cached, 1 failed
     if ((rc == 0 && SMOKE)); then
       local user
       user=$(printf '%s\n' "${I_ARGS[@]}" | awk 'p { print; exit } $0 == "--user" { p = 1 }')
-      log "smoke: ${I_SMOKE[*]} (as ${user:-0:0})"
+      step "smoke: ${I_SMOKE[*]} (as ${user:-0:0})"
       smoke "${user:-0:0}" "${I_LAYERS[@]}" -- "${I_SMOKE[@]}" || { log "smoke check failed"; rc=1; }
     fi
     if ((rc == 0)); then
-      digest=$("${NICE[@]}" python3 "$PACKER" --ref "$I_REF" -o "$tar" --print-digest "${I_ARGS[@]}" "${I_LAYERS[@]}") || rc=1
+      step "pack"
+      # gzip level 1: the archives only travel to the local containerd, and 2 cores are shared.
+      digest=$("${NICE[@]}" python3 "$PACKER" --level 1 --ref "$I_REF" -o "$tar" --print-digest "${I_ARGS[@]}" "${I_LAYERS[@]}") || rc=1
     fi
   } >"$logf" 2>&1 || rc=1
   if ((rc != 0)); then
@@ -629,13 +657,13 @@ main() {
     fi
   done
   # What is built, for the node's importer: image, reference, archive, manifest digest.
-  : >"$OUT/images.tsv.tmp"
+  local tsv; tsv=$(mktemp "$OUT/.images.tsv.XXXXXX")
   for n in "${IMAGES[@]}"; do
     recipe "$n"
     [[ -f $OUT/$n.tar && -f $STAMPS/$n ]] &&
-      printf '%s\t%s\t%s\t%s\n' "$n" "$I_REF" "$OUT/$n.tar" "$(sed -n '2s/.*, //p' "$STAMPS/$n")" >>"$OUT/images.tsv.tmp"
+      printf '%s\t%s\t%s\t%s\n' "$n" "$I_REF" "$OUT/$n.tar" "$(sed -n '2s/.*, //p' "$STAMPS/$n")" >>"$tsv"
   done
-  mv -f "$OUT/images.tsv.tmp" "$OUT/images.tsv"
+  chmod 0644 "$tsv" && mv -f "$tsv" "$OUT/images.tsv"
   log "images in $OUT ($((SECONDS - start))s)"
   ((${#failed[@]} == 0)) || die "failed: ${failed[*]}"
 }
