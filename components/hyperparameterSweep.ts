@@ -4,8 +4,10 @@
  * enabled, else on the autoscaled pools; each trial reports its validation accuracy; the best
  * trial's model is promoted to the model store; a summary table is printed and kept.
  *
- * Trials read data from and write models to the object store (virtual nodes cannot mount the
- * shared volume). Each trial logs to the shared log directory under its own run,
+ * On the cluster's own nodes each trial is a TFJob sized by the `workers` and
+ * `parameter-servers` parameters, like the training pipelines' (its chief publishes and
+ * reports); on burst virtual nodes a trial is one container. Trials read data from and write
+ * models to the object store (virtual nodes cannot mount the shared volume). Each trial logs to the shared log directory under its own run,
  * `logs/<workflow>/trial-<n>`, so TensorBoard shows the trials side by side; the best trial's
  * version is published from the object store into the model base the server watches.
  */
@@ -16,7 +18,8 @@ import { PLATFORM_LABELS } from "./namespaces";
 import { OBJECT_STORE_SECRET, RESTRICTED_CONTAINER, restrictedPod } from "./objectStore";
 import { SHARED_CLAIM, SHARED_MOUNT_PATH } from "./sharedStorage";
 import { PIPELINE_OUTPUTS, PIPELINE_TEMPLATES, publishArgs, shellCommand, stagedVersion, trainMnistArgs, trialRunName } from "../trainer/src/pipeline/steps";
-import type { PipelineContext } from "./trainingPipeline";
+import { tfJobStepTemplate } from "./argoWorkflows";
+import { REPLICA_PARAMETERS, trainingJob, trainingJobManifestText, type PipelineContext } from "./trainingPipeline";
 
 export interface SweepOptions {
   /** Trials running at once. */
@@ -69,7 +72,7 @@ fs.writeFileSync("/tmp/best.json", JSON.stringify(best));
 fs.writeFileSync("/tmp/summary.json", JSON.stringify(trials, null, 2));`;
 
 /** Environment of a trial's script: every value Argo fills in comes through here, never through the script text. */
-export function trialEnv(o: { modelsBucket: string; logRoot: string }): { name: string; value: string }[] {
+export function trialEnv(o: { modelsBucket: string; logRoot: string; resultFile: string }): { name: string; value: string }[] {
   const P = (n: string) => `{{workflow.parameters.${n}}}`;
   const I = (n: string) => `{{inputs.parameters.${n}}}`;
   const run = trialRunName("{{workflow.name}}", I("index"));
@@ -85,6 +88,7 @@ export function trialEnv(o: { modelsBucket: string; logRoot: string }): { name: 
     { name: "LOGDIR", value: `${o.logRoot}/${run}` },
     { name: "TRIAL_BASE", value: `s3://${o.modelsBucket}/sweeps/{{workflow.name}}/trial-${I("index")}` },
     { name: "WORK", value: TRIAL_WORK },
+    { name: "RESULT", value: o.resultFile },
   ];
 }
 
@@ -113,10 +117,25 @@ export function trialCommands(): { train: string[]; publish: string[] } {
   };
 }
 
-/** The trial's shell script: train, upload its version, report one JSON line. */
+/** Prints the replica's role from TF_CONFIG: `chief` outside a TFJob, or for its Chief/Master. */
+const ROLE_SCRIPT =
+  'const c = process.env.TF_CONFIG ? JSON.parse(process.env.TF_CONFIG) : {}, t = c.task ? c.task.type : "chief";' +
+  ' console.log(t === "master" ? "chief" : t);';
+
+/**
+ * The trial's shell script: train (every replica of a multi-replica trial), then the chief
+ * alone uploads the version and writes the trial's JSON line to `$RESULT`.
+ */
 export function trialScript(): string {
   const c = trialCommands();
-  return ["set -eu", shellCommand(c.train), shellCommand(c.publish), `${shellCommand(["-e", TRIAL_RESULT_SCRIPT], "node")} > "\${WORK}/result.json"`].join("\n");
+  return [
+    "set -eu",
+    shellCommand(c.train),
+    `[ "$(${shellCommand(["-e", ROLE_SCRIPT], "node")})" = chief ] || exit 0`,
+    shellCommand(c.publish),
+    'mkdir -p "$(dirname "${RESULT}")"',
+    `${shellCommand(["-e", TRIAL_RESULT_SCRIPT], "node")} > "\${RESULT}"`,
+  ].join("\n");
 }
 
 /** Where a trial's TensorBoard logs go when it runs on burst nodes (no shared volume there). */
@@ -143,22 +162,10 @@ export function sweepTemplate(ctx: PipelineContext, o: SweepOptions): Record<str
   });
   const shared = { name: "shared", mountPath: SHARED_MOUNT_PATH };
   const trialInputs = { parameters: [{ name: "index" }, { name: "lr" }, { name: "hu" }, { name: "bs" }] };
-  const trialRun = {
-    name: burst ? "trial-run" : "trial",
-    inputs: trialInputs,
-    retryStrategy: { limit: "2", retryPolicy: "OnError", backoff: { duration: "30s", factor: "2" } },
-    ...(o.burst ? { nodeSelector: o.burst.nodeSelector, tolerations: o.burst.tolerations } : {}),
-    container: container({
-      command: ["sh", "-c", trialScript()],
-      env: trialEnv({ modelsBucket: o.modelsBucket, logRoot: burst ? BURST_LOG_ROOT : sharedLogs }),
-      volumeMounts: burst ? [{ name: "tmp", mountPath: "/tmp" }] : [{ name: "tmp", mountPath: "/tmp" }, shared],
-    }),
-    outputs: {
-      parameters: [{ name: "result", valueFrom: { path: `${TRIAL_WORK}/result.json` } }],
-      ...(burst ? { artifacts: [{ name: "logs", path: BURST_LOG_ROOT }] } : {}),
-    },
-  };
   const trialPass = (names: string[]) => names.map((n) => ({ name: n, value: I(n) }));
+  const trialRunName_ = trialRunName("{{workflow.name}}", I("index"));
+  const retryStrategy = { limit: "2", retryPolicy: "OnError", backoff: { duration: "30s", factor: "2" } };
+  // Burst trials: one container on a virtual node; logs handed over as an artifact.
   const burstTrial = [
     {
       name: "trial",
@@ -177,16 +184,69 @@ export function sweepTemplate(ctx: PipelineContext, o: SweepOptions): Record<str
       outputs: { parameters: [{ name: "result", valueFrom: { parameter: "{{tasks.run.outputs.parameters.result}}" } }] },
     },
     {
+      name: "trial-run",
+      inputs: trialInputs,
+      retryStrategy,
+      nodeSelector: o.burst?.nodeSelector,
+      tolerations: o.burst?.tolerations,
+      container: container({
+        command: ["sh", "-c", trialScript()],
+        env: trialEnv({ modelsBucket: o.modelsBucket, logRoot: BURST_LOG_ROOT, resultFile: `${TRIAL_WORK}/result.json` }),
+      }),
+      outputs: {
+        parameters: [{ name: "result", valueFrom: { path: `${TRIAL_WORK}/result.json` } }],
+        artifacts: [{ name: "logs", path: BURST_LOG_ROOT }],
+      },
+    },
+    {
       // Argo unpacks an input artifact whose path lies in a mounted volume into that volume.
       name: "save-logs",
-      inputs: { parameters: [{ name: "index" }], artifacts: [{ name: "logs", path: `${sharedLogs}/${trialRunName("{{workflow.name}}", I("index"))}` }] },
+      inputs: { parameters: [{ name: "index" }], artifacts: [{ name: "logs", path: `${sharedLogs}/${trialRunName_}` }] },
       container: container({
-        command: ["ls", "-R", `${sharedLogs}/${trialRunName("{{workflow.name}}", I("index"))}`],
+        command: ["ls", "-R", `${sharedLogs}/${trialRunName_}`],
         resources: { requests: { cpu: "50m", memory: "64Mi" }, limits: { memory: "128Mi" } },
         volumeMounts: [{ name: "tmp", mountPath: "/tmp" }, shared],
       }),
     },
   ];
+  // Trials on the cluster's nodes: a TFJob per trial (Chief, `workers` − 1 Workers,
+  // `parameter-servers` PS, as the training pipelines), logging into the shared log directory;
+  // its chief leaves the trial's line on the shared volume for the report step.
+  const resultOnShared = `${SHARED_MOUNT_PATH}/staging/{{workflow.name}}/trial-${I("index")}/result.json`;
+  const job = trainingJob({ ...ctx, gpus: 0 }, [], `{{workflow.name}}-trial-${I("index")}`);
+  for (const spec of Object.values<any>(job.spec.tfReplicaSpecs)) {
+    const c = spec.template.spec.containers[0];
+    c.command = ["sh", "-c", trialScript()];
+    delete c.args;
+    c.env = trialEnv({ modelsBucket: o.modelsBucket, logRoot: sharedLogs, resultFile: resultOnShared });
+  }
+  const clusterTrial = [
+    {
+      name: "trial",
+      inputs: trialInputs,
+      dag: {
+        tasks: [
+          { name: "train", template: "trial-train", arguments: { parameters: trialPass(["index", "lr", "hu", "bs"]) } },
+          { name: "report", template: "trial-report", dependencies: ["train"], arguments: { parameters: [{ name: "index", value: I("index") }] } },
+        ],
+      },
+      outputs: { parameters: [{ name: "result", valueFrom: { parameter: "{{tasks.report.outputs.parameters.result}}" } }] },
+    },
+    { ...tfJobStepTemplate("trial-train", job), inputs: trialInputs, retryStrategy },
+    {
+      name: "trial-report",
+      inputs: { parameters: [{ name: "index" }] },
+      container: container({
+        command: ["test", "-s", resultOnShared],
+        resources: { requests: { cpu: "50m", memory: "64Mi" }, limits: { memory: "128Mi" } },
+        volumeMounts: [{ name: "tmp", mountPath: "/tmp" }, shared],
+      }),
+      outputs: { parameters: [{ name: "result", valueFrom: { path: resultOnShared } }] },
+    },
+  ];
+  const trialTemplates = burst ? burstTrial : clusterTrial;
+  const trainStep = trialTemplates.find((t) => t.name === "trial-train") as { resource?: { manifest: string } } | undefined;
+  if (trainStep?.resource) trainStep.resource.manifest = trainingJobManifestText(JSON.parse(trainStep.resource.manifest));
   const publishedFile = `${TRIAL_WORK}/published.json`;
   return {
     apiVersion: "argoproj.io/v1alpha1",
@@ -208,6 +268,8 @@ export function sweepTemplate(ctx: PipelineContext, o: SweepOptions): Record<str
           { name: "batch-sizes", value: "64", description: "comma-separated" },
           { name: "steps", value: "1000", description: "training steps per trial" },
           { name: "accuracy-gate", value: "0.95", description: "minimum validation accuracy to promote" },
+          // Virtual nodes run a trial as one container: no replicas there.
+          ...(burst ? [] : REPLICA_PARAMETERS.map((p) => ({ ...p }))),
         ],
       },
       volumes: [
@@ -260,8 +322,7 @@ export function sweepTemplate(ctx: PipelineContext, o: SweepOptions): Record<str
             source: GRID_SCRIPT,
           },
         },
-        trialRun,
-        ...(burst ? burstTrial : []),
+        ...trialTemplates,
         {
           name: "promote",
           inputs: { parameters: [{ name: "results" }] },

@@ -139,9 +139,9 @@ const REPLICA_PLACEHOLDER = { Worker: "__WORKER_REPLICAS__", PS: "__PS_REPLICAS_
  * is given is the trainer's business (trainer/src/train/tfconfig.ts); each command's --help
  * says what it supports.
  */
-export function trainingJob(ctx: PipelineContext, trainArgs: string[]): Record<string, any> {
+export function trainingJob(ctx: PipelineContext, trainArgs: string[], name = `${W}-train`): Record<string, any> {
   const job = tfJobManifest({
-    name: `${W}-train`,
+    name,
     namespace: ctx.namespace,
     image: ctx.image,
     args: trainArgs,
@@ -160,7 +160,7 @@ export function trainingJob(ctx: PipelineContext, trainArgs: string[]): Record<s
 }
 
 /** The TFJob manifest text as Argo gets it: replica counts are Argo expressions. */
-function trainingJobManifestText(job: Record<string, unknown>): string {
+export function trainingJobManifestText(job: Record<string, unknown>): string {
   let text = JSON.stringify(job);
   for (const role of ["Worker", "PS"] as const) text = text.replace(`"${REPLICA_PLACEHOLDER[role]}"`, REPLICA_EXPRESSIONS[role]);
   return text;

@@ -11,7 +11,7 @@ import { mnistPipelineTemplate, PIPELINE_OUTPUTS, PIPELINE_TEMPLATES, resolveRep
 import { main as cliMain } from "../trainer/src/cli";
 import { publishModelVersion } from "../trainer/src/export/publish";
 import { createMnistModel } from "../trainer/src/model/mnist";
-import { runDirs, stagedVersion, trialRunName } from "../trainer/src/pipeline/steps";
+import { runDirs, shellCommand, stagedVersion, trialRunName } from "../trainer/src/pipeline/steps";
 import { closedPort } from "../trainer/tests/fixtures/fake-s3";
 import { captureIo } from "../trainer/tests/fixtures/tmp";
 import { FAKE, FIXTURE_KUBECONFIG, ROOT, ofType, one, runStack, type StackRun } from "./harness";
@@ -135,6 +135,9 @@ describe("trainer image and pipelines under mocks", () => {
     const gke = templates(await runStack("gke"))[PIPELINE_TEMPLATES.sweep];
     expect(gke.spec.templates.find((x: any) => x.name === "trial").nodeSelector).toBeUndefined();
     expect(gke.spec.templates.find((x: any) => x.name === "save-logs")).toBeUndefined();
+    // Off the virtual nodes a trial is a TFJob sized by workers and parameter-servers.
+    expect(JSON.parse(gke.spec.templates.find((x: any) => x.name === "trial-train").resource.manifest.replace(/\{\{=[^}]+\}\}/g, "0")).kind).toBe("TFJob");
+    expect(gke.spec.arguments.parameters.map((p: any) => p.name)).toEqual(expect.arrayContaining(["workers", "parameter-servers"]));
   });
 
   it("the sweep grid is the product of the lists, and bad lists are refused", () => {
@@ -325,14 +328,31 @@ describe("every pipeline step's command line passes the real mlp parser", () => 
   });
 
   for (const burst of [false, true]) {
-    it(`the sweep${burst ? " on burst nodes" : ""}: a trial's script (real sh, quoting), its mlp calls, and publish-best from s3://`, async () => {
+    it(`the sweep${burst ? " on burst nodes" : " (a TFJob per trial)"}: a trial's script (real sh, quoting), its mlp calls, and publish-best from s3://`, async () => {
       const t = sweepTemplate(ctx, { parallelism: 2, modelsBucket: "models", ...(burst ? { burst: AKS_VIRTUAL_NODE_PLACEMENT } : {}) });
-      const run = t.spec.templates.find((x: any) => x.name === (burst ? "trial-run" : "trial"));
-      // A dataset name with a space, quotes and a $: it must arrive as one argument, unexpanded.
-      const params = defaults(t, { dataset: 's3://data/my "mnist" $HOME' });
+      // A dataset name with a space and a $: it must arrive as one argument, unexpanded.
+      const params = defaults(t, { dataset: "s3://data/my mnist $HOME" });
       const inputs = { index: "3", lr: "0.001", hu: "64", bs: "32" };
-      const trialEnv = Object.fromEntries(run.container.env.map((e: any) => [e.name, onShared(fill(e.value, { params, inputs }))]));
+      // Where the script and its environment are: the burst trial's container, or every replica of the trial's TFJob.
+      let container: any;
+      if (burst) {
+        container = t.spec.templates.find((x: any) => x.name === "trial-run").container;
+        expect(t.spec.arguments.parameters.map((p: any) => p.name)).not.toContain("workers");
+      } else {
+        const step = t.spec.templates.find((x: any) => x.name === "trial-train");
+        expect(step.resource.successCondition).toBe("status.replicaStatuses.Chief.succeeded > 0");
+        const counted = resolveReplicaCounts(step.resource.manifest, { workers: 3, parameterServers: 1 });
+        const job = JSON.parse(fill(JSON.stringify(counted), { params, inputs }));
+        expect(job.metadata.name).toBe("wf-test-trial-3");
+        const specs = job.spec.tfReplicaSpecs;
+        expect([specs.Chief.replicas, specs.Worker.replicas, specs.PS.replicas]).toEqual([1, 2, 1]);
+        container = specs.Chief.template.spec.containers[0];
+        expect(specs.Worker.template.spec.containers[0].command).toEqual(container.command);
+        expect(container.volumeMounts).toContainEqual({ name: "shared", mountPath: SHARED_MOUNT_PATH });
+      }
+      const trialEnv: Record<string, string> = Object.fromEntries(container.env.map((e: any) => [e.name, onShared(fill(e.value, { params, inputs }))]));
       const work = fs.mkdtempSync(path.join(tmp, "trial-"));
+      if (burst) trialEnv.RESULT = path.join(work, "result.json");
       const bin = path.join(work, "bin");
       fs.mkdirSync(bin);
       const calls = path.join(work, "calls.jsonl");
@@ -347,11 +367,25 @@ if (a[0] === "publish") fs.writeFileSync(f("result-file"), JSON.stringify({ vers
 `,
         { mode: 0o755 },
       );
-      const [sh, dashC, script] = run.container.command;
+      const [sh, dashC, script] = container.command;
       expect([sh, dashC]).toEqual(["sh", "-c"]);
-      const r = spawnSync(sh, [dashC, script], { env: { PATH: `${bin}:${path.dirname(process.execPath)}:/usr/bin:/bin`, ...trialEnv, WORK: work }, encoding: "utf8" });
-      expect(r.status, r.stderr).toBe(0);
-      const argvs = fs.readFileSync(calls, "utf8").trim().split("\n").map((l) => JSON.parse(l) as string[]);
+      const runScript = (tfConfig?: Record<string, unknown>) => {
+        fs.rmSync(calls, { force: true });
+        const r = spawnSync(sh, [dashC, script], {
+          env: { PATH: `${bin}:${path.dirname(process.execPath)}:/usr/bin:/bin`, ...trialEnv, WORK: work, ...(tfConfig ? { TF_CONFIG: JSON.stringify(tfConfig) } : {}) },
+          encoding: "utf8",
+        });
+        expect(r.status, r.stderr).toBe(0);
+        return fs.readFileSync(calls, "utf8").trim().split("\n").map((l) => JSON.parse(l) as string[]);
+      };
+      if (!burst) {
+        // A worker replica trains and stops there: only the chief publishes and reports.
+        const cluster = { chief: ["c-0:2222"], worker: ["w-0:2222", "w-1:2222"], ps: ["p-0:2222"] };
+        expect(runScript({ cluster, task: { type: "worker", index: 1 } }).map((a) => a[0])).toEqual(["train-mnist"]);
+        expect(fs.existsSync(trialEnv.RESULT!)).toBe(false);
+        expect(runScript({ cluster, task: { type: "chief", index: 0 } }).map((a) => a[0])).toEqual(["train-mnist", "publish"]);
+      }
+      const argvs = runScript();
       expect(argvs.map((a) => a[0])).toEqual(["train-mnist", "publish"]);
       expect(argvs[0]![argvs[0]!.indexOf("--data") + 1]).toBe(params.dataset);
       // Its curves: the shared log directory (TensorBoard's), under the trial's own run name.
@@ -359,18 +393,22 @@ if (a[0] === "publish") fs.writeFileSync(f("result-file"), JSON.stringify({ vers
       const trialRun = trialRunName(RUN, "3");
       expect(logdir).toBe(burst ? "/tmp/logs/wf-test/trial-3" : path.join(shared, "logs", trialRun));
       if (burst) {
-        expect(run.outputs.artifacts).toEqual([{ name: "logs", path: "/tmp/logs" }]);
+        const runT = t.spec.templates.find((x: any) => x.name === "trial-run");
+        expect(runT.outputs.artifacts).toEqual([{ name: "logs", path: "/tmp/logs" }]);
+        expect(runT.outputs.parameters[0].valueFrom.path).toBe(fill(container.env.find((e: any) => e.name === "RESULT").value, { params, inputs }));
         const save = t.spec.templates.find((x: any) => x.name === "save-logs");
         expect(onShared(fill(save.inputs.artifacts[0].path, { params, inputs }))).toBe(path.join(shared, "logs", trialRun));
         expect(save.container.volumeMounts).toContainEqual({ name: "shared", mountPath: SHARED_MOUNT_PATH });
       } else {
-        expect(run.container.volumeMounts).toContainEqual({ name: "shared", mountPath: SHARED_MOUNT_PATH });
+        // The report step reads the file the chief wrote, on the shared volume.
+        const report = t.spec.templates.find((x: any) => x.name === "trial-report");
+        expect(onShared(fill(report.outputs.parameters[0].valueFrom.path, { params, inputs }))).toBe(trialEnv.RESULT);
+        expect(report.container.volumeMounts).toContainEqual({ name: "shared", mountPath: SHARED_MOUNT_PATH });
       }
       // The promote step's input: one JSON line per trial, as the output contract says.
-      const result = JSON.parse(fs.readFileSync(path.join(work, "result.json"), "utf8"));
+      const result = JSON.parse(fs.readFileSync(trialEnv.RESULT!, "utf8"));
       expect(result).toEqual({ trial: 3, lr: "0.001", hu: "64", bs: "32", run: trialRun, metrics: { validationAccuracy: 0.93 }, model: "s3://models/sweeps/wf-test/trial-3/mnist/1" });
-      expect(run.outputs.parameters[0].valueFrom.path).toBe("/tmp/result.json");
-      // The recorded calls through the real parser (the data set's odd name is a valid S3 prefix).
+      // The recorded calls through the real parser.
       for (const a of argvs) await expectParsed({ where: `sweep trial ${a[0]}`, args: a.map((x) => x.replace(work, path.join(tmp, "w"))) });
 
       // publish-best takes the promoted trial's model from s3:// (it used to be refused).
@@ -383,6 +421,12 @@ if (a[0] === "publish") fs.writeFileSync(f("result-file"), JSON.stringify({ vers
       expect(best.outputs.parameters).toEqual([{ name: PIPELINE_OUTPUTS.published, valueFrom: { path: args[args.indexOf("--result-file") + 1] } }]);
     });
   }
+
+  it("shell words: a value with quotes, $ and backticks stays one literal word; ${NAME} references expand", () => {
+    const script = shellCommand(["a b", 'q"uote', "$HOME `x` \\", "${V}/x"], "printf '%s|'") ;
+    const r = spawnSync("sh", ["-c", script.replace(/^"printf '%s\|'"/, "printf '%s|'")], { env: { V: "v v" }, encoding: "utf8" });
+    expect(r.stdout).toBe('a b|q"uote|$HOME `x` \\|v v/x|');
+  });
 
   it("workers and parameter-servers size the TFJob: Chief 1, Workers n−1 with the chief's GPUs, PS on CPU", () => {
     const train = mnistPipelineTemplate(ctx).spec.templates.find((x: any) => x.name === "train").resource.manifest;
