@@ -4,9 +4,7 @@
  * in this process (each its own model, step, reducer and gRPC channel), so their weights can
  * be compared directly; the fault and accuracy tests run real `mlp train-mnist` processes.
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { promises as fs } from "node:fs";
-import * as net from "node:net";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { splitTrainValidation, type Split } from "../src/data/batches";
@@ -16,31 +14,14 @@ import { createReducer, runParameterServer, type DistributedOptions } from "../s
 import { assignShards } from "../src/distributed/ps";
 import { createMnistModel } from "../src/model/mnist";
 import { train, type TrainOptions, type TrainResult } from "../src/train/loop";
+import { latestCheckpointStep } from "../src/train/checkpoint";
 import { LocalReducer, type Reducer } from "../src/train/reducer";
 import { parseTfConfig } from "../src/train/tfconfig";
 import { tf, type LayersModel } from "../src/tf";
 import { writeMnistIdx } from "./fixtures/mnist-idx";
-import { tempDir } from "./fixtures/tmp";
+import { freePorts, launch, launchCluster, tfConfig, waitFor, exitsWithin, killReplicas } from "./fixtures/distributed-cluster";
+import { list, tempDir } from "./fixtures/tmp";
 
-const trainerRoot = path.resolve(__dirname, "..");
-
-/** Free TCP ports on 127.0.0.1 (bound and released). */
-export async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: n }, () => new Promise<net.Server>((resolve) => {
-      const s = net.createServer();
-      s.listen(0, "127.0.0.1", () => resolve(s));
-    })),
-  );
-  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
-}
-
-/** TF_CONFIG of one replica, as the Training Operator writes it. */
-function tfConfig(cluster: Record<string, string[]>, type: string, index: number): string {
-  return JSON.stringify({ cluster, task: { type, index }, environment: "cloud" });
-}
 
 const TIMING: DistributedOptions = { timeoutMs: 20_000, startupTimeoutMs: 30_000, psMode: "sync" };
 const quiet = () => undefined;
@@ -164,5 +145,99 @@ describe("distributed training in one process", () => {
     expect(assignShards([100, 10, 50, 60], 2)).toEqual([0, 0, 1, 1]);
     expect(assignShards([5, 5, 5], 3)).toEqual([0, 1, 2]);
     expect(assignShards([7], 2)).toEqual([0]);
+  });
+});
+
+describe("distributed training across processes", () => {
+  let dir: string;
+  let cleanup: () => Promise<void>;
+  beforeAll(async () => {
+    ({ dir, cleanup } = await tempDir("dist-proc"));
+    await writeMnistIdx(path.join(dir, "data"), { train: 1200, test: 200 });
+  });
+  afterAll(async () => {
+    killReplicas();
+    await cleanup();
+  });
+
+  it("a killed or hung worker stops the others within --replica-timeout, naming it; a restart resumes from the chief's checkpoint", async () => {
+    const ports = await freePorts(3);
+    const cluster = { chief: [`127.0.0.1:${ports[0]}`], worker: [`127.0.0.1:${ports[1]}`, `127.0.0.1:${ports[2]}`] };
+    const ckdir = path.join(dir, "ck");
+    const models = path.join(dir, "models");
+    const TIMEOUT_S = 4;
+    const STEPS = 150;
+    const args = [
+      "--data", path.join(dir, "data"), "--model-base", models, "--steps", String(STEPS), "--batch-size", "16", "--hidden-units", "16",
+      "--checkpoint-dir", ckdir, "--checkpoint-every", "10", "--progress", "lines", "--replica-timeout", String(TIMEOUT_S), "--startup-timeout", "120",
+    ];
+    const ckptStep = async () => (await latestCheckpointStep(ckdir).catch(() => undefined)) ?? 0;
+
+    // 1. Kill worker #1 once the chief has checkpointed: the chief and worker #0 stop at once.
+    let run = launchCluster(cluster, args);
+    await waitFor("a checkpoint at step 20", async () => (await ckptStep()) >= 20, 180_000, run);
+    run[2]!.child.kill("SIGKILL");
+    const killedAt = performance.now();
+    const [chief1, w0] = await exitsWithin([run[0]!, run[1]!], 30_000);
+    for (const [r, e] of [[run[0]!, chief1], [run[1]!, w0]] as const) {
+      expect(e.code, r.err()).toBe(1);
+      expect(r.err()).toContain(`lost worker #1 (${cluster.worker[1]})`);
+      expect(e.at - killedAt).toBeLessThan(TIMEOUT_S * 1000);
+    }
+    expect(run[0]!.err()).toMatch(/connection to the chief closed mid-run/);
+
+    // 2. Restart: every replica resumes from the chief's checkpoint; then worker #0 hangs
+    //    (SIGSTOP): the others stop after the timeout, not before, naming it.
+    const resumed1 = await ckptStep();
+    run = launchCluster(cluster, args);
+    await waitFor("a newer checkpoint", async () => (await ckptStep()) >= resumed1 + 10, 180_000, run);
+    expect(run[0]!.err()).toContain(`resuming from the checkpoint at step ${resumed1} in ${ckdir}`);
+    for (const w of run.slice(1)) expect(w.err()).toContain(`starting at step ${resumed1}`);
+    run[1]!.child.kill("SIGSTOP");
+    const hungAt = performance.now();
+    const [chief2, w1] = await exitsWithin([run[0]!, run[2]!], 30_000);
+    run[1]!.child.kill("SIGKILL");
+    for (const [r, e] of [[run[0]!, chief2], [run[2]!, w1]] as const) {
+      expect(e.code, r.err()).toBe(1);
+      expect(r.err()).toMatch(new RegExp(`lost worker #0 \\(${cluster.worker[0]}\\): no gradients for step \\d+ within ${TIMEOUT_S} s`));
+      expect(e.at - hungAt).toBeGreaterThan(TIMEOUT_S * 1000 - 1500);
+      expect(e.at - hungAt).toBeLessThan(TIMEOUT_S * 1000 + 4000);
+    }
+    expect(await list(path.join(models, "mnist"))).toEqual([]);
+
+    // 3. Restart again: it resumes and finishes; only the chief publishes, once.
+    const resumed2 = await ckptStep();
+    expect(resumed2).toBeGreaterThan(resumed1);
+    run = launchCluster(cluster, args);
+    const exits = await exitsWithin(run, 200_000);
+    exits.forEach((e, i) => expect(e.code, run[i]!.err()).toBe(0));
+    expect(run[0]!.err()).toContain(`resuming from the checkpoint at step ${resumed2}`);
+    for (const w of run.slice(1)) expect(w.err()).toContain(`starting at step ${resumed2}`);
+    expect(JSON.parse(run[0]!.out())).toMatchObject({ version: 1, published: true });
+    for (const w of run.slice(1)) expect(JSON.parse(w.out())).toMatchObject({ version: 0, published: false });
+    const meta = JSON.parse(await fs.readFile(path.join(models, "mnist", "1", "metadata.json"), "utf8")) as { training: Record<string, unknown> };
+    expect(meta.training).toMatchObject({ resumedFromStep: resumed2, replicas: 3, steps: STEPS, globalBatchSize: 48 });
+
+    // 4. The same TFJob once more: the run is complete; nothing new is published.
+    run = launchCluster(cluster, args);
+    const again = await exitsWithin(run, 60_000);
+    again.forEach((e, i) => expect(e.code, run[i]!.err()).toBe(0));
+    expect(run[0]!.err()).toMatch(/already complete \(step 150 of 150\) and published version 1/);
+    expect(JSON.parse(run[0]!.out())).toMatchObject({ version: 1, published: false });
+    expect(await list(path.join(models, "mnist"))).toEqual(["1"]);
+  });
+
+  it("replicas started with different arguments are refused with the setting that differs", async () => {
+    const ports = await freePorts(2);
+    const cluster = { worker: [`127.0.0.1:${ports[0]}`, `127.0.0.1:${ports[1]}`] };
+    const base = ["--data", path.join(dir, "data"), "--model-base", path.join(dir, "m2"), "--steps", "5", "--hidden-units", "16", "--progress", "none", "--startup-timeout", "120"];
+    const a = launch([...base, "--batch-size", "16"], tfConfig(cluster, "worker", 0));
+    const b = launch([...base, "--batch-size", "32"], tfConfig(cluster, "worker", 1));
+    const [ea, eb] = await exitsWithin([a, b], 60_000);
+    expect(ea.code, a.err()).toBe(1);
+    expect(eb.code, b.err()).toBe(1);
+    const msg = /worker #1 \(127\.0\.0\.1:\d+\) runs with batchSize=32 \(the chief has batchSize=16\).*every replica of a TFJob must get the same arguments/;
+    expect(a.err()).toMatch(msg);
+    expect(b.err()).toMatch(msg);
   });
 });

@@ -14,7 +14,9 @@ import { bottlenecks } from "../retrain/bottlenecks";
 import { confusionMatrix, formatConfusionMatrix } from "../retrain/confusion";
 import { scanImageFolder, type SetName } from "../retrain/folder";
 import { attachHead, createHead, featureSet, predictClasses, trainHead } from "../retrain/head";
+import { createReducer, DEFAULT_DISTRIBUTED, DISTRIBUTED_FLAGS, DISTRIBUTED_USAGE, parseDistributedFlags, servedAsParameterServer, type DistributedOptions } from "../distributed";
 import type { ProgressMode } from "../train/progress";
+import { parseTfConfig, replicaName } from "../train/tfconfig";
 import { tensorBoardSinks } from "../train/summaries";
 import { tf } from "../tf";
 import { choiceFlag, floatFlag, intFlag, parseFlags } from "../util/args";
@@ -42,11 +44,17 @@ export interface RetrainOptions {
   readonly minAccuracy?: number;
   readonly resultFile?: string;
   readonly progress: ProgressMode;
+  /** Timeouts and PS mode of a distributed run (TF_CONFIG). Default {@link DEFAULT_DISTRIBUTED}. */
+  readonly distributed?: DistributedOptions;
 }
 
 export interface RetrainResult {
+  /** The published version; 0 on a replica that does not publish (not the chief). */
   readonly version: number;
+  /** Its directory; "" on a replica that does not publish. */
   readonly dir: string;
+  /** `chief #0 (host:port)`, `worker #1 (host:port)`; `local` without TF_CONFIG. */
+  readonly replica: string;
   readonly labels: readonly string[];
   readonly metrics: Record<string, number>;
   /** Rows: actual class, columns: predicted class, on the test set (else validation). */
@@ -61,6 +69,13 @@ export function defaultCacheDir(env: NodeJS.ProcessEnv): string {
 
 export async function retrain(opts: RetrainOptions, io: CommandIo): Promise<RetrainResult> {
   const say = (m: string) => io.stderr.write(`${m}\n`);
+  // TF_CONFIG: the head trains data-parallel across the training replicas (each computes the
+  // bottlenecks it needs from the shared cache); only the chief evaluates and publishes.
+  const task = parseTfConfig(io.env.TF_CONFIG);
+  const replica = task ? replicaName(task) : "local";
+  if (task) say(`TF_CONFIG: ${replica}, ${task.numTrainingReplicas} training replica(s), ${task.ps.length} PS: ${task.strategy}`);
+  if (task?.type === "ps") throw new UsageError(`TF_CONFIG makes this process ${replica}, a parameter server: run it with \`mlp retrain\`, which serves the variables`);
+  const isChief = task?.isChief ?? true;
   const folder = await scanImageFolder(opts.images, opts.validationPercent, opts.testPercent);
   const base = await loadBaseModel(opts.baseModel, { bottleneckLayer: opts.bottleneckLayer, range: opts.range });
   const count = (s: SetName) => folder.images.filter((i) => i.set === s).length;
@@ -94,12 +109,15 @@ export async function retrain(opts: RetrainOptions, io: CommandIo): Promise<Retr
   ) as Record<SetName, ReturnType<typeof featureSet>>;
 
   const numClasses = folder.labels.length;
-  const stepsPerEpoch = Math.ceil(sets.train.count / opts.batchSize);
+  const stepsPerEpoch = Math.ceil(sets.train.count / (opts.batchSize * (task?.numTrainingReplicas ?? 1)));
   const steps = opts.steps ?? Math.max(1, Math.ceil((opts.epochs ?? 20) * stepsPerEpoch));
   const head = createHead(base.featureShape, numClasses, { hiddenUnits: opts.hiddenUnits, dropout: opts.dropout, seed: opts.seed });
-  const summaries = opts.logdir ? tensorBoardSinks(opts.logdir) : undefined;
+  const summaries = opts.logdir && isChief ? tensorBoardSinks(opts.logdir) : undefined;
   try {
+    const reducer = await createReducer(task, opts.distributed ?? DEFAULT_DISTRIBUTED, say);
     const trained = await trainHead(head, sets.train, base.featureShape, numClasses, {
+      reducer,
+      config: { baseModelId: base.id, bottleneckLayer: base.bottleneckLayer, labels: folder.labels.join(","), hiddenUnits: opts.hiddenUnits, dropout: opts.dropout },
       steps,
       batchSize: opts.batchSize,
       learningRate: opts.learningRate,
@@ -108,6 +126,10 @@ export async function retrain(opts: RetrainOptions, io: CommandIo): Promise<Retr
       progress: { out: io.stderr, mode: opts.progress },
     });
     const metrics: Record<string, number> = { trainLoss: trained.loss, trainAccuracy: trained.accuracy };
+    if (!isChief) {
+      say(`${replica}: ${steps} steps done; the chief evaluates and publishes`);
+      return { version: 0, dir: "", replica, labels: folder.labels, metrics, confusionMatrix: [], bottlenecks: { computed: bn.computed, cached: bn.cached, baseModelId: base.id } };
+    }
     let confusion: number[][] = [];
     for (const s of ["validation", "test"] as const) {
       if (sets[s].count === 0) continue;
@@ -157,6 +179,7 @@ export async function retrain(opts: RetrainOptions, io: CommandIo): Promise<Retr
           dropout: opts.dropout,
           seed: opts.seed,
           trainImages: sets.train.count,
+          ...(task && task.numTrainingReplicas > 1 && { replicas: task.numTrainingReplicas, distribution: task.strategy }),
           validationImages: sets.validation.count,
           testImages: sets.test.count,
           confusionMatrix: confusion,
@@ -168,6 +191,7 @@ export async function retrain(opts: RetrainOptions, io: CommandIo): Promise<Retr
     say(`published ${published.dir} (version ${published.version})`);
     const result: RetrainResult = {
       ...published,
+      replica,
       labels: folder.labels,
       metrics,
       confusionMatrix: confusion,
@@ -207,7 +231,12 @@ softmax head is trained on those features. Base and head are published together 
   --dropout <f>              (default 0)     --seed <n>          (default 42)
   --model-base <dir>         (required)      --name <name>       (default retrained)
   --logdir <dir>  --min-accuracy <f>  --result-file <file>  --progress auto|bar|lines|none
-Environment: MLP_TFJS_BACKEND=gpu, MLP_TRAIN_STEP=compiled|eager|autograd (default: the
+
+${DISTRIBUTED_USAGE}
+  --batch-size is per training replica; every replica computes (or reads from --cache-dir)
+  the bottlenecks of all images.
+
+Environment: TF_CONFIG (TFJob: chief/master, workers, ps), MLP_TFJS_BACKEND=gpu, MLP_TRAIN_STEP=compiled|eager|autograd (default: the
   fastest the head allows).`;
 
 export const command: Command = {
@@ -236,7 +265,10 @@ export const command: Command = {
       "min-accuracy": { type: "string" },
       "result-file": { type: "string" },
       progress: { type: "string" },
+      ...DISTRIBUTED_FLAGS,
     });
+    const distributed = parseDistributedFlags(f);
+    if (await servedAsParameterServer(io, distributed)) return 0;
     for (const req of ["images", "base-model", "model-base"] as const) {
       if (!f[req]) throw new UsageError(`mlp retrain: --${req} is required`);
     }
@@ -271,10 +303,11 @@ export const command: Command = {
         minAccuracy: floatFlag("min-accuracy", f["min-accuracy"], 0, 1),
         resultFile: f["result-file"],
         progress: choiceFlag("progress", f.progress, ["auto", "bar", "lines", "none"] as const, "auto"),
+        distributed,
       },
       io,
     );
-    io.stdout.write(`${JSON.stringify({ version: result.version, dir: result.dir, metrics: result.metrics, labels: result.labels })}\n`);
+    io.stdout.write(`${JSON.stringify({ version: result.version, dir: result.dir, replica: result.replica, metrics: result.metrics, labels: result.labels })}\n`);
     return 0;
   },
 };

@@ -84,6 +84,7 @@ export class AllReduceChief implements Reducer {
   private sizes: number[] = [];
   private readonly stats_ = new Stats();
   private closed = false;
+  private dropConnections: (() => void) | undefined;
 
   private constructor(
     private readonly trainers: readonly Replica[],
@@ -101,8 +102,9 @@ export class AllReduceChief implements Reducer {
       },
     });
     this.latch.fail = ((orig) => (e: Error) => {
+      const stopping = !this.latch.error;
       const first = orig(e);
-      this.stopEverything(first);
+      if (stopping) this.stopEverything(first);
       return first;
     })(this.latch.fail.bind(this.latch));
   }
@@ -111,7 +113,7 @@ export class AllReduceChief implements Reducer {
   static async listen(trainers: readonly Replica[], timing: ClusterTiming, log: (m: string) => void): Promise<AllReduceChief> {
     const chief = new AllReduceChief(trainers, timing, log);
     try {
-      await bindServer(chief.server, trainers[0]!.address);
+      chief.dropConnections = (await bindServer(chief.server, trainers[0]!.address)).dropConnections;
     } catch (e) {
       chief.server.forceShutdown();
       throw new ReplicaLostError(`${replicaName(trainers[0]!)}: cannot listen on ${trainers[0]!.address}: ${describeError(e)}; is another process using the port?`);
@@ -140,8 +142,12 @@ export class AllReduceChief implements Reducer {
     for (const w of this.startWaiters.splice(0)) w();
     for (const call of this.watches.values()) call.emit("error", this.status(e));
     this.watches.clear();
-    // Give the ABORTED statuses a moment to leave, then close.
-    setTimeout(() => this.server.forceShutdown(), 200).unref();
+    // Give the ABORTED statuses a moment to leave, then close (a hung peer's connection
+    // would otherwise keep this process alive).
+    setTimeout(() => {
+      this.server.forceShutdown();
+      this.dropConnections?.();
+    }, 200);
   }
 
   private async onJoin(req: JoinRequest, cb: grpc.sendUnaryData<TrainingStateMsg>): Promise<void> {
@@ -302,6 +308,7 @@ export class AllReduceWorker implements Reducer {
   private sizes: number[] = [];
   private readonly stats_ = new Stats();
   private done = false;
+  private readonly inFlight = new Set<grpc.ClientUnaryCall>();
 
   constructor(
     private readonly trainers: readonly Replica[],
@@ -375,7 +382,7 @@ export class AllReduceWorker implements Reducer {
     let r: GradientsMsg;
     try {
       r = await this.latch.race(
-        unary<GradientsMsg, GradientsMsg>(this.client, "AllReduce", { rank: this.rank, step, count: local.count, loss: local.loss, accuracy: local.accuracy, values }, this.timing.timeoutMs + 2000),
+        unary<GradientsMsg, GradientsMsg>(this.client, "AllReduce", { rank: this.rank, step, count: local.count, loss: local.loss, accuracy: local.accuracy, values }, this.timing.timeoutMs + 2000, false, this.inFlight),
       );
     } catch (e) {
       if (e === this.latch.error) throw e;
@@ -398,6 +405,7 @@ export class AllReduceWorker implements Reducer {
 
   abort(): void {
     this.done = true;
+    for (const c of this.inFlight) c.cancel();
     this.watch?.cancel();
     this.client.close();
   }

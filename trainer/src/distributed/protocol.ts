@@ -3,6 +3,7 @@
  * loading the services, the channel options, and packing float32 arrays into `bytes`.
  */
 import type * as http2 from "node:http2";
+import type * as net from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { DEFAULT_FLOW_CONTROL_WINDOW_BYTES, PROTO_LOADER_OPTIONS, protoDir } from "../serve/protos";
@@ -16,8 +17,9 @@ export const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   "grpc.max_receive_message_length": MAX_MESSAGE,
   "grpc.max_send_message_length": MAX_MESSAGE,
   // A gradient is ~1 MB for the MNIST CNN: with Node's 64 KiB HTTP/2 windows every message
-  // waits for ~15 WINDOW_UPDATE round trips.
-  "grpc-node.flow_control_window": 8 * DEFAULT_FLOW_CONTROL_WINDOW_BYTES,
+  // waits for ~15 WINDOW_UPDATE round trips. 1 MiB as the model server uses; 8 MiB windows
+  // crashed Node 20's HTTP/2 client (SIGSEGV) within ~100 steps here.
+  "grpc-node.flow_control_window": DEFAULT_FLOW_CONTROL_WINDOW_BYTES,
   "grpc.keepalive_time_ms": 10_000,
   "grpc.keepalive_timeout_ms": 10_000,
   "grpc.keepalive_permit_without_calls": 1,
@@ -100,40 +102,43 @@ export function unpackFloats(buf: Buffer, sizes: readonly number[], what: string
 /**
  * Binds `server` on the port of `address` (`host:port` from TF_CONFIG). A loopback IP
  * literal (local runs, tests) is bound as given; any other host is a name the cluster
- * resolves to this pod, so all interfaces are bound.
+ * resolves to this pod, so all interfaces are bound. `dropConnections` destroys every
+ * client connection: grpc-js's `forceShutdown` leaves the socket of a peer that stopped
+ * reading (a hung replica) open, which keeps the process from exiting.
  */
-export function bindServer(server: grpc.Server, address: string): Promise<number> {
+export function bindServer(server: grpc.Server, address: string): Promise<{ port: number; dropConnections: () => void }> {
   const port = address.slice(address.lastIndexOf(":") + 1);
   const host = address.slice(0, address.lastIndexOf(":"));
   const bindHost = host === "127.0.0.1" || host === "[::1]" || host === "localhost" ? host : "0.0.0.0";
   return new Promise((resolve, reject) => {
     server.bindAsync(`${bindHost}:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => {
-      if (err) reject(err);
-      else {
-        widenWindows(server);
-        resolve(p);
+      if (err) return reject(err);
+      const sockets = new Set<net.Socket>();
+      for (const h2 of http2Servers(server)) {
+        h2.on("connection", (socket: net.Socket) => {
+          sockets.add(socket);
+          socket.on("close", () => sockets.delete(socket));
+        });
+        h2.on("session", widenWindows);
       }
+      resolve({ port: p, dropConnections: () => sockets.forEach((s) => s.destroy()) });
     });
   });
 }
 
-/**
- * Opens wide HTTP/2 receive windows on the server's connections: grpc-js servers keep Node's
- * 64 KiB (as `serve/grpc.ts` explains); a private field, and if it is gone the defaults stay.
- */
-function widenWindows(server: grpc.Server): void {
+/** The http2 servers grpc-js created (a private field; empty if it is gone, and then the defaults stay). */
+function http2Servers(server: grpc.Server): http2.Http2Server[] {
   const servers = (server as unknown as { http2Servers?: Map<http2.Http2Server, unknown> }).http2Servers;
-  if (!(servers instanceof Map)) return;
-  const bytes = 8 * DEFAULT_FLOW_CONTROL_WINDOW_BYTES;
-  for (const h2 of servers.keys()) {
-    h2.on("session", (session: http2.ServerHttp2Session) => {
-      try {
-        session.setLocalWindowSize(bytes);
-        session.settings({ initialWindowSize: bytes });
-      } catch {
-        // A session already closing.
-      }
-    });
+  return servers instanceof Map ? [...servers.keys()] : [];
+}
+
+/** Opens wide HTTP/2 receive windows on a server connection: grpc-js servers keep Node's 64 KiB (as `serve/grpc.ts` explains). */
+function widenWindows(session: http2.ServerHttp2Session): void {
+  try {
+    session.setLocalWindowSize(DEFAULT_FLOW_CONTROL_WINDOW_BYTES);
+    session.settings({ initialWindowSize: DEFAULT_FLOW_CONTROL_WINDOW_BYTES });
+  } catch {
+    // A session already closing.
   }
 }
 
@@ -142,11 +147,16 @@ export function serverOptions(): grpc.ServerOptions {
 }
 
 /** A unary call as a promise, with a deadline in ms (undefined: none) and waiting for the server to be up if asked. */
-export function unary<Req, Res>(client: grpc.Client, method: string, req: Req, deadlineMs: number | undefined, waitForReady = false): Promise<Res> {
+export function unary<Req, Res>(client: grpc.Client, method: string, req: Req, deadlineMs: number | undefined, waitForReady = false, inFlight?: Set<grpc.ClientUnaryCall>): Promise<Res> {
   return new Promise((resolve, reject) => {
-    const fn = (client as unknown as Record<string, (r: Req, md: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: Res) => void) => void>)[method]!;
+    const fn = (client as unknown as Record<string, (r: Req, md: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: Res) => void) => grpc.ClientUnaryCall>)[method]!;
     const opts: grpc.CallOptions = {};
     if (deadlineMs !== undefined) opts.deadline = Date.now() + deadlineMs;
-    fn.call(client, req, new grpc.Metadata({ waitForReady }), opts, (e, r) => (e ? reject(e) : resolve(r!)));
+    const call = fn.call(client, req, new grpc.Metadata({ waitForReady }), opts, (e, r) => {
+      inFlight?.delete(call);
+      if (e) reject(e);
+      else resolve(r!);
+    });
+    inFlight?.add(call);
   });
 }

@@ -94,6 +94,7 @@ export class ParameterServer {
   private version = 0;
   private sync: { step: number; parts: Map<number, GradientsMsg>; answers: Map<number, grpc.sendUnaryData<GradientsMsg>>; timer: NodeJS.Timeout } | undefined;
   private ended!: (e?: Error) => void;
+  private dropConnections: (() => void) | undefined;
   /** Resolves when every training replica is done; rejects with the error naming a lost replica. */
   readonly completion: Promise<void>;
 
@@ -125,7 +126,7 @@ export class ParameterServer {
   static async listen(self: Replica, trainers: readonly Replica[], mode: PsMode, timing: ClusterTiming, log: (m: string) => void): Promise<ParameterServer> {
     const ps = new ParameterServer(self, trainers, mode, timing, log);
     try {
-      await bindServer(ps.server, self.address);
+      ps.dropConnections = (await bindServer(ps.server, self.address)).dropConnections;
     } catch (e) {
       ps.server.forceShutdown();
       throw new ReplicaLostError(`${replicaName(self)}: cannot listen on ${self.address}: ${describeError(e)}; is another process using the port?`);
@@ -160,8 +161,9 @@ export class ParameterServer {
     this.watches.clear();
     setTimeout(() => {
       this.server.forceShutdown();
+      this.dropConnections?.();
       this.ended(first);
-    }, 200).unref();
+    }, 200);
     return first;
   }
 
@@ -289,6 +291,7 @@ export class PsTrainer implements Reducer {
   private readonly stats_ = new Stats();
   private done = false;
   private lent: Tensor[] = [];
+  private readonly inFlight = new Set<grpc.ClientUnaryCall>();
 
   constructor(
     private readonly trainers: readonly Replica[],
@@ -406,7 +409,7 @@ export class PsTrainer implements Reducer {
       this.clients.map((c, k) => {
         this.stats_.bytesSent += parts[k]!.length;
         const msg = { rank: this.rank, step, count: local.count, loss: local.loss, accuracy: local.accuracy, values: parts[k]! };
-        return this.latch.race(unary<GradientsMsg, GradientsMsg>(c, "Push", msg, this.timing.timeoutMs + 2000)).catch(async (e: unknown) => {
+        return this.latch.race(unary<GradientsMsg, GradientsMsg>(c, "Push", msg, this.timing.timeoutMs + 2000, false, this.inFlight)).catch(async (e: unknown) => {
           throw await this.failed(e, k, `step ${step}'s push`);
         });
       }),
@@ -448,7 +451,7 @@ export class PsTrainer implements Reducer {
   async finish(): Promise<void> {
     const replies = await Promise.all(
       this.clients.map((c, k) =>
-        this.latch.race(unary<WatchRequest, GradientsMsg>(c, "Done", { rank: this.rank, replica: "" }, this.timing.startupTimeoutMs)).catch(async (e: unknown) => {
+        this.latch.race(unary<WatchRequest, GradientsMsg>(c, "Done", { rank: this.rank, replica: "" }, this.timing.startupTimeoutMs, false, this.inFlight)).catch(async (e: unknown) => {
           throw await this.failed(e, k, "finishing");
         }),
       ),
@@ -459,6 +462,7 @@ export class PsTrainer implements Reducer {
   }
 
   private close(): void {
+    for (const c of this.inFlight) c.cancel();
     for (const w of this.watches) w.cancel();
     for (const c of this.clients) c.close();
     tf.dispose(this.lent);

@@ -6,6 +6,8 @@ import { BatchIterator } from "../data/batches";
 import { TrainingError } from "../errors";
 import { Progress, type ProgressMode, type ProgressStream } from "../train/progress";
 import type { ScalarSink } from "../train/summaries";
+import { reducedStep } from "../train/loop";
+import type { Reducer } from "../train/reducer";
 import { createTrainStep } from "../train/step";
 import { tf, type LayersModel, type Tensor } from "../tf";
 import { freezeUpTo, type BaseModel } from "./base-model";
@@ -93,6 +95,13 @@ export interface HeadTrainOptions {
   readonly seed: number;
   readonly summaries?: { readonly train: ScalarSink };
   readonly progress?: { readonly out: ProgressStream; readonly mode?: ProgressMode };
+  /**
+   * Distributed runs: each step's global batch is `batchSize × replicas` features, this
+   * replica computes gradients on its part, the reducer combines them (see `../train/reducer.ts`).
+   */
+  readonly reducer?: Reducer;
+  /** Settings that must agree across replicas (checked when they join). */
+  readonly config?: Readonly<Record<string, unknown>>;
 }
 
 /** Trains `head` on `set` with Adam; returns the mean loss and accuracy of the last 20 steps. */
@@ -104,31 +113,47 @@ export async function trainHead(
   opts: HeadTrainOptions,
 ): Promise<{ loss: number; accuracy: number }> {
   const trainStep = createTrainStep(head, { learningRate: opts.learningRate, seed: opts.seed });
-  const batches = new BatchIterator(Uint32Array.from({ length: set.count }, (_, i) => i), opts.batchSize, opts.seed);
-  const progress = opts.progress ? new Progress(opts.progress.out, { total: opts.steps, examplesPerStep: opts.batchSize, mode: opts.progress.mode }) : undefined;
+  const reducer = opts.reducer;
+  const globalBatch = opts.batchSize * (reducer?.replicas ?? 1);
+  const batches = new BatchIterator(Uint32Array.from({ length: set.count }, (_, i) => i), globalBatch, opts.seed);
+  const progress = opts.progress ? new Progress(opts.progress.out, { total: opts.steps, examplesPerStep: globalBatch, mode: opts.progress.mode }) : undefined;
   const recent: [number, number][] = [];
+  const timing = { communication: 0, gradients: 0 };
+  const summaries = reducer && !reducer.isChief ? undefined : opts.summaries;
   try {
     if (trainStep.reason && opts.progress) opts.progress.out.write(`training step: ${trainStep.kind} (${trainStep.reason})\n`);
+    if (reducer) {
+      await reducer.start({ model: head, trainStep, state: { step: 0 }, config: { ...opts.config, steps: opts.steps, batchSize: opts.batchSize, learningRate: opts.learningRate, seed: opts.seed, examples: set.count, stepKind: trainStep.kind } });
+      opts.progress?.out.write(`${reducer.description}: global batch ${globalBatch} (${opts.batchSize} per replica)\n`);
+    }
     for (let step = 1; step <= opts.steps; step++) {
       const idx = batches.next();
-      const { xs, ys } = tensors(set, idx, featureShape, numClasses);
       let l: number;
       let a: number;
-      try {
-        ({ loss: l, accuracy: a } = trainStep.run(xs, ys, step));
-      } finally {
-        tf.dispose([xs, ys]);
+      if (reducer) {
+        ({ loss: l, accuracy: a } = await reducedStep(trainStep, reducer, idx, step, (part) => tensors(set, part, featureShape, numClasses), timing));
+      } else {
+        const { xs, ys } = tensors(set, idx, featureShape, numClasses);
+        try {
+          ({ loss: l, accuracy: a } = trainStep.run(xs, ys, step));
+        } finally {
+          tf.dispose([xs, ys]);
+        }
       }
       if (!Number.isFinite(l)) throw new TrainingError(`head training loss became ${l} at step ${step}; try a lower --learning-rate`);
       recent.push([l, a]);
       if (recent.length > 20) recent.shift();
-      if (opts.summaries && (step % 10 === 0 || step === opts.steps)) {
-        opts.summaries.train.scalar("loss", l, step);
-        opts.summaries.train.scalar("accuracy", a, step);
-        opts.summaries.train.scalar("learning_rate", opts.learningRate, step);
+      if (summaries && (step % 10 === 0 || step === opts.steps)) {
+        summaries.train.scalar("loss", l, step);
+        summaries.train.scalar("accuracy", a, step);
+        summaries.train.scalar("learning_rate", opts.learningRate, step);
       }
       progress?.update({ step, loss: l, accuracy: a });
     }
+    await reducer?.finish();
+  } catch (e) {
+    reducer?.abort(e);
+    throw e;
   } finally {
     trainStep.dispose();
   }

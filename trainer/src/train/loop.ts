@@ -167,23 +167,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     say(`step ${step}: validation loss ${validation.loss.toFixed(4)}, accuracy ${validation.accuracy.toFixed(4)} (${validation.count} examples)`);
   };
 
-  let communication = 0;
-  let gradientTime = 0;
-  const distributedStep = async (indices: Uint32Array, t: number): Promise<{ loss: number; accuracy: number }> => {
-    const r = reducer!;
-    const c0 = performance.now();
-    await r.beforeStep(t);
-    const g0 = performance.now();
-    const { lo, hi } = shardOf(indices.length, r.rank, replicas);
-    const local = hi > lo ? gradientsOn(trainStep, data, indices.subarray(lo, hi), t, { offset: lo, total: indices.length }) : emptyGradients(trainStep);
-    const c1 = performance.now();
-    const combined = await r.reduce(t, local);
-    const c2 = performance.now();
-    communication += g0 - c0 + (c2 - c1);
-    gradientTime += c1 - g0;
-    if (combined.grads) trainStep.apply(combined.grads);
-    return { loss: combined.loss, accuracy: combined.accuracy };
-  };
+  const timing = { communication: 0, gradients: 0 };
 
   try {
     while (step < steps) {
@@ -191,7 +175,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       let lossValue: number;
       let accValue: number;
       if (reducer) {
-        ({ loss: lossValue, accuracy: accValue } = await distributedStep(indices, step + 1));
+        ({ loss: lossValue, accuracy: accValue } = await reducedStep(trainStep, reducer, indices, step + 1, (idx) => batchTensors(data, idx), timing));
       } else {
         const { xs, ys } = batchTensors(data, indices);
         try {
@@ -241,24 +225,47 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       description: reducer.description,
       rank: reducer.rank,
       replicas,
-      communicationSeconds: communication / 1000,
-      gradientSeconds: gradientTime / 1000,
+      communicationSeconds: timing.communication / 1000,
+      gradientSeconds: timing.gradients / 1000,
       ...reducer.stats(),
     },
   };
 }
 
-/** The split step's first half on `indices` of `data`. */
-function gradientsOn(trainStep: TrainStep, data: ImageDataset, indices: Uint32Array, step: number, shard: { offset: number; total: number }): LocalGradients {
-  const { xs, ys } = batchTensors(data, indices);
-  try {
-    return trainStep.gradients(xs, ys, step, shard);
-  } finally {
-    tf.dispose([xs, ys]);
+/**
+ * One distributed step: this replica's part of the global batch `indices` → gradients →
+ * `reducer` → the optimizer (unless the reducer applied the update elsewhere). Returns the
+ * combined loss and accuracy; adds the time spent to `timing` (ms).
+ */
+export async function reducedStep(
+  trainStep: TrainStep,
+  reducer: Reducer,
+  indices: Uint32Array,
+  step: number,
+  batch: (indices: Uint32Array) => { xs: Tensor; ys: Tensor },
+  timing: { communication: number; gradients: number },
+): Promise<{ loss: number; accuracy: number }> {
+  const c0 = performance.now();
+  await reducer.beforeStep(step);
+  const g0 = performance.now();
+  const { lo, hi } = shardOf(indices.length, reducer.rank, reducer.replicas);
+  let local: LocalGradients;
+  if (hi > lo) {
+    const { xs, ys } = batch(indices.subarray(lo, hi));
+    try {
+      local = trainStep.gradients(xs, ys, step, { offset: lo, total: indices.length });
+    } finally {
+      tf.dispose([xs, ys]);
+    }
+  } else {
+    // An empty part (a global batch smaller than the replicas): weight 0 in the mean.
+    local = { loss: 0, accuracy: 0, count: 0, grads: trainStep.variables.map((v) => new Float32Array(v.size)) };
   }
-}
-
-/** What a replica whose part of the global batch is empty contributes (weight 0). */
-function emptyGradients(trainStep: TrainStep): LocalGradients {
-  return { loss: 0, accuracy: 0, count: 0, grads: trainStep.variables.map((v) => new Float32Array(v.size)) };
+  const c1 = performance.now();
+  const combined = await reducer.reduce(step, local);
+  const c2 = performance.now();
+  timing.communication += g0 - c0 + (c2 - c1);
+  timing.gradients += c1 - g0;
+  if (combined.grads) trainStep.apply(combined.grads);
+  return { loss: combined.loss, accuracy: combined.accuracy };
 }
