@@ -645,6 +645,12 @@ main() {
   fi
   ((EUID == 0)) || die "needs root (chroot, mount namespaces, file ownership in the images)"
   local t
+  if ! command -v mmdebstrap >/dev/null; then
+    log "installing mmdebstrap (apt-get)"
+    { apt-get install -y --no-install-recommends mmdebstrap ||
+      { apt-get update && apt-get install -y --no-install-recommends mmdebstrap; }; } >&2 ||
+      die "could not install mmdebstrap"
+  fi
   for t in go python3 npm mmdebstrap apt-get dpkg-deb unshare /usr/sbin/chroot; do
     command -v "$t" >/dev/null || die "$t is not on PATH (apt-get install mmdebstrap; Go and Node as for scripts/setup.sh)"
   done
