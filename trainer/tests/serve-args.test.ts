@@ -25,6 +25,21 @@ describe("serve flags", () => {
     expect((await parseServeArgs(["--model_name=a"], {})).options.models[0]!.basePath).toBe(path.join("/models", "a"));
   });
 
+  it("reads TF Serving's text-format config file, with its poll interval", async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "serve-args-"));
+    const file = path.join(dir, "models.config");
+    await fs.writeFile(file, 'model_config_list { config { name: "a" base_path: "a" version_labels { key: "stable" value: 2 } } }');
+    const { options } = await parseServeArgs([`--model_config_file=${file}`, "--model_config_file_poll_wait_seconds=30"], {});
+    expect(options.models).toEqual([{ name: "a", basePath: path.join(dir, "a"), versionPolicy: undefined, versionLabels: { stable: 2 } }]);
+    expect(options.modelConfigFile).toBe(file);
+    expect(options.modelConfigPollMs).toBe(30_000);
+    expect((await parseServeArgs([`--model_config_file=${file}`], {})).options.modelConfigPollMs).toBe(0);
+    await fs.writeFile(file, 'model_config_list { config { name: "a" }');
+    await expect(parseServeArgs([`--model_config_file=${file}`], {})).rejects.toThrow(/^--model_config_file .*models\.config:1:\d+: missing "}"$/);
+    await expect(parseServeArgs(["--model_name=a", "--model_config_file_poll_wait_seconds=5"], {})).rejects.toThrow("--model_config_file_poll_wait_seconds needs --model_config_file");
+    await fs.rm(dir, { recursive: true });
+  });
+
   it("reads several models from a JSON config file", async () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), "serve-args-"));
     const file = path.join(dir, "models.json");

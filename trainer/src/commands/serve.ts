@@ -21,7 +21,10 @@ const USAGE = `Usage: mlp serve [flags]
 
 Serves the versions under <model_base_path>/<version>/ over gRPC (TF Serving's
 PredictionService, ModelService, grpc.health.v1) and REST (/v1/models/...), reloading
-when new versions appear.
+when new versions appear. Image inputs (float32 [batch,h,w,c]) also take JPEG or PNG
+bytes as a DT_STRING tensor (REST: {"b64": ...}), decoded per the model's preprocessing.
+Prometheus metrics (TF Serving's names and mlp_serving_*) on
+/monitoring/prometheus/metrics.
 
 Model (one of):
   --model_name NAME              model name clients use (env MODEL_NAME)
