@@ -6,9 +6,20 @@
 # and kwok with two fake nodes (kwok-cpu-0, kwok-gpu-0 with nvidia.com/gpu: 4),
 # so pods are scheduled and reported Running. No container ever runs.
 #
-# Usage: scripts/localcluster/up.sh [--only apiserver|minio] [--no-controllers] [--check]
+# With --node real, a real single node instead of kwok: etcd, kube-apiserver,
+# controller-manager, scheduler, containerd (runc, CNI bridge), kubelet,
+# kube-proxy and CoreDNS all run inside a network namespace this script creates
+# (node.sh), reached from the host through forwards on 127.0.0.1 only.
+#
+# Usage: scripts/localcluster/up.sh [--node kwok|real] [--only apiserver|minio]
+#                                   [--no-controllers] [--forward NAME=IP:PORT]... [--check]
+#   --node kwok       (default) fake nodes, no container ever runs
+#   --node real       a real node in its own network namespace (see node.sh)
 #   --only X          start just the API server side or just MinIO
 #   --no-controllers  do not start controller-manager, scheduler and kwok
+#   --forward N=IP:P  (real node) forward a port on 127.0.0.1 to IP:P inside the
+#                     node's namespace (a Service's ClusterIP, a pod); the port
+#                     is written to local.env as MLPLATFORM_FORWARD_<N>
 #   --check           after start, create+delete a namespace (and a pod when
 #                     the controllers run) and probe MinIO health
 # Idempotent: what already runs is left alone. Prints the env file to source.
@@ -18,10 +29,16 @@ set -euo pipefail
 
 STATE_DIR=${MLPLATFORM_LOCAL_DIR:-$HOME/.cache/mlplatform/local}
 TOOLS_BIN=${MLPLATFORM_TOOLS_DIR:-$HOME/.cache/mlplatform/tools}/bin
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 HOST=127.0.0.1 # the only address anything here listens on or talks to
 SERVICE_CIDR=10.0.0.0/24
 SERVICE_IP=10.0.0.1 # first address of SERVICE_CIDR: the `kubernetes` Service
 CONTEXT=mlplatform-local
+# Real node only: everything below lives inside the node's network namespace.
+# shellcheck source=node.env
+source "$HERE/node.env"
+NODE_MODE=kwok
+NS_EXEC=() # prefix that runs a command in the node's namespace (real node)
 
 log() { printf 'up.sh: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -75,7 +92,7 @@ spawn() {
   local name=$1; shift
   rm -f "$STATE_DIR/$name.pid"
   # shellcheck disable=SC2016 # expanded by the inner bash
-  setsid bash -c 'echo $$ >"$0"; exec "$@"' "$STATE_DIR/$name.pid" "$@" \
+  setsid "${NS_EXEC[@]}" bash -c 'echo $$ >"$0"; exec "$@"' "$STATE_DIR/$name.pid" "$@" \
     </dev/null >>"$STATE_DIR/logs/$name.log" 2>&1 &
   for _ in $(seq 50); do [[ -s $STATE_DIR/$name.pid ]] && return 0; sleep 0.1; done
   die "$name did not start (log: $STATE_DIR/logs/$name.log)"
@@ -126,23 +143,36 @@ EOF
 
 admin_token() { cut -d, -f1 "$STATE_DIR/pki/tokens.csv"; }
 
+# sign_cert NAME SUBJECT EXT: a key pair signed by the local CA (made once).
+sign_cert() {
+  local pki=$STATE_DIR/pki name=$1
+  [[ -f $pki/$name.crt ]] && return 0
+  printf '%s\n' "$3" >"$pki/$name.ext"
+  openssl req -newkey rsa:2048 -nodes -subj "$2" -keyout "$pki/$name.key" -out "$pki/$name.csr" 2>/dev/null
+  openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
+    -CAcreateserial -days 3650 -extfile "$pki/$name.ext" -out "$pki/$name.crt" 2>/dev/null
+  rm -f "$pki/$name.csr" "$pki/$name.ext"
+  chmod 600 "$pki/$name.key" "$pki/$name.crt"
+}
+
 api() { # api METHOD PATH [curl args...]
   local m=$1 p=$2; shift 2
   curl -fsS --max-time 10 --cacert "$STATE_DIR/pki/ca.crt" \
     -H "Authorization: Bearer $(admin_token)" -X "$m" "https://$HOST:$API_PORT$p" "$@"
 }
 
+# write_kubeconfig [FILE SERVER]: the admin kubeconfig (default: the host's, via 127.0.0.1).
 write_kubeconfig() {
-  local ca
+  local ca file=${1:-$STATE_DIR/kubeconfig} server=${2:-https://$HOST:$API_PORT}
   ca=$(base64 -w0 <"$STATE_DIR/pki/ca.crt")
   umask 077
-  cat >"$STATE_DIR/kubeconfig" <<EOF
+  cat >"$file" <<EOF
 apiVersion: v1
 kind: Config
 clusters:
 - name: $CONTEXT
   cluster:
-    server: https://$HOST:$API_PORT
+    server: $server
     certificate-authority-data: $ca
 users:
 - name: mlplatform-admin
@@ -164,11 +194,15 @@ EOF
 start_etcd() {
   local bin client peer
   bin=$(find_bin etcd)
+  if [[ $NODE_MODE == real ]]; then
+    # Inside the node's namespace: its own loopback, so fixed ports.
+    client=$NODE_ETCD_PORT peer=$NODE_ETCD_PEER_PORT
+  fi
   if running etcd etcd; then
     log "etcd already running (pid $(<"$STATE_DIR/etcd.pid"))"
   else
-    client=$(pick_port etcd_client)
-    peer=$(pick_port etcd_peer)
+    [[ -n ${client:-} ]] || client=$(pick_port etcd_client)
+    [[ -n ${peer:-} ]] || peer=$(pick_port etcd_peer)
     mkdir -p "$STATE_DIR/etcd" && chmod 700 "$STATE_DIR/etcd"
     # --unsafe-no-fsync: the data is disposable and fsync dominates on CI disks.
     spawn etcd "$bin" --name mlplatform --data-dir "$STATE_DIR/etcd" \
@@ -176,10 +210,14 @@ start_etcd() {
       --listen-peer-urls "http://$HOST:$peer" --initial-advertise-peer-urls "http://$HOST:$peer" \
       --initial-cluster "mlplatform=http://$HOST:$peer" --initial-cluster-state new \
       --log-level warn --unsafe-no-fsync
-    wait_for etcd etcd 60 curl -fsS --max-time 2 "http://$HOST:$client/health"
-    log "etcd ready on $HOST:$client"
+    wait_for etcd etcd 60 "${NS_EXEC[@]}" curl -fsS --max-time 2 "http://$HOST:$client/health"
+    log "etcd ready on $HOST:$client${NODE_NS:+ (namespace $NODE_NS)}"
   fi
-  ETCD_URL=http://$HOST:$(sed -n 's/^PORT_ETCD_CLIENT=//p' "$STATE_DIR/ports.env")
+  if [[ $NODE_MODE == real ]]; then
+    ETCD_URL=http://$HOST:$NODE_ETCD_PORT
+  else
+    ETCD_URL=http://$HOST:$(sed -n 's/^PORT_ETCD_CLIENT=//p' "$STATE_DIR/ports.env")
+  fi
 }
 
 start_apiserver() {
@@ -187,16 +225,34 @@ start_apiserver() {
   bin=$(find_bin kube-apiserver)
   make_pki
   start_etcd
+  local pki=$STATE_DIR/pki mode_flags=()
+  if [[ $NODE_MODE == real ]]; then
+    # In the namespace: all of its addresses (its loopback for the node's
+    # components and the host forward, the node IP for pods via the
+    # `kubernetes` Service), with ServiceAccount tokens for pods and a client
+    # certificate for the kubelet's logs/exec endpoints.
+    sign_cert kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" \
+      $'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth'
+    mode_flags=(--bind-address=0.0.0.0 --advertise-address="$NODE_IP" --secure-port="$NODE_API_PORT"
+      --kubelet-client-certificate="$pki/kubelet-client.crt" --kubelet-client-key="$pki/kubelet-client.key"
+      --kubelet-certificate-authority="$pki/ca.crt" --kubelet-preferred-address-types=InternalIP
+      --endpoint-reconciler-type=lease)
+  fi
   if running apiserver kube-apiserver; then
     API_PORT=$(sed -n 's/^PORT_APISERVER=//p' "$STATE_DIR/ports.env")
     log "kube-apiserver already running (pid $(<"$STATE_DIR/apiserver.pid"), port $API_PORT)"
+    [[ $NODE_MODE != real ]] || start_forward apiserver "$HOST" "$NODE_API_PORT" >/dev/null
   else
     API_PORT=$(pick_port apiserver)
-    local pki=$STATE_DIR/pki
-    # ServiceAccount admission is off: no controller-manager creates the
-    # `default` ServiceAccount, and without it every Pod create would be refused.
-    spawn apiserver "$bin" \
-      --bind-address="$HOST" --advertise-address="$HOST" --secure-port="$API_PORT" \
+    if [[ $NODE_MODE == real ]]; then
+      start_forward apiserver "$HOST" "$NODE_API_PORT" >/dev/null
+    else
+      # ServiceAccount admission is off: no controller-manager creates the
+      # `default` ServiceAccount, and without it every Pod create would be refused.
+      mode_flags=(--bind-address="$HOST" --advertise-address="$HOST" --secure-port="$API_PORT"
+        --disable-admission-plugins=ServiceAccount)
+    fi
+    spawn apiserver "$bin" "${mode_flags[@]}" \
       --etcd-servers="$ETCD_URL" \
       --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
       --client-ca-file="$pki/ca.crt" --token-auth-file="$pki/tokens.csv" \
@@ -204,13 +260,19 @@ start_apiserver() {
       --service-cluster-ip-range="$SERVICE_CIDR" \
       --service-account-issuer="https://kubernetes.default.svc.cluster.local" \
       --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
-      --disable-admission-plugins=ServiceAccount \
       --allow-privileged=true --profiling=false
     wait_for apiserver kube-apiserver 120 api GET /readyz
     log "kube-apiserver ready on https://$HOST:$API_PORT"
   fi
   write_kubeconfig
-  ((NO_CONTROLLERS)) || start_controllers
+  if [[ $NODE_MODE == real ]]; then
+    # What the node's own components use: the namespace's loopback.
+    write_kubeconfig "$STATE_DIR/kubeconfig-node" "https://$HOST:$NODE_API_PORT"
+    start_controllers
+    start_node
+  else
+    ((NO_CONTROLLERS)) || start_controllers
+  fi
 }
 
 # Controllers talk to the API server with the admin kubeconfig; none of them
@@ -220,6 +282,10 @@ start_controllers() {
   kcm=$(find_opt_bin kube-controller-manager)
   sched=$(find_opt_bin kube-scheduler)
   kwok=$(find_opt_bin kwok)
+  if [[ $NODE_MODE == real ]]; then
+    kc=$STATE_DIR/kubeconfig-node
+    kcm=$(find_bin kube-controller-manager) sched=$(find_bin kube-scheduler) kwok=''
+  fi
   stages=$TOOLS_BIN/../share/kwok/stages.yaml
   if [[ -n $kcm ]]; then
     if running controller-manager kube-controller-manager; then
@@ -262,6 +328,7 @@ start_controllers() {
   elif [[ -n $kwok ]]; then
     log "kwok found but not $stages (run scripts/tools/build.sh kwok); no fake nodes"
   fi
+  return 0
 }
 
 # make_node NAME RESOURCES EXTRA_LABELS: a fake node kwok keeps Ready.
@@ -292,10 +359,14 @@ start_minio() {
     console=$(pick_port minio_console)
     mkdir -p "$STATE_DIR/minio"
     # Console off and update checks off: nothing here may reach the internet.
+    # On the host's 127.0.0.1 even with a real node (its clients are host-side).
+    local saved=("${NS_EXEC[@]}")
+    NS_EXEC=()
     MINIO_ROOT_USER=$MINIO_ROOT_USER MINIO_ROOT_PASSWORD=$MINIO_ROOT_PASSWORD \
       MINIO_BROWSER=off MINIO_UPDATE=off MINIO_CALLHOME_ENABLE=off \
       spawn minio "$bin" server "$STATE_DIR/minio" --address "$HOST:$port" \
       --console-address "$HOST:$console" --quiet
+    NS_EXEC=("${saved[@]}")
     wait_for minio minio 60 curl -fsS --max-time 2 "http://$HOST:$port/minio/health/ready"
     log "minio ready on http://$HOST:$port"
   fi
@@ -321,6 +392,17 @@ write_local_env() {
     if running minio minio; then
       sed 's/^/export /' "$STATE_DIR/minio.env"
     fi
+    if [[ $NODE_MODE == real ]]; then
+      printf 'export MLPLATFORM_NODE=real\nexport MLPLATFORM_NETNS=%s\n' "$NODE_NS"
+      printf 'export CONTAINERD_ADDRESS=%s\nexport CONTAINERD_NAMESPACE=k8s.io\n' "$CONTAINERD_SOCK"
+      local f n
+      for f in "$STATE_DIR"/fwd-*.port; do
+        [[ -f $f ]] || continue
+        n=${f##*/fwd-}; n=${n%.port}
+        [[ $n == apiserver ]] && continue
+        printf 'export MLPLATFORM_FORWARD_%s=%s:%s\n' "$(tr 'a-z-' 'A-Z_' <<<"$n")" "$HOST" "$(<"$f")"
+      done
+    fi
   } >"$STATE_DIR/local.env"
 }
 
@@ -331,16 +413,18 @@ check() {
     api POST /api/v1/namespaces -H 'Content-Type: application/json' \
       -d "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":\"$ns\"}}" >/dev/null
     api GET "/api/v1/namespaces/$ns" >/dev/null
-    if running kwok kwok && running scheduler kube-scheduler; then
+    local image=busybox
+    [[ $NODE_MODE != real ]] || image=$NODE_TEST_IMAGE
+    if { running kwok kwok || [[ $NODE_MODE == real ]]; } && running scheduler kube-scheduler; then
       api POST "/api/v1/namespaces/$ns/pods" -H 'Content-Type: application/json' \
-        -d '{"apiVersion":"v1","kind":"Pod","metadata":{"name":"check"},"spec":{"containers":[{"name":"c","image":"busybox"}]}}' >/dev/null
+        -d '{"apiVersion":"v1","kind":"Pod","metadata":{"name":"check"},"spec":{"containers":[{"name":"c","image":"'"$image"'","imagePullPolicy":"Never","command":["sleep","3600"]}]}}' >/dev/null
       local deadline=$((SECONDS + 60)) phase=''
       until [[ $phase == Running ]]; do
         ((SECONDS < deadline)) || die "check: pod not Running after 60s (phase '$phase')"
         sleep 1
         phase=$(api GET "/api/v1/namespaces/$ns/pods/check" | sed -n 's/.*"phase": *"\([A-Za-z]*\)".*/\1/p')
       done
-      log "check: pod scheduled onto a fake node and Running"
+      log "check: pod scheduled onto a $NODE_MODE node and Running"
     fi
     api DELETE "/api/v1/namespaces/$ns" >/dev/null
     if running controller-manager kube-controller-manager; then
@@ -362,30 +446,53 @@ check() {
 }
 
 main() {
-  local only='' do_check=0
-  NO_CONTROLLERS=0
+  local only='' do_check=0 fwd
+  NO_CONTROLLERS=0 FORWARDS=()
   while (($#)); do
     case $1 in
+      --node) NODE_MODE=${2:-}; shift ;;
+      --node=*) NODE_MODE=${1#--node=} ;;
+      --forward) FORWARDS+=("${2:-}"); shift ;;
+      --forward=*) FORWARDS+=("${1#--forward=}") ;;
       --no-controllers) NO_CONTROLLERS=1 ;;
       --only) only=${2:-}; shift ;;
       --only=*) only=${1#--only=} ;;
       --check) do_check=1 ;;
-      -h | --help) sed -n '2,17p' "${BASH_SOURCE[0]}"; return 0 ;;
+      -h | --help) sed -n '2,29p' "${BASH_SOURCE[0]}"; return 0 ;;
       *) die "unknown argument $1" ;;
     esac
     shift
   done
   [[ -z $only || $only == apiserver || $only == minio ]] || die "--only takes apiserver or minio"
+  [[ $NODE_MODE == kwok || $NODE_MODE == real ]] || die "--node takes kwok or real"
   command -v openssl >/dev/null || die "openssl is required"
   command -v curl >/dev/null || die "curl is required"
   mkdir -p "$STATE_DIR/logs" && chmod 700 "$STATE_DIR"
   touch "$STATE_DIR/ports.env"
+  # One mode per state dir at a time: switching needs down.sh first.
+  if [[ -f $STATE_DIR/node.mode && $(<"$STATE_DIR/node.mode") != "$NODE_MODE" ]] &&
+    { running etcd etcd || running apiserver kube-apiserver; }; then
+    die "the cluster in $STATE_DIR runs with --node $(<"$STATE_DIR/node.mode"); run down.sh first"
+  fi
+  if [[ $NODE_MODE == real ]]; then
+    # --only apiserver: the whole cluster without MinIO; --only minio: just MinIO.
+    # shellcheck source=node.sh
+    source "$HERE/node.sh"
+    node_prepare
+  else
+    ((${#FORWARDS[@]} == 0)) || die "--forward needs --node real"
+  fi
+  [[ $only == minio ]] || printf '%s\n' "$NODE_MODE" >"$STATE_DIR/node.mode"
 
   [[ $only == minio ]] || start_apiserver
   [[ $only == apiserver ]] || start_minio
+  for fwd in "${FORWARDS[@]}"; do
+    [[ $fwd =~ ^([a-z0-9-]+)=([0-9.]+):([0-9]+)$ ]] || die "--forward takes NAME=IP:PORT (got '$fwd')"
+    start_forward "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}" "${BASH_REMATCH[3]}" >/dev/null
+  done
   write_local_env
   ((do_check == 0)) || check
   printf '%s\n' "$STATE_DIR/local.env"
 }
 
-main "$@"
+[[ ${BASH_SOURCE[0]} != "$0" ]] || main "$@"

@@ -1,0 +1,224 @@
+/**
+ * The real local node (scripts/localcluster/up.sh --node real): containerd + runc + the CNI
+ * bridge, kubelet, kube-proxy and CoreDNS beside the control plane, all inside a network
+ * namespace the script creates. The test talks to the API server and a Service through the
+ * 127.0.0.1 forwards only; everything else happens inside that namespace.
+ *
+ * Under CI=true a missing tool fails the suite; on a developer's machine without the tools it
+ * is skipped and says why.
+ */
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as http from "node:http";
+import * as os from "node:os";
+import * as path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  Kube,
+  NODE,
+  create,
+  missingForNode,
+  mountsUnder,
+  pidsInNetns,
+  podLog,
+  startNode,
+  stopNode,
+  testPod,
+  until,
+  waitPhase,
+} from "./support";
+
+const missing = missingForNode();
+const CI = process.env.CI === "true";
+if (missing.length > 0 && !CI) {
+  console.log(`SKIPPED real-node tests: missing ${missing.join(", ")}`);
+}
+
+describe.runIf(missing.length > 0 && CI)("real node prerequisites (CI)", () => {
+  it("has every tool the real node needs", () => {
+    expect(missing, "tools missing under CI=true (a build or install step failed)").toEqual([]);
+  });
+});
+
+/** HTTP GET on 127.0.0.1:port; resolves to the body. */
+function httpGet(port: number, urlPath = "/"): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: "127.0.0.1", port, path: urlPath, timeout: 5_000 }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (c) => (body += c));
+      res.on("end", () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`HTTP ${res.statusCode}: ${body}`))));
+    });
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.on("error", reject);
+  });
+}
+
+describe.skipIf(missing.length > 0)("a real node in its own network namespace", () => {
+  let work: string;
+  let stateDir: string;
+  let kube: Kube;
+  let netns: string;
+  let netnsPath: string;
+  let socket: string;
+  let cniNetnsBefore: Set<string>;
+  const ns = `node-test-${process.pid}`;
+  let webIp = "";
+  let webPods: string[] = [];
+  let tornDown = false;
+
+  const pods = (p = "") => `/api/v1/namespaces/${ns}/pods${p}`;
+  const cniResults = () => (fs.existsSync("/var/lib/cni/results") ? fs.readdirSync("/var/lib/cni/results") : []);
+  let cniResultsBefore: Set<string>;
+  const cniNetns = () => new Set(fs.existsSync("/run/netns") ? fs.readdirSync("/run/netns").filter((n) => n.startsWith("cni-")) : []);
+
+  beforeAll(async () => {
+    work = fs.mkdtempSync(path.join(os.tmpdir(), "mlp-node-"));
+    stateDir = path.join(work, "cluster");
+    cniNetnsBefore = cniNetns();
+    cniResultsBefore = new Set(cniResults());
+    const t0 = Date.now();
+    const env = startNode(stateDir);
+    console.log(`real node up in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    kube = new Kube(env.KUBECONFIG!);
+    netns = env.MLPLATFORM_NETNS!;
+    netnsPath = `/run/netns/${netns}`;
+    socket = env.CONTAINERD_ADDRESS!;
+    await create(kube, "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } });
+    // Pods need the namespace's default ServiceAccount (made by the controller-manager).
+    await until("default ServiceAccount", 60_000, async () => (await kube.get(`/api/v1/namespaces/${ns}/serviceaccounts/default`)) ?? undefined);
+  });
+
+  afterAll(() => {
+    if (!tornDown && stateDir) stopNode(stateDir);
+    if (work) fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  it("node is Ready with a non-loopback InternalIP", async () => {
+    const node = await kube.get(`/api/v1/nodes/${NODE.NODE_NAME}`);
+    expect(node, "node object").toBeDefined();
+    const ready = node.status.conditions.find((c: any) => c.type === "Ready");
+    expect(ready?.status).toBe("True");
+    const ip = node.status.addresses.find((a: any) => a.type === "InternalIP")?.address;
+    expect(ip).toBe(NODE.NODE_IP);
+    expect(node.status.nodeInfo.containerRuntimeVersion).toMatch(/^containerd:\/\//);
+    expect(node.status.nodeInfo.kubeletVersion).toMatch(/^v1\.\d+\.\d+$/);
+    // The namespace really is the cluster's: the API server listens inside it.
+    expect(pidsInNetns(netnsPath).length).toBeGreaterThan(5);
+  });
+
+  it("a pod runs and its logs are readable", async () => {
+    const word = `hello-${Math.random().toString(36).slice(2, 10)}`;
+    await create(kube, pods(), testPod("hello", `echo ${word} from $(hostname); cat /var/run/secrets/kubernetes.io/serviceaccount/namespace; echo`));
+    const pod = await waitPhase(kube, ns, "hello", "Succeeded");
+    // Pod IPs come from the CNI bridge's range.
+    expect(pod.status.podIP).toMatch(new RegExp(`^${NODE.POD_CIDR!.split(".").slice(0, 3).join("\\.")}\\.`));
+    const log = await podLog(kube, ns, "hello");
+    expect(log).toContain(`${word} from hello`);
+    // The ServiceAccount token volume was mounted (kubelet and containerd share mounts).
+    expect(log).toContain(ns);
+  });
+
+  it("a Service routes to pods via kube-proxy", async () => {
+    const serve = 'mkdir -p /tmp/www && hostname > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www';
+    webPods = ["web-0", "web-1"];
+    for (const name of webPods) await create(kube, pods(), testPod(name, serve, { app: "web" }, "Always"));
+    const svc = await create(kube, `/api/v1/namespaces/${ns}/services`, {
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: { name: "web" },
+      spec: { selector: { app: "web" }, ports: [{ port: 80, targetPort: 8080 }] },
+    });
+    webIp = svc.spec.clusterIP;
+    for (const name of webPods) await waitPhase(kube, ns, name, "Running");
+    // From a pod: the ClusterIP reaches both backends.
+    // (Debian busybox-static's `wget -T` crashes: `timeout` bounds each request instead.)
+    await create(kube, pods(), testPod("client", `for i in $(seq 30); do timeout 5 wget -q -O - http://${webIp}/ || echo FAIL; done`));
+    await waitPhase(kube, ns, "client", "Succeeded");
+    const seen = (await podLog(kube, ns, "client")).split("\n").filter(Boolean);
+    expect(seen.length).toBe(30);
+    expect(new Set(seen)).toEqual(new Set(webPods));
+    // From the host: a forward on 127.0.0.1 into the namespace, to the ClusterIP.
+    const env = startNode(stateDir, ["--forward", `web=${webIp}:80`]);
+    const port = Number(env.MLPLATFORM_FORWARD_WEB!.split(":")[1]);
+    const body = (await until("web through the forward", 30_000, () => httpGet(port))).trim();
+    expect(webPods).toContain(body);
+  });
+
+  it("DNS resolves a Service name from a pod (CoreDNS)", async () => {
+    expect(webIp, "needs the Service of the previous test").not.toBe("");
+    const fqdn = `web.${ns}.svc.${NODE.CLUSTER_DOMAIN}`;
+    // Resolve through the pod's resolv.conf (CoreDNS via the kube-dns Service), fetch by the
+    // Service's short name; and a name that does not exist is an error, not a hang.
+    const script = [
+      `nslookup ${fqdn}`,
+      "echo ---",
+      "cat /etc/resolv.conf",
+      "echo ---",
+      // The short name, through the search path in resolv.conf and the C library's resolver.
+      "timeout 5 wget -q -O - http://web/ || echo FAIL",
+      "echo ---",
+      `nslookup no-such-service.${ns}.svc.${NODE.CLUSTER_DOMAIN} || echo NXDOMAIN-OK`,
+    ].join("; ");
+    await create(kube, pods(), testPod("dns", script));
+    await waitPhase(kube, ns, "dns", "Succeeded");
+    const [lookup, resolv, fetched, missingLookup] = (await podLog(kube, ns, "dns")).split("---\n");
+    expect(resolv).toContain(`nameserver ${NODE.DNS_SERVICE_IP}`);
+    expect(resolv).toContain(`search ${ns}.svc.${NODE.CLUSTER_DOMAIN}`);
+    expect(lookup).toContain(fqdn);
+    expect(lookup).toContain(`Address: ${webIp}`);
+    expect(webPods).toContain(fetched!.trim());
+    expect(missingLookup).toContain("NXDOMAIN-OK");
+  });
+
+  it("an image that is not on the node fails fast (no pull leaves the namespace)", async () => {
+    const pod = testPod("absent", "true");
+    pod.spec.containers[0].image = "mlplatform.local/not-imported:1";
+    pod.spec.containers[0].imagePullPolicy = "Always";
+    await create(kube, pods(), pod);
+    const started = Date.now();
+    const reason = await until("image pull failure", 60_000, async () => {
+      const p = await kube.get(pods("/absent"));
+      const r = p?.status?.containerStatuses?.[0]?.state?.waiting?.reason;
+      return r === "ErrImagePull" || r === "ImagePullBackOff" ? r : undefined;
+    });
+    expect(reason).toMatch(/ErrImagePull|ImagePullBackOff/);
+    expect(Date.now() - started).toBeLessThan(60_000);
+  });
+
+  it("teardown leaves nothing (processes, network namespaces, mounts, iptables rules)", () => {
+    const pidFiles = fs.readdirSync(stateDir).filter((f) => f.endsWith(".pid"));
+    const pids = pidFiles.map((f) => Number(fs.readFileSync(path.join(stateDir, f), "utf8").trim()));
+    // etcd, apiserver and its forward, controller-manager, scheduler, containerd, kubelet,
+    // kube-proxy, CoreDNS (and the Service forward when that test ran).
+    expect(pids.length).toBeGreaterThanOrEqual(9);
+    expect(mountsUnder(stateDir).length, "kubelet and containerd mounts while running").toBeGreaterThan(0);
+    const hostIptablesBefore = spawnSync("iptables-save", { encoding: "utf8" }).stdout ?? "";
+
+    tornDown = true;
+    expect(stopNode(stateDir)).toBe(0);
+
+    const alive = pids.filter((p) => {
+      try {
+        process.kill(p, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    expect(alive, "processes from the pid files still alive").toEqual([]);
+    expect(fs.existsSync(netnsPath), `${netnsPath} still exists`).toBe(false);
+    const leftoverCni = [...cniNetns()].filter((n) => !cniNetnsBefore.has(n));
+    expect(leftoverCni, "pod network namespaces left").toEqual([]);
+    expect(mountsUnder(stateDir), "mounts left under the state dir").toEqual([]);
+    const shims = spawnSync("pgrep", ["-f", `-address ${socket}`], { encoding: "utf8" }).stdout.trim();
+    expect(shims, "containerd shims left").toBe("");
+    expect(fs.existsSync(stateDir), "state dir (purged)").toBe(false);
+    // The host's own rules were never touched (kube-proxy's live in the namespace).
+    const hostIptablesAfter = spawnSync("iptables-save", { encoding: "utf8" }).stdout ?? "";
+    expect(hostIptablesAfter).not.toMatch(/KUBE-/);
+    expect(hostIptablesAfter.replace(/^#.*\n/gm, "")).toBe(hostIptablesBefore.replace(/^#.*\n/gm, ""));
+    const cached = cniResults().filter((f) => !cniResultsBefore.has(f));
+    expect(cached, "CNI cache entries left in /var/lib/cni/results").toEqual([]);
+  });
+});
