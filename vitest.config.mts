@@ -10,7 +10,7 @@ export default defineConfig({
           name: "program",
           pool: "forks",
           include: ["tests/**/*.test.ts"],
-          exclude: ["tests/integration/**", "tests/e2e/**"],
+          exclude: ["tests/integration/**", "tests/e2e/**", "tests/cluster/**"],
           testTimeout: 60_000,
         },
       },
@@ -29,6 +29,17 @@ export default defineConfig({
           name: "integration",
           include: ["tests/integration/**/*.test.ts", "tests/e2e/**/*.test.ts"],
           testTimeout: 900_000,
+          hookTimeout: 900_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        // A real node (containerd, runc, kubelet, kube-proxy, CoreDNS) in a network namespace
+        // of its own: scripts/localcluster/up.sh --node real.
+        test: {
+          name: "cluster",
+          include: ["tests/cluster/**/*.test.ts"],
+          testTimeout: 600_000,
           hookTimeout: 900_000,
           fileParallelism: false,
         },
