@@ -171,6 +171,12 @@ describe.skipIf(skip)("a Keras SavedModel", () => {
     expectClose(r.outputs!.probabilities!.values, keras.keras.values, 1e-5);
     const refused = await client(["--server", `127.0.0.1:${server.grpcPort}`, "--model", "keras", "--version", "2", "--input", inputFile]);
     expect(refused.error?.code).toBe("NOT_FOUND");
+    // TF Serving's metric names: one successful load, two refused; model runs on the TF runtime.
+    const text = await server.metrics.render();
+    expect(text).toMatch(/^:tensorflow:cc:saved_model:load_attempt_count\{model_path="[^"]*\/keras",status="success"\} 1$/m);
+    expect(text).toMatch(/^:tensorflow:cc:saved_model:load_attempt_count\{model_path="[^"]*\/keras",status="fail"\} 2$/m);
+    expect(text).toMatch(/^:tensorflow:serving:runtime_latency_count\{model_name="keras",API="predict",runtime="TF"\} [1-9]\d*$/m);
+    expect(text).toMatch(/^:tensorflow:serving:request_count\{model_name="keras",status="NOT_FOUND"\} 1$/m);
   });
 });
 
