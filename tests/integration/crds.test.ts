@@ -137,6 +137,14 @@ describe.skipIf(missing.length > 0)("our TFJob and Argo objects in a real kube-a
       expect(stored.Worker.template.spec.containers[0].resources.limits["nvidia.com/gpu"]).toBe("1");
       expect(stored.PS.template.spec.containers[0].resources.limits["nvidia.com/gpu"]).toBeUndefined();
     }
+    // A sweep trial's TFJob (its replicas run the trial script).
+    const sweep = sweepTemplate(ctx, { parallelism: 2, modelsBucket: "models" });
+    const trial = sweep.spec.templates.find((x: any) => x.name === "trial-train").resource.manifest;
+    const job = resolveReplicaCounts(trial, { workers: 2, parameterServers: 1 });
+    const text = JSON.stringify(job).replaceAll("{{workflow.name}}", "sweep-1").replaceAll("{{inputs.parameters.index}}", "0").replace(/\{\{[^}]+\}\}/g, "x");
+    const r = await kube.request("POST", tfJobPath, JSON.parse(text));
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    expect(r.body.metadata.name).toBe("sweep-1-trial-0");
   });
 
   it("accepts our Workflow (argoproj.io/v1alpha1) that runs the TFJob", async () => {
