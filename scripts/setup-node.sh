@@ -6,8 +6,8 @@
 #
 # Usage: scripts/setup-node.sh [--check | --build]
 #   --check   only report what is missing (exit 1 if anything is)
-#   --build   also build the node's Go tools (scripts/tools/build.sh --with-node: kubelet,
-#             kube-proxy, CoreDNS, pause and the control plane) and its images
+#   --build   also build the node's tools (scripts/tools/build.sh: kubelet, kube-proxy,
+#             CoreDNS, pause and the control plane) and its images
 #             (scripts/localcluster/node-images.sh); all cached, so a second run is quick
 #
 # Pins: Debian bookworm's versions, checked when this was written. A different installed or
@@ -44,7 +44,9 @@ main() {
       install_packages
       local root
       root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-      "$root/scripts/tools/build.sh" --keep-going --with-node
+      # The control plane and the node (the rest of build.sh's tools are setup.sh's business).
+      "$root/scripts/tools/build.sh" --keep-going etcd kube-apiserver kube-controller-manager \
+        kube-scheduler kubelet kube-proxy coredns pause
       "$root/scripts/localcluster/node-images.sh" >/dev/null
       echo "took $((SECONDS - t0)) s"
       return 0
