@@ -189,6 +189,14 @@ describe("DT_STRING image inputs", () => {
     }
     const [err] = await predict({ image: strings([jpeg], [1, 1, 1]) });
     expect(err?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    // Many tiny images would decode to more floats than a tensor may hold: refused before decoding.
+    await server!.stop(1000);
+    server = await startServer({ models: [{ name: "bands", basePath: path.join(base, "bands") }], host: "127.0.0.1", grpcPort: 0, restPort: null, pollIntervalMs: 0, log: () => {}, tf, tensorLimits: { maxElements: 784 * 3 } });
+    client!.close();
+    client = new (clientConstructors().PredictionService)(`127.0.0.1:${server.grpcPort}`, grpc.credentials.createInsecure());
+    const [big] = await predict({ image: strings([jpeg, jpeg, jpeg, jpeg]) });
+    expect(big?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(big?.details).toMatch(/4 images of 28×28×1 exceed the limit of 2352 values/);
     const [ok, r] = await predict({ image: strings([jpeg]) });
     expect(ok).toBeNull();
     expect(argmax(r!.outputs.probabilities!.float_val, 0)).toBe(3);

@@ -78,6 +78,7 @@ async function decodeOne(where: string, bytes: Uint8Array, p: ImagePreprocessing
 export async function decodeImageInputs(
   inputs: Readonly<Record<string, HostTensor>>,
   images: ReadonlyMap<string, ImagePreprocessing>,
+  limits: { readonly maxBatch: number; readonly maxElements: number } = { maxBatch: 4096, maxElements: 64 * 1024 * 1024 },
 ): Promise<Record<string, HostTensor>> {
   const out: Record<string, HostTensor> = { ...inputs };
   for (const [name, t] of Object.entries(inputs)) {
@@ -88,6 +89,11 @@ export async function decodeImageInputs(
       throw invalidArgument(`input "${name}": encoded images must be a string tensor of shape [batch] or [batch,1]; got rank ${t.shape.length}`);
     }
     const per = p.height * p.width * p.channels;
+    // Checked before decoding: a few bytes of JPEG become height × width × channels floats.
+    if (n > limits.maxBatch) throw invalidArgument(`input "${name}": ${n} images exceed the server's batch limit of ${limits.maxBatch}`);
+    if (n * per > limits.maxElements) {
+      throw invalidArgument(`input "${name}": ${n} images of ${p.height}×${p.width}×${p.channels} exceed the limit of ${limits.maxElements} values per tensor`);
+    }
     const values = new Float32Array(n * per);
     const bytes = t.values as Uint8Array[];
     // One at a time: sharp runs on libuv's pool, and a batch decoded at once would take every thread.

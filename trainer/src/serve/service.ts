@@ -108,6 +108,11 @@ export class InferenceService {
     return this.manager(ref).acquire({ version: ref.version, label: ref.label });
   }
 
+  /** Bounds on decoded images: the request batch and tensor size limits. */
+  private imageLimits(): { maxBatch: number; maxElements: number } {
+    return { maxBatch: this.options.maxRequestBatch, maxElements: this.options.tensorLimits.maxElements };
+  }
+
   /** `:tensorflow:serving:runtime_latency` of one model run. */
   private observeRun(servable: Servable, api: Api, seconds: number): void {
     const runtime = servable.metadata.modelType === "savedmodel" ? "TF" : "TFJS";
@@ -161,7 +166,7 @@ export class InferenceService {
       const images = servable.imageInputs(signatureName);
       let inputs = decode(signatureName, spec, images);
       // Encoded images (DT_STRING JPEG/PNG) given for pixel inputs are decoded here.
-      if (images.size > 0) inputs = await decodeImageInputs(inputs, images);
+      if (images.size > 0) inputs = await decodeImageInputs(inputs, images, this.imageLimits());
       const all = await this.runChecked("predict", servable, signatureName, spec, inputs, ctx);
       const outputs: Record<string, HostTensor> = {};
       for (const o of outputFilter.length ? outputFilter : Object.keys(spec.outputs)) outputs[o] = all[o]!;
@@ -201,7 +206,7 @@ export class InferenceService {
         inputs: Object.fromEntries(Object.entries(spec.inputs).map(([n, t]) => [n, encoded.has(n) ? { dtype: "string" as const, shape: [-1, 1] } : t])),
       };
       let inputs = examplesToInputs(signatureName, wire, examples);
-      if (encoded.size > 0) inputs = await decodeImageInputs(inputs, encoded);
+      if (encoded.size > 0) inputs = await decodeImageInputs(inputs, encoded, this.imageLimits());
       const out = await this.runChecked("classify", servable, signatureName, spec, inputs, ctx);
       const scores = out[scoresName]!;
       const k = scores.shape[1]!;
