@@ -72,7 +72,11 @@ describe.skipIf(missing.length > 0)("scripts/submit.ts against a real kube-apise
   /** Replaces the status of workflow `name` (Argo's CRD has no status subresource). */
   async function setStatus(name: string, status: Record<string, unknown>): Promise<void> {
     const wf = await kube.get(`${WORKFLOWS}/${name}`);
-    const r = await kube.request("PUT", `${WORKFLOWS}/${name}`, { ...wf, status });
+    // Argo's schema requires each node's name; the controller names a task's node `<workflow>.<task>`.
+    const nodes = Object.fromEntries(
+      Object.entries((status.nodes ?? {}) as Record<string, Record<string, unknown>>).map(([id, n]) => [id, { name: n.id === name ? name : `${name}.${n.displayName}`, ...n }]),
+    );
+    const r = await kube.request("PUT", `${WORKFLOWS}/${name}`, { ...wf, status: { ...status, ...(status.nodes ? { nodes } : {}) } });
     expect(r.status, JSON.stringify(r.body)).toBe(200);
   }
 
