@@ -20,6 +20,7 @@ import {
   missingForNode,
   mountsUnder,
   pidsInNetns,
+  podExec,
   podLog,
   startNode,
   stopNode,
@@ -58,6 +59,7 @@ describe.skipIf(missing.length > 0)("a real node in its own network namespace", 
   let work: string;
   let stateDir: string;
   let kube: Kube;
+  let kubeconfig: string;
   let netns: string;
   let netnsPath: string;
   let socket: string;
@@ -80,7 +82,8 @@ describe.skipIf(missing.length > 0)("a real node in its own network namespace", 
     const t0 = Date.now();
     const env = startNode(stateDir);
     console.log(`real node up in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-    kube = new Kube(env.KUBECONFIG!);
+    kubeconfig = env.KUBECONFIG!;
+    kube = new Kube(kubeconfig);
     netns = env.MLPLATFORM_NETNS!;
     netnsPath = `/run/netns/${netns}`;
     socket = env.CONTAINERD_ADDRESS!;
@@ -117,6 +120,17 @@ describe.skipIf(missing.length > 0)("a real node in its own network namespace", 
     expect(log).toContain(`${word} from hello`);
     // The ServiceAccount token volume was mounted (kubelet and containerd share mounts).
     expect(log).toContain(ns);
+  });
+
+  it("exec in a running pod works (API server → kubelet on the node IP → containerd)", async () => {
+    await create(kube, pods(), testPod("sleeper", "exec sleep 3600", {}, "Always"));
+    await waitPhase(kube, ns, "sleeper", "Running");
+    const r = await podExec(kubeconfig, ns, "sleeper", ["sh", "-c", "echo out-$((6 * 7)); echo err >&2; hostname"]);
+    expect(r.stdout).toBe("out-42\nsleeper\n");
+    expect(r.stderr).toBe("err\n");
+    expect(r.status).toContain("Success");
+    const failed = await podExec(kubeconfig, ns, "sleeper", ["sh", "-c", "exit 3"]);
+    expect(failed.status).toContain("NonZeroExitCode");
   });
 
   it("a Service routes to pods via kube-proxy", async () => {

@@ -3,8 +3,11 @@
  * in a network namespace of its own, reached from here through 127.0.0.1 forwards only.
  */
 import { execFileSync, spawnSync } from "node:child_process";
+import * as crypto from "node:crypto";
 import * as fs from "node:fs";
+import * as https from "node:https";
 import * as path from "node:path";
+import * as YAML from "yaml";
 import { Kube, ROOT, TOOLS_BIN, missingTools } from "../integration/support";
 
 export { Kube, ROOT, TOOLS_BIN };
@@ -148,4 +151,74 @@ export function mountsUnder(dir: string): string[] {
     .split("\n")
     .map((l) => l.split(" ")[4]?.replace(/\\040/g, " "))
     .filter((m): m is string => !!m && (m === dir || m.startsWith(`${dir}/`)));
+}
+
+/**
+ * Runs `command` in a pod's container through the API server's exec endpoint (the API server
+ * proxies to the kubelet on the node IP, which streams from containerd): a minimal WebSocket
+ * client for the `v4.channel.k8s.io` protocol. Resolves to stdout, stderr and the status.
+ */
+export function podExec(kubeconfigPath: string, ns: string, pod: string, command: string[]): Promise<{ stdout: string; stderr: string; status: string }> {
+  const kc = YAML.parse(fs.readFileSync(kubeconfigPath, "utf8"));
+  const ctx = kc.contexts.find((c: any) => c.name === kc["current-context"]).context;
+  const cluster = kc.clusters.find((c: any) => c.name === ctx.cluster).cluster;
+  const user = kc.users.find((u: any) => u.name === ctx.user).user;
+  const q = command.map((c) => `command=${encodeURIComponent(c)}`).join("&");
+  const url = new URL(`/api/v1/namespaces/${ns}/pods/${pod}/exec?${q}&stdout=true&stderr=true`, cluster.server);
+  return new Promise((resolve, reject) => {
+    const req = https.request(url, {
+      ca: Buffer.from(cluster["certificate-authority-data"], "base64"),
+      headers: {
+        Authorization: `Bearer ${user.token}`,
+        Connection: "Upgrade",
+        Upgrade: "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": crypto.randomBytes(16).toString("base64"),
+        "Sec-WebSocket-Protocol": "v4.channel.k8s.io",
+      },
+      timeout: 30_000,
+    });
+    req.on("response", (res) => {
+      let body = "";
+      res.on("data", (c) => (body += c));
+      res.on("end", () => reject(new Error(`exec: HTTP ${res.statusCode} ${body}`)));
+    });
+    req.on("timeout", () => req.destroy(new Error("exec: timeout")));
+    req.on("error", reject);
+    req.on("upgrade", (_res, socket, head) => {
+      const out: Record<number, string> = { 1: "", 2: "", 3: "" };
+      let buf: Buffer = head;
+      const parse = () => {
+        // Server frames are unmasked; each binary message starts with its channel byte.
+        for (;;) {
+          if (buf.length < 2) return;
+          let len = buf[1]! & 0x7f;
+          let off = 2;
+          if (len === 126) {
+            if (buf.length < 4) return;
+            len = buf.readUInt16BE(2);
+            off = 4;
+          } else if (len === 127) {
+            if (buf.length < 10) return;
+            len = Number(buf.readBigUInt64BE(2));
+            off = 10;
+          }
+          if (buf.length < off + len) return;
+          const opcode = buf[0]! & 0x0f;
+          const payload = buf.subarray(off, off + len);
+          buf = buf.subarray(off + len);
+          if ((opcode === 1 || opcode === 2) && payload.length > 0) out[payload[0]!] = (out[payload[0]!] ?? "") + payload.subarray(1).toString("utf8");
+          if (opcode === 8) socket.end();
+        }
+      };
+      socket.on("data", (d: Buffer) => {
+        buf = Buffer.concat([buf, d]);
+        parse();
+      });
+      socket.on("close", () => resolve({ stdout: out[1]!, stderr: out[2]!, status: out[3]! }));
+      socket.on("error", reject);
+      parse();
+    });
+    req.end();
+  });
 }
