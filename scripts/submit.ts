@@ -4,8 +4,7 @@
  *
  * Usage: npm run submit -- <pipeline|retrain|sweep> [flags]   (tsx scripts/submit.ts …)
  *
- *   pipeline | retrain | sweep   the WorkflowTemplate to run: mnist-pipeline,
- *                                retrain-pipeline or hyperparameter-sweep
+ *   pipeline | retrain | sweep   the WorkflowTemplate to run (its name is listed below)
  *   --stack NAME                 platform stack whose outputs are read (default dev), with
  *                                `pulumi stack output --json --show-secrets -s NAME`
  *   --outputs-file FILE          read those outputs from a JSON file instead of pulumi
@@ -641,6 +640,7 @@ export async function run(argv: string[], io: Io = consoleIo): Promise<number> {
   if (opts === "help") {
     const text = await fs.readFile(__filename, "utf8");
     io.out((/\/\*\*([\s\S]*?)\*\//.exec(text)?.[1] ?? "").split("\n").map((l) => l.replace(/^ \* ?/, "")).join("\n").trim());
+    io.out(`\nWorkflowTemplates: ${Object.entries(TEMPLATES).map(([kind, name]) => `${kind} → ${name}`).join(", ")}`);
     return 0;
   }
   let kube: KubeClient | undefined;
