@@ -15,7 +15,8 @@
 #                                   [--no-controllers] [--forward NAME=IP:PORT]... [--check]
 #   --node kwok       (default) fake nodes, no container ever runs
 #   --node real       a real node in its own network namespace (see node.sh)
-#   --only X          start just the API server side or just MinIO
+#   --only X          start just the API server side (with --node real: the whole
+#                     cluster without MinIO) or just MinIO
 #   --no-controllers  do not start controller-manager, scheduler and kwok
 #   --forward N=IP:P  (real node) forward a port on 127.0.0.1 to IP:P inside the
 #                     node's namespace (a Service's ClusterIP, a pod); the port
@@ -458,7 +459,7 @@ main() {
       --only) only=${2:-}; shift ;;
       --only=*) only=${1#--only=} ;;
       --check) do_check=1 ;;
-      -h | --help) sed -n '2,29p' "${BASH_SOURCE[0]}"; return 0 ;;
+      -h | --help) sed -n '2,28p' "${BASH_SOURCE[0]}"; return 0 ;;
       *) die "unknown argument $1" ;;
     esac
     shift
