@@ -301,7 +301,7 @@ prep_kwok_stages() {
 # The pod sandbox ("pause") binary: upstream's C source, read from the module
 # cache, compiled static (the image holds nothing else).
 build_pause() {
-  local src ver=${PAUSE_IMAGE_TAG:-$KUBERNETES_VERSION}
+  local src ver=$KUBERNETES_VERSION
   command -v cc >/dev/null || { log "no C compiler (cc): run scripts/setup-node.sh"; return 1; }
   src=$(module_dir "$T_MOD" "$T_VER") || return 1
   src+=/build/pause/linux/pause.c
