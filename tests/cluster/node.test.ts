@@ -110,6 +110,23 @@ describe.skipIf(missing.length > 0)("a real node in its own network namespace", 
     expect(pidsInNetns(netnsPath).length).toBeGreaterThan(5);
   });
 
+  it("the namespace has no route out (only the pods' bridge, the node IP and the Service range)", () => {
+    const inNs = (...args: string[]) => spawnSync("nsenter", [`--net=${netnsPath}`, "--", ...args], { encoding: "utf8" });
+    const routes = inNs("ip", "-4", "route", "show").stdout.trim().split("\n");
+    expect(routes.filter((r) => r.startsWith("default")), "default route").toEqual([]);
+    // The pods' route appears with the bridge, at the first pod.
+    const dests = routes.map((r) => r.split(" ")[0]!);
+    expect(dests).toContain("10.0.0.0/24");
+    expect(dests.filter((d) => d !== NODE.POD_CIDR && d !== "10.0.0.0/24"), "other routes").toEqual([]);
+    // Asking the kernel how it would route a public address sends nothing: it has no way.
+    const probe = inNs("ip", "route", "get", "192.0.2.1");
+    expect(probe.status).not.toBe(0);
+    expect(probe.stderr).toMatch(/unreachable/i);
+    // Nor is the host's namespace linked to it: no interface of ours on the host.
+    const hostLinks = spawnSync("ip", ["-o", "link", "show"], { encoding: "utf8" }).stdout;
+    expect(hostLinks).not.toMatch(new RegExp(`${NODE.POD_BRIDGE}|mlpnode`));
+  });
+
   it("a pod runs and its logs are readable", async () => {
     const word = `hello-${Math.random().toString(36).slice(2, 10)}`;
     await create(kube, pods(), testPod("hello", `echo ${word} from $(hostname); cat /var/run/secrets/kubernetes.io/serviceaccount/namespace; echo`));
