@@ -121,8 +121,10 @@ async function main(): Promise<void> {
     for (const f of FORMATS) {
       const out = await servables[f]!.run("serving_default", { image: { dtype: "float32", shape: [4, 28, 28, 1], values: probe } });
       const got = Object.values(out)[0]!.values as Float32Array;
-      agree[f] = r3(Math.max(...keras.keras.values.map((v, i) => Math.abs(v - got[i]!))) * 1e6) / 1e6;
-      if (agree[f]! > 1e-5) throw new Error(`${f} differs from Keras by ${agree[f]}; not the same network`);
+      if (got.length !== keras.keras.values.length) throw new Error(`${f} returned ${got.length} values; Keras ${keras.keras.values.length}`);
+      agree[f] = Math.max(...keras.keras.values.map((v, i) => Math.abs(v - got[i]!)));
+      // NaN fails too.
+      if (!(agree[f]! <= 1e-5)) throw new Error(`${f} differs from Keras by ${agree[f]}; not the same network`);
     }
 
     const configFile = path.join(dir, "models.config");
