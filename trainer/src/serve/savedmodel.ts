@@ -189,7 +189,9 @@ export function explainLoadFailure(raw: string, info: SavedModelInfo, runtime: s
   const fix = `export it with TensorFlow ${runtime} or older, or serve it from a server whose runtime has it`;
   const op = /Op type not registered '([^']+)'/.exec(raw)?.[1];
   if (op) {
-    return `the SavedModel uses op "${op}", which this server's TensorFlow ${runtime} does not have (the model was written by ${written}); ${fix}`;
+    // Written by the runtime's own release: not a version gap but an op outside TensorFlow.
+    const why = info.tensorflowVersion === runtime ? "it is not a TensorFlow op (a custom op?); rebuild the model from standard ops" : fix;
+    return `the SavedModel uses op "${op}", which this server's TensorFlow ${runtime} does not have (the model was written by ${written}); ${why}`;
   }
   const consumer = /min consumer version (\d+) above current version (\d+)/.exec(raw);
   if (consumer) {
