@@ -11,6 +11,7 @@ import { assignSet, scanImageFolder } from "../src/retrain/folder";
 import { tf, type Tensor } from "../src/tf";
 import { writeDigitFolder } from "./fixtures/image-folder";
 import { writeMnistIdx } from "./fixtures/mnist-idx";
+import { freePorts, tfConfig } from "./fixtures/distributed-cluster";
 import { captureIo, list, tempDir } from "./fixtures/tmp";
 
 describe("image folder", () => {
@@ -100,6 +101,34 @@ describe("mlp retrain", () => {
     const other = await retrain({ ...opts, bottleneckLayer: "flatten", epochs: 2 }, captureIo().io);
     expect(other.bottlenecks.baseModelId).not.toBe(r.bottlenecks.baseModelId);
     expect(other.bottlenecks.computed).toBe(180);
+  });
+
+  it("with TF_CONFIG, a chief and a worker train the head as one replica with twice the batch; only the chief publishes", async () => {
+    const [p0, p1] = await freePorts(2);
+    const cluster = { chief: [`127.0.0.1:${p0}`], worker: [`127.0.0.1:${p1}`] };
+    const run = { ...opts, epochs: undefined, steps: 40, batchSize: 8, distributed: { timeoutMs: 30_000, startupTimeoutMs: 60_000, psMode: "sync" as const } };
+    const [chief, worker] = await Promise.all(
+      (["chief", "worker"] as const).map((type) =>
+        retrain({ ...run, modelBase: path.join(dir, "models-dist"), cacheDir: path.join(dir, `cache-${type}`) }, captureIo({ TF_CONFIG: tfConfig(cluster, type, 0) }).io),
+      ),
+    );
+    expect(chief).toMatchObject({ version: 1, replica: `chief #0 (${cluster.chief[0]})` });
+    expect(worker).toMatchObject({ version: 0, dir: "", replica: `worker #0 (${cluster.worker[0]})` });
+    expect(await fs.readdir(path.join(dir, "models-dist", "three"))).toEqual(["1"]);
+    const single = await retrain({ ...run, batchSize: 16, modelBase: path.join(dir, "models-single") }, captureIo().io);
+    const head = async (d: string) => {
+      const m = await tf.loadLayersModel(`file://${path.join(d, "model.json")}`);
+      const w = m.getLayer("probabilities").getWeights().map((t) => t.dataSync() as Float32Array);
+      m.dispose();
+      return w;
+    };
+    const [a, b] = [await head(chief.dir), await head(single.dir)];
+    let diff = 0;
+    a.forEach((x, i) => x.forEach((v, k) => (diff = Math.max(diff, Math.abs(v - b[i]![k]!)))));
+    expect(diff).toBeLessThan(1e-4);
+    expect(chief.metrics.testAccuracy).toBeCloseTo(single.metrics.testAccuracy!, 5);
+    const meta = JSON.parse(await fs.readFile(path.join(chief.dir, "metadata.json"), "utf8")) as { training: Record<string, unknown> };
+    expect(meta.training).toMatchObject({ replicas: 2, distribution: "all-reduce", batchSize: 8 });
   });
 
   it("names a corrupt image and publishes nothing", async () => {

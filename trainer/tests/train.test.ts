@@ -77,6 +77,26 @@ describe("training on MNIST digits", () => {
     expect(val[1]!.value).toBeCloseTo(result.train.validation!.accuracy, 5);
   });
 
+  it("resuming a finished run says so and publishes nothing new, unless asked", async () => {
+    const opts = {
+      data: path.join(dir, "data"), modelBase: path.join(dir, "models-done"), name: "done", steps: 20, batchSize: 16, learningRate: 0.001,
+      validationSplit: 0.1, hiddenUnits: 16, dropout: 0, seed: 2, maxTrainExamples: 400, checkpointDir: path.join(dir, "ck-done"), checkpointEvery: 10,
+      progress: "none" as const, resultFile: path.join(dir, "done-result.json"),
+    };
+    const first = await trainMnist(opts, captureIo().io);
+    expect(first).toMatchObject({ version: 1, published: true, replica: "local" });
+    const c = captureIo();
+    const again = await trainMnist(opts, c.io);
+    expect(again).toMatchObject({ version: 1, dir: first.dir, published: false });
+    expect(c.stderr()).toContain(`the run in ${opts.checkpointDir} is already complete (step 20 of 20) and published version 1 (${first.dir}); nothing new published`);
+    expect(await fs.readdir(path.join(opts.modelBase, "done"))).toEqual(["1"]);
+    // The pipeline's result file still names the version.
+    expect(JSON.parse(await fs.readFile(opts.resultFile, "utf8"))).toMatchObject({ version: 1, dir: first.dir });
+    const forced = await trainMnist({ ...opts, publishAgain: true }, captureIo().io);
+    expect(forced).toMatchObject({ version: 2, published: true });
+    expect((await fs.readdir(path.join(opts.modelBase, "done"))).sort()).toEqual(["1", "2"]);
+  });
+
   it("trains only on the training split and leaks no tensors", async () => {
     const data = await loadIdxPair(new LocalSource(path.join(dir, "data")), "train");
     const split = splitTrainValidation(data.count, 0.5, 3);
