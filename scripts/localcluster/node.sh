@@ -285,12 +285,16 @@ import_images() {
   done
   shopt -u nullglob
   ((n > 0)) || log "images: all archives in $IMAGES_DIR already imported"
-  ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q | grep -qx "$PAUSE_IMAGE" ||
+  local have
+  have=$(ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q)
+  grep -qx "$PAUSE_IMAGE" <<<"$have" ||
     die "the sandbox image $PAUSE_IMAGE is not in containerd (run scripts/localcluster/node-images.sh)"
 }
 
 node_ready() {
-  api GET "/api/v1/nodes/$NODE_NAME" | tr -d ' \n' | grep -q '"type":"Ready","status":"True"'
+  local node
+  node=$(api GET "/api/v1/nodes/$NODE_NAME") || return 1
+  [[ $(tr -d ' \n' <<<"$node") == *'"type":"Ready","status":"True"'* ]]
 }
 
 start_kubelet() {

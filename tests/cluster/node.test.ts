@@ -162,9 +162,21 @@ describe.skipIf(missing.length > 0)("a real node in its own network namespace", 
     });
     webIp = svc.spec.clusterIP;
     for (const name of webPods) await waitPhase(kube, ns, name, "Running");
-    // From a pod: the ClusterIP reaches both backends.
+    // Both pods in the Service's EndpointSlice (kube-proxy programs them within a second).
+    await until("two ready endpoints", 60_000, async () => {
+      const slices = await kube.get(`/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dweb`);
+      const ready = (slices?.items ?? []).flatMap((sl: any) => sl.endpoints ?? []).filter((e: any) => e.conditions?.ready);
+      return ready.length === 2 ? ready : undefined;
+    });
+    // From a pod: the ClusterIP reaches both backends. The first request may wait for
+    // kube-proxy's sync; then 30 requests are counted.
     // (Debian busybox-static's `wget -T` crashes: `timeout` bounds each request instead.)
-    await create(kube, pods(), testPod("client", `for i in $(seq 30); do timeout 5 wget -q -O - http://${webIp}/ || echo FAIL; done`));
+    const fetchOnce = `timeout 5 wget -q -O - http://${webIp}/`;
+    await create(
+      kube,
+      pods(),
+      testPod("client", `for i in $(seq 40); do ${fetchOnce} >/dev/null 2>&1 && break; sleep 0.5; done; sleep 1; for i in $(seq 30); do ${fetchOnce} || echo FAIL; done`),
+    );
     await waitPhase(kube, ns, "client", "Succeeded");
     const seen = (await podLog(kube, ns, "client")).split("\n").filter(Boolean);
     expect(seen.length).toBe(30);
@@ -229,10 +241,10 @@ describe.skipIf(missing.length > 0)("a real node in its own network namespace", 
     tornDown = true;
     expect(stopNode(stateDir)).toBe(0);
 
+    // Alive and not a zombie (an exited daemon waits for init to reap it).
     const alive = pids.filter((p) => {
       try {
-        process.kill(p, 0);
-        return true;
+        return fs.readFileSync(`/proc/${p}/stat`, "utf8").split(") ")[1]?.[0] !== "Z";
       } catch {
         return false;
       }
