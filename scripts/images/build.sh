@@ -162,6 +162,11 @@ make_base() { # BASE -> prints its dir, building it when missing
   chmod 1777 "$tmp/tmp"
   touch "$tmp/.complete"
   rm -rf "$dir" && mv "$tmp" "$dir"
+  # Earlier definitions of this base are not used any more.
+  local old
+  for old in "$OUT/rootfs/$base"-????????????; do
+    [[ -d $old && $old != "$dir" ]] && rm -rf "$old"
+  done
   printf '%s\n' "$dir"
 }
 
@@ -169,9 +174,10 @@ make_base() { # BASE -> prints its dir, building it when missing
 # Go binaries: a wrapper module that requires the upstream module (none of the modules
 # below has replace directives), built static and cached by pin under $OUT/bin.
 # ---------------------------------------------------------------------------------------
-go_build() { # NAME MODULE VERSION PACKAGE LDFLAGS [OVERLAY_FN]
-  local name=$1 mod=$2 ver=$3 pkg=$4 ldflags=$5 overlay_fn=${6:-} bin=$OUT/bin/$1 wrap=$OUT/go/$1 want
-  want="$mod@$ver $pkg go=$(go env GOVERSION) ldflags=$ldflags overlay=$overlay_fn"
+go_build() { # NAME MODULE VERSION PACKAGE LDFLAGS [PREP_FN]
+  local name=$1 mod=$2 ver=$3 pkg=$4 ldflags=$5 prep_fn=${6:-} bin=$OUT/bin/$1 wrap=$OUT/go/$1 want
+  want="$mod@$ver $pkg go=$(go env GOVERSION) ldflags=$ldflags prep=$prep_fn"
+  [[ -n $prep_fn ]] && want+=" $("$prep_fn" --id)"
   if [[ -x $bin && -f $bin.stamp && $(<"$bin.stamp") == "$want" ]]; then return 0; fi
   rm -rf "$wrap" && mkdir -p "$wrap" "$OUT/bin"
   local upstream goline
@@ -179,32 +185,44 @@ go_build() { # NAME MODULE VERSION PACKAGE LDFLAGS [OVERLAY_FN]
   [[ -n $upstream ]] || die "go mod download $mod@$ver failed"
   goline=$(awk '$1 == "go" { print; exit }' "$upstream")
   printf 'module mlplatform.local/images/%s\n\n%s\n\nrequire %s %s\n' "$name" "${goline:-go 1.23}" "$mod" "$ver" >"$wrap/go.mod"
-  local extra=()
-  if [[ -n $overlay_fn ]]; then "$overlay_fn" "$wrap" || return 1; extra=(-overlay "$wrap/overlay.json"); fi
+  if [[ -n $prep_fn ]]; then "$prep_fn" "$wrap" || return 1; fi
   local start=$SECONDS
-  (cd "$wrap" && "${NICE[@]}" go build "${extra[@]}" -trimpath -ldflags="-s -w $ldflags" -o "$bin.tmp" "$pkg") >&2 || return 1
+  (cd "$wrap" && "${NICE[@]}" go build -trimpath -ldflags="-s -w $ldflags" -o "$bin.tmp" "$pkg") >&2 || return 1
   mv -f "$bin.tmp" "$bin"
   printf '%s' "$want" >"$bin.stamp"
   log "go build $name: $((SECONDS - start))s"
   NOTES+=" go build $((SECONDS - start))s;"
 }
 
-# The Argo server embeds the web UI from ui/dist/app, which is built with yarn/webpack and
-# is not in the Go module (the build fails with "pattern dist/app: no matching files
-# found"). This overlay adds a one-page placeholder there; the API and everything else the
-# server does are unchanged.
-argo_ui_overlay() {
-  local wrap=$1 dir
-  dir=$(go mod download -json "$ARGO_MODULE@$ARGO_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
-  [[ -n $dir ]] || return 1
-  cat >"$wrap/index.html" <<'EOF'
+# The Argo module as the module proxy serves it does not build two of the binaries:
+# - cmd/argo (the server) embeds the web UI from ui/dist/app, which upstream builds with
+#   yarn/webpack and which is not in the module ("pattern dist/app: no matching files
+#   found"): a one-page placeholder goes there instead; the API is unchanged.
+# - cmd/argoexec needs workflow/executor/osspecific/signal_linux.go, which upstream keeps as
+#   a symlink to signal_darwin.go; module zips drop symlinks ("undefined: Setpgid"): the
+#   symlink is restored.
+# Go refuses to overlay files inside the module cache, so this builds from a copy of the
+# module (under $OUT/go/src), named by a replace directive in the wrapper.
+argo_src_prep() { # WRAPPER_DIR | --id
+  local src=$OUT/go/src/argo-workflows-$ARGO_VERSION
+  if [[ $1 == --id ]]; then printf 'argo-src-v2'; return 0; fi
+  if [[ ! -f $src/.complete ]]; then
+    local dir
+    dir=$(go mod download -json "$ARGO_MODULE@$ARGO_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
+    [[ -n $dir ]] || return 1
+    rm -rf "$src" && mkdir -p "${src%/*}" && cp -a "$dir" "$src" && chmod -R u+w "$src" || return 1
+    ln -s signal_darwin.go "$src/workflow/executor/osspecific/signal_linux.go"
+    mkdir -p "$src/ui/dist/app"
+    cat >"$src/ui/dist/app/index.html" <<'EOF2'
 <!doctype html>
 <html><head><meta charset="utf-8"><base href="/"><title>Argo (local build)</title></head>
 <body><p>This argo server was built on the local machine from the Go module, without the web
 UI (its assets are built with yarn and are not part of the module). The REST API is served
 at <code>/api/v1/</code>.</p></body></html>
-EOF
-  printf '{"Replace":{"%s/ui/dist/app/index.html":"%s/index.html"}}\n' "$dir" "$wrap" >"$wrap/overlay.json"
+EOF2
+    touch "$src/.complete"
+  fi
+  printf '\nreplace %s => %s\n' "$ARGO_MODULE" "$src" >>"$1/go.mod"
 }
 
 argo_ldflags() {
@@ -427,9 +445,11 @@ build_training-operator() {
 }
 
 build_argo() { # WORK BINARY
-  local overlay=''
-  [[ $2 == argo ]] && overlay=argo_ui_overlay
-  go_build "argo-$2" "$ARGO_MODULE" "$ARGO_VERSION" "$ARGO_MODULE/cmd/$2" "$(argo_ldflags)" $overlay || return 1
+  # The controller builds from the module as served; the executor and server need the fixes
+  # of argo_src_prep.
+  local prep=argo_src_prep
+  [[ $2 == workflow-controller ]] && prep=''
+  go_build "argo-$2" "$ARGO_MODULE" "$ARGO_VERSION" "$ARGO_MODULE/cmd/$2" "$(argo_ldflags)" $prep || return 1
   mkdir -p "$1/app/bin" "$1/app/home/argo" "$1/app/etc/ssh"
   install -m 0755 "$OUT/bin/argo-$2" "$1/app/bin/$2"
   chown 8737:8737 "$1/app/home/argo"
