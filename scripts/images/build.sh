@@ -227,8 +227,8 @@ EOF2
 
 argo_ldflags() {
   local p=github.com/argoproj/argo-workflows/v4
-  printf -- '-X %s.version=%s -X %s.gitTag=%s -X %s.buildDate=1970-01-01T00:00:00Z -X %s.gitTreeState=clean' \
-    "$p" "$ARGO_VERSION" "$p" "$ARGO_VERSION" "$p" "$p"
+  printf -- '-X %s.version=%s -X %s.gitTag=%s -X %s.gitCommit=%s -X %s.buildDate=%s -X %s.gitTreeState=clean' \
+    "$p" "$ARGO_VERSION" "$p" "$ARGO_VERSION" "$p" "$ARGO_GIT_COMMIT" "$p" "$ARGO_BUILD_DATE" "$p"
 }
 
 mc_ldflags() {
