@@ -107,6 +107,16 @@ teardown_node() {
     [[ -z $ids ]] || log "removed $(wc -w <<<"$ids") containers"
   fi
   stop containerd containerd
+  # Also from libcni's cache (works when containerd is gone): each of our network's entries
+  # names its sandbox (file name) and the pod's network namespace (content).
+  local f sid
+  for f in /var/lib/cni/results/"$ns"-*; do
+    [[ -f $f ]] || continue
+    while IFS= read -r p; do pod_ns+=("$p"); done < <(grep -o '"/var/run/netns/cni-[0-9a-f-]*"' "$f" | tr -d '"' | sort -u)
+    sid=${f##*/"$ns"-}; sid=${sid%-*}
+    [[ $sid =~ ^[0-9a-f]{64}$ ]] && ids+=" $sid"
+  done
+  mapfile -t pod_ns < <(printf '%s\n' "${pod_ns[@]}" | sort -u | sed '/^$/d')
   # Shims (and what runs under them) that outlived containerd: they name its socket.
   for p in $(pgrep -f -- "-address $sock" 2>/dev/null || true); do
     alive "$p" || continue
@@ -158,8 +168,18 @@ teardown_node() {
   # entries of our sandboxes) and our IPAM leases (all pods are gone).
   rm -f /var/lib/cni/results/"$ns"-*
   for id in $ids; do rm -f /var/lib/cni/results/cni-loopback-"$id"-*; done
-  # containerd 1.6 keeps runc's state, fifos and shim sockets under /run/containerd whatever
-  # its config says: remove the directories it left empty, unless another containerd runs.
+  # containerd 1.6 keeps runc's state and shim sockets under /run/containerd whatever its
+  # config says. After a crash (containerd or shims killed) some stay: runc's state of our
+  # containers names their rootfs under our state dir; a shim's socket is named by the
+  # sha256 of "<containerd address>/<namespace>/<id>".
+  local st cid
+  for st in /run/containerd/runc/k8s.io/*/state.json; do
+    [[ -f $st ]] && grep -qF "\"$STATE_DIR/node/" "$st" || continue
+    cid=${st%/state.json}; cid=${cid##*/}
+    rm -rf "/run/containerd/runc/k8s.io/$cid"
+    rm -f "/run/containerd/s/$(printf '%s' "$sock/k8s.io/$cid" | sha256sum | cut -d' ' -f1)"
+  done
+  # Then the directories it left empty, unless another containerd runs.
   if ! pgrep -x containerd >/dev/null; then
     for p in /run/containerd/runc/k8s.io /run/containerd/runc /run/containerd/fifo /run/containerd/s /run/containerd; do
       rmdir "$p" 2>/dev/null || true
