@@ -5,7 +5,7 @@
  * TF_NUM_INTEROP_THREADS=1, OMP_NUM_THREADS=1), all on 127.0.0.1 with TF_CONFIG as the
  * Training Operator sets it.
  *
- *   npx tsx trainer/bench/distributed.ts [--reps 2] [--steps 60] [--warmup 10] [--batch-size 64]
+ *   npx tsx trainer/bench/distributed.ts [--reps 2] [--steps 60] [--warmup 10] [--batch-size 64] [--only "fused,4 replicas"]
  *
  * Cases: one replica with the fused compiled step (what a local run does) and with the step
  * split at the gradients (what every distributed replica runs: the cost of the split);
@@ -119,7 +119,9 @@ async function main(): Promise<void> {
   });
   const a = { steps: Number(values.steps), warmup: Number(values.warmup), batchSize: Number(values["batch-size"]) };
   const reps = Number(values.reps);
-  const cases = values.only ? CASES.filter((c) => c.name.includes(values.only!)) : CASES;
+  // --only: comma-separated substrings of case names.
+  const only = values.only?.split(",");
+  const cases = only ? CASES.filter((c) => only.some((o) => c.name.includes(o))) : CASES;
   const work = await fs.mkdtemp(path.join(os.tmpdir(), "mlp-bench-dist-"));
   const load0 = os.loadavg();
   const raw: { case: string; rep: number; replicas: ReplicaResult[] }[] = [];
