@@ -72,6 +72,7 @@ describe.skipIf(missing.length > 0)("a real node in its own network namespace", 
   const pods = (p = "") => `/api/v1/namespaces/${ns}/pods${p}`;
   const cniResults = () => (fs.existsSync("/var/lib/cni/results") ? fs.readdirSync("/var/lib/cni/results") : []);
   let cniResultsBefore: Set<string>;
+  let hostForwardingBefore: string;
   const cniNetns = () => new Set(fs.existsSync("/run/netns") ? fs.readdirSync("/run/netns").filter((n) => n.startsWith("cni-")) : []);
 
   beforeAll(async () => {
@@ -79,6 +80,7 @@ describe.skipIf(missing.length > 0)("a real node in its own network namespace", 
     stateDir = path.join(work, "cluster");
     cniNetnsBefore = cniNetns();
     cniResultsBefore = new Set(cniResults());
+    hostForwardingBefore = fs.readFileSync("/proc/sys/net/ipv4/ip_forward", "utf8");
     const t0 = Date.now();
     const env = startNode(stateDir);
     console.log(`real node up in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
@@ -125,6 +127,9 @@ describe.skipIf(missing.length > 0)("a real node in its own network namespace", 
     // Nor is the host's namespace linked to it: no interface of ours on the host.
     const hostLinks = spawnSync("ip", ["-o", "link", "show"], { encoding: "utf8" }).stdout;
     expect(hostLinks).not.toMatch(new RegExp(`${NODE.POD_BRIDGE}|mlpnode`));
+    // Forwarding is on in the node's namespace only; the host's setting is untouched.
+    expect(inNs("cat", "/proc/sys/net/ipv4/ip_forward").stdout.trim()).toBe("1");
+    expect(fs.readFileSync("/proc/sys/net/ipv4/ip_forward", "utf8")).toBe(hostForwardingBefore);
   });
 
   it("a pod runs and its logs are readable", async () => {
