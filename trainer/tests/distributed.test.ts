@@ -227,6 +227,43 @@ describe("distributed training across processes", () => {
     expect(await list(path.join(models, "mnist"))).toEqual(["1"]);
   });
 
+  it("parameter servers: a killed worker stops the servers and the other workers, a killed server stops the workers, each naming the lost replica", async () => {
+    const ports = await freePorts(3);
+    const cluster = { worker: [`127.0.0.1:${ports[0]}`, `127.0.0.1:${ports[1]}`], ps: [`127.0.0.1:${ports[2]}`] };
+    const ckdir = path.join(dir, "ck-ps");
+    const args = [
+      "--data", path.join(dir, "data"), "--model-base", path.join(dir, "models-ps"), "--steps", "2000", "--batch-size", "16", "--hidden-units", "16",
+      "--checkpoint-dir", ckdir, "--checkpoint-every", "10", "--progress", "none", "--replica-timeout", "4", "--startup-timeout", "120",
+    ];
+    const ckptStep = async () => (await latestCheckpointStep(ckdir).catch(() => undefined)) ?? 0;
+    // launchCluster order: worker 0 (the chief), worker 1, ps 0.
+    let run = launchCluster(cluster, args);
+    await waitFor("a checkpoint", async () => (await ckptStep()) >= 10, 180_000, run);
+    run[1]!.child.kill("SIGKILL");
+    const killedAt = performance.now();
+    const exits = await exitsWithin([run[0]!, run[2]!], 30_000);
+    for (const [i, e] of [[0, exits[0]!], [2, exits[1]!]] as const) {
+      expect(e.code, run[i]!.err()).toBe(1);
+      expect(run[i]!.err()).toContain(`lost worker #1 (${cluster.worker[1]}): its connection to ps #0 (${cluster.ps[0]}) closed mid-run`);
+      expect(e.at - killedAt).toBeLessThan(4000);
+    }
+
+    // Restart; the chief resumes from its checkpoint (pushed to the server); then the server dies.
+    const resumed = await ckptStep();
+    run = launchCluster(cluster, args);
+    await waitFor("a newer checkpoint", async () => (await ckptStep()) >= resumed + 10, 180_000, run);
+    expect(run[0]!.err()).toContain(`resuming from the checkpoint at step ${resumed}`);
+    expect(run[1]!.err()).toContain(`starting at step ${resumed}`);
+    run[2]!.child.kill("SIGKILL");
+    const serverKilledAt = performance.now();
+    const workers = await exitsWithin([run[0]!, run[1]!], 30_000);
+    workers.forEach((e, i) => {
+      expect(e.code, run[i]!.err()).toBe(1);
+      expect(run[i]!.err()).toContain(`lost ps #0 (${cluster.ps[0]})`);
+      expect(e.at - serverKilledAt).toBeLessThan(4000);
+    });
+  });
+
   it("replicas started with different arguments are refused with the setting that differs", async () => {
     const ports = await freePorts(2);
     const cluster = { worker: [`127.0.0.1:${ports[0]}`, `127.0.0.1:${ports[1]}`] };
