@@ -109,9 +109,9 @@ describe("mlp train-mnist on bad input publishes nothing", () => {
     );
   });
 
-  it("a TF_CONFIG with several workers, before touching the data", async () => {
-    const tfConfig = JSON.stringify({ cluster: { worker: ["a:1", "b:1"] }, task: { type: "worker", index: 0 } });
-    await expectFailure(["--data", path.join(dir, "nope")], /TF_CONFIG describes 2 training replicas/, { TF_CONFIG: tfConfig });
+  it("an inconsistent TF_CONFIG, before touching the data", async () => {
+    const tfConfig = JSON.stringify({ cluster: { chief: ["a:1", "b:1"] }, task: { type: "chief", index: 0 } });
+    await expectFailure(["--data", path.join(dir, "nope")], /TF_CONFIG.cluster.chief lists 2 replicas; a TFJob has at most one Chief/, { TF_CONFIG: tfConfig });
   });
 
   it("accuracy below --min-accuracy", async () => {
