@@ -675,6 +675,12 @@ main() {
     command -v "$t" >/dev/null || die "$t is not on PATH (apt-get install mmdebstrap; Go and Node as for scripts/setup.sh)"
   done
   mkdir -p "$OUT" "$STAMPS" "$LOGS" "$WORK"
+  # One build at a time per cache (setup, a test and a developer may start one together).
+  exec 9>"$OUT/.lock"
+  if ! flock -n 9; then
+    log "another scripts/images/build.sh is using $OUT; waiting for it"
+    flock 9
+  fi
   local failed=() start=$SECONDS
   for n in "${names[@]}"; do
     if ! build_image "$n"; then
