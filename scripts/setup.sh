@@ -56,7 +56,9 @@ fi
 echo "took $((SECONDS - s)) s"
 
 # The images the dev stack runs on the local node, built here with no registry (needs root;
-# about 40 minutes cold on 2 cores, seconds when cached). Under CI a failed image fails setup.
+# about 10 minutes once the Go build cache holds their packages, more the very first time,
+# seconds when cached: README, "Images built for the local cluster"). Under CI a failed image
+# fails setup.
 phase "Container images for the local node (scripts/images/build.sh)"
 s=$SECONDS
 if ! scripts/images/build.sh --keep-going; then
