@@ -30,9 +30,11 @@ export interface TfJobOptions {
 }
 
 /**
- * A TFJob with one chief. Our trainer refuses multi-worker TF_CONFIG rather than silently
- * training N copies, so one replica is the supported shape; it reads data and credentials
- * from the object store and writes logs, checkpoints and exports on the shared volume.
+ * A TFJob with one chief. The pipelines add Worker and PS replica specs to it
+ * (`trainingJob` in trainingPipeline.ts); the trainer trains across whatever replicas the
+ * operator's TF_CONFIG lists (all-reduce, or parameter servers when PS replicas exist). The
+ * chief reads data and credentials from the object store and writes logs, checkpoints and
+ * exports on the shared volume.
  */
 export function tfJobManifest(o: TfJobOptions): Record<string, any> {
   if (o.gpus > 0 && !o.gpu) throw new Error(`TFJob ${o.name}: ${o.gpus} GPUs asked for but the cluster has no GPU placement`);
