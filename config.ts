@@ -283,7 +283,13 @@ const sharedStorageSchema = z
      * `auto`: Azure Files on AKS, Filestore on GKE, an in-cluster NFS server elsewhere.
      * `externalNfs`: an NFS export you already have (`server`, `path`).
      */
-    backend: z.enum(["auto", "azureFiles", "filestore", "nfs", "externalNfs"]).default("auto"),
+    backend: z.enum(["auto", "azureFiles", "filestore", "nfs", "externalNfs", "hostPath"]).default("auto"),
+    /**
+     * hostPath backend (existing single-node clusters only, e.g. the local real node): the
+     * node directory every namespace's volume points at. It must exist and be writable by
+     * uid 1000 (our workloads' user). Data lives only on that one node.
+     */
+    hostPath: z.string().startsWith("/").optional(),
     /** Capacity; default 1Ti with Filestore (its smallest instance), else 100Gi. */
     size: quantity.optional(),
     /** nfs backend: StorageClass of the server's own disk; default the cluster's default class. */
@@ -310,6 +316,9 @@ const sharedStorageSchema = z
         if (!s[k]) ctx.addIssue({ code: "custom", path: [k], message: "is required with backend externalNfs", input: undefined });
       }
     }
+    if (s.backend === "hostPath" && !s.hostPath) {
+      ctx.addIssue({ code: "custom", path: ["hostPath"], message: "is required with backend hostPath (a node directory writable by uid 1000)", input: undefined });
+    }
   });
 
 const hostname = z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, "must be a DNS host name");
@@ -329,6 +338,8 @@ const kubeflowSchema = z
         enabled: z.boolean().default(true),
         repository: z.string().min(1).optional(),
         version: z.string().min(1).optional(),
+        /** A local chart archive or directory instead of the Helm repository (air-gapped installs, offline tests); repository and version are then ignored. */
+        chart: z.string().min(1).optional(),
         /** `client`: callers bring a Kubernetes token; `sso`: OIDC login. Never `server`. */
         authMode: z.enum(["client", "sso"]).default("client"),
         /** Install the CRDs with the chart (its hook downloads them); false when you install them yourself. */
@@ -341,6 +352,8 @@ const kubeflowSchema = z
         enabled: z.boolean().default(true),
         repository: z.string().min(1).optional(),
         version: z.string().min(1).optional(),
+        /** A local chart archive or directory instead of the Helm repository; repository and version are then ignored. */
+        chart: z.string().min(1).optional(),
         /** `github` (OAuth) everywhere; `dummy` (any name, no password) only in the dev stack. */
         authenticator: z.enum(["github", "dummy"]).default("github"),
         github: z
@@ -541,7 +554,7 @@ const configSchema = z
       });
     }
     const backend = c.sharedStorage.backend;
-    const allowed: Record<string, string[]> = { azureFiles: ["aks"], filestore: ["gke"] };
+    const allowed: Record<string, string[]> = { azureFiles: ["aks"], filestore: ["gke"], hostPath: ["existing"] };
     if (allowed[backend] && !allowed[backend]!.includes(c.cluster.provider)) {
       ctx.addIssue({
         code: "custom",

@@ -112,6 +112,7 @@ async function main(): Promise<{ [K in keyof PlatformOutputs]: pulumi.Input<Plat
       installCrds: kf.argo.installCrds,
       repository: kf.argo.repository,
       version: kf.argo.version,
+      chart: kf.argo.chart,
       dependsOn: [namespaces],
       skipAwait,
     });

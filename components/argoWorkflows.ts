@@ -8,7 +8,7 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { PLATFORM_LABELS, awaitAnnotations, podSecurityLabels } from "./namespaces";
-import { charts } from "./versions";
+import { chartSource, charts } from "./versions";
 
 /** Namespace of the Argo controller and server. */
 export const ARGO_NAMESPACE = "argo";
@@ -123,6 +123,8 @@ export interface ArgoWorkflowsArgs {
   /** Helm repository and chart version; default the pins in versions.ts. */
   readonly repository?: string;
   readonly version?: string;
+  /** A local chart archive or directory instead of the repository (then repository and version are ignored). */
+  readonly chart?: string;
   /** Resources the namespaced objects wait for (the Namespaces component). */
   readonly dependsOn?: pulumi.Resource[];
   /** Do not wait for the chart's workloads. Default false. */
@@ -158,9 +160,7 @@ export class ArgoWorkflows extends pulumi.ComponentResource {
       `${name}-chart`,
       {
         name: ARGO_RELEASE,
-        chart: pin.chart,
-        version: this.chartVersion,
-        repositoryOpts: { repo: args.repository ?? pin.repository },
+        ...chartSource(pin, args),
         namespace: ns.metadata.name,
         values: argoValues({
           pipelinesNamespace: args.pipelinesNamespace,

@@ -7,7 +7,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { KubeflowConfig } from "../config";
 import type { Placement } from "./cluster";
 import { SHARED_CLAIM, SHARED_MOUNT_PATH } from "./sharedStorage";
-import { charts, images } from "./versions";
+import { chartSource, charts, images } from "./versions";
 
 export type JupyterHubConfig = KubeflowConfig["jupyterhub"];
 export const JUPYTERHUB_RELEASE = "jupyterhub";
@@ -151,9 +151,7 @@ export class JupyterHub extends pulumi.ComponentResource {
       `${name}-chart`,
       {
         name: JUPYTERHUB_RELEASE,
-        chart: pin.chart,
-        version: this.chartVersion,
-        repositoryOpts: { repo: c.repository ?? pin.repository },
+        ...chartSource(pin, c),
         namespace: args.namespace,
         values: jupyterHubValues({ config: c, gpu: args.gpu, clientSecret: args.clientSecret, ingress: args.ingress }),
         skipAwait: args.skipAwait ?? false,

@@ -6,8 +6,8 @@
  * A PersistentVolumeClaim belongs to one namespace, and a dynamically provisioned claim gets
  * a volume of its own. To share one volume across namespaces, each namespace gets a claim
  * bound to a static PersistentVolume, and all those volumes point at the same share:
- * an Azure Files share (AKS), a Filestore instance (GKE), an in-cluster NFS server, or an
- * NFS export you already run.
+ * an Azure Files share (AKS), a Filestore instance (GKE), an in-cluster NFS server, an
+ * NFS export you already run, or (single-node clusters only) one directory on the node.
  */
 import type * as storageTypes from "@pulumi/azure-native/storage";
 import type * as gcpTypes from "@pulumi/gcp";
@@ -34,6 +34,8 @@ export function resolveBackend(backend: SharedStorageConfig["backend"], provider
 /** Where a static PersistentVolume points. */
 export type VolumeSource =
   | { readonly kind: "nfs"; readonly server: string; readonly path: string }
+  /** A directory on the node: only for single-node clusters (every pod sees the same disk). */
+  | { readonly kind: "hostPath"; readonly path: string }
   | {
       readonly kind: "azureFile";
       readonly resourceGroup: string;
@@ -64,6 +66,9 @@ export function sharedVolumeSpec(
   };
   if (source.kind === "nfs") {
     return { ...common, mountOptions: ["nfsvers=4.1", "hard"], nfs: { server: source.server, path: source.path } };
+  }
+  if (source.kind === "hostPath") {
+    return { ...common, hostPath: { path: source.path, type: "Directory" } };
   }
   return {
     ...common,
@@ -172,6 +177,11 @@ export class SharedStorage extends pulumi.ComponentResource {
       case "externalNfs": {
         const nfs = pulumi.output({ kind: "nfs" as const, server: c.server!, path: c.path! });
         source = () => nfs;
+        break;
+      }
+      case "hostPath": {
+        const dir = pulumi.output({ kind: "hostPath" as const, path: c.hostPath! });
+        source = () => dir;
         break;
       }
       case "nfs": {

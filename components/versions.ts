@@ -14,6 +14,18 @@ export interface ChartPin {
   readonly repository: string;
 }
 
+/**
+ * Where Helm gets a chart: the pinned repository and version, or a local archive or
+ * directory when `chart` is set (air-gapped installs, offline tests).
+ */
+export function chartSource(
+  pin: ChartPin,
+  o: { chart?: string; repository?: string; version?: string },
+): { chart: string; version?: string; repositoryOpts?: { repo: string } } {
+  if (o.chart) return { chart: o.chart };
+  return { chart: pin.chart, version: o.version ?? pin.version, repositoryOpts: { repo: o.repository ?? pin.repository } };
+}
+
 export const charts = {
   /** NVIDIA device plugin: advertises `nvidia.com/gpu` on nodes whose cloud does not manage it. */
   nvidiaDevicePlugin: {

@@ -43,8 +43,8 @@ export interface PlatformOutputs {
   servingNamespace: string;
   /** Namespace for JupyterHub and notebooks. */
   notebooksNamespace: string;
-  /** What backs the shared volume: `azureFiles`, `filestore`, `nfs` (in-cluster) or `externalNfs`. */
-  sharedStorageBackend: "azureFiles" | "filestore" | "nfs" | "externalNfs";
+  /** What backs the shared volume: `azureFiles`, `filestore`, `nfs` (in-cluster), `externalNfs` or `hostPath` (one node's directory). */
+  sharedStorageBackend: "azureFiles" | "filestore" | "nfs" | "externalNfs" | "hostPath";
   /** ReadWriteMany claim of the shared volume, present under this name in every platform namespace. */
   sharedClaimName: string;
   /** Where platform workloads mount the shared volume. */

@@ -203,6 +203,23 @@ describe("shared RWX storage under mocks", () => {
     }
   });
 
+  it("hostPath (single-node existing clusters): every namespace's volume is the node directory; no server of ours", async () => {
+    const r = await runStack("dev", { "mlplatform:sharedStorage": { backend: "hostPath", hostPath: "/srv/mlplatform/shared" } }, kind);
+    expect(r.outputs.sharedStorageBackend).toBe("hostPath");
+    expect(ofType(r, "kubernetes:apps/v1:Deployment").filter((d) => d.name === "shared-nfs")).toEqual([]);
+    const { pvs, pvcs } = claimsAndVolumes(r);
+    expect(pvcs.map((p) => p.metadata.namespace).sort()).toEqual(NAMESPACES);
+    for (const pv of pvs) {
+      expect(pv.hostPath).toEqual({ path: "/srv/mlplatform/shared", type: "Directory" });
+      expect(pv.nfs).toBeUndefined();
+      expect(pv.accessModes).toEqual(["ReadWriteMany"]);
+    }
+    await expect(runStack("dev", { "mlplatform:sharedStorage": { backend: "hostPath" } }, kind)).rejects.toThrow(/mlplatform:sharedStorage.hostPath is required with backend hostPath/);
+    await expect(runStack("aks", { ...stackConfig("aks"), "mlplatform:sharedStorage": { backend: "hostPath", hostPath: "/x" } })).rejects.toThrow(
+      /mlplatform:sharedStorage.backend "hostPath" needs cluster.provider "existing"; got "aks"/,
+    );
+  });
+
   it("a backend that does not fit the cluster is a config error", async () => {
     const base = stackConfig("gke");
     await expect(runStack("gke", { ...base, "mlplatform:sharedStorage": { backend: "azureFiles" } })).rejects.toThrow(

@@ -34,6 +34,16 @@ describe("Kubeflow stack under mocks", () => {
     }
   });
 
+  it("a local chart archive (kubeflow.argo.chart, kubeflow.jupyterhub.chart) replaces the repository and version", async () => {
+    const r = await runStack("dev", { "mlplatform:kubeflow": { argo: { chart: "/charts/argo.tgz" }, jupyterhub: { authenticator: "dummy", chart: "/charts/hub.tgz" } } }, kind);
+    for (const [name, file] of [["argo-chart", "/charts/argo.tgz"], ["notebooks-chart", "/charts/hub.tgz"]] as const) {
+      const c = chart(r, name);
+      expect(c.chart).toBe(file);
+      expect(c.version).toBeUndefined();
+      expect(c.repositoryOpts).toBeUndefined();
+    }
+  });
+
   it("argo server: auth mode client (never server), ClusterIP, controller watching the pipelines namespace", () => {
     for (const r of Object.values(runs)) {
       const v = chart(r, "argo-chart").values;
