@@ -119,7 +119,9 @@ DPKG_EXCLUDES=(--dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include
 make_base() { # BASE -> prints its dir, building it when missing
   local base=$1 dir tmp
   dir=$(base_dir "$base") || die "unknown base $base"
-  if [[ -f $dir/.complete ]]; then printf '%s\n' "$dir"; return 0; fi
+  # The marker sits beside the directory: the directory itself becomes an image layer.
+  if [[ -f $dir/.complete ]]; then rm -f "$dir/.complete" && touch "$dir.complete"; fi # older layout
+  if [[ -d $dir && -f $dir.complete ]]; then printf '%s\n' "$dir"; return 0; fi
   tmp=$dir.tmp
   rm -rf "$tmp"
   mkdir -p "$OUT/rootfs"
@@ -129,8 +131,8 @@ make_base() { # BASE -> prints its dir, building it when missing
       debs=("${STATIC_DEBS[@]}")
       [[ $base == static-sh ]] && debs+=(busybox-static)
       mkdir -p "$tmp.debs" "$tmp"
-      (cd "$tmp.debs" && apt-get download "${debs[@]}") >&2 ||
-        die "apt-get download ${debs[*]} failed (apt-get update first?)"
+      (cd "$tmp.debs" && { apt-get download "${debs[@]}" || { apt-get update && apt-get download "${debs[@]}"; }; }) >&2 ||
+        die "apt-get download ${debs[*]} failed"
       for pkg in "$tmp.debs"/*.deb; do dpkg-deb -x "$pkg" "$tmp"; done
       rm -rf "$tmp.debs" "$tmp/usr/share/doc" "$tmp/usr/share/man" "$tmp/usr/share/lintian"
       mkdir -p "$tmp/etc/ssl/certs"
@@ -160,12 +162,11 @@ make_base() { # BASE -> prints its dir, building it when missing
   esac
   mkdir -p "$tmp/tmp" "$tmp/proc" "$tmp/sys" "$tmp/dev" "$tmp/run"
   chmod 1777 "$tmp/tmp"
-  touch "$tmp/.complete"
-  rm -rf "$dir" && mv "$tmp" "$dir"
+  rm -rf "$dir" "$dir.complete" && mv "$tmp" "$dir" && touch "$dir.complete"
   # Earlier definitions of this base are not used any more.
   local old
   for old in "$OUT/rootfs/$base"-????????????; do
-    [[ -d $old && $old != "$dir" ]] && rm -rf "$old"
+    [[ -d $old && $old != "$dir" ]] && rm -rf "$old" "$old.complete"
   done
   printf '%s\n' "$dir"
 }
@@ -296,13 +297,13 @@ python_venv() { # ROOTFS REQUIREMENTS_FILE
   mkdir -p "$root/tmp/wheels"
   cp "$whl"/*.whl "$root/tmp/wheels/"
   cp "$req" "$root/tmp/requirements.txt"
-  in_root "$root" /usr/bin/python3 -m venv /opt/venv >&2
+  in_root "$root" /usr/bin/python3 -m venv /opt/venv >&2 || return 1
   in_root "$root" /opt/venv/bin/python -m pip install --quiet --no-index --no-deps --no-compile \
-    --disable-pip-version-check --find-links /tmp/wheels -r /tmp/requirements.txt >&2
-  in_root "$root" /opt/venv/bin/python -m pip check >&2
+    --disable-pip-version-check --find-links /tmp/wheels -r /tmp/requirements.txt >&2 || return 1
+  in_root "$root" /opt/venv/bin/python -m pip check >&2 || return 1
   step "pip installed"
   # pip is not needed at run time.
-  in_root "$root" /opt/venv/bin/python -m pip uninstall --quiet --yes pip >&2
+  in_root "$root" /opt/venv/bin/python -m pip uninstall --quiet --yes pip >&2 || return 1
   rm -rf "$root/tmp/wheels" "$root/tmp/requirements.txt" "$root/root/.cache"
   # Byte-compile once, at build time, with fixed timestamps (checked-hash pycs): the
   # image never writes __pycache__ as a non-root user.
@@ -468,7 +469,7 @@ copy_base() { # BASE DEST: a private copy to install into (the cache stays prist
   step "base $1"
   b=$(make_base "$1") || return 1
   step "copy base"
-  rm -rf "$2" && cp -a "$b" "$2" && rm -f "$2/.complete"
+  rm -rf "$2" && cp -a "$b" "$2"
 }
 
 build_tensorboard() {
