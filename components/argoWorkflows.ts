@@ -93,6 +93,9 @@ export function argoValues(o: {
 }): Record<string, unknown> {
   return {
     crds: { install: o.installCrds, keep: true },
+    // The chart's default is Always: a node that already holds the pinned image (an
+    // air-gapped or pre-loaded node) would still need the registry to start any Argo pod.
+    images: { pullPolicy: "IfNotPresent" },
     controller: {
       workflowNamespaces: [o.pipelinesNamespace],
       resources: { requests: { cpu: "100m", memory: "128Mi" }, limits: { memory: "512Mi" } },

@@ -50,6 +50,8 @@ describe("Kubeflow stack under mocks", () => {
       expect(v.server.authModes).toEqual(["client"]);
       expect(v.server.serviceType).toBe("ClusterIP");
       expect(v.controller.workflowNamespaces).toEqual(["ml-pipelines"]);
+      // Pinned tags: a node that holds the image starts the pod without a registry.
+      expect(v.images.pullPolicy).toBe("IfNotPresent");
     }
   });
 
