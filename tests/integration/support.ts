@@ -9,6 +9,7 @@ import * as https from "node:https";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as YAML from "yaml";
+import { chartArgoCrdTexts } from "../fixtures/crds/argo";
 
 export const ROOT = path.resolve(__dirname, "..", "..");
 export const CACHE = process.env.MLPLATFORM_CACHE ?? path.join(os.homedir(), ".cache", "mlplatform");
@@ -36,17 +37,19 @@ export function upstreamTfJobCrd(): string {
 }
 
 /**
- * A kustomize directory (in `work`) with the CRDs the offline tests install: the Training
- * Operator's real TFJob CRD and our stand-in Argo CRDs (tests/fixtures/crds/README.md).
+ * A kustomize directory (in `work`) with the CRDs the offline tests install, all of them the
+ * real ones: the Training Operator release's TFJob CRD and Argo Workflows' full CRDs from the
+ * vendored chart (tests/fixtures/crds/argo.ts).
  */
 export function offlineCrdDir(work: string): string {
   const dir = path.join(work, "crds");
   fs.mkdirSync(dir, { recursive: true });
   fs.copyFileSync(upstreamTfJobCrd(), path.join(dir, "kubeflow.org_tfjobs.yaml"));
-  fs.copyFileSync(path.join(ROOT, "tests", "fixtures", "crds", "argoproj.io.yaml"), path.join(dir, "argoproj.io.yaml"));
+  const argo = chartArgoCrdTexts();
+  for (const [file, text] of Object.entries(argo)) fs.writeFileSync(path.join(dir, file), text);
   fs.writeFileSync(
     path.join(dir, "kustomization.yaml"),
-    YAML.stringify({ apiVersion: "kustomize.config.k8s.io/v1beta1", kind: "Kustomization", resources: ["kubeflow.org_tfjobs.yaml", "argoproj.io.yaml"] }),
+    YAML.stringify({ apiVersion: "kustomize.config.k8s.io/v1beta1", kind: "Kustomization", resources: ["kubeflow.org_tfjobs.yaml", ...Object.keys(argo)] }),
   );
   return dir;
 }
