@@ -28,6 +28,29 @@ function relDiff(a: Tensor, b: Tensor): number {
   return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]! / (tf.max(tf.abs(b)).dataSync()[0]! + 1e-6));
 }
 
+/** The model's trainable variables, in order. */
+const weightsOf = (m: LayersModel) => m.trainableWeights.map((w) => w.read() as Variable);
+
+/**
+ * Checks that two models took the same Adam step from the same weights. Adam divides by the
+ * gradient's own magnitude, so an entry whose gradient is at rounding-noise level (a ReLU
+ * that is just off, a pixel that is zero in the whole batch) can move by up to ±lr in either
+ * kernel set, depending on how each sums its float rounding: such entries are allowed to
+ * differ (by at most 2·lr), as long as they are rare; every other entry must agree.
+ */
+function expectSameAdamStep(a: LayersModel, b: LayersModel, lr: number): void {
+  const wa = weightsOf(a);
+  const wb = weightsOf(b);
+  wa.forEach((w, i) => {
+    const [maxAbs, off] = tf.tidy(() => {
+      const d = tf.abs(tf.sub(w, wb[i]!));
+      return [tf.max(d).dataSync()[0]!, tf.sum(tf.cast(tf.greater(d, 1e-6), "float32")).dataSync()[0]!];
+    });
+    expect(maxAbs, `${w.name}: largest difference`).toBeLessThanOrEqual(2 * lr + 1e-6);
+    expect(off / w.size, `${w.name}: share of entries that differ`).toBeLessThan(0.005);
+  });
+}
+
 /** Loss and gradients by tfjs's autograd, applying the model's layers one by one (dropout by `masks`). */
 function reference(model: LayersModel, xs: Tensor, ys: Tensor, masks?: DropoutMasks) {
   const vars = model.trainableWeights.map((w) => w.read() as Variable);
@@ -199,7 +222,6 @@ describe("native training step: Adam", () => {
   function twin(seed: number) {
     return [createMnistModel({ seed, dropout: 0 }), createMnistModel({ seed, dropout: 0 })] as const;
   }
-  const weightsOf = (m: LayersModel) => m.trainableWeights.map((w) => w.read() as Variable);
 
   it("takes the same steps as tfjs's Adam, and keeps the model's variables current", () => {
     const [a, b] = twin(11);
@@ -311,7 +333,6 @@ describe("native training step: Adam", () => {
 });
 
 describe("compiled training step (one TensorFlow graph per step)", () => {
-  const weightsOf = (m: LayersModel) => m.trainableWeights.map((w) => w.read() as Variable);
   afterEach(() => {
     delete process.env.MLP_TRAIN_STEP;
   });
@@ -328,7 +349,7 @@ describe("compiled training step (one TensorFlow graph per step)", () => {
     const r2 = eager.run(xs, ys, 1);
     expect(r1.loss).toBeCloseTo(r2.loss, 5);
     expect(r1.accuracy).toBe(r2.accuracy);
-    weightsOf(a).forEach((w, i) => expect(relDiff(w, weightsOf(b)[i]!), w.name).toBeLessThan(1e-5));
+    expectSameAdamStep(a, b, 0.001);
     tf.dispose([xs, ys]);
     compiled.dispose();
     eager.dispose();
@@ -404,7 +425,7 @@ describe("compiled training step (one TensorFlow graph per step)", () => {
     if (typeof p === "string") throw new Error(p);
     step.run(xs, ys, 3);
     tf.tidy(() => tfjs.applyGradients(lossAndGradients(p, xs, ys, noDropout).grads));
-    weightsOf(model).forEach((w, i) => expect(relDiff(w, weightsOf(twin)[i]!), w.name).toBeLessThan(1e-5));
+    expectSameAdamStep(model, twin, 0.01);
     // Restoring: weights set on the model and optimizer state set on the step are used next.
     const fresh = createMnistModel({ seed: 24, dropout: 0 });
     model.setWeights(fresh.getWeights());
@@ -412,7 +433,7 @@ describe("compiled training step (one TensorFlow graph per step)", () => {
     await step.optimizer.setWeights(await tfjs.getWeights());
     step.run(xs, ys, 4);
     tf.tidy(() => tfjs.applyGradients(lossAndGradients(p, xs, ys, noDropout).grads));
-    weightsOf(model).forEach((w, i) => expect(relDiff(w, weightsOf(twin)[i]!), w.name).toBeLessThan(1e-5));
+    expectSameAdamStep(model, twin, 0.01);
     await expect(step.optimizer.setWeights(saved.slice(0, 3))).rejects.toThrow(/expected iter and two moments for each of 8 weights/);
     tf.dispose([xs, ys]);
     step.dispose();
