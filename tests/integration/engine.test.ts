@@ -101,7 +101,7 @@ describe.skipIf(missing.length > 0)("real engine against a local kube-apiserver"
     console.log("diff after renaming the serving namespace:", changed);
     // The namespace is replaced (its name is immutable), and with it what lives in it: the
     // object-store credentials, its network policies, the shared-volume claim and the model
-    // server; the claim's volume is re-pointed, and the policies elsewhere that name the serving
+    // server with its model-config ConfigMap; the claim's volume is re-pointed, and the policies elsewhere that name the serving
     // namespace are updated. Nothing else moves.
     expect(changed.filter((c) => !c.endsWith(" mlplatform-dev")).sort()).toEqual([
       "replace network-serving-allow-dns",
@@ -111,6 +111,7 @@ describe.skipIf(missing.length > 0)("real engine against a local kube-apiserver"
       "replace objects-credentials-serving",
       "replace platform-serving",
       "replace serving-hpa",
+      "replace serving-models", // the ConfigMap of served models
       "replace serving-pdb",
       "replace serving-server",
       "replace serving-service",
