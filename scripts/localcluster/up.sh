@@ -93,7 +93,7 @@ spawn() {
   local name=$1; shift
   rm -f "$STATE_DIR/$name.pid"
   # shellcheck disable=SC2016 # expanded by the inner bash
-  setsid "${NS_EXEC[@]}" bash -c 'echo $$ >"$0"; exec "$@"' "$STATE_DIR/$name.pid" "$@" \
+  setsid "${NS_EXEC[@]}" bash -c 'umask 022; echo $$ >"$0"; exec "$@"' "$STATE_DIR/$name.pid" "$@" \
     </dev/null >>"$STATE_DIR/logs/$name.log" 2>&1 &
   for _ in $(seq 50); do [[ -s $STATE_DIR/$name.pid ]] && return 0; sleep 0.1; done
   die "$name did not start (log: $STATE_DIR/logs/$name.log)"
