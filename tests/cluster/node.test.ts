@@ -144,6 +144,18 @@ describe.skipIf(missing.length > 0)("a real node in its own network namespace", 
     expect(log).toContain(ns);
   });
 
+  it("a non-root container runs (image layers unpacked world-readable: containerd starts with umask 022)", async () => {
+    // up.sh once leaked `umask 077` into containerd: every unpacked layer's root became 0700
+    // and any image run as a non-root user failed with "permission denied" (every product pod).
+    const pod = testPod("nonroot", "id -u; ls /bin >/dev/null && echo listed");
+    pod.spec.securityContext = { runAsUser: 1000, runAsGroup: 1000, runAsNonRoot: true };
+    await create(kube, pods(), pod);
+    await waitPhase(kube, ns, "nonroot", "Succeeded");
+    const log = await podLog(kube, ns, "nonroot");
+    expect(log).toContain("1000");
+    expect(log).toContain("listed");
+  });
+
   it("exec in a running pod works (API server → kubelet on the node IP → containerd)", async () => {
     await create(kube, pods(), testPod("sleeper", "exec sleep 3600", {}, "Always"));
     await waitPhase(kube, ns, "sleeper", "Running");
