@@ -23,7 +23,8 @@ TF_VERSION="2.12.1"
 # other Python versions get their own wheel, checked only by pip's own hash from the index.
 TF_WHEEL_SHA256_CP311="7ffb595707a8fb376deaddc768784c7a0242b16cbc6e06393b1733b2ce19f855"
 # What pip resolves for tensorflow-cpu 2.12.1 on Python 3.11, pinned so that a rebuilt
-# venv is the same venv (the same set as scripts/bench/setup-keras-bench.sh).
+# venv is the same venv. The Keras throughput bench (trainer/bench/keras-compare.ts) runs in
+# this venv too.
 CONSTRAINTS=$(cat <<'PINS'
 absl-py==2.5.1
 astunparse==1.6.3

