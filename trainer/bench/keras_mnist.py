@@ -10,7 +10,7 @@ tf.function tracing of the first steps is excluded exactly as the tfjs side excl
 warm-up steps. The callback also makes Keras hand over each batch's logs as Python numbers,
 the same per-step synchronisation the trainer's loop does with `dataSync()`.
 
-Run by keras-compare.ts in the venv of scripts/bench/setup-keras-bench.sh.
+Run by keras-compare.ts in the venv of scripts/setup-python-tf.sh.
 """
 import argparse
 import json
