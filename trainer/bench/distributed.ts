@@ -23,11 +23,11 @@
  */
 import { spawn } from "node:child_process";
 import { promises as fs } from "node:fs";
-import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { tf } from "../src/tf";
+import { freePorts, tfConfig } from "../tests/fixtures/distributed-cluster";
 import { writeMnistIdx } from "../tests/fixtures/mnist-idx";
 
 interface ReplicaResult {
@@ -66,18 +66,6 @@ const median = (xs: readonly number[]) => {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
 
-async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: n }, () => new Promise<net.Server>((resolve) => {
-      const s = net.createServer();
-      s.listen(0, "127.0.0.1", () => resolve(s));
-    })),
-  );
-  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
-}
-
 function run(args: string[], env: NodeJS.ProcessEnv): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ["--import", "tsx", ...args], { cwd: path.resolve(__dirname, ".."), env, stdio: ["ignore", "pipe", "pipe"] });
@@ -98,7 +86,7 @@ async function runCase(c: Case, data: string, a: { steps: number; warmup: number
     TF_NUM_INTRAOP_THREADS: "1",
     TF_NUM_INTEROP_THREADS: "1",
     OMP_NUM_THREADS: "1",
-    ...(c.trainers > 1 || c.ps ? { TF_CONFIG: JSON.stringify({ cluster, task: { type, index } }) } : {}),
+    ...(c.trainers > 1 || c.ps ? { TF_CONFIG: tfConfig(cluster, type, index) } : {}),
   });
   const common = ["--data", data, "--batch-size", String(a.batchSize), "--warmup", String(a.warmup), "--steps", String(a.steps), ...c.extra];
   const servers = Array.from({ length: c.ps }, (_, i) => run(["src/cli.ts", "train-mnist", "--data", data, "--model-base", "/nonexistent", "--progress", "none"], env("ps", i)));
