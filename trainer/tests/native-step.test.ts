@@ -408,6 +408,34 @@ describe("compiled training step (one TensorFlow graph per step)", () => {
     model.dispose();
   });
 
+  it("copies weights fed from JS arrays into the session's own memory (parameter-server runs assign them every step)", () => {
+    // tfjs-node builds a tensor on a JS typed array's memory (when aligned). Had a session
+    // variable kept that buffer, a later assign would release it on one of TensorFlow's
+    // worker threads, running tfjs-node's N-API clean-up off the JS thread: heap corruption
+    // (`free(): invalid pointer`, SIGABRT) every few hundred steps of a PS run. Probe: overwrite
+    // the arrays after the weights went in; the session's gradients must not change. Every
+    // offset within 64 bytes is tried, so one of them is aligned however the buffer lands.
+    const model = createMnistModel({ seed: 26, dropout: 0 });
+    const step = createTrainStep(model, { learningRate: 0.01, seed: 5, mode: "compiled" });
+    const { xs, ys } = batch(4, [28, 28, 1], 10, 95);
+    const start = step.variables.map((v) => v.dataSync().slice() as Float32Array);
+    for (let offset = 0; offset < 64; offset += 4) {
+      const arrays = step.variables.map((v, i) => {
+        const a = new Float32Array(new ArrayBuffer(v.size * 4 + 64), offset, v.size);
+        a.set(start[i]!);
+        return a;
+      });
+      tf.tidy(() => step.variables.forEach((v, i) => v.assign(tf.tensor(arrays[i]!, v.shape))));
+      const before = step.gradients(xs, ys, 1).grads;
+      for (const a of arrays) a.fill(0.5);
+      const after = step.gradients(xs, ys, 1).grads;
+      before.forEach((g, i) => expect(after[i], `offset ${offset}, weight ${i}`).toEqual(g));
+    }
+    tf.dispose([xs, ys]);
+    step.dispose();
+    model.dispose();
+  });
+
   it("keeps the optimizer state in tfjs Adam's layout and takes weights restored into the model", async () => {
     const model = createMnistModel({ seed: 23, dropout: 0 });
     const twin = createMnistModel({ seed: 23, dropout: 0 });

@@ -86,7 +86,12 @@ export class GraphTrainStep extends AdamState {
     const variable = (name: string, shape: readonly number[]) => {
       const handle = g.add("VarHandleOp", name, [], { dtype: F, shape: { shape }, container: { s: "" }, shared_name: { s: name } });
       const init = placeholder(`${name}/init`, shape);
-      return { handle, init, assign: g.add("AssignVariableOp", `${name}/assign`, [handle, init], { dtype: F }) };
+      // The variable takes a copy in TensorFlow's own memory, never the fed tensor's buffer: a
+      // tensor tfjs-node made from a JS typed array shares the array's memory, and the buffer's
+      // release (when a later assign replaces it) would run tfjs-node's N-API clean-up on the
+      // session's worker thread, corrupting the JS heap (`free(): invalid pointer` in CI).
+      const copy = g.add("DeepCopy", `${name}/copy`, [init], { T: F });
+      return { handle, init, assign: g.add("AssignVariableOp", `${name}/assign`, [handle, copy], { dtype: F }) };
     };
     const allWeights = [...plan.stages, plan.output].flatMap((s) => ("kernel" in s ? [{ w: s.kernel, trainable: s.trainable }, ...(s.bias ? [{ w: s.bias, trainable: s.trainable }] : [])] : []));
     allWeights.forEach(({ w, trainable }, i) => {
