@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The platform on this machine with no cluster at hand: builds what is missing (cached in
+# ~/.cache/mlplatform), starts a real single-node Kubernetes in its own network namespace
+# (scripts/localcluster/up.sh --node real), deploys the dev stack onto it with the real Pulumi
+# engine (scripts/localcluster/deploy-dev.sh), and prints where JupyterHub, the Argo server,
+# TensorBoard and the model server answer on 127.0.0.1.
+#
+# Usage: scripts/up-local.sh            (as root: containerd, network namespaces)
+#        scripts/down-local.sh          destroys the stack and stops the node
+# A cold first run builds the Pulumi engine, Kubernetes and the images from package
+# registries (about an hour on 2 cores); later runs take a few minutes.
+# With a cluster of your own in your kubeconfig, use `pulumi up` on the dev stack instead.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*" >&2; }
+[[ $(id -u) == 0 ]] || { echo "up-local.sh: the local node needs root (containerd, network namespaces)" >&2; exit 1; }
+
+log "npm packages"
+lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [[ ! -f node_modules/.mlplatform-lock-hash || $(cat node_modules/.mlplatform-lock-hash) != "$lock_hash" ]]; then
+  npm ci --ignore-scripts --no-audit --no-fund
+  echo "$lock_hash" >node_modules/.mlplatform-lock-hash
+fi
+
+log "tools: Pulumi engine, Kubernetes provider, control plane (cached)"
+scripts/tools/build.sh pulumi pulumi-language-nodejs pulumi-resource-kubernetes etcd kube-apiserver \
+  kube-controller-manager kube-scheduler
+scripts/tools/fetch-manifests.sh >/dev/null
+
+log "the node: containerd, runc, CNI, kubelet, kube-proxy, CoreDNS (cached)"
+scripts/setup-node.sh --build
+
+log "images (cached)"
+scripts/images/build.sh
+
+log "starting the node"
+env_file=$(scripts/localcluster/up.sh --node real --only apiserver)
+# shellcheck disable=SC1090
+source "$env_file"
+
+log "pulumi up (dev stack)"
+scripts/localcluster/deploy-dev.sh up
+
+log "forwards on 127.0.0.1"
+state=${MLPLATFORM_LOCAL_DIR:-$HOME/.cache/mlplatform/local}
+api() {
+  local port token
+  port=$(sed -n 's/^PORT_APISERVER=//p' "$state/ports.env")
+  token=$(cut -d, -f1 "$state/pki/tokens.csv")
+  curl -fsS --max-time 10 --cacert "$state/pki/ca.crt" -H "Authorization: Bearer $token" "https://127.0.0.1:$port$1"
+}
+forwards=()
+# NAME NAMESPACE SERVICE-NAME-PREFIX PORT: each Service a person opens (Pulumi suffixes some
+# names), reached by its cluster IP.
+while read -r name ns prefix port; do
+  ip=$(api "/api/v1/namespaces/$ns/services" 2>/dev/null | python3 -c '
+import json, sys
+for s in json.load(sys.stdin)["items"]:
+    if s["metadata"]["name"].startswith(sys.argv[1]):
+        print(s["spec"]["clusterIP"]); break' "$prefix" 2>/dev/null || true)
+  if [[ -n $ip ]]; then forwards+=(--forward "$name=$ip:$port"); else echo "up-local.sh: no Service $ns/$prefix* (is it switched off?)" >&2; fi
+done <<'EOF'
+jupyterhub ml-notebooks proxy-public 80
+argo argo argo-workflows-server 2746
+tensorboard mlplatform platform-tensorboard 80
+serving-rest ml-serving model-server 8501
+serving-grpc ml-serving model-server 8500
+EOF
+scripts/localcluster/up.sh --node real --only apiserver "${forwards[@]}" >/dev/null
+echo
+echo "The platform runs on a local node (KUBECONFIG=$KUBECONFIG):"
+for f in "$state"/fwd-*.port; do
+  n=$(basename "$f" .port); n=${n#fwd-}
+  [[ $n == apiserver ]] && continue
+  printf '  %-14s 127.0.0.1:%s\n' "$n" "$(<"$f")"
+done
+echo "All plain HTTP (gRPC for serving-grpc). JupyterHub logs in any user name (dummy authenticator, dev only); the Argo server wants a bearer token (auth mode client)."
+echo "Tear down: scripts/down-local.sh"
