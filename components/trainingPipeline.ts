@@ -48,10 +48,12 @@ export interface PipelineContext {
   readonly servingGrpc: string;
 }
 
-const W = "{{workflow.name}}";
-const P = (name: string) => `{{workflow.parameters.${name}}}`;
+/** The run's name, as Argo fills it in. */
+const WORKFLOW_NAME = "{{workflow.name}}";
+/** A workflow parameter, as Argo fills it in. */
+const workflowParam = (name: string) => `{{workflow.parameters.${name}}}`;
 /** Per-run directories on the shared volume (trainer/src/pipeline/steps.ts runDirs). */
-export const runDirs = runDirsOf(SHARED_MOUNT_PATH, W);
+export const runDirs = runDirsOf(SHARED_MOUNT_PATH, WORKFLOW_NAME);
 
 /** Retries with exponential back-off for steps that can fail transiently (S3, API server, scheduling). */
 const RETRY = { limit: "3", retryPolicy: "Always", backoff: { duration: "10s", factor: "2", maxDuration: "5m" } };
@@ -83,8 +85,8 @@ export function mlpStep(
 
 /** Resource steps that create (and, on exit, delete) the run's TensorBoard. */
 function tensorBoardSteps(ctx: PipelineContext): Record<string, unknown>[] {
-  const app = `tb-${W}`;
-  const spec = tensorBoardDeploymentSpec({ image: ctx.tensorboardImage, logDir: `logs/${W}`, app });
+  const app = `tb-${WORKFLOW_NAME}`;
+  const spec = tensorBoardDeploymentSpec({ image: ctx.tensorboardImage, logDir: `logs/${WORKFLOW_NAME}`, app });
   const deployment = { apiVersion: "apps/v1", kind: "Deployment", metadata: { name: app, labels: { ...PLATFORM_LABELS } }, spec };
   const service = {
     apiVersion: "v1",
@@ -139,7 +141,7 @@ const REPLICA_PLACEHOLDER = { Worker: "__WORKER_REPLICAS__", PS: "__PS_REPLICAS_
  * is given is the trainer's business (trainer/src/train/tfconfig.ts); each command's --help
  * says what it supports.
  */
-export function trainingJob(ctx: PipelineContext, trainArgs: string[], name = `${W}-train`): Record<string, any> {
+export function trainingJob(ctx: PipelineContext, trainArgs: string[], name = `${WORKFLOW_NAME}-train`): Record<string, any> {
   const job = tfJobManifest({
     name,
     namespace: ctx.namespace,
@@ -247,7 +249,7 @@ function pipelineTemplate(
         mlpStep(
           "publish",
           ctx,
-          publishArgs({ from: stagedVersion(runDirs.staging, P("model-name")), modelBase: ctx.modelBase, name: P("model-name"), resultFile: resultFiles.published }),
+          publishArgs({ from: stagedVersion(runDirs.staging, workflowParam("model-name")), modelBase: ctx.modelBase, name: workflowParam("model-name"), resultFile: resultFiles.published }),
           { outputs: { parameters: [{ name: PIPELINE_OUTPUTS.published, valueFrom: { path: resultFiles.published } }] } },
         ),
         // The server polls for new versions; retries give it time to load the one just published.
@@ -280,7 +282,7 @@ function pipelineTemplate(
 
 /** MNIST-style training (the distributed-MNIST walkthrough). */
 export function mnistPipelineTemplate(ctx: PipelineContext): Record<string, any> {
-  const staged = stagedVersion(runDirs.staging, P("model-name"));
+  const staged = stagedVersion(runDirs.staging, workflowParam("model-name"));
   return pipelineTemplate(ctx, {
     name: PIPELINE_TEMPLATES.mnist,
     parameters: [
@@ -292,30 +294,30 @@ export function mnistPipelineTemplate(ctx: PipelineContext): Record<string, any>
       { name: "hidden-units", value: "128", description: "units of the hidden dense layer" },
       { name: "accuracy-gate", value: "0.97", description: "minimum test accuracy to publish" },
     ],
-    verifyArgs: verifyDataArgs({ data: P("dataset"), kind: "idx" }),
+    verifyArgs: verifyDataArgs({ data: workflowParam("dataset"), kind: "idx" }),
     trainArgs: trainMnistArgs({
-      data: P("dataset"),
-      steps: P("steps"),
-      learningRate: P("learning-rate"),
-      batchSize: P("batch-size"),
-      hiddenUnits: P("hidden-units"),
+      data: workflowParam("dataset"),
+      steps: workflowParam("steps"),
+      learningRate: workflowParam("learning-rate"),
+      batchSize: workflowParam("batch-size"),
+      hiddenUnits: workflowParam("hidden-units"),
       modelBase: runDirs.staging,
-      name: P("model-name"),
+      name: workflowParam("model-name"),
       logdir: runDirs.logs,
       checkpointDir: runDirs.checkpoints,
     }),
-    evaluateArgs: evaluateArgs({ model: staged, data: P("dataset"), kind: "idx", gate: P("accuracy-gate"), resultFile: resultFiles.evaluation }),
+    evaluateArgs: evaluateArgs({ model: staged, data: workflowParam("dataset"), kind: "idx", gate: workflowParam("accuracy-gate"), resultFile: resultFiles.evaluation }),
     smokeArgs: predictArgs({
       server: ctx.servingGrpc,
-      model: P("model-name"),
-      input: { idx: `${P("dataset")}/t10k-images-idx3-ubyte`, labels: `${P("dataset")}/t10k-labels-idx1-ubyte`, index: 0 },
+      model: workflowParam("model-name"),
+      input: { idx: `${workflowParam("dataset")}/t10k-images-idx3-ubyte`, labels: `${workflowParam("dataset")}/t10k-labels-idx1-ubyte`, index: 0 },
     }),
   });
 }
 
 /** Image retraining (the Inception retraining walkthrough). */
 export function retrainPipelineTemplate(ctx: PipelineContext): Record<string, any> {
-  const staged = stagedVersion(runDirs.staging, P("model-name"));
+  const staged = stagedVersion(runDirs.staging, workflowParam("model-name"));
   return pipelineTemplate(ctx, {
     name: PIPELINE_TEMPLATES.retrain,
     parameters: [
@@ -329,20 +331,20 @@ export function retrainPipelineTemplate(ctx: PipelineContext): Record<string, an
       { name: "accuracy-gate", value: "0.9", description: "minimum test accuracy to publish" },
       { name: "smoke-image", value: `${SHARED_MOUNT_PATH}/datasets/smoke.jpg`, description: "an image the smoke test classifies" },
     ],
-    verifyArgs: verifyDataArgs({ data: P("images"), kind: "images" }),
+    verifyArgs: verifyDataArgs({ data: workflowParam("images"), kind: "images" }),
     trainArgs: retrainArgs({
-      images: P("images"),
-      baseModel: P("base-model"),
-      steps: P("steps"),
-      learningRate: P("learning-rate"),
-      batchSize: P("batch-size"),
+      images: workflowParam("images"),
+      baseModel: workflowParam("base-model"),
+      steps: workflowParam("steps"),
+      learningRate: workflowParam("learning-rate"),
+      batchSize: workflowParam("batch-size"),
       modelBase: runDirs.staging,
-      name: P("model-name"),
+      name: workflowParam("model-name"),
       logdir: runDirs.logs,
       cacheDir: `${SHARED_MOUNT_PATH}/cache/bottlenecks`,
     }),
-    evaluateArgs: evaluateArgs({ model: staged, data: P("images"), kind: "images", gate: P("accuracy-gate"), resultFile: resultFiles.evaluation }),
-    smokeArgs: predictArgs({ server: ctx.servingGrpc, model: P("model-name"), input: { image: P("smoke-image") } }),
+    evaluateArgs: evaluateArgs({ model: staged, data: workflowParam("images"), kind: "images", gate: workflowParam("accuracy-gate"), resultFile: resultFiles.evaluation }),
+    smokeArgs: predictArgs({ server: ctx.servingGrpc, model: workflowParam("model-name"), input: { image: workflowParam("smoke-image") } }),
   });
 }
 
