@@ -8,7 +8,7 @@ import { ROOT, unwrap, type RecordedResource } from "./harness";
 import { validateObject, validateRecorded } from "./k8sSchema";
 
 type Module = typeof import("../components/modelServing");
-let m: Module;
+let modelServing: Module;
 const recorded: RecordedResource[] = [];
 
 const IMAGE = "registry.example.test/mlplatform/trainer@sha256:" + "a".repeat(64);
@@ -37,13 +37,13 @@ beforeAll(async () => {
     "test",
     false,
   );
-  m = await import("../components/modelServing");
+  modelServing = await import("../components/modelServing");
 });
 
 /** Builder spec with defaults for `opts`: one model, mnist, unless `opts` lists models. */
 function spec(opts: Partial<Parameters<Module["resolveServingSpec"]>[1]> = {}) {
   const models = opts.models ?? (opts.modelName === undefined && opts.modelBasePath === undefined ? [{ name: "mnist" }] : undefined);
-  return m.resolveServingSpec("mnist", { image: IMAGE, ...opts, models });
+  return modelServing.resolveServingSpec("mnist", { image: IMAGE, ...opts, models });
 }
 
 /** One mnist model at `basePath`. */
@@ -51,21 +51,21 @@ const at = (basePath: string) => ({ models: [{ name: "mnist", basePath }] });
 
 /** The builders' objects as the API server would get them, for schema validation. */
 function objects(s: ReturnType<typeof spec>): Record<string, any>[] {
-  const meta = { namespace: "ml-serving", labels: m.servingLabels(s) };
+  const meta = { namespace: "ml-serving", labels: modelServing.servingLabels(s) };
   const out: Record<string, any>[] = [
-    { apiVersion: "v1", kind: "ConfigMap", metadata: meta, data: { "models.config": m.modelServerConfigText(s) } },
-    { apiVersion: "apps/v1", kind: "Deployment", metadata: meta, spec: m.modelServingDeploymentSpec(s, "mnist-models") },
-    { apiVersion: "v1", kind: "Service", metadata: { ...meta, name: s.serviceName }, spec: m.modelServingServiceSpec(s) },
+    { apiVersion: "v1", kind: "ConfigMap", metadata: meta, data: { "models.config": modelServing.modelServerConfigText(s) } },
+    { apiVersion: "apps/v1", kind: "Deployment", metadata: meta, spec: modelServing.modelServingDeploymentSpec(s, "mnist-models") },
+    { apiVersion: "v1", kind: "Service", metadata: { ...meta, name: s.serviceName }, spec: modelServing.modelServingServiceSpec(s) },
   ];
-  const hpa = m.modelServingHpaSpec(s, "mnist-server");
+  const hpa = modelServing.modelServingHpaSpec(s, "mnist-server");
   if (hpa) out.push({ apiVersion: "autoscaling/v2", kind: "HorizontalPodAutoscaler", metadata: meta, spec: hpa });
-  const pdb = m.modelServingPdbSpec(s);
+  const pdb = modelServing.modelServingPdbSpec(s);
   if (pdb) out.push({ apiVersion: "policy/v1", kind: "PodDisruptionBudget", metadata: meta, spec: pdb });
   return out;
 }
 
-const container = (s: ReturnType<typeof spec>): any => (m.modelServingPodTemplate(s, "mnist-models").spec as any).containers[0];
-const pod = (s: ReturnType<typeof spec>): any => m.modelServingPodTemplate(s, "mnist-models").spec as any;
+const container = (s: ReturnType<typeof spec>): any => (modelServing.modelServingPodTemplate(s, "mnist-models").spec as any).containers[0];
+const pod = (s: ReturnType<typeof spec>): any => modelServing.modelServingPodTemplate(s, "mnist-models").spec as any;
 
 describe("ModelServing builders", () => {
   it("defaults: model on the shared volume, 1-3 replicas, no batching, the server's limits", () => {
@@ -83,7 +83,7 @@ describe("ModelServing builders", () => {
       preStopSleepSeconds: 5,
     });
     expect(s.batching).toBeUndefined();
-    expect(m.servingArgs(s)).toEqual([
+    expect(modelServing.servingArgs(s)).toEqual([
       "serve",
       "--model_config_file=/etc/mlp-serving/models.config",
       "--model_config_file_poll_wait_seconds=10",
@@ -105,9 +105,9 @@ describe("ModelServing builders", () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), "model-serving-"));
     const parse = async (s: ReturnType<typeof spec>) => {
       const file = path.join(dir, "models.config");
-      await fs.writeFile(file, m.modelServerConfigText(s));
+      await fs.writeFile(file, modelServing.modelServerConfigText(s));
       return serve.parseServeArgs(
-        m.servingArgs(s).slice(1).map((a) => a.replace(m.MODEL_CONFIG_FILE, file)),
+        modelServing.servingArgs(s).slice(1).map((a) => a.replace(modelServing.MODEL_CONFIG_FILE, file)),
         {},
       );
     };
@@ -155,7 +155,7 @@ describe("ModelServing builders", () => {
     const s = spec({ modelName: "digits", modelBasePath: "/mnt/shared/models/digits-v2" });
     expect(s.models).toEqual([{ name: "digits", basePath: "/mnt/shared/models/digits-v2", versionPolicy: "latest:1", versionLabels: {} }]);
     expect(s.serviceName).toBe("digits");
-    expect(m.servingLabels(s)["mlplatform.io/model"]).toBe("digits");
+    expect(modelServing.servingLabels(s)["mlplatform.io/model"]).toBe("digits");
     expect(() => spec({ modelName: "a", models: [{ name: "b" }] })).toThrow(/^`models` and the deprecated `modelName`\/`modelBasePath` cannot both be given/);
   });
 
@@ -202,7 +202,7 @@ describe("ModelServing builders", () => {
   it("s3 source: credentials from the object store Secret, no shared volume", () => {
     const s = spec(at("s3://models/mnist"));
     expect(container(s).envFrom).toEqual([{ secretRef: { name: "mlplatform-object-store" } }]);
-    expect(m.modelServerConfigText(s)).toContain('base_path: "s3://models/mnist"');
+    expect(modelServing.modelServerConfigText(s)).toContain('base_path: "s3://models/mnist"');
     expect(pod(s).volumes.map((v: any) => v.name)).toEqual(["tmp", "model-config"]);
     expect(container(s).volumeMounts.map((v: any) => v.name)).toEqual(["tmp", "model-config"]);
     // One model from each source: both the credentials and the shared volume.
@@ -228,7 +228,7 @@ describe("ModelServing builders", () => {
   });
 
   it("batching flags when asked, with the server's defaults for what is not given", () => {
-    expect(m.servingArgs(spec({ batching: { batchTimeoutMicros: 500 } })).slice(-4)).toEqual([
+    expect(modelServing.servingArgs(spec({ batching: { batchTimeoutMicros: 500 } })).slice(-4)).toEqual([
       "--enable_batching",
       "--max_batch_size=32",
       "--batch_timeout_micros=500",
@@ -238,7 +238,7 @@ describe("ModelServing builders", () => {
 
   it("Service: ClusterIP, gRPC 8500 as HTTP/2 cleartext and REST 8501, selecting this instance's pods", () => {
     const s = spec();
-    expect(m.modelServingServiceSpec(s)).toEqual({
+    expect(modelServing.modelServingServiceSpec(s)).toEqual({
       type: "ClusterIP",
       selector: { "app.kubernetes.io/name": "model-server", "app.kubernetes.io/instance": "mnist" },
       ports: [
@@ -246,11 +246,11 @@ describe("ModelServing builders", () => {
         { name: "http", port: 8501, targetPort: "http", protocol: "TCP", appProtocol: "http" },
       ],
     });
-    expect(m.modelServingDeploymentSpec(s, "c").selector).toEqual({ matchLabels: m.modelServingServiceSpec(s).selector });
+    expect(modelServing.modelServingDeploymentSpec(s, "c").selector).toEqual({ matchLabels: modelServing.modelServingServiceSpec(s).selector });
   });
 
   it("Prometheus scrape annotations on the pods", () => {
-    expect((m.modelServingPodTemplate(spec(), "mnist-models").metadata as any).annotations).toEqual({
+    expect((modelServing.modelServingPodTemplate(spec(), "mnist-models").metadata as any).annotations).toEqual({
       "prometheus.io/scrape": "true",
       "prometheus.io/scheme": "http",
       "prometheus.io/port": "8501",
@@ -260,10 +260,10 @@ describe("ModelServing builders", () => {
 
   it("HPA (autoscaling/v2, CPU utilization) owns the replica count; the rollout surges and never drops below it", () => {
     const s = spec({ minReplicas: 2, maxReplicas: 6, targetCpuUtilizationPercent: 60 });
-    const d = m.modelServingDeploymentSpec(s, "c");
+    const d = modelServing.modelServingDeploymentSpec(s, "c");
     expect(d.replicas).toBeUndefined();
     expect(d.strategy).toEqual({ type: "RollingUpdate", rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } });
-    expect(m.modelServingHpaSpec(s, "mnist-server")).toMatchObject({
+    expect(modelServing.modelServingHpaSpec(s, "mnist-server")).toMatchObject({
       scaleTargetRef: { apiVersion: "apps/v1", kind: "Deployment", name: "mnist-server" },
       minReplicas: 2,
       maxReplicas: 6,
@@ -273,16 +273,16 @@ describe("ModelServing builders", () => {
 
   it("a fixed count (min = max) has replicas and no HPA; one replica has no PDB", () => {
     const three = spec({ minReplicas: 3, maxReplicas: 3 });
-    expect(m.modelServingDeploymentSpec(three, "c").replicas).toBe(3);
-    expect(m.modelServingHpaSpec(three, "x")).toBeUndefined();
-    expect(m.modelServingPdbSpec(three)).toBeDefined();
+    expect(modelServing.modelServingDeploymentSpec(three, "c").replicas).toBe(3);
+    expect(modelServing.modelServingHpaSpec(three, "x")).toBeUndefined();
+    expect(modelServing.modelServingPdbSpec(three)).toBeDefined();
     const one = spec({ minReplicas: 1, maxReplicas: 1 });
-    expect(m.modelServingDeploymentSpec(one, "c").replicas).toBe(1);
-    expect(m.modelServingPdbSpec(one)).toBeUndefined();
+    expect(modelServing.modelServingDeploymentSpec(one, "c").replicas).toBe(1);
+    expect(modelServing.modelServingPdbSpec(one)).toBeUndefined();
   });
 
   it("PDB: one replica disrupted at a time, and unhealthy pods never block a drain", () => {
-    expect(m.modelServingPdbSpec(spec())).toEqual({
+    expect(modelServing.modelServingPdbSpec(spec())).toEqual({
       maxUnavailable: 1,
       selector: { matchLabels: { "app.kubernetes.io/name": "model-server", "app.kubernetes.io/instance": "mnist" } },
       unhealthyPodEvictionPolicy: "AlwaysAllow",
@@ -290,8 +290,8 @@ describe("ModelServing builders", () => {
   });
 
   it("endpoints are the Service's in-cluster DNS names", () => {
-    expect(m.grpcEndpoint("mnist", "ml-serving")).toBe("mnist.ml-serving.svc.cluster.local:8500");
-    expect(m.restUrl("mnist", "ml-serving")).toBe("http://mnist.ml-serving.svc.cluster.local:8501");
+    expect(modelServing.grpcEndpoint("mnist", "ml-serving")).toBe("mnist.ml-serving.svc.cluster.local:8500");
+    expect(modelServing.restUrl("mnist", "ml-serving")).toBe("http://mnist.ml-serving.svc.cluster.local:8501");
   });
 
   it("every object of every variant validates against the Kubernetes schemas", async () => {
@@ -328,10 +328,10 @@ describe("ModelServing builders", () => {
   });
 
   it("GPU servers scale on in-flight requests per pod, never on CPU; CPU servers on CPU", () => {
-    const gpu = m.modelServingHpaSpec(spec({ gpus: 1, gpuPlacement: GPU, minReplicas: 1, maxReplicas: 4, targetInflightRequestsPerReplica: 6 }), "d")!;
+    const gpu = modelServing.modelServingHpaSpec(spec({ gpus: 1, gpuPlacement: GPU, minReplicas: 1, maxReplicas: 4, targetInflightRequestsPerReplica: 6 }), "d")!;
     expect(gpu.metrics).toEqual([{ type: "Pods", pods: { metric: { name: "mlp_serving_inflight_requests" }, target: { type: "AverageValue", averageValue: "6" } } }]);
     expect(JSON.stringify(gpu.metrics)).not.toContain("cpu");
-    const cpu = m.modelServingHpaSpec(spec({ minReplicas: 1, maxReplicas: 4 }), "d")!;
+    const cpu = modelServing.modelServingHpaSpec(spec({ minReplicas: 1, maxReplicas: 4 }), "d")!;
     expect(cpu.metrics).toEqual([{ type: "Resource", resource: { name: "cpu", target: { type: "Utilization", averageUtilization: 70 } } }]);
   });
 
@@ -342,7 +342,7 @@ describe("ModelServing builders", () => {
         { name: "images", versionPolicy: "all" },
       ],
     });
-    const text = m.modelServerConfigText(s);
+    const text = modelServing.modelServerConfigText(s);
     expect(text).toContain('config {\n    name: "mnist"\n    base_path: "/mnt/shared/models/mnist"\n    model_platform: "tensorflow"\n    model_version_policy { specific { versions: 3 versions: 4 } }\n    version_labels { key: "stable" value: 3 }\n    version_labels { key: "canary" value: 4 }\n  }');
     expect(text).toContain('name: "images"');
     expect(text).toContain("model_version_policy { all {} }");
@@ -351,7 +351,7 @@ describe("ModelServing builders", () => {
       { name: "mnist", basePath: "/mnt/shared/models/mnist", versionPolicy: { kind: "specific", versions: [3, 4] }, versionLabels: { stable: 3, canary: 4 } },
       { name: "images", basePath: "/mnt/shared/models/images", versionPolicy: { kind: "all" }, versionLabels: undefined },
     ]);
-    expect(m.servingLabels(s)["mlplatform.io/model"]).toBeUndefined();
+    expect(modelServing.servingLabels(s)["mlplatform.io/model"]).toBeUndefined();
   });
 
   it("config: the pipelines' models (mnist, images) are served by default; serving.modelName is refused with the fix", async () => {
@@ -387,7 +387,7 @@ describe("ModelServing under mocks", () => {
 
   async function build(name: string, args: Partial<ConstructorParameters<Module["ModelServing"]>[1]> = {}) {
     const provider = new k8s.Provider(`${name}-k8s`, { kubeconfig: "{}" });
-    const c = new m.ModelServing(name, { provider, namespace: "ml-serving", image: IMAGE, models: [{ name: "mnist" }], ...args });
+    const c = new modelServing.ModelServing(name, { provider, namespace: "ml-serving", image: IMAGE, models: [{ name: "mnist" }], ...args });
     const out = { grpc: (await unwrap(c.grpcEndpoint)).value, rest: (await unwrap(c.restUrl)).value };
     // Let every registration arrive.
     for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 5));
@@ -461,9 +461,9 @@ describe("ModelServing under mocks", () => {
 
   it("bad options fail as a ResourceError naming the option", async () => {
     const provider = new k8s.Provider("bad-k8s", { kubeconfig: "{}" });
-    expect(() => new m.ModelServing("bad", { provider, namespace: "ml-serving", image: IMAGE, modelName: "mnist", gpus: 1 })).toThrow(
+    expect(() => new modelServing.ModelServing("bad", { provider, namespace: "ml-serving", image: IMAGE, modelName: "mnist", gpus: 1 })).toThrow(
       pulumi.ResourceError,
     );
-    expect(() => new m.ModelServing("bad2", { provider, namespace: "ml-serving", image: IMAGE, modelName: "mnist", gpus: 1 })).toThrow(/`gpus` is 1/);
+    expect(() => new modelServing.ModelServing("bad2", { provider, namespace: "ml-serving", image: IMAGE, modelName: "mnist", gpus: 1 })).toThrow(/`gpus` is 1/);
   });
 });

@@ -69,7 +69,7 @@ afterAll(async () => {
 
 type Case = { kind: string; expect: number | string; send: () => Promise<number | string> };
 
-const S = grpc.status;
+const Status = grpc.status;
 
 describe("fuzz", () => {
   it(`survives ${GRPC_REQUESTS + REST_REQUESTS + RAW_HTTP_REQUESTS} malformed requests with the right codes`, async () => {
@@ -107,11 +107,11 @@ describe("fuzz", () => {
 
     const unary = (client: grpc.Client, method: string, req: unknown): Promise<number> =>
       new Promise((resolve) => {
-        (client as any)[method](req, { deadline: Date.now() + 20_000 }, (err: grpc.ServiceError | null) => resolve(err ? err.code : S.OK));
+        (client as any)[method](req, { deadline: Date.now() + 20_000 }, (err: grpc.ServiceError | null) => resolve(err ? err.code : Status.OK));
       });
     const rawUnary = (method: string, bytes: Buffer): Promise<number> =>
       new Promise((resolve) => {
-        rawClient.makeUnaryRequest(method, (b: Buffer) => b, (b: Buffer) => b, bytes, { deadline: Date.now() + 20_000 }, (err) => resolve(err ? err.code : S.OK));
+        rawClient.makeUnaryRequest(method, (b: Buffer) => b, (b: Buffer) => b, bytes, { deadline: Date.now() + 20_000 }, (err) => resolve(err ? err.code : Status.OK));
       });
     const rest = (method: string, urlPath: string, body?: Buffer | string): Promise<number | string> =>
       new Promise((resolve) => {
@@ -147,36 +147,36 @@ describe("fuzz", () => {
         const suffix = pick([Buffer.from([0x0f]), Buffer.from([0x12, 0xff, 0xff, 0x03]), Buffer.from([0x0a, 0x85]), Buffer.from([0x1b])]);
         // Valid fields, then bytes no protobuf parser accepts (bad wire type, length past the end).
         const bytes = Buffer.concat([rand() < 0.5 ? goodBytes : Buffer.alloc(0), suffix, rand() < 0.3 ? junk.subarray(0, 0) : Buffer.alloc(0)]);
-        return { kind: "protobuf", expect: S.INVALID_ARGUMENT, send: () => rawUnary(pick(["/tensorflow.serving.PredictionService/Predict", "/tensorflow.serving.PredictionService/Classify", "/tensorflow.serving.PredictionService/GetModelMetadata", "/tensorflow.serving.ModelService/GetModelStatus"]), bytes) };
+        return { kind: "protobuf", expect: Status.INVALID_ARGUMENT, send: () => rawUnary(pick(["/tensorflow.serving.PredictionService/Predict", "/tensorflow.serving.PredictionService/Classify", "/tensorflow.serving.PredictionService/GetModelMetadata", "/tensorflow.serving.ModelService/GetModelStatus"]), bytes) };
       },
-      () => ({ kind: "no spec", expect: S.INVALID_ARGUMENT, send: () => predict({ inputs: { image: goodTensor() } }) }),
-      () => ({ kind: "unknown model", expect: S.NOT_FOUND, send: () => predict({ model_spec: { name: `x${word()}` }, inputs: { image: goodTensor() } }) }),
-      () => ({ kind: "unknown version", expect: S.NOT_FOUND, send: () => predict({ model_spec: { name: "mnist", version: { value: 2 + int(1e6) } }, inputs: { image: goodTensor() } }) }),
-      () => ({ kind: "unknown label", expect: S.INVALID_ARGUMENT, send: () => predict({ model_spec: { name: "mnist", version_label: `l${word()}` }, inputs: { image: goodTensor() } }) }),
-      () => ({ kind: "unknown signature", expect: S.FAILED_PRECONDITION, send: () => predict({ model_spec: { name: "mnist", signature_name: `s${word()}` }, inputs: { image: goodTensor() } }) }),
-      () => ({ kind: "dtype", expect: S.INVALID_ARGUMENT, send: () => predict({ model_spec: { name: "mnist" }, inputs: { image: { ...goodTensor(), dtype: pick(["DT_INT32", "DT_DOUBLE", "DT_STRING", "DT_BOOL", "DT_INT64", "DT_HALF", "DT_INVALID"]), float_val: [] } } }) }),
+      () => ({ kind: "no spec", expect: Status.INVALID_ARGUMENT, send: () => predict({ inputs: { image: goodTensor() } }) }),
+      () => ({ kind: "unknown model", expect: Status.NOT_FOUND, send: () => predict({ model_spec: { name: `x${word()}` }, inputs: { image: goodTensor() } }) }),
+      () => ({ kind: "unknown version", expect: Status.NOT_FOUND, send: () => predict({ model_spec: { name: "mnist", version: { value: 2 + int(1e6) } }, inputs: { image: goodTensor() } }) }),
+      () => ({ kind: "unknown label", expect: Status.INVALID_ARGUMENT, send: () => predict({ model_spec: { name: "mnist", version_label: `l${word()}` }, inputs: { image: goodTensor() } }) }),
+      () => ({ kind: "unknown signature", expect: Status.FAILED_PRECONDITION, send: () => predict({ model_spec: { name: "mnist", signature_name: `s${word()}` }, inputs: { image: goodTensor() } }) }),
+      () => ({ kind: "dtype", expect: Status.INVALID_ARGUMENT, send: () => predict({ model_spec: { name: "mnist" }, inputs: { image: { ...goodTensor(), dtype: pick(["DT_INT32", "DT_DOUBLE", "DT_STRING", "DT_BOOL", "DT_INT64", "DT_HALF", "DT_INVALID"]), float_val: [] } } }) }),
       () => {
         const dim = badShape();
         const n = dim.reduce((a, d) => a * d.size, 1);
-        return { kind: "shape", expect: S.INVALID_ARGUMENT, send: () => predict({ model_spec: { name: "mnist" }, inputs: { image: { dtype: "DT_FLOAT", tensor_shape: { dim }, float_val: floats(n) } } }) };
+        return { kind: "shape", expect: Status.INVALID_ARGUMENT, send: () => predict({ model_spec: { name: "mnist" }, inputs: { image: { dtype: "DT_FLOAT", tensor_shape: { dim }, float_val: floats(n) } } }) };
       },
-      () => ({ kind: "count", expect: S.INVALID_ARGUMENT, send: () => predict({ model_spec: { name: "mnist" }, inputs: { image: { ...goodTensor(), float_val: floats(2 + int(700)) } } }) }),
+      () => ({ kind: "count", expect: Status.INVALID_ARGUMENT, send: () => predict({ model_spec: { name: "mnist" }, inputs: { image: { ...goodTensor(), float_val: floats(2 + int(700)) } } }) }),
       () => {
         const v = Array.from(pixels);
         v[int(784)] = pick([NaN, Infinity, -Infinity]);
-        return { kind: "non-finite", expect: S.INVALID_ARGUMENT, send: () => predict({ model_spec: { name: "mnist" }, inputs: { image: { ...goodTensor(), float_val: v } } }) };
+        return { kind: "non-finite", expect: Status.INVALID_ARGUMENT, send: () => predict({ model_spec: { name: "mnist" }, inputs: { image: { ...goodTensor(), float_val: v } } }) };
       },
-      () => ({ kind: "content length", expect: S.INVALID_ARGUMENT, send: () => predict({ model_spec: { name: "mnist" }, inputs: { image: { ...goodTensor(), float_val: [], tensor_content: Buffer.alloc(1 + int(3000)) } } }) }),
-      () => ({ kind: "empty", expect: S.INVALID_ARGUMENT, send: () => predict({ model_spec: { name: "mnist" }, inputs: pick([{}, { image: { dtype: "DT_FLOAT", tensor_shape: { dim: [0, 28, 28, 1].map((size) => ({ size })) } } }]) }) }),
-      () => ({ kind: "huge dims", expect: S.INVALID_ARGUMENT, send: () => predict({ model_spec: { name: "mnist" }, inputs: { image: { dtype: "DT_FLOAT", tensor_shape: { dim: [{ size: String(2 ** 40 + int(1000)) }, { size: 28 }, { size: 28 }, { size: 1 }] } } } }) }),
-      () => ({ kind: "extra input", expect: S.INVALID_ARGUMENT, send: () => predict({ model_spec: { name: "mnist" }, inputs: { image: goodTensor(), [word()]: goodTensor() } }) }),
-      () => ({ kind: "oversized", expect: S.RESOURCE_EXHAUSTED, send: () => predict({ model_spec: { name: "mnist" }, inputs: { image: { ...goodTensor(), tensor_content: Buffer.alloc(MAX_GRPC_BYTES + int(10_000)) } } }) }),
-      () => ({ kind: "status unknown", expect: S.NOT_FOUND, send: () => unary(models, "GetModelStatus", { model_spec: { name: `x${word()}` } }) }),
-      () => ({ kind: "metadata no field", expect: S.INVALID_ARGUMENT, send: () => unary(prediction, "GetModelMetadata", { model_spec: { name: "mnist" }, metadata_field: pick([[], [word()]]) }) }),
-      () => ({ kind: "classify empty", expect: S.INVALID_ARGUMENT, send: () => unary(prediction, "Classify", { model_spec: { name: "mnist" }, input: pick([{}, { example_list: { examples: [] } }]) }) }),
+      () => ({ kind: "content length", expect: Status.INVALID_ARGUMENT, send: () => predict({ model_spec: { name: "mnist" }, inputs: { image: { ...goodTensor(), float_val: [], tensor_content: Buffer.alloc(1 + int(3000)) } } }) }),
+      () => ({ kind: "empty", expect: Status.INVALID_ARGUMENT, send: () => predict({ model_spec: { name: "mnist" }, inputs: pick([{}, { image: { dtype: "DT_FLOAT", tensor_shape: { dim: [0, 28, 28, 1].map((size) => ({ size })) } } }]) }) }),
+      () => ({ kind: "huge dims", expect: Status.INVALID_ARGUMENT, send: () => predict({ model_spec: { name: "mnist" }, inputs: { image: { dtype: "DT_FLOAT", tensor_shape: { dim: [{ size: String(2 ** 40 + int(1000)) }, { size: 28 }, { size: 28 }, { size: 1 }] } } } }) }),
+      () => ({ kind: "extra input", expect: Status.INVALID_ARGUMENT, send: () => predict({ model_spec: { name: "mnist" }, inputs: { image: goodTensor(), [word()]: goodTensor() } }) }),
+      () => ({ kind: "oversized", expect: Status.RESOURCE_EXHAUSTED, send: () => predict({ model_spec: { name: "mnist" }, inputs: { image: { ...goodTensor(), tensor_content: Buffer.alloc(MAX_GRPC_BYTES + int(10_000)) } } }) }),
+      () => ({ kind: "status unknown", expect: Status.NOT_FOUND, send: () => unary(models, "GetModelStatus", { model_spec: { name: `x${word()}` } }) }),
+      () => ({ kind: "metadata no field", expect: Status.INVALID_ARGUMENT, send: () => unary(prediction, "GetModelMetadata", { model_spec: { name: "mnist" }, metadata_field: pick([[], [word()]]) }) }),
+      () => ({ kind: "classify empty", expect: Status.INVALID_ARGUMENT, send: () => unary(prediction, "Classify", { model_spec: { name: "mnist" }, input: pick([{}, { example_list: { examples: [] } }]) }) }),
       () => ({
         kind: "classify feature",
-        expect: S.INVALID_ARGUMENT,
+        expect: Status.INVALID_ARGUMENT,
         send: () => unary(prediction, "Classify", { model_spec: { name: "mnist" }, input: { example_list: { examples: [{ features: { feature: { image: { float_list: { value: floats(int(700)) } } } } }] } } }),
       }),
     ];
@@ -200,7 +200,7 @@ describe("fuzz", () => {
     ];
 
     const build = (gens: (() => Case)[], n: number): Case[] => Array.from({ length: n }, () => pick(gens)());
-    const valid: Case = { kind: "valid", expect: S.OK, send: () => predict({ model_spec: { name: "mnist" }, inputs: { image: goodTensor() } }) };
+    const valid: Case = { kind: "valid", expect: Status.OK, send: () => predict({ model_spec: { name: "mnist" }, inputs: { image: goodTensor() } }) };
     const grpcWork = build(grpcCases, GRPC_REQUESTS).map((c, i) => (i % 500 === 0 ? valid : c));
     const restWork = build(restCases, REST_REQUESTS);
     const rawWork: Case[] = Array.from({ length: RAW_HTTP_REQUESTS }, () => ({

@@ -27,8 +27,8 @@ import { AdamState, dataId, type AdamConfig } from "./native-adam";
 import type { Padding } from "./native-ops";
 import { buildStep, type DropoutMasks, type NativePlan, type Pair, type Stage, type StepOps, type Weight } from "./native-step";
 
-const F: Attr = { type: DT.float };
-const I32: Attr = { type: DT.int32 };
+const FLOAT: Attr = { type: DT.float };
+const INT32: Attr = { type: DT.int32 };
 const TAG = "mlp-train";
 
 interface GraphWeight {
@@ -67,7 +67,7 @@ export class GraphTrainStep extends AdamState {
   ) {
     super(config, be.epsilon());
     const g = new GraphBuilder();
-    const placeholder = (name: string, shape: readonly (number | null)[]) => g.add("Placeholder", name, [], { dtype: F, shape: { shape } });
+    const placeholder = (name: string, shape: readonly (number | null)[]) => g.add("Placeholder", name, [], { dtype: FLOAT, shape: { shape } });
     const inputShape = model.inputs[0]!.shape;
     const x = placeholder("x", inputShape);
     const y = placeholder("y", model.outputs[0]!.shape);
@@ -84,21 +84,21 @@ export class GraphTrainStep extends AdamState {
     const weightAssigns: string[] = [];
     const momentAssigns: string[] = [];
     const variable = (name: string, shape: readonly number[]) => {
-      const handle = g.add("VarHandleOp", name, [], { dtype: F, shape: { shape }, container: { s: "" }, shared_name: { s: name } });
+      const handle = g.add("VarHandleOp", name, [], { dtype: FLOAT, shape: { shape }, container: { s: "" }, shared_name: { s: name } });
       const init = placeholder(`${name}/init`, shape);
       // The variable takes a copy in TensorFlow's own memory, never the fed tensor's buffer: a
       // tensor tfjs-node made from a JS typed array shares the array's memory, and the buffer's
       // release (when a later assign replaces it) would run tfjs-node's N-API clean-up on the
       // session's worker thread, corrupting the JS heap (`free(): invalid pointer` in CI).
-      const copy = g.add("DeepCopy", `${name}/copy`, [init], { T: F });
-      return { handle, init, assign: g.add("AssignVariableOp", `${name}/assign`, [handle, copy], { dtype: F }) };
+      const copy = g.add("DeepCopy", `${name}/copy`, [init], { T: FLOAT });
+      return { handle, init, assign: g.add("AssignVariableOp", `${name}/assign`, [handle, copy], { dtype: FLOAT }) };
     };
     const allWeights = [...plan.stages, plan.output].flatMap((s) => ("kernel" in s ? [{ w: s.kernel, trainable: s.trainable }, ...(s.bias ? [{ w: s.bias, trainable: s.trainable }] : [])] : []));
     allWeights.forEach(({ w, trainable }, i) => {
       const variableTensor = w.value as Variable;
       const base = variable(`weight${i}`, variableTensor.shape);
       weightAssigns.push(base.assign);
-      reads.set(w.name, g.add("ReadVariableOp", `weight${i}/read`, [base.handle], { dtype: F }));
+      reads.set(w.name, g.add("ReadVariableOp", `weight${i}/read`, [base.handle], { dtype: FLOAT }));
       let extra = {};
       if (trainable) {
         const m = variable(`weight${i}/m`, variableTensor.shape);
@@ -109,11 +109,11 @@ export class GraphTrainStep extends AdamState {
       const gw: GraphWeight = { variable: variableTensor, handle: base.handle, init: base.init, trainable, ...extra };
       this.weights.push(gw);
     });
-    this.setWeightsDone = g.add("Const", "set_weights_done", weightAssigns.map((a) => `^${a}`), { dtype: I32, value: { tensor: { dtype: DT.int32, shape: [], content: Int32Array.of(1) } } });
-    this.setMomentsDone = g.add("Const", "set_moments_done", momentAssigns.map((a) => `^${a}`), { dtype: I32, value: { tensor: { dtype: DT.int32, shape: [], content: Int32Array.of(1) } } });
+    this.setWeightsDone = g.add("Const", "set_weights_done", weightAssigns.map((a) => `^${a}`), { dtype: INT32, value: { tensor: { dtype: DT.int32, shape: [], content: Int32Array.of(1) } } });
+    this.setMomentsDone = g.add("Const", "set_moments_done", momentAssigns.map((a) => `^${a}`), { dtype: INT32, value: { tensor: { dtype: DT.int32, shape: [], content: Int32Array.of(1) } } });
     for (const w of this.weights) {
-      if (w.m) g.add("ReadVariableOp", `${w.m}/value`, [w.m], { dtype: F });
-      if (w.v) g.add("ReadVariableOp", `${w.v}/value`, [w.v], { dtype: F });
+      if (w.m) g.add("ReadVariableOp", `${w.m}/value`, [w.m], { dtype: FLOAT });
+      if (w.v) g.add("ReadVariableOp", `${w.v}/value`, [w.v], { dtype: FLOAT });
     }
 
     const ops = new GraphStepOps(g, reads, invBatch);
@@ -126,11 +126,11 @@ export class GraphTrainStep extends AdamState {
     this.trainable = this.weights.filter((w) => w.trainable).sort((a, b) => at(a) - at(b));
     const updated = this.trainable.map((w) => {
         const apply = g.add("ResourceApplyAdam", `${w.handle}/adam`, [w.handle, w.m!, w.v!, beta1Power, beta2Power, lr, beta1, beta2, epsilon, grads.get(w.variable.name)!], {
-          T: F,
+          T: FLOAT,
           use_locking: { b: false },
           use_nesterov: { b: false },
         });
-        return g.add("ReadVariableOp", `${w.handle}/updated`, [w.handle, `^${apply}`], { dtype: F });
+        return g.add("ReadVariableOp", `${w.handle}/updated`, [w.handle, `^${apply}`], { dtype: FLOAT });
       });
     this.outputs = [loss, accuracy, ...updated];
     // The same step split at the gradients, for distributed runs: one session run computes
@@ -139,11 +139,11 @@ export class GraphTrainStep extends AdamState {
     this.gradInputs = this.trainable.map((w, i) => placeholder(`grad_in${i}`, w.variable.shape));
     this.appliedNodes = this.trainable.map((w, i) => {
       const apply = g.add("ResourceApplyAdam", `${w.handle}/adam_in`, [w.handle, w.m!, w.v!, beta1Power, beta2Power, lr, beta1, beta2, epsilon, this.gradInputs[i]!], {
-        T: F,
+        T: FLOAT,
         use_locking: { b: false },
         use_nesterov: { b: false },
       });
-      return g.add("ReadVariableOp", `${w.handle}/applied`, [w.handle, `^${apply}`], { dtype: F });
+      return g.add("ReadVariableOp", `${w.handle}/applied`, [w.handle, `^${apply}`], { dtype: FLOAT });
     });
 
     // Load it: tfjs-node reads a SavedModel directory; the graph needs no checkpoint.
@@ -307,11 +307,11 @@ class GraphStepOps implements StepOps<string> {
     return this.g.constant("const", Int32Array.from(v));
   }
   private shapeOf(t: string): string {
-    return this.g.add("Shape", "shape", [t], { T: F, out_type: I32 });
+    return this.g.add("Shape", "shape", [t], { T: FLOAT, out_type: INT32 });
   }
   private conv(strides: Pair, padding: Padding): Record<string, Attr> {
     return {
-      T: F,
+      T: FLOAT,
       strides: { ints: [1, strides[0], strides[1], 1] },
       padding: { s: padding },
       data_format: this.nhwc,
@@ -321,7 +321,7 @@ class GraphStepOps implements StepOps<string> {
     };
   }
   private pool(size: Pair, strides: Pair, padding: Padding): Record<string, Attr> {
-    return { T: F, ksize: { ints: [1, size[0], size[1], 1] }, strides: { ints: [1, strides[0], strides[1], 1] }, padding: { s: padding }, data_format: this.nhwc };
+    return { T: FLOAT, ksize: { ints: [1, size[0], size[1], 1] }, strides: { ints: [1, strides[0], strides[1], 1] }, padding: { s: padding }, data_format: this.nhwc };
   }
 
   weight(w: Weight): string {
@@ -338,19 +338,19 @@ class GraphStepOps implements StepOps<string> {
     return this.g.add("Conv2DBackpropInput", "input_grad", [this.shapeOf(x), filter, dy], this.conv(strides, padding));
   }
   matMul(a: string, b: string, transposeA = false, transposeB = false): string {
-    return this.g.add("MatMul", "matmul", [a, b], { T: F, transpose_a: { b: transposeA }, transpose_b: { b: transposeB } });
+    return this.g.add("MatMul", "matmul", [a, b], { T: FLOAT, transpose_a: { b: transposeA }, transpose_b: { b: transposeB } });
   }
   biasAdd(x: string, bias: string): string {
-    return this.g.add("BiasAdd", "bias", [x, bias], { T: F, data_format: this.nhwc });
+    return this.g.add("BiasAdd", "bias", [x, bias], { T: FLOAT, data_format: this.nhwc });
   }
   biasAddGrad(dy: string): string {
-    return this.g.add("BiasAddGrad", "bias_grad", [dy], { T: F, data_format: this.nhwc });
+    return this.g.add("BiasAddGrad", "bias_grad", [dy], { T: FLOAT, data_format: this.nhwc });
   }
   relu(x: string): string {
-    return this.g.add("Relu", "relu", [x], { T: F });
+    return this.g.add("Relu", "relu", [x], { T: FLOAT });
   }
   reluGrad(dy: string, y: string): string {
-    return this.g.add("ReluGrad", "relu_grad", [dy, y], { T: F });
+    return this.g.add("ReluGrad", "relu_grad", [dy, y], { T: FLOAT });
   }
   maxPool(x: string, size: Pair, strides: Pair, padding: Padding): { y: string } {
     // TensorFlow's graph rewrite gives this its oneDNN kernel (with workspace) where it has one.
@@ -360,29 +360,29 @@ class GraphStepOps implements StepOps<string> {
     return this.g.add("MaxPoolGrad", "pool_grad", [x, pooled.y, dy], this.pool(size, strides, padding));
   }
   flatten(x: string, features: number): string {
-    return this.g.add("Reshape", "flatten", [x, this.ints(-1, features)], { T: F, Tshape: I32 });
+    return this.g.add("Reshape", "flatten", [x, this.ints(-1, features)], { T: FLOAT, Tshape: INT32 });
   }
   reshapeLike(dy: string, like: string): string {
-    return this.g.add("Reshape", "reshape", [dy, this.shapeOf(like)], { T: F, Tshape: I32 });
+    return this.g.add("Reshape", "reshape", [dy, this.shapeOf(like)], { T: FLOAT, Tshape: INT32 });
   }
   mul(a: string, b: string): string {
-    return this.g.add("Mul", "mul", [a, b], { T: F });
+    return this.g.add("Mul", "mul", [a, b], { T: FLOAT });
   }
   dropoutMask(index: number, stage: DropoutStage): string {
     this.dropouts[index] = stage;
-    return this.g.add("Placeholder", `dropout${index}`, [], { dtype: F, shape: { shape: stage.shape } });
+    return this.g.add("Placeholder", `dropout${index}`, [], { dtype: FLOAT, shape: { shape: stage.shape } });
   }
   softmaxCrossEntropy(logits: string, labels: string): { loss: string; dLogits: string } {
-    const xent = this.g.add("SoftmaxCrossEntropyWithLogits", "xent", [logits, labels], { T: F });
+    const xent = this.g.add("SoftmaxCrossEntropyWithLogits", "xent", [logits, labels], { T: FLOAT });
     return {
-      loss: this.g.add("Mean", "loss", [`${xent}:0`, this.ints(0)], { T: F, Tidx: I32, keep_dims: { b: false } }),
-      dLogits: this.g.add("Mul", "dlogits", [`${xent}:1`, this.invBatch], { T: F }),
+      loss: this.g.add("Mean", "loss", [`${xent}:0`, this.ints(0)], { T: FLOAT, Tidx: INT32, keep_dims: { b: false } }),
+      dLogits: this.g.add("Mul", "dlogits", [`${xent}:1`, this.invBatch], { T: FLOAT }),
     };
   }
   accuracy(logits: string, labels: string): string {
-    const argmax = (t: string) => this.g.add("ArgMax", "argmax", [t, this.g.constant("axis", Int32Array.of(1), [])], { T: F, Tidx: I32, output_type: I32 });
-    const equal = this.g.add("Equal", "equal", [argmax(logits), argmax(labels)], { T: I32, incompatible_shape_error: { b: true } });
-    const hits = this.g.add("Cast", "hits", [equal], { SrcT: { type: DT.bool }, DstT: F, Truncate: { b: false } });
-    return this.g.add("Mean", "accuracy", [hits, this.ints(0)], { T: F, Tidx: I32, keep_dims: { b: false } });
+    const argmax = (t: string) => this.g.add("ArgMax", "argmax", [t, this.g.constant("axis", Int32Array.of(1), [])], { T: FLOAT, Tidx: INT32, output_type: INT32 });
+    const equal = this.g.add("Equal", "equal", [argmax(logits), argmax(labels)], { T: INT32, incompatible_shape_error: { b: true } });
+    const hits = this.g.add("Cast", "hits", [equal], { SrcT: { type: DT.bool }, DstT: FLOAT, Truncate: { b: false } });
+    return this.g.add("Mean", "accuracy", [hits, this.ints(0)], { T: FLOAT, Tidx: INT32, keep_dims: { b: false } });
   }
 }
