@@ -501,6 +501,82 @@ const pipelineSchema = z
   })
   .strict();
 
+// CPU as Kubernetes writes it: whole cores, millicores or a decimal.
+const cpuQuantity = z.string().regex(/^([1-9]\d*|[1-9]\d*m|\d+\.\d+)$/, "must be a CPU quantity such as 8, 500m or 2.5");
+
+/** One team of `mlplatform:teams`: who is in it and what it may use. */
+const teamSchema = z
+  .object({
+    /** Team name: names its Kueue queue and, by default, its namespace. */
+    name: dnsLabel,
+    /** The team's namespace; default `team-<name>`. */
+    namespace: dnsLabel.optional(),
+    /** Users (as the cluster's authenticator names them) bound to the team's role. */
+    members: z.array(z.string().min(1)).default([]),
+    /** Groups (e.g. Entra ID object ids, Google groups) bound to the team's role. */
+    groups: z.array(z.string().min(1)).default([]),
+    /** What the team's namespace may request at once (ResourceQuota) and its nominal Kueue quota. */
+    quota: z.object({ gpu: count.default(0), cpu: cpuQuantity, memory: quantity }).strict(),
+    /** Share of idle capacity the team gets when teams compete for it (Kueue fair sharing weight). */
+    fairShareWeight: z.number().positive().max(1000).default(1),
+    /** Whether the team's jobs may borrow other teams' idle quota. */
+    canBorrow: z.boolean().default(true),
+  })
+  .strict()
+  .superRefine((t, ctx) => {
+    if (t.members.length === 0 && t.groups.length === 0) {
+      ctx.addIssue({ code: "custom", path: ["members"], message: "or groups must name someone: a team nobody belongs to cannot use its namespace", input: [] });
+    }
+  });
+
+const teamsSchema = z.array(teamSchema).superRefine((teams, ctx) => {
+  const names = new Set<string>();
+  const namespaces = new Set<string>();
+  teams.forEach((t, i) => {
+    if (names.has(t.name)) ctx.addIssue({ code: "custom", path: [i, "name"], message: "names a team listed before it; team names must be unique", input: t.name });
+    names.add(t.name);
+    const ns = t.namespace ?? teamNamespace(t.name);
+    if (namespaces.has(ns)) ctx.addIssue({ code: "custom", path: [i, "namespace"], message: "is another team's namespace; each team needs its own", input: ns });
+    namespaces.add(ns);
+  });
+});
+
+/** A team's namespace when `namespace` is not set. */
+export function teamNamespace(team: string): string {
+  return `team-${team}`;
+}
+
+const kueueSchema = z
+  .object({
+    /** Install Kueue; default on when `teams` lists any team (teams need it). */
+    enabled: z.boolean().optional(),
+    repository: z.string().min(1).optional(),
+    version: z.string().min(1).optional(),
+    /** A local chart archive or directory instead of the Helm repository; repository and version are then ignored. */
+    chart: z.string().min(1).optional(),
+    /** Cohort every team's ClusterQueue joins: the teams borrow each other's idle quota within it. */
+    cohort: dnsLabel.default("mlplatform"),
+  })
+  .strict();
+
+/** GKE accelerator types that can be MIG-partitioned (A100, H100, H200). */
+export const MIG_ACCELERATORS = /^nvidia-(tesla-a100|a100-80gb|h100-80gb|h100-mega-80gb|h200-141gb)$/;
+
+const gpuSharingSchema = z
+  .object({
+    /**
+     * `none`: a pod's `nvidia.com/gpu: 1` is a whole GPU. `timeSlicing`: pods take turns on a
+     * GPU (no memory isolation). `mps`: NVIDIA MPS, concurrent processes with a share of the
+     * GPU's memory each. Applies to the whole GPU pool.
+     */
+    strategy: z.enum(["none", "timeSlicing", "mps"]).default("none"),
+    /** How many pods share one GPU (device-plugin replicas; GKE maxSharedClientsPerGpu). */
+    maxSharedClientsPerGpu: z.number().int().min(2).max(48).default(4),
+    /** GKE only: MIG partition size on A100/H100 pools, e.g. `1g.5gb`; each partition is one `nvidia.com/gpu`. */
+    migPartitionSize: z.string().regex(/^[1-7]g\.\d+gb$/, "must be a MIG profile such as 1g.5gb, 2g.10gb or 3g.20gb").optional(),
+  })
+  .strict();
+
 /** Keys in the `mlplatform` namespace, their schema, and whether a stack must set them. */
 const keys = {
   cluster: clusterSchema,
@@ -531,6 +607,9 @@ const keys = {
     targetInflightRequestsPerReplica: 8,
   })),
   pipeline: pipelineSchema.default({ enabled: true, sweepParallelism: 4 }),
+  teams: teamsSchema.default([]),
+  kueue: kueueSchema.default({ cohort: "mlplatform" }),
+  gpuSharing: gpuSharingSchema.default({ strategy: "none", maxSharedClientsPerGpu: 4 }),
   sharedStorage: sharedStorageSchema.default({
     backend: "auto",
     azureFilesSku: "Standard_LRS",
@@ -600,6 +679,7 @@ const configSchema = z
         input: true,
       });
     }
+    teamProblems(c, ctx);
     if (c.cluster.provider === "gke" && c.devicePlugin.install === "always") {
       ctx.addIssue({
         code: "custom",
@@ -609,6 +689,42 @@ const configSchema = z
       });
     }
   });
+
+/** Rules across teams, Kueue, GPU sharing and the rest of the configuration. */
+function teamProblems(c: z.infer<z.ZodObject<typeof keys>>, ctx: z.RefinementCtx): void {
+  const platformNamespaces = new Map(Object.entries(c.namespaces).map(([role, ns]) => [ns, role]));
+  c.teams.forEach((t, i) => {
+    const ns = t.namespace ?? teamNamespace(t.name);
+    const role = platformNamespaces.get(ns);
+    if (role) ctx.addIssue({ code: "custom", path: ["teams", i, "namespace"], message: `is the platform's ${role} namespace; a team needs a namespace of its own`, input: ns });
+    if (t.quota.gpu > 0 && c.cluster.provider === "existing" && c.cluster.gpu === "none") {
+      ctx.addIssue({ code: "custom", path: ["teams", i, "quota", "gpu"], message: "needs GPU nodes, but cluster.gpu is none; set it to 0", input: t.quota.gpu });
+    }
+  });
+  if (c.teams.length > 0 && c.kueue.enabled === false) {
+    ctx.addIssue({ code: "custom", path: ["kueue", "enabled"], message: "must not be false while teams are set: each team's quota and queue are Kueue objects; remove kueue.enabled", input: false });
+  }
+  const s = c.gpuSharing;
+  const shares = s.strategy !== "none";
+  if (shares || s.migPartitionSize) {
+    const cl = c.cluster;
+    if (cl.provider === "existing" && cl.gpu === "none") {
+      ctx.addIssue({ code: "custom", path: ["gpuSharing", "strategy"], message: "needs GPU nodes, but cluster.gpu is none", input: s.strategy });
+    }
+    if (shares && cl.provider !== "gke" && c.devicePlugin.install === "never") {
+      ctx.addIssue({ code: "custom", path: ["gpuSharing", "strategy"], message: 'is set through the NVIDIA device plugin this stack installs, but devicePlugin.install is "never"; use "auto"', input: s.strategy });
+    }
+    if (s.migPartitionSize && cl.provider !== "gke") {
+      ctx.addIssue({ code: "custom", path: ["gpuSharing", "migPartitionSize"], message: `is only supported on GKE (gpuPartitionSize); got cluster.provider "${cl.provider}"`, input: s.migPartitionSize });
+    }
+    if (s.migPartitionSize && cl.provider === "gke" && !MIG_ACCELERATORS.test(cl.gpuPool.acceleratorType)) {
+      ctx.addIssue({ code: "custom", path: ["gpuSharing", "migPartitionSize"], message: `needs an A100, H100 or H200 pool; cluster.gpuPool.acceleratorType is "${cl.gpuPool.acceleratorType}"`, input: s.migPartitionSize });
+    }
+    if (shares && c.serving.gpus > 1) {
+      ctx.addIssue({ code: "custom", path: ["serving", "gpus"], message: `must be 0 or 1 with gpuSharing.strategy "${s.strategy}": a shared GPU is asked for as one nvidia.com/gpu`, input: c.serving.gpus });
+    }
+  }
+}
 
 /** `100Gi` → 100; `1Ti` → 1024; `512Mi` → 0.5. */
 export function sizeInGiB(q: string): number {
@@ -628,6 +744,9 @@ export type AksClusterConfig = Extract<ClusterConfig, { provider: "aks" }>;
 export type GkeClusterConfig = Extract<ClusterConfig, { provider: "gke" }>;
 export type ExistingClusterConfig = Extract<ClusterConfig, { provider: "existing" }>;
 export type Toleration = z.infer<typeof toleration>;
+export type TeamConfig = PlatformConfig["teams"][number];
+export type KueueConfig = PlatformConfig["kueue"];
+export type GpuSharingConfig = PlatformConfig["gpuSharing"];
 
 /**
  * Keys that hold secrets. They are never parsed into the plain config object: the component
