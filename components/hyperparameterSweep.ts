@@ -17,7 +17,7 @@ import type { Placement } from "./cluster";
 import { PLATFORM_LABELS } from "./namespaces";
 import { OBJECT_STORE_SECRET, RESTRICTED_CONTAINER, restrictedPod } from "./objectStore";
 import { SHARED_CLAIM, SHARED_MOUNT_PATH } from "./sharedStorage";
-import { PIPELINE_OUTPUTS, PIPELINE_TEMPLATES, publishArgs, shellCommand, stagedVersion, trainMnistArgs, trialRunName } from "../trainer/src/pipeline/steps";
+import { MLP_PROGRAM, PIPELINE_OUTPUTS, PIPELINE_TEMPLATES, publishArgs, shellCommand, stagedVersion, trainMnistArgs, trialRunName } from "../trainer/src/pipeline/steps";
 import { tfJobStepTemplate } from "./argoWorkflows";
 import { REPLICA_PARAMETERS, trainingJob, trainingJobManifestText, type PipelineContext } from "./trainingPipeline";
 
@@ -153,6 +153,7 @@ export function sweepTemplate(ctx: PipelineContext, o: SweepOptions): Record<str
   const container = (extra: Record<string, unknown>) => ({
     name: "main",
     image: ctx.image,
+    command: [MLP_PROGRAM],
     envFrom: [{ secretRef: { name: OBJECT_STORE_SECRET } }],
     env,
     resources: { requests: { cpu: "1", memory: "2Gi" }, limits: { memory: "4Gi" } },

@@ -10,6 +10,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import {
   evaluateArgs,
+  MLP_PROGRAM,
   PIPELINE_OUTPUTS,
   PIPELINE_TEMPLATES,
   predictArgs,
@@ -73,6 +74,7 @@ export function mlpStep(
     container: {
       name: "main",
       image: ctx.image,
+      command: [MLP_PROGRAM],
       args,
       envFrom: [{ secretRef: { name: OBJECT_STORE_SECRET } }],
       resources: { requests: { cpu: "500m", memory: "1Gi" }, limits: { memory: "4Gi" } },

@@ -11,7 +11,7 @@ import { mnistPipelineTemplate, PIPELINE_OUTPUTS, PIPELINE_TEMPLATES, resolveRep
 import { main as cliMain } from "../trainer/src/cli";
 import { publishModelVersion } from "../trainer/src/export/publish";
 import { createMnistModel } from "../trainer/src/model/mnist";
-import { runDirs, shellCommand, stagedVersion, trialRunName } from "../trainer/src/pipeline/steps";
+import { MLP_PROGRAM, runDirs, shellCommand, stagedVersion, trialRunName } from "../trainer/src/pipeline/steps";
 import { closedPort } from "../trainer/tests/fixtures/fake-s3";
 import { captureIo } from "../trainer/tests/fixtures/tmp";
 import { FAKE, FIXTURE_KUBECONFIG, ROOT, ofType, one, runStack, type StackRun } from "./harness";
@@ -87,6 +87,21 @@ describe("trainer image and pipelines under mocks", () => {
     for (const t of Object.values(templates(r))) {
       for (const i of imagesIn(t).filter((x) => !x.startsWith("tensorflow/"))) expect(i).toBe("localhost:5001/mlplatform/trainer:0.1.0");
     }
+  });
+
+  it("every container and script step names its command (the emissary executor cannot look up a local or private image's entrypoint)", async () => {
+    const r = await runStack("dev", {}, { KUBECONFIG: FIXTURE_KUBECONFIG });
+    const t = templates(r);
+    let steps = 0;
+    for (const [name, wt] of Object.entries(t)) {
+      for (const step of wt.spec.templates) {
+        const c = step.container ?? step.script;
+        if (!c) continue;
+        steps++;
+        expect(Array.isArray(c.command) && c.command.length > 0, `${name}/${step.name} has no command`).toBe(true);
+      }
+    }
+    expect(steps).toBeGreaterThan(8);
   });
 
   it("the MNIST pipeline: verify → TensorBoard + train → evaluate (gate) → publish → smoke test, cleanup on exit", async () => {
@@ -215,11 +230,11 @@ function defaults(t: any, set: Record<string, string> = {}): Record<string, stri
   return { ...Object.fromEntries(t.spec.arguments.parameters.map((p: any) => [p.name, String(p.value)])), ...set };
 }
 
-/** The `mlp` command lines of a pipeline template: its containers (the image's entrypoint is mlp) and every TFJob replica. */
+/** The `mlp` command lines of a pipeline template: its containers that run mlp and every TFJob replica. */
 function invocations(t: any, params: Record<string, string>, replicas = { workers: 3, parameterServers: 2 }): Invocation[] {
   const found: Invocation[] = [];
   for (const step of t.spec.templates) {
-    if (step.container && !step.container.command) {
+    if (step.container?.command?.length === 1 && step.container.command[0] === MLP_PROGRAM) {
       found.push({ where: `${t.metadata.name}/${step.name}`, args: step.container.args.map((a: string) => fill(a, { params })) });
     }
     if (step.resource && JSON.parse(step.resource.manifest.replace(/\{\{=[^}]+\}\}/g, "0")).kind === "TFJob") {

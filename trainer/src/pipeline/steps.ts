@@ -209,7 +209,15 @@ export function shellWord(arg: string): string {
   return `"${escaped}"`;
 }
 
+/**
+ * The program a pipeline container runs: `mlp`, on PATH in the trainer image (trainer/Dockerfile
+ * and the local build). Workflow steps name it: Argo's emissary executor otherwise looks the
+ * image's entrypoint up in its registry, which fails for private registries without pull
+ * credentials and for images that were never pushed (a local node's imported images).
+ */
+export const MLP_PROGRAM = "mlp";
+
 /** A shell command line running `mlp <args>` (see {@link shellWord}). */
-export function shellCommand(args: readonly string[], program = "mlp"): string {
+export function shellCommand(args: readonly string[], program = MLP_PROGRAM): string {
   return [program, ...args].map(shellWord).join(" ");
 }
