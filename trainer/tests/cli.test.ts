@@ -33,6 +33,38 @@ describe("mlp", () => {
     expect(await main([], captureIo().io)).toBe(2);
   });
 
+  it("prints its version, and a command's usage for `mlp help <command>`", async () => {
+    const pkg = JSON.parse(await fs.readFile(path.resolve(__dirname, "../package.json"), "utf8")) as { version: string };
+    const v = captureIo();
+    expect(await main(["--version"], v.io)).toBe(0);
+    expect(v.stdout()).toBe(`mlp ${pkg.version}\n`);
+    const viaHelp = captureIo();
+    expect(await main(["help", "publish"], viaHelp.io)).toBe(0);
+    const viaFlag = captureIo();
+    expect(await main(["publish", "--help"], viaFlag.io)).toBe(0);
+    expect(viaHelp.stdout()).toBe(viaFlag.stdout());
+    expect(viaHelp.stdout()).toMatch(/^Usage: mlp publish --from <dir\|s3:\/\/…> --model-base <dir\|s3:\/\/…> --name <model> \[flags\]\n/);
+    const overview = captureIo();
+    expect(await main(["help"], overview.io)).toBe(0);
+    expect(overview.stdout()).toMatch(/^Usage: mlp <command>/);
+  });
+
+  it("suggests the closest command or flag, and prefixes each message once", async () => {
+    const cases: [string[], string][] = [
+      [["trian"], 'mlp: unknown command "trian"; did you mean train-mnist?\nRun \'mlp --help\' for the list of commands.\n'],
+      [["help", "serv"], 'mlp: unknown command "serv"; did you mean serve?\nRun \'mlp --help\' for the list of commands.\n'],
+      [["deploy"], 'mlp: unknown command "deploy"\nRun \'mlp --help\' for the list of commands.\n'],
+      [["publish", "--form", "x"], "mlp publish: unknown flag --form; did you mean --from?\nRun 'mlp publish --help' for its flags.\n"],
+      [["publish", "--from", "x", "--name", "m"], "mlp publish: --model-base is required: root of published models; a missing directory is created\nRun 'mlp publish --help' for its flags.\n"],
+    ];
+    for (const [argv, stderr] of cases) {
+      const c = captureIo();
+      expect(await main(argv, c.io), argv.join(" ")).toBe(2);
+      expect(c.stderr()).toBe(stderr);
+      expect(c.stdout()).toBe("");
+    }
+  });
+
   it("says which TensorFlow package is missing instead of a stack trace", () => {
     const r = spawnSync(process.execPath, ["--import", "tsx", "src/cli.ts", "train-mnist", "--data", "x", "--model-base", "y"], {
       cwd: path.resolve(__dirname, ".."),

@@ -5,6 +5,7 @@
  * for the command that needs them.
  */
 import type { Writable } from "node:stream";
+import { commandUsage, parseFlags, type CommandHelp, type FlagTable, type FlagValues } from "../util/flags";
 
 export interface CommandIo {
   /** Results (machine-readable where it matters). */
@@ -16,9 +17,12 @@ export interface CommandIo {
 
 export interface Command {
   readonly name: string;
-  /** One line for `mlp --help`. */
-  readonly summary: string;
-  /** Full help text for `mlp <name> --help`. */
+  /**
+   * @deprecated Ignored: the one-line summary lives in ./index.ts only (it used to be
+   * repeated here, and the copies disagreed). Removed once every command is converted.
+   */
+  readonly summary?: string;
+  /** Full help text for `mlp <name> --help` (see {@link defineCommand}). */
   readonly usage: string;
   /**
    * Runs with the arguments after the command name; resolves to the exit code. Expected
@@ -32,4 +36,23 @@ export interface CommandEntry {
   readonly name: string;
   readonly summary: string;
   readonly load: () => Promise<Command>;
+}
+
+/**
+ * A command from its flag table: the usage text is made from the table and `help`, and
+ * `run` gets the parsed, typed values. Usage errors and expected failures are thrown
+ * (`UsageError`, other `MlpError`s); the CLI prefixes them with `mlp <name>:`.
+ */
+export function defineCommand<const T extends FlagTable>(def: {
+  readonly name: string;
+  readonly flags: T;
+  readonly help: CommandHelp;
+  readonly run: (flags: FlagValues<T>, io: CommandIo) => Promise<number>;
+}): Command & { readonly flags: T } {
+  return {
+    name: def.name,
+    flags: def.flags,
+    usage: commandUsage(def.name, def.flags, def.help),
+    run: (args, io) => def.run(parseFlags(def.flags, args), io),
+  };
 }

@@ -7,49 +7,39 @@
 import { promises as fs } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { resolveS3Options } from "../data/source";
-import { UsageError } from "../errors";
 import { openLocation, S3Location } from "../pipeline/location";
 import { downloadVersion, publishLocal, publishS3 } from "../pipeline/publish";
 import { writeResultFile } from "../pipeline/result";
-import { parseFlags } from "../util/args";
-import type { Command, CommandIo } from "./command";
+import { defineFlags } from "../util/flags";
+import { defineCommand, type CommandIo } from "./command";
+import { S3_FLAGS, s3Options } from "./shared-flags";
 
-const USAGE = `Usage: mlp publish --from <version dir> --model-base <dir|s3://bucket/prefix> --name <model> [options]
+export const PUBLISH_FLAGS = defineFlags({
+  from: {
+    kind: "string",
+    arg: "<dir|s3://…>",
+    help: "the version to publish: a directory, or an S3 prefix such as s3://models/sweeps/<run>/trial-0/<name>/1",
+    required: true,
+  },
+  "model-base": { kind: "string", arg: "<dir|s3://…>", help: "root of published models; a missing directory is created", required: true },
+  name: { kind: "string", arg: "<model>", help: "model name (the one servers use)", required: true },
+  ...S3_FLAGS,
+  "result-file": { kind: "string", arg: "<file>", help: "write {version, uri} as JSON" },
+});
 
-Publishes an exported version (model.json, weights, metadata.json) as the next free integer
+export const command = defineCommand({
+  name: "publish",
+  flags: PUBLISH_FLAGS,
+  help: {
+    about: `Publishes an exported version (model.json, weights, metadata.json) as the next free integer
 version <model-base>/<name>/<version>/, rewriting metadata.json's name and version. Servers
 watching <model-base>/<name> never see a half-written version: a local copy is renamed into
 place; in S3 the number is claimed with a conditional write and metadata.json goes last.
-Concurrent publishers get distinct versions.
-
-  --from <dir|s3://…>        the version to publish: a directory, or an S3 prefix such as
-                             s3://models/sweeps/<run>/trial-0/<name>/1 (required)
-  --model-base <dir|s3://…>  root of published models; a missing directory is created (required)
-  --name <model>             model name (required)
-  --s3-endpoint <url>        S3 endpoint (default $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, $S3_ENDPOINT)
-  --s3-region <r>            (default $AWS_REGION or us-east-1); credentials from AWS_ACCESS_KEY_ID/…
-  --result-file <file>       write {version, uri} as JSON
-
-stdout: {version, uri, name} as one JSON line.`;
-
-export const command: Command = {
-  name: "publish",
-  summary: "publish an exported model version as the next version under <model-base>/<name> (local or s3://)",
-  usage: USAGE,
-  async run(args: string[], io: CommandIo): Promise<number> {
-    const f = parseFlags("publish", args, {
-      from: { type: "string" },
-      "model-base": { type: "string" },
-      name: { type: "string" },
-      "s3-endpoint": { type: "string" },
-      "s3-region": { type: "string" },
-      "result-file": { type: "string" },
-    });
-    if (!f.from) throw new UsageError("mlp publish: --from is required (the version directory to publish)");
-    if (!f["model-base"]) throw new UsageError("mlp publish: --model-base is required (a directory or s3://bucket/prefix)");
-    if (!f.name) throw new UsageError("mlp publish: --name is required (the model name servers use)");
-    const s3 = resolveS3Options({ endpoint: f["s3-endpoint"], region: f["s3-region"] }, io.env);
+Concurrent publishers get distinct versions.`,
+    notes: "stdout: {version, uri, name} as one JSON line.",
+  },
+  async run(f, io: CommandIo): Promise<number> {
+    const s3 = s3Options(f, io.env);
     const say = (line: string) => io.stderr.write(`${line}\n`);
     let from = f.from;
     let tmp: string | undefined;
@@ -83,4 +73,4 @@ export const command: Command = {
     io.stdout.write(`${JSON.stringify(result)}\n`);
     return 0;
   },
-};
+});

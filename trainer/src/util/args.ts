@@ -1,4 +1,8 @@
-/** Helpers over `node:util` `parseArgs`: errors become {@link UsageError}s that name the flag. */
+/**
+ * The old per-flag helpers over `node:util` `parseArgs`, kept while commands move to the
+ * flag tables of ./flags.ts (new code: use those). Errors become {@link UsageError}s that
+ * name the flag; the CLI adds the `mlp <command>:` prefix.
+ */
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { UsageError } from "../errors";
 
@@ -9,7 +13,7 @@ export function parseFlags<T extends Options>(command: string, args: string[], o
   try {
     return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
   } catch (e) {
-    throw new UsageError(`mlp ${command}: ${(e as Error).message.split("\n")[0]} (see mlp ${command} --help)`);
+    throw new UsageError(`${(e as Error).message.split("\n")[0]} (see mlp ${command} --help)`);
   }
 }
 
