@@ -33,6 +33,12 @@ export class CheckpointError extends MlpError {}
 /** Publishing a model version failed (nothing was published). */
 export class ExportError extends MlpError {}
 
+/** A download (of a base model) failed or was interrupted; nothing was cached. */
+export class FetchError extends MlpError {}
+
+/** Downloaded content does not have the expected sha256; nothing was cached. */
+export class DigestMismatchError extends FetchError {}
+
 /** Training ran but the result is unusable (NaN loss, accuracy below the required minimum). */
 export class TrainingError extends MlpError {}
 

@@ -17,6 +17,11 @@ export const COMMANDS: readonly CommandEntry[] = [
     load: async () => (await import("./retrain")).command,
   },
   {
+    name: "fetch-base",
+    summary: "download a named base model for retrain (Inception v3, MobileNet, or any tfjs URL) into the shared cache, verified by sha256",
+    load: async () => (await import("./fetch-base")).command,
+  },
+  {
     name: "verify-data",
     summary: "check that a dataset (IDX files or image folders, local or s3://) is complete and readable",
     load: async () => (await import("./verify-data")).command,

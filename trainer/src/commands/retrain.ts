@@ -10,6 +10,7 @@ import { TrainingError, UsageError } from "../errors";
 import { publishModelVersion } from "../export/publish";
 import { DEFAULT_SIGNATURE } from "../metadata";
 import { loadBaseModel } from "../retrain/base-model";
+import { baseModelsDir, DEFAULT_BASE_MODELS_DIR, resolveBaseModel } from "../retrain/fetch-base";
 import { bottlenecks } from "../retrain/bottlenecks";
 import { confusionMatrix, formatConfusionMatrix } from "../retrain/confusion";
 import { scanImageFolder, type SetName } from "../retrain/folder";
@@ -25,7 +26,10 @@ import type { Command, CommandIo } from "./command";
 
 export interface RetrainOptions {
   readonly images: string;
+  /** A model directory, or a name fetched into {@link baseModels} by `mlp fetch-base`. */
   readonly baseModel: string;
+  /** Cache root of `mlp fetch-base`. Default {@link baseModelsDir}. */
+  readonly baseModels?: string;
   readonly bottleneckLayer?: string;
   readonly range?: readonly [number, number];
   readonly cacheDir: string;
@@ -77,7 +81,8 @@ export async function retrain(opts: RetrainOptions, io: CommandIo): Promise<Retr
   if (task?.type === "ps") throw new UsageError(`TF_CONFIG makes this process ${replica}, a parameter server: run it with \`mlp retrain\`, which serves the variables`);
   const isChief = task?.isChief ?? true;
   const folder = await scanImageFolder(opts.images, opts.validationPercent, opts.testPercent);
-  const base = await loadBaseModel(opts.baseModel, { bottleneckLayer: opts.bottleneckLayer, range: opts.range });
+  const baseDir = await resolveBaseModel(opts.baseModel, opts.baseModels ?? baseModelsDir(io.env));
+  const base = await loadBaseModel(baseDir, { bottleneckLayer: opts.bottleneckLayer, range: opts.range });
   const count = (s: SetName) => folder.images.filter((i) => i.set === s).length;
   say(
     `images ${folder.root}: ${folder.labels.length} labels, ${count("train")} training, ${count("validation")} validation, ${count("test")} test; ` +
@@ -153,9 +158,9 @@ export async function retrain(opts: RetrainOptions, io: CommandIo): Promise<Retr
     const published = await publishModelVersion({
       modelBase: opts.modelBase,
       name: opts.name,
-      model: full,
+      model: full.model,
       metadata: {
-        modelType: "layers",
+        modelType: full.modelType,
         signatures: {
           [DEFAULT_SIGNATURE]: {
             methodName: "tensorflow/serving/predict",
@@ -206,22 +211,26 @@ export async function retrain(opts: RetrainOptions, io: CommandIo): Promise<Retr
     summaries?.train.flush();
     summaries?.validation.flush();
     head.dispose();
-    base.model.dispose();
+    base.dispose();
   }
 }
 
-const USAGE = `Usage: mlp retrain --images <dir> --base-model <dir> --model-base <dir> [options]
+const USAGE = `Usage: mlp retrain --images <dir> --base-model <dir|name> --model-base <dir> [options]
 
 Transfer learning: images in <dir>/<label>/*.{jpg,png,webp,…} are decoded with sharp, fed
-through the base model (a tfjs Layers model directory) up to its bottleneck layer, and a new
+through the base model (a tfjs Layers or Graph model) up to its bottleneck, and a new
 softmax head is trained on those features. Base and head are published together as
 <model-base>/<name>/<version>/. Features are cached by image content and base model.
 
   --images <dir>             one subdirectory per label (required)
-  --base-model <dir>         directory with model.json (required), e.g. a published version
-  --bottleneck-layer <name>  layer whose output is the feature vector (default: the one
-                             feeding the last layer)
-  --range <lo,hi>            input pixel range (default from the base's metadata.json, else 0,1)
+  --base-model <dir|name>    directory with model.json, e.g. a published version, or the name
+                             of a model fetched with mlp fetch-base, e.g. inception-v3 (required)
+  --base-models <dir>        where fetch-base caches models (default $MLP_BASE_MODELS or
+                             ${DEFAULT_BASE_MODELS_DIR})
+  --bottleneck-layer <name>  layer (graph: output node) whose output is the feature vector
+                             (default: fetch-base's choice, else the one feeding the last layer)
+  --range <lo,hi>            input pixel range (default from fetch-base or the base's
+                             metadata.json, else 0,1)
   --cache-dir <dir>          bottleneck cache (default $MLPLATFORM_CACHE/bottlenecks or
                              ~/.cache/mlplatform/bottlenecks)
   --validation-percent <p>   (default 10)    --test-percent <p>  (default 10)
@@ -247,6 +256,7 @@ export const command: Command = {
     const f = parseFlags("retrain", args, {
       images: { type: "string" },
       "base-model": { type: "string" },
+      "base-models": { type: "string" },
       "bottleneck-layer": { type: "string" },
       range: { type: "string" },
       "cache-dir": { type: "string" },
@@ -285,6 +295,7 @@ export const command: Command = {
       {
         images: f.images!,
         baseModel: f["base-model"]!,
+        baseModels: f["base-models"],
         bottleneckLayer: f["bottleneck-layer"],
         range,
         cacheDir: f["cache-dir"] ?? defaultCacheDir(io.env),

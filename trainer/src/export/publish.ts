@@ -21,7 +21,8 @@ export type MetadataInput = Omit<ModelMetadata, "format" | "name" | "version" | 
 export interface PublishOptions {
   readonly modelBase: string;
   readonly name: string;
-  readonly model: LayersModel;
+  /** A Layers model, or anything else that saves model.json and weights into a `file://` directory. */
+  readonly model: Pick<LayersModel, "save"> | { save(url: string): Promise<unknown> };
   readonly metadata: MetadataInput;
   /** Clock for `createdAt` (tests). */
   readonly now?: () => Date;

@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { DataError, describeError } from "../errors";
-import { tf, type Tensor } from "../tf";
+import { tf } from "../tf";
 import { writeFileAtomic } from "../util/fs";
 import type { BaseModel } from "./base-model";
 import { decodeImage } from "./decode";
@@ -25,7 +25,7 @@ function cachePath(cacheDir: string, baseId: string, digest: string): string {
 }
 
 /**
- * Features of `files` from `base.extractor`, `batchSize` images per forward pass.
+ * Features of `files` from `base.extract`, `batchSize` images per forward pass.
  * `onProgress(done, total)` is called as files are processed.
  */
 export async function bottlenecks(
@@ -62,7 +62,7 @@ export async function bottlenecks(
     const pixels = await Promise.all(part.map((p) => decodeImage(p.bytes, files[p.i]!, base.spec)));
     const flat = new Float32Array(part.length * height * width * channels);
     pixels.forEach((px, k) => flat.set(px, k * px.length));
-    const out = tf.tidy(() => (base.extractor.predict(tf.tensor4d(flat, [part.length, height, width, channels])) as Tensor).dataSync() as Float32Array);
+    const out = tf.tidy(() => base.extract(tf.tensor4d(flat, [part.length, height, width, channels])).dataSync() as Float32Array);
     for (const [k, p] of part.entries()) {
       const f = out.slice(k * dim, (k + 1) * dim);
       features[p.i] = f;

@@ -11,6 +11,9 @@ import type { Reducer } from "../train/reducer";
 import { createTrainStep } from "../train/step";
 import { tf, type LayersModel, type Tensor } from "../tf";
 import { freezeUpTo, type BaseModel } from "./base-model";
+import { graphWithHead, type SavableModel } from "./graph-head";
+
+type SymbolicTensor = ReturnType<typeof tf.input>;
 
 export interface HeadOptions {
   /** Units of a hidden ReLU layer before the softmax; 0 = softmax only. Default 0. */
@@ -39,14 +42,17 @@ export function createHead(featureShape: readonly number[], numClasses: number, 
 }
 
 /**
- * One model from the base's input to the head's output, sharing the head's (trained) layers
- * and the base's layers up to the bottleneck, which are frozen.
+ * One model from the base's input to the head's output: for a Layers base, a Layers model
+ * sharing the head's (trained) layers and the base's layers up to the bottleneck, which are
+ * frozen; for a Graph base, the base graph with the head appended (see ./graph-head.ts).
  */
-export function attachHead(base: BaseModel, head: LayersModel): LayersModel {
-  freezeUpTo(base.model, base.bottleneckLayer);
-  let x = base.extractor.outputs[0]!;
-  for (const layer of head.layers.slice(1)) x = layer.apply(x) as typeof x;
-  return tf.model({ name: "retrained", inputs: base.model.inputs, outputs: x });
+export function attachHead(base: BaseModel, head: LayersModel): { modelType: "layers" | "graph"; model: SavableModel } {
+  if (base.model.kind === "graph") return { modelType: "graph", model: graphWithHead(base, head) };
+  const model = base.model.model;
+  freezeUpTo(model, base.bottleneckLayer);
+  let x = model.getLayer(base.bottleneckLayer).output as SymbolicTensor;
+  for (const layer of head.layers.slice(1)) x = layer.apply(x) as SymbolicTensor;
+  return { modelType: "layers", model: tf.model({ name: "retrained", inputs: model.inputs, outputs: x }) };
 }
 
 export interface FeatureSet {

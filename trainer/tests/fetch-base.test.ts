@@ -1,0 +1,322 @@
+/**
+ * `mlp fetch-base` against a real HTTP server on 127.0.0.1 serving small base models made
+ * here (a tfjs Layers model saved by tfjs, a tfjs Graph model written as a TF Hub feature
+ * vector is laid out), and `mlp retrain` consuming what it fetched.
+ */
+import { createHash } from "node:crypto";
+import { promises as fs } from "node:fs";
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
+import * as path from "node:path";
+import sharp from "sharp";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { main } from "../src/cli";
+import { parseMetadata } from "../src/metadata";
+import { loadBaseModel } from "../src/retrain/base-model";
+import { bottlenecks } from "../src/retrain/bottlenecks";
+import { fetchBaseModel, formatBytes, siblingUrl, weightPaths } from "../src/retrain/fetch-base";
+import { loadServable } from "../src/serve/servable";
+import { LocalStorage } from "../src/serve/storage";
+import { tf } from "../src/tf";
+import { captureIo, list, tempDir } from "./fixtures/tmp";
+
+/** sha256 of model.json followed by its weight files in manifest order. */
+async function digestOf(dir: string): Promise<string> {
+  const json = await fs.readFile(path.join(dir, "model.json"));
+  const h = createHash("sha256").update(json);
+  for (const p of weightPaths(dir, JSON.parse(json.toString("utf8")))) h.update(await fs.readFile(path.join(dir, p)));
+  return h.digest("hex");
+}
+
+/** A Layers model: 8×8×3 → conv → global average pool (the bottleneck "features") → softmax. */
+async function writeLayersModel(dir: string): Promise<void> {
+  await fs.mkdir(dir, { recursive: true });
+  const model = tf.sequential({
+    layers: [
+      tf.layers.conv2d({ inputShape: [8, 8, 3], filters: 6, kernelSize: 3, activation: "relu", kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }),
+      tf.layers.globalAveragePooling2d({ name: "features" }),
+      tf.layers.dense({ units: 5, activation: "softmax", kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }),
+    ],
+  });
+  await model.save(`file://${dir}`);
+  model.dispose();
+}
+
+const dims = (shape: number[]) => ({ dim: shape.map((d) => ({ size: String(d) })) });
+
+/**
+ * A Graph model shaped like a TF Hub image feature vector: `images` [-1, 8, 8, 3] in [0, 1] →
+ * spatial mean → MatMul → Relu `feature_vector` [-1, 4], weights in two shards.
+ */
+async function writeGraphModel(dir: string): Promise<void> {
+  await fs.mkdir(dir, { recursive: true });
+  const node = [
+    { name: "images", op: "Placeholder", attr: { shape: { shape: dims([-1, 8, 8, 3]) }, dtype: { type: "DT_FLOAT" } } },
+    { name: "axes", op: "Const", attr: { value: { tensor: { dtype: "DT_INT32", tensorShape: dims([2]) } }, dtype: { type: "DT_INT32" } } },
+    { name: "w", op: "Const", attr: { value: { tensor: { dtype: "DT_FLOAT", tensorShape: dims([3, 4]) } }, dtype: { type: "DT_FLOAT" } } },
+    { name: "mean", op: "Mean", input: ["images", "axes"], attr: { keep_dims: { b: false }, T: { type: "DT_FLOAT" }, Tidx: { type: "DT_INT32" } } },
+    { name: "project", op: "MatMul", input: ["mean", "w"], attr: { T: { type: "DT_FLOAT" }, transpose_a: { b: false }, transpose_b: { b: false } } },
+    { name: "feature_vector", op: "Relu", input: ["project"], attr: { T: { type: "DT_FLOAT" } } },
+  ];
+  const modelJson = {
+    format: "graph-model",
+    generatedBy: "fetch-base.test.ts",
+    convertedBy: null,
+    modelTopology: { node, library: {}, versions: {} },
+    weightsManifest: [
+      { paths: ["group1-shard1of2.bin"], weights: [{ name: "axes", shape: [2], dtype: "int32" }] },
+      { paths: ["group1-shard2of2.bin"], weights: [{ name: "w", shape: [3, 4], dtype: "float32" }] },
+    ],
+  };
+  await fs.writeFile(path.join(dir, "model.json"), JSON.stringify(modelJson));
+  await fs.writeFile(path.join(dir, "group1-shard1of2.bin"), new Uint8Array(Int32Array.from([1, 2]).buffer));
+  // Red, green and blue each drive their own features: the classes are linearly separable.
+  const w = Float32Array.from([2, 0, 0, -1, 0, 2, 0, 1, 0, 0, 2, 0.5]);
+  await fs.writeFile(path.join(dir, "group1-shard2of2.bin"), new Uint8Array(w.buffer));
+}
+
+/** `perClass` noisy 8×8 PNGs per colour under `<dir>/<colour>/`. */
+async function writeColourImages(dir: string, perClass: number): Promise<void> {
+  const colours: Record<string, [number, number, number]> = { red: [220, 40, 40], green: [40, 200, 60], blue: [50, 60, 210] };
+  let seed = 7;
+  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  for (const [label, rgb] of Object.entries(colours)) {
+    await fs.mkdir(path.join(dir, label), { recursive: true });
+    for (let n = 0; n < perClass; n++) {
+      const px = Buffer.alloc(8 * 8 * 3);
+      for (let i = 0; i < px.length; i++) px[i] = Math.max(0, Math.min(255, rgb[i % 3]! + Math.round((rand() - 0.5) * 120)));
+      await sharp(px, { raw: { width: 8, height: 8, channels: 3 } }).png().toFile(path.join(dir, label, `${n}.png`));
+    }
+  }
+}
+
+/** Serves `<root>/<path>` ignoring query strings; `truncate` files stop halfway through the body. */
+class ModelServer {
+  readonly requests: string[] = [];
+  readonly truncate = new Set<string>();
+  private server?: http.Server;
+  constructor(private readonly root: string) {}
+  async start(): Promise<string> {
+    this.server = http.createServer(async (req, res) => {
+      const url = new URL(req.url!, "http://x");
+      this.requests.push(url.pathname + url.search);
+      const file = path.join(this.root, decodeURIComponent(url.pathname));
+      const body = await fs.readFile(file).catch(() => undefined);
+      if (!body || !file.startsWith(this.root)) {
+        res.writeHead(404).end("not found");
+        return;
+      }
+      res.writeHead(200, { "content-length": body.length });
+      if (this.truncate.has(url.pathname)) {
+        res.write(body.subarray(0, body.length >> 1), () => res.socket?.destroy());
+        return;
+      }
+      res.end(body);
+    });
+    await new Promise<void>((r) => this.server!.listen(0, "127.0.0.1", r));
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+  async close(): Promise<void> {
+    this.server?.closeAllConnections();
+    await new Promise((r) => this.server?.close(r));
+  }
+}
+
+describe("mlp fetch-base", () => {
+  let dir: string;
+  let cleanup: () => Promise<void>;
+  let server: ModelServer;
+  let origin: string;
+  let root: string;
+  const fetchBase = async (...args: string[]) => {
+    const c = captureIo();
+    const code = await main(["fetch-base", "--base-models", root, ...args], c.io);
+    return { code, out: c.stdout(), err: c.stderr() };
+  };
+  /** Files under the cache root's `name` directory, recursively, relative to it. */
+  const cacheFiles = async (name: string) => ((await fs.readdir(path.join(root, name), { recursive: true }).catch(() => [])) as string[]).sort();
+
+  beforeAll(async () => {
+    ({ dir, cleanup } = await tempDir("fetch-base"));
+    await writeLayersModel(path.join(dir, "served", "layers"));
+    await writeGraphModel(path.join(dir, "served", "graph"));
+  });
+  afterAll(() => cleanup());
+
+  beforeAll(async () => {
+    server = new ModelServer(path.join(dir, "served"));
+    origin = await server.start();
+  });
+  afterAll(() => server?.close());
+  let n = 0;
+  beforeEach(() => {
+    // Every test starts from an empty cache and an untampered server.
+    root = path.join(dir, `cache-${n++}`);
+    server.truncate.clear();
+    server.requests.length = 0;
+  });
+
+  it("fetches a model, verifies its digest, records it, and a second fetch downloads nothing", async () => {
+    const url = `${origin}/layers/model.json`;
+    const sha = await digestOf(path.join(dir, "served", "layers"));
+    const first = await fetchBase("--name", "tiny", "--url", url, "--sha256", sha);
+    expect(first.err).toContain("digest verified");
+    expect(first.code).toBe(0);
+    const r = JSON.parse(first.out);
+    expect(r).toMatchObject({ name: "tiny", sha256: sha, dir: path.join(root, "tiny", sha), cached: false, recorded: false });
+    expect(server.requests).toEqual(["/layers/model.json", "/layers/weights.bin"]);
+    expect(await cacheFiles("tiny")).toEqual([sha, `${sha}/base-model.json`, `${sha}/model.json`, `${sha}/weights.bin`, "current"]);
+    expect(await digestOf(r.dir)).toBe(sha);
+    expect((await fs.readFile(path.join(root, "tiny", "current"), "utf8")).trim()).toBe(sha);
+
+    server.requests.length = 0;
+    const again = await fetchBase("--name", "tiny", "--url", url, "--sha256", sha);
+    expect(again.code).toBe(0);
+    expect(again.err).toMatch(/already in .*; nothing to fetch/);
+    expect(JSON.parse(again.out)).toMatchObject({ sha256: sha, cached: true, bytes: 0 });
+    expect(server.requests).toEqual([]);
+  });
+
+  it("without a digest records the first one, and later fetches must match it", async () => {
+    const url = `${origin}/graph/model.json?tfjs-format=file`;
+    const first = await fetchBase("--name", "g", "--url", url, "--image-size", "8x8");
+    expect(first.code).toBe(0);
+    expect(first.err).toContain("this one is recorded");
+    const sha = JSON.parse(first.out).sha256;
+    expect(sha).toBe(await digestOf(path.join(dir, "served", "graph")));
+    // Shards are fetched relative to model.json with its query kept (TF Hub serves files so).
+    expect(server.requests).toEqual(["/graph/model.json?tfjs-format=file", "/graph/group1-shard1of2.bin?tfjs-format=file", "/graph/group1-shard2of2.bin?tfjs-format=file"]);
+    expect(JSON.parse(await fs.readFile(path.join(root, "g", sha, "base-model.json"), "utf8"))).toMatchObject({ format: "graph", input: { height: 8, width: 8 }, url });
+
+    server.requests.length = 0;
+    expect((await fetchBase("--name", "g", "--url", url)).err).toContain("nothing to fetch");
+    expect(server.requests).toEqual([]);
+
+    // The published model changes: the recorded digest no longer matches.
+    const copy = path.join(dir, "served", "graph2");
+    await fs.cp(path.join(dir, "served", "graph"), copy, { recursive: true });
+    await fs.appendFile(path.join(copy, "group1-shard2of2.bin"), new Uint8Array(4));
+    await fs.rm(path.join(root, "g", sha), { recursive: true });
+    const changed = await fetchBase("--name", "g", "--url", `${origin}/graph2/model.json`);
+    expect(changed.code).toBe(1);
+    expect(changed.err).toMatch(/but the digest recorded by the first fetch .* is [0-9a-f]{64}; nothing was cached\. The published model changed: pass --sha256 [0-9a-f]{64} to accept it/);
+    expect(await cacheFiles("g")).toEqual(["current"]);
+  });
+
+  it("a digest mismatch is an error and leaves nothing in the cache", async () => {
+    const wrong = "0".repeat(64);
+    const r = await fetchBase("--name", "tiny", "--url", `${origin}/layers/model.json`, "--sha256", wrong);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(new RegExp(`content sha256 is [0-9a-f]{64}, but --sha256 is ${wrong}; nothing was cached`));
+    expect(await cacheFiles("tiny")).toEqual([]);
+    const again = await fetchBase("--name", "tiny", "--url", `${origin}/layers/model.json`, "--sha256", "xyz");
+    expect(again.code).toBe(2);
+    expect(again.err).toContain("--sha256 must be 64 hex digits");
+  });
+
+  it("an interrupted download (the server closes mid-body) leaves no cache entry", async () => {
+    server.truncate.add("/graph/group1-shard2of2.bin");
+    const r = await fetchBase("--name", "g", "--url", `${origin}/graph/model.json`, "--image-size", "8x8");
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/group1-shard2of2\.bin: download interrupted after \d+ bytes of 48|got \d+ bytes, Content-Length said 48/);
+    expect(await cacheFiles("g")).toEqual([]);
+    // A missing file is an error too, naming the URL.
+    const missing = await fetchBase("--name", "g", "--url", `${origin}/nothing/model.json`);
+    expect(missing.code).toBe(1);
+    expect(missing.err).toContain(`GET ${origin}/nothing/model.json: HTTP 404`);
+    expect(await cacheFiles("g")).toEqual([]);
+  });
+
+  it("reports bytes and total at a bounded rate", async () => {
+    const lines: string[] = [];
+    let t = 0;
+    await fetchBaseModel({
+      name: "g", url: `${origin}/graph/model.json`, root, log: (l) => lines.push(l), progressEveryMs: 1000,
+      now: () => (t += 600), // each chunk "takes" 0.6 s: a line every other chunk at most
+    });
+    const progress = lines.filter((l) => / of /.test(l));
+    const jsonBytes = (await fs.stat(path.join(dir, "served", "graph", "model.json"))).size;
+    // One line: after model.json and the first shard (8 bytes of int32 axes); 48 bytes of weights to go.
+    expect(progress).toHaveLength(1);
+    expect(progress[0]).toMatch(/^g: .* at .*B\/s, group1-shard1of2\.bin$/);
+    expect(progress[0]!.startsWith(`g: ${formatBytes(jsonBytes + 8)} of ${formatBytes(jsonBytes + 56)} (`)).toBe(true);
+  });
+
+  it("rejects unknown catalogue names, a --url without --name, and weight paths leaving the entry", async () => {
+    expect((await fetchBase("--name", "nope")).err).toContain('unknown base model "nope"; catalogue: inception-v3, mobilenet-v2');
+    expect((await fetchBase("--url", `${origin}/layers/model.json`)).err).toContain("--url needs --name");
+    expect((await fetchBase("--name", "inception-v3", "--url", `${origin}/layers/model.json`)).err).toContain("is a catalogue model");
+    expect(() => weightPaths("m", { weightsManifest: [{ paths: ["../evil.bin"] }] })).toThrow(/not a plain relative file name/);
+    expect(siblingUrl("https://h/a/b/model.json?tfjs-format=file", "group1-shard1of2.bin")).toBe("https://h/a/b/group1-shard1of2.bin?tfjs-format=file");
+    const list = await fetchBase("--list");
+    expect(list.out.trim().split("\n").map((l) => JSON.parse(l).name)).toEqual(["inception-v3", "mobilenet-v2", "mobilenet-v1-0.25"]);
+  });
+
+  it("retrain takes a fetched Graph base by name, end to end, and the server loads the result", async () => {
+    await writeColourImages(path.join(dir, "images"), 12);
+    const fetched = await fetchBase("--name", "hub-like", "--url", `${origin}/graph/model.json`, "--image-size", "8x8");
+    expect(fetched.code).toBe(0);
+    const models = path.join(dir, "models-graph");
+    const c = captureIo();
+    const code = await main(
+      ["retrain", "--images", path.join(dir, "images"), "--base-model", "hub-like", "--base-models", root, "--model-base", models, "--name", "colours",
+        "--cache-dir", path.join(dir, "bottlenecks"), "--steps", "150", "--learning-rate", "0.1", "--batch-size", "8", "--hidden-units", "6",
+        "--validation-percent", "0", "--test-percent", "25", "--progress", "none"],
+      c.io,
+    );
+    expect(c.stderr()).toMatch(/cut at feature_vector → features \[4\], input 8×8×3/);
+    expect(code).toBe(0);
+    const out = JSON.parse(c.stdout());
+    expect(out.labels).toEqual(["blue", "green", "red"]);
+    expect(out.metrics.testAccuracy).toBeGreaterThanOrEqual(0.9);
+    const meta = parseMetadata("m", JSON.parse(await fs.readFile(path.join(out.dir, "metadata.json"), "utf8")));
+    expect(meta.modelType).toBe("graph");
+    expect(meta.training?.baseModel).toBe(JSON.parse(fetched.out).dir);
+
+    // The model server's own loader: one red, one blue image, classified by the combined graph.
+    const servable = await loadServable(tf, new LocalStorage(path.join(models, "colours")), "colours", out.version);
+    try {
+      const px = new Float32Array(2 * 8 * 8 * 3);
+      for (let i = 0; i < 64; i++) {
+        px.set([0.9, 0.1, 0.1], i * 3);
+        px.set([0.1, 0.1, 0.9], 192 + i * 3);
+      }
+      const y = await servable.run("", { images: { dtype: "float32", shape: [2, 8, 8, 3], values: px } });
+      const p = y.probabilities!.values as Float32Array;
+      expect(y.probabilities!.shape).toEqual([2, 3]);
+      expect(p[2]!).toBeGreaterThan(0.5); // red
+      expect(p[3]!).toBeGreaterThan(0.5); // blue
+    } finally {
+      servable.dispose();
+    }
+  });
+
+  it("retrain takes a fetched Layers base by name (bottleneck: the input of its last layer), and extraction leaks no tensors", async () => {
+    await writeColourImages(path.join(dir, "images"), 12);
+    const fetched = await fetchBase("--name", "small", "--url", `${origin}/layers/model.json`);
+    expect(fetched.code).toBe(0);
+    const baseDir = JSON.parse(fetched.out).dir as string;
+    const before = tf.memory().numTensors;
+    const base = await loadBaseModel(baseDir);
+    const files = (await list(path.join(dir, "images", "red"))).map((f) => path.join(dir, "images", "red", f));
+    const bn = await bottlenecks(files, base, path.join(dir, "bn-layers"));
+    expect(bn.features[0]!.length).toBe(6);
+    expect(base.bottleneckLayer).toBe("features");
+    base.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+
+    const c = captureIo();
+    const code = await main(
+      ["retrain", "--images", path.join(dir, "images"), "--base-model", "small", "--base-models", root, "--model-base", path.join(dir, "models-layers"),
+        "--name", "colours", "--cache-dir", path.join(dir, "bottlenecks"), "--steps", "20", "--validation-percent", "0", "--test-percent", "25", "--progress", "none"],
+      c.io,
+    );
+    expect(c.stderr()).toContain(`base ${baseDir}`);
+    expect(code).toBe(0);
+    expect(parseMetadata("m", JSON.parse(await fs.readFile(path.join(JSON.parse(c.stdout()).dir, "metadata.json"), "utf8"))).modelType).toBe("layers");
+
+    const unknown = captureIo();
+    expect(await main(["retrain", "--images", path.join(dir, "images"), "--base-model", "never-fetched", "--base-models", root, "--model-base", dir], unknown.io)).toBe(2);
+    expect(unknown.stderr()).toContain("fetch it first: mlp fetch-base --name never-fetched");
+  });
+});
