@@ -140,10 +140,10 @@ describe("mlp evaluate on IDX data", () => {
   });
 
   it("bad usage exits 2", async () => {
-    expect((await evaluate(["--model", trained.dir, "--data", data])).stderr).toContain("--gate is required");
+    expect((await evaluate(["--model", trained.dir, "--data", data])).stderr).toBe(`mlp evaluate: --gate is required: the minimum accuracy, e.g. 0.97\nRun 'mlp evaluate --help' for its flags.\n`);
     const r = await evaluate(["--model", trained.dir, "--data", data, "--gate", "97"]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain('--gate must be a number in [0, 1]; got "97"');
+    expect(r.stderr).toBe(`mlp evaluate: --gate must be a number in [0, 1]; got "97"\nRun 'mlp evaluate --help' for its flags.\n`);
   });
 });
 

@@ -170,7 +170,9 @@ describe("mlp publish to a local model base", () => {
     const r = await publish(["--from", staged, "--model-base", dir, "--name", "../evil"]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('--name must match');
-    expect((await publish(["--from", staged, "--name", "x"])).stderr).toContain("--model-base is required");
+    expect((await publish(["--from", staged, "--name", "x"])).stderr).toBe(
+      "mlp publish: --model-base is required: root of published models; a missing directory is created\nRun 'mlp publish --help' for its flags.\n",
+    );
   });
 });
 

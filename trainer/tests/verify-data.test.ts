@@ -138,7 +138,10 @@ describe("mlp verify-data on IDX files", () => {
     expect((await verify([])).code).toBe(2);
     const r = await verify(["--data", dir, "--kind", "csv"]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain('--kind must be one of idx, images, auto; got "csv"');
+    expect(r.stderr).toBe(`mlp verify-data: --kind must be one of idx, images, auto; got "csv"\nRun 'mlp verify-data --help' for its flags.\n`);
+    const t = await verify(["--data", dir, "--validation-percent", "60", "--test-percent", "40"]);
+    expect(t.code).toBe(2);
+    expect(t.stderr).toBe(`mlp verify-data: --validation-percent plus --test-percent must leave room for training (< 100); got 60 + 40\nRun 'mlp verify-data --help' for its flags.\n`);
   });
 });
 
