@@ -415,6 +415,13 @@ const ingressSchema = z
       })
       .strict()
       .optional(),
+    /** Grafana (observability.mode kube-prometheus-stack); it has its own login (generated admin credentials). */
+    grafana: z.object({ host: hostname, tlsSecretName: z.string().min(1).optional() }).strict().optional(),
+    /** Prometheus (observability.mode kube-prometheus-stack) has no login: authUrl is required, as for TensorBoard. */
+    prometheus: z
+      .object({ host: hostname, tlsSecretName: z.string().min(1).optional(), authUrl: z.string().url(), authSignIn: z.string().url().optional() })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -577,6 +584,57 @@ const gpuSharingSchema = z
   })
   .strict();
 
+const chartOverrides = {
+  /** Helm repository; default the pin in components/versions.ts. */
+  repository: z.string().min(1).optional(),
+  /** Chart version; default the pin in components/versions.ts. */
+  version: z.string().min(1).optional(),
+  /** A local chart archive or directory instead of the Helm repository; repository and version are then ignored. */
+  chart: z.string().min(1).optional(),
+};
+
+/** Where metrics go, per cluster kind; `auto` picks the cloud's managed service. */
+export const OBSERVABILITY_MODES = ["auto", "kube-prometheus-stack", "gke-managed", "azure-managed"] as const;
+export type ObservabilityMode = Exclude<(typeof OBSERVABILITY_MODES)[number], "auto">;
+
+/** `auto` → GKE: gke-managed, AKS: azure-managed, existing: kube-prometheus-stack. */
+export function observabilityMode(mode: (typeof OBSERVABILITY_MODES)[number], provider: "aks" | "gke" | "existing"): ObservabilityMode {
+  if (mode !== "auto") return mode;
+  return provider === "gke" ? "gke-managed" : provider === "aks" ? "azure-managed" : "kube-prometheus-stack";
+}
+
+const observabilitySchema = z
+  .object({
+    /** Metrics stack, scrape targets, dashboards and alerts. */
+    enabled: z.boolean().default(true),
+    /** See {@link observabilityMode}. */
+    mode: z.enum(OBSERVABILITY_MODES).default("auto"),
+    /** kube-prometheus-stack chart source. */
+    ...chartOverrides,
+    /** Namespace of the in-cluster stack and the DCGM exporter. */
+    namespace: dnsLabel.default("monitoring"),
+    /** kube-prometheus-stack: how long Prometheus keeps samples. */
+    retention: z.string().regex(/^[1-9]\d*(h|d|w)$/, "must be a Prometheus retention such as 36h, 15d or 4w").default("15d"),
+    /** kube-prometheus-stack: Prometheus volume size; default none (an emptyDir: samples go with the pod). */
+    storageSize: quantity.optional(),
+    /** NVIDIA DCGM exporter (GPU metrics). `auto`: AKS, and existing clusters with gpu nvidia (GKE collects DCGM metrics itself). */
+    dcgm: z
+      .object({ install: z.enum(["auto", "always", "never"]).default("auto"), ...chartOverrides })
+      .strict()
+      .prefault({}),
+    /** Alert thresholds. */
+    alerts: z
+      .object({
+        servingErrorRatio: z.number().gt(0).max(1).default(0.05),
+        servingP99Seconds: z.number().positive().default(0.5),
+        trainingStallMinutes: z.number().int().min(1).default(15),
+        gpuIdlePercent: z.number().min(0).max(100).default(10),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
 /** Keys in the `mlplatform` namespace, their schema, and whether a stack must set them. */
 const keys = {
   cluster: clusterSchema,
@@ -607,6 +665,7 @@ const keys = {
     targetInflightRequestsPerReplica: 8,
   })),
   pipeline: pipelineSchema.default({ enabled: true, sweepParallelism: 4 }),
+  observability: observabilitySchema.prefault({}),
   teams: teamsSchema.default([]),
   kueue: kueueSchema.default({ cohort: "mlplatform" }),
   gpuSharing: gpuSharingSchema.default({ strategy: "none", maxSharedClientsPerGpu: 4 }),
@@ -680,6 +739,27 @@ const configSchema = z
       });
     }
     teamProblems(c, ctx);
+    const obs = c.observability;
+    const needs: Partial<Record<ObservabilityMode, string>> = { "gke-managed": "gke", "azure-managed": "aks" };
+    const need = needs[observabilityMode(obs.mode, c.cluster.provider)];
+    if (obs.enabled && need && need !== c.cluster.provider) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["observability", "mode"],
+        message: `needs cluster.provider "${need}" (this stack's is "${c.cluster.provider}"); use "kube-prometheus-stack" or "auto"`,
+        input: obs.mode,
+      });
+    }
+    for (const ui of ["grafana", "prometheus"] as const) {
+      if (c.ingress[ui] && !(obs.enabled && observabilityMode(obs.mode, c.cluster.provider) === "kube-prometheus-stack")) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["ingress", ui],
+          message: `exposes the in-cluster ${ui}, which only observability.mode "kube-prometheus-stack" (enabled) runs; remove it or set that mode`,
+          input: c.ingress[ui],
+        });
+      }
+    }
     if (c.cluster.provider === "gke" && c.devicePlugin.install === "always") {
       ctx.addIssue({
         code: "custom",
@@ -739,6 +819,7 @@ export type ObjectStoreConfig = PlatformConfig["objectStore"];
 export type SharedStorageConfig = PlatformConfig["sharedStorage"];
 export type KubeflowConfig = PlatformConfig["kubeflow"];
 export type IngressConfig = PlatformConfig["ingress"];
+export type ObservabilityConfig = PlatformConfig["observability"];
 export type ClusterConfig = PlatformConfig["cluster"];
 export type AksClusterConfig = Extract<ClusterConfig, { provider: "aks" }>;
 export type GkeClusterConfig = Extract<ClusterConfig, { provider: "gke" }>;

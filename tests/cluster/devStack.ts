@@ -125,6 +125,9 @@ export function prepareDevStack(local: Record<string, string>, work: string): De
   dev.config["mlplatform:objectStore"] = { image: img.minio, clientImage: img.mc, storageSize: "1Gi" };
   dev.config["mlplatform:sharedStorage"] = { backend: "hostPath", hostPath: path.join(volumes, "shared"), size: "10Gi" };
   dev.config["mlplatform:trainerImage"] = { image: img["trainer-cpu"] };
+  // The metrics stack (on by default) needs Prometheus, Grafana and exporter images this node
+  // does not have yet; running it here is the open part of issue 17.
+  dev.config["mlplatform:observability"] = { enabled: false };
   fs.writeFileSync(devFile, YAML.stringify(dev));
   const cli = new PulumiCli(work);
   return { work, platformDir, cli, kube: new Kube(kubeconfig), kubeconfig, volumes };

@@ -250,5 +250,7 @@ export function useOfflineDevStack(platformDir: string, kubeconfigPath: string):
   };
   // The pipelines need Argo; their templates meet the API server in crds.test.ts instead.
   dev.config["mlplatform:pipeline"] = { enabled: false };
+  // kube-prometheus-stack is a Helm chart too (its objects are checked under mocks and by schema).
+  dev.config["mlplatform:observability"] = { enabled: false };
   fs.writeFileSync(devFile, YAML.stringify(dev));
 }
