@@ -19,6 +19,7 @@ import { createReducer, DEFAULT_DISTRIBUTED, DISTRIBUTED_FLAGS, DISTRIBUTED_USAG
 import type { ProgressMode } from "../train/progress";
 import { parseTfConfig, replicaName } from "../train/tfconfig";
 import { tensorBoardSinks } from "../train/summaries";
+import { METRICS_FLAGS, METRICS_USAGE, parseMetricsPort, replicaLabel, startTrainingMetrics, type StepObserver } from "../train/metrics-server";
 import { tf } from "../tf";
 import { choiceFlag, floatFlag, intFlag, parseFlags } from "../util/args";
 import { writeFileAtomic } from "../util/fs";
@@ -50,6 +51,8 @@ export interface RetrainOptions {
   readonly progress: ProgressMode;
   /** Timeouts and PS mode of a distributed run (TF_CONFIG). Default {@link DEFAULT_DISTRIBUTED}. */
   readonly distributed?: DistributedOptions;
+  /** Told about every step (the metrics server of `--metrics-port`). */
+  readonly observer?: StepObserver;
 }
 
 export interface RetrainResult {
@@ -129,6 +132,7 @@ export async function retrain(opts: RetrainOptions, io: CommandIo): Promise<Retr
       seed: opts.seed,
       summaries,
       progress: { out: io.stderr, mode: opts.progress },
+      observer: opts.observer,
     });
     const metrics: Record<string, number> = { trainLoss: trained.loss, trainAccuracy: trained.accuracy };
     if (!isChief) {
@@ -241,6 +245,8 @@ softmax head is trained on those features. Base and head are published together 
   --model-base <dir>         (required)      --name <name>       (default retrained)
   --logdir <dir>  --min-accuracy <f>  --result-file <file>  --progress auto|bar|lines|none
 
+${METRICS_USAGE}
+
 ${DISTRIBUTED_USAGE}
   --batch-size is per training replica; every replica computes (or reads from --cache-dir)
   the bottlenecks of all images.
@@ -275,6 +281,7 @@ export const command: Command = {
       "min-accuracy": { type: "string" },
       "result-file": { type: "string" },
       progress: { type: "string" },
+      ...METRICS_FLAGS,
       ...DISTRIBUTED_FLAGS,
     });
     const distributed = parseDistributedFlags(f);
@@ -291,6 +298,8 @@ export const command: Command = {
       }
       range = [parts[0]!, parts[1]!];
     }
+    const name = f.name ?? "retrained";
+    const metrics = await startTrainingMetrics(parseMetricsPort(f["metrics-port"], io.env), { replica: replicaLabel(parseTfConfig(io.env.TF_CONFIG)), model: name }, (m) => io.stderr.write(`${m}\n`));
     const result = await retrain(
       {
         images: f.images!,
@@ -300,7 +309,7 @@ export const command: Command = {
         range,
         cacheDir: f["cache-dir"] ?? defaultCacheDir(io.env),
         modelBase: f["model-base"]!,
-        name: f.name ?? "retrained",
+        name,
         steps: intFlag("steps", f.steps, 1),
         epochs: floatFlag("epochs", f.epochs, 0.001),
         batchSize: intFlag("batch-size", f["batch-size"], 1, 65536) ?? 32,
@@ -315,9 +324,10 @@ export const command: Command = {
         resultFile: f["result-file"],
         progress: choiceFlag("progress", f.progress, ["auto", "bar", "lines", "none"] as const, "auto"),
         distributed,
+        observer: metrics.observer,
       },
       io,
-    );
+    ).finally(() => metrics.close());
     io.stdout.write(`${JSON.stringify({ version: result.version, dir: result.dir, replica: result.replica, metrics: result.metrics, labels: result.labels })}\n`);
     return 0;
   },

@@ -17,6 +17,7 @@ import { tensorBoardSinks } from "../train/summaries";
 import { parseTfConfig, replicaName } from "../train/tfconfig";
 import { createReducer, DEFAULT_DISTRIBUTED, DISTRIBUTED_FLAGS, DISTRIBUTED_USAGE, parseDistributedFlags, servedAsParameterServer, type DistributedOptions } from "../distributed";
 import { readPublishedRecord, writePublishedRecord } from "../train/published";
+import { METRICS_FLAGS, METRICS_USAGE, parseMetricsPort, replicaLabel, startTrainingMetrics, type StepObserver } from "../train/metrics-server";
 import { tf } from "../tf";
 import { writeFileAtomic } from "../util/fs";
 import { choiceFlag, floatFlag, intFlag, parseFlags } from "../util/args";
@@ -56,6 +57,8 @@ export interface TrainMnistOptions {
   readonly distributed?: DistributedOptions;
   /** Publish a new version even when the checkpoint says this run already finished and published. */
   readonly publishAgain?: boolean;
+  /** Told about every step (the metrics server of `--metrics-port`). */
+  readonly observer?: StepObserver;
 }
 
 export interface TrainMnistResult {
@@ -156,6 +159,7 @@ export async function trainMnist(opts: TrainMnistOptions, io: CommandIo): Promis
       },
       progress: { out: io.stderr, mode: opts.progress },
       crashAfterStep: opts.crashAfterStep,
+      observer: opts.observer,
     });
     if (!isChief) {
       say(`${replica}: ${steps} steps done; the chief evaluates and publishes`);
@@ -280,6 +284,8 @@ Output
   --publish-again            resuming a run that already finished and published: publish
                              another version (default: say so and publish nothing)
 
+${METRICS_USAGE}
+
 ${DISTRIBUTED_USAGE}
   --batch-size is per training replica: a step trains on batch-size × replicas examples.
 
@@ -317,6 +323,7 @@ export const command: Command = {
       "result-file": { type: "string" },
       progress: { type: "string" },
       "publish-again": { type: "boolean" },
+      ...METRICS_FLAGS,
       ...DISTRIBUTED_FLAGS,
     });
     if (!f.data) throw new UsageError("mlp train-mnist: --data is required (a directory or s3://bucket/prefix)");
@@ -328,11 +335,13 @@ export const command: Command = {
     if (labels && (labels.length < 2 || labels.some((l) => l === ""))) {
       throw new UsageError(`--labels must list at least two non-empty class names; got ${JSON.stringify(f.labels)}`);
     }
+    const name = f.name ?? "mnist";
+    const metrics = await startTrainingMetrics(parseMetricsPort(f["metrics-port"], io.env), { replica: replicaLabel(parseTfConfig(io.env.TF_CONFIG)), model: name }, (m) => io.stderr.write(`${m}\n`));
     const result = await trainMnist(
       {
         data: f.data,
         modelBase: f["model-base"],
-        name: f.name ?? "mnist",
+        name,
         trainPrefix: f["train-prefix"],
         testPrefix: f["test-prefix"] === "none" ? null : f["test-prefix"],
         maxTrainExamples: intFlag("max-train-examples", f["max-train-examples"], 1),
@@ -355,9 +364,10 @@ export const command: Command = {
         progress: choiceFlag("progress", f.progress, ["auto", "bar", "lines", "none"] as const, "auto"),
         publishAgain: f["publish-again"] === true,
         distributed,
+        observer: metrics.observer,
       },
       io,
-    );
+    ).finally(() => metrics.close());
     io.stdout.write(`${JSON.stringify({ version: result.version, dir: result.dir, published: result.published, replica: result.replica, metrics: result.metrics })}\n`);
     return 0;
   },

@@ -6,6 +6,7 @@ import { BatchIterator } from "../data/batches";
 import { TrainingError } from "../errors";
 import { Progress, type ProgressMode, type ProgressStream } from "../train/progress";
 import type { ScalarSink } from "../train/summaries";
+import type { StepObserver } from "../train/metrics-server";
 import { reducedStep } from "../train/loop";
 import type { Reducer } from "../train/reducer";
 import { createTrainStep } from "../train/step";
@@ -108,6 +109,8 @@ export interface HeadTrainOptions {
   readonly reducer?: Reducer;
   /** Settings that must agree across replicas (checked when they join). */
   readonly config?: Readonly<Record<string, unknown>>;
+  /** Told about every finished step (the metrics server, `../train/metrics-server.ts`). */
+  readonly observer?: StepObserver;
 }
 
 /** Trains `head` on `set` with Adam; returns the mean loss and accuracy of the last 20 steps. */
@@ -133,6 +136,7 @@ export async function trainHead(
       opts.progress?.out.write(`${reducer.description}: global batch ${globalBatch} (${opts.batchSize} per replica)\n`);
     }
     for (let step = 1; step <= opts.steps; step++) {
+      const s0 = performance.now();
       const idx = batches.next();
       let l: number;
       let a: number;
@@ -155,6 +159,7 @@ export async function trainHead(
         summaries.train.scalar("learning_rate", opts.learningRate, step);
       }
       progress?.update({ step, loss: l, accuracy: a });
+      opts.observer?.step({ step, totalSteps: opts.steps, loss: l, accuracy: a, seconds: (performance.now() - s0) / 1000, examples: idx.length / (reducer?.replicas ?? 1) });
     }
     await reducer?.finish();
   } catch (e) {

@@ -13,6 +13,7 @@ import { createTrainStep, type LocalGradients, type StepKind, type TrainStep } f
 import { shardOf, type Reducer, type ReducerStats } from "./reducer";
 import { Progress, type ProgressMode, type ProgressStream } from "./progress";
 import type { ScalarSink } from "./summaries";
+import type { StepObserver } from "./metrics-server";
 
 export interface TrainOptions {
   /** Uncompiled model: input `[b, h, w, 1]`, softmax output `[b, numClasses]`. */
@@ -47,6 +48,8 @@ export interface TrainOptions {
    * take the chief's state at the start. Without it, the fused local step runs.
    */
   readonly reducer?: Reducer;
+  /** Told about every finished step (the metrics server, `./metrics-server.ts`). */
+  readonly observer?: StepObserver;
 }
 
 export interface EvalResult {
@@ -171,6 +174,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
 
   try {
     while (step < steps) {
+      const s0 = performance.now();
       const indices = batches.next();
       let lossValue: number;
       let accValue: number;
@@ -196,6 +200,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
         opts.summaries.train.scalar("learning_rate", opts.learningRate, step);
       }
       progress?.update({ step, loss: lossValue, accuracy: accValue });
+      opts.observer?.step({ step, totalSteps: steps, loss: lossValue, accuracy: accValue, seconds: (performance.now() - s0) / 1000, examples: indices.length / replicas });
       if (opts.evalEvery && step % opts.evalEvery === 0 && step < steps) validate();
       if (opts.checkpoint && (step % opts.checkpoint.every === 0 || step === steps)) await checkpointNow();
       if (opts.crashAfterStep !== undefined && step >= opts.crashAfterStep) throw new SimulatedCrash(`simulated crash after step ${step}`);
