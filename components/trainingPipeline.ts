@@ -16,11 +16,13 @@ import {
   predictArgs,
   publishArgs,
   retrainArgs,
+  fetchBaseArgs,
   runDirs as runDirsOf,
   stagedVersion,
   trainMnistArgs,
   verifyDataArgs,
 } from "../trainer/src/pipeline/steps";
+import { BASE_MODELS, DEFAULT_BASE_MODEL } from "../trainer/src/retrain/base-catalogue";
 import { tfJobStepTemplate } from "./argoWorkflows";
 import type { Placement } from "./cluster";
 import { PLATFORM_LABELS } from "./namespaces";
@@ -202,6 +204,8 @@ function pipelineTemplate(
     name: string;
     parameters: { name: string; value: string; description: string }[];
     verifyArgs: string[];
+    /** `mlp fetch-base` before training (the retrain pipeline's base model); none by default. */
+    fetchBaseArgs?: string[];
     trainArgs: string[];
     evaluateArgs: string[];
     smokeArgs: string[];
@@ -232,7 +236,8 @@ function pipelineTemplate(
             tasks: [
               { name: "verify-data", template: "verify-data" },
               { name: "tensorboard", template: "tensorboard", dependencies: ["verify-data"] },
-              { name: "train", template: "train", dependencies: ["verify-data"] },
+              ...(o.fetchBaseArgs ? [{ name: "fetch-base", template: "fetch-base" }] : []),
+              { name: "train", template: "train", dependencies: ["verify-data", ...(o.fetchBaseArgs ? ["fetch-base"] : [])] },
               { name: "evaluate", template: "evaluate", dependencies: ["train"] },
               { name: "publish", template: "publish", dependencies: ["evaluate"] },
               { name: "smoke-test", template: "smoke-test", dependencies: ["publish"] },
@@ -240,6 +245,8 @@ function pipelineTemplate(
           },
         },
         mlpStep("verify-data", ctx, o.verifyArgs),
+        // Downloads only on the first run (cached on the shared volume by name and digest).
+        ...(o.fetchBaseArgs ? [mlpStep("fetch-base", ctx, o.fetchBaseArgs)] : []),
         ...tensorBoardSteps(ctx),
         trainStep(ctx, o.trainArgs),
         // Exit code 3 below the gate: the DAG stops here and nothing is published.
@@ -317,6 +324,9 @@ export function mnistPipelineTemplate(ctx: PipelineContext): Record<string, any>
   });
 }
 
+/** Where `mlp fetch-base` caches base models: on the shared volume, so every run and replica sees them. */
+const BASE_MODELS_DIR = `${SHARED_MOUNT_PATH}/base-models`;
+
 /** Image retraining (the Inception retraining walkthrough). */
 export function retrainPipelineTemplate(ctx: PipelineContext): Record<string, any> {
   const staged = stagedVersion(runDirs.staging, workflowParam("model-name"));
@@ -325,7 +335,11 @@ export function retrainPipelineTemplate(ctx: PipelineContext): Record<string, an
     parameters: [
       // retrain reads a local folder: the shared volume (upload there from a notebook or a Job).
       { name: "images", value: `${SHARED_MOUNT_PATH}/datasets/images`, description: "one folder of images per label, on the shared volume" },
-      { name: "base-model", value: `${SHARED_MOUNT_PATH}/base-models/mobilenet`, description: "tfjs base model directory" },
+      {
+        name: "base-model",
+        value: DEFAULT_BASE_MODEL,
+        description: `base model fetched into ${BASE_MODELS_DIR} before training: ${BASE_MODELS.map((m) => m.name).join(", ")} (mlp fetch-base --help)`,
+      },
       { name: "model-name", value: "images", description: "name the model is published and served under" },
       { name: "steps", value: "500", description: "training steps of the new head" },
       { name: "learning-rate", value: "0.01", description: "learning rate of the new head" },
@@ -334,9 +348,11 @@ export function retrainPipelineTemplate(ctx: PipelineContext): Record<string, an
       { name: "smoke-image", value: `${SHARED_MOUNT_PATH}/datasets/smoke.jpg`, description: "an image the smoke test classifies" },
     ],
     verifyArgs: verifyDataArgs({ data: workflowParam("images"), kind: "images" }),
+    fetchBaseArgs: fetchBaseArgs({ name: workflowParam("base-model"), baseModels: BASE_MODELS_DIR }),
     trainArgs: retrainArgs({
       images: workflowParam("images"),
       baseModel: workflowParam("base-model"),
+      baseModels: BASE_MODELS_DIR,
       steps: workflowParam("steps"),
       learningRate: workflowParam("learning-rate"),
       batchSize: workflowParam("batch-size"),

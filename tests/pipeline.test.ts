@@ -288,12 +288,24 @@ describe("every pipeline step's command line passes the real mlp parser", () => 
     expect(r.stderr, inv.where).not.toMatch(/see mlp \S+ --help|Unknown option|is required/);
   }
 
-  it("the MNIST and retrain templates: verify-data, every TFJob replica, evaluate, publish, smoke test", async () => {
+  it("the MNIST and retrain templates: verify-data, fetch-base (retrain), every TFJob replica, evaluate, publish, smoke test", async () => {
+    // The default base model already fetched onto the shared volume: fetch-base must find it
+    // there and not go to the network.
+    const retrain = retrainPipelineTemplate(ctx);
+    const baseName = defaults(retrain)["base-model"]!;
+    const sha = "cd".repeat(32);
+    const entry = path.join(shared, "base-models", baseName, sha);
+    fs.mkdirSync(entry, { recursive: true });
+    fs.writeFileSync(path.join(entry, "model.json"), "{}");
+    fs.writeFileSync(path.join(entry, "base-model.json"), "{}");
+    fs.writeFileSync(path.join(shared, "base-models", baseName, "current"), `${sha}\n`);
+
     const seen: string[] = [];
-    for (const t of [mnistPipelineTemplate(ctx), retrainPipelineTemplate(ctx)]) {
+    for (const t of [mnistPipelineTemplate(ctx), retrain]) {
       const all = invocations(t, defaults(t));
+      const fetchBase = t === retrain ? ["fetch-base"] : [];
       expect(all.map((i) => i.where.replace(/^[^/]+\//, "")), t.metadata.name).toEqual([
-        "verify-data", "train (Chief)", "train (Worker)", "train (PS)", "evaluate", "publish", "smoke-test",
+        "verify-data", ...fetchBase, "train (Chief)", "train (Worker)", "train (PS)", "evaluate", "publish", "smoke-test",
       ]);
       for (const inv of all) {
         await expectParsed(inv);
@@ -302,6 +314,12 @@ describe("every pipeline step's command line passes the real mlp parser", () => 
     }
     expect(seen).toContain("mnist-pipeline train-mnist");
     expect(seen).toContain("retrain-pipeline retrain");
+    const fetch = invocations(retrain, defaults(retrain)).find((i) => i.args[0] === "fetch-base")!;
+    const r = await mlp(fetch.args);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(`base model ${baseName} sha256:${sha} is already in`);
+    const dag = retrain.spec.templates.find((x: any) => x.name === "pipeline").dag.tasks;
+    expect(dag.find((x: any) => x.name === "train").dependencies).toEqual(["verify-data", "fetch-base"]);
   });
 
   it("a bad argument is caught: the check is not a formality", async () => {

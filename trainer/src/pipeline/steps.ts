@@ -138,10 +138,22 @@ export function trainMnistArgs(o: {
   ]);
 }
 
+/** `mlp fetch-base`: a named base model into the cache on the shared volume (a no-op when cached). */
+export function fetchBaseArgs(o: { name: Value; baseModels: Value; sha256?: Value; resultFile?: Value }): string[] {
+  return commandLine("fetch-base", [
+    ["name", o.name],
+    ["sha256", o.sha256],
+    ["base-models", o.baseModels],
+    ["result-file", o.resultFile],
+  ]);
+}
+
 /** `mlp retrain`: a new head on a base model, exported into `modelBase` (the staging area). */
 export function retrainArgs(o: {
   images: Value;
+  /** A model directory, or a name fetched into `baseModels` by {@link fetchBaseArgs}. */
   baseModel: Value;
+  baseModels?: Value;
   steps: Value;
   learningRate?: Value;
   batchSize?: Value;
@@ -155,6 +167,7 @@ export function retrainArgs(o: {
   return commandLine("retrain", [
     ["images", o.images],
     ["base-model", o.baseModel],
+    ["base-models", o.baseModels],
     ["steps", o.steps],
     ["learning-rate", o.learningRate],
     ["batch-size", o.batchSize],
