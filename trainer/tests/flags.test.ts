@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { UsageError } from "../src/errors";
-import { commandUsage, defineFlags, flagsUsage, parseFlags } from "../src/util/flags";
+import { commandUsage, defineFlags, flagsUsage, givenFlags, parseFlags } from "../src/util/flags";
 import { closest, editDistance } from "../src/util/suggest";
 
 const TABLE = defineFlags({
@@ -42,6 +42,8 @@ describe("parseFlags", () => {
     expect(f).toEqual({ data: "d", name: "mnist", "batch-size": 64, dropout: undefined, progress: "auto", range: undefined, json: false });
     const g = parseFlags(TABLE, ["--data=d", "--batch-size", "8", "--dropout", "0.5", "--progress", "none", "--range", "-1,1", "--json", "--name", "x", "--name", "y"]);
     expect(g).toEqual({ data: "d", name: "y", "batch-size": 8, dropout: 0.5, progress: "none", range: [-1, 1], json: true });
+    expect([...givenFlags(f)]).toEqual(["data"]);
+    expect([...givenFlags(g)].sort()).toEqual(["batch-size", "data", "dropout", "json", "name", "progress", "range"]);
   });
 
   it("refuses bad input with a message naming the flag, the value and what is allowed", () => {

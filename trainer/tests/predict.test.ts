@@ -156,6 +156,28 @@ describe("mlp predict", () => {
     await expect(run(["--model", "mnist"], io)).rejects.toThrow("give exactly one of --image FILE or --idx FILE");
   });
 
+  it("checks its local input before it contacts the server", async () => {
+    // A port nothing listens on: reaching it would fail with a connection error instead.
+    const free = await new Promise<number>((resolve) => {
+      const s = net.createServer().listen(0, "127.0.0.1", () => {
+        const p = (s.address() as net.AddressInfo).port;
+        s.close(() => resolve(p));
+      });
+    });
+    const server = ["--server", `127.0.0.1:${free}`, "--model", "mnist"];
+    const { io } = capture();
+    const missing = path.join(dir, "nope.png");
+    await expect(run([...server, "--image", missing], io)).rejects.toThrow(`${missing}: cannot read: ENOENT`);
+    const notImage = path.join(dir, "not-an-image.png");
+    await fs.writeFile(notImage, "plain text");
+    await expect(run([...server, "--image", notImage], io)).rejects.toThrow(new RegExp(`^${notImage}: cannot read the image: `));
+    await expect(run([...server, "--idx", idxImages, "--index", "7"], io)).rejects.toThrow(`--index 7 is out of range: ${idxImages} holds 5 images (0..4)`);
+    await expect(run([...server, "--idx", idxImages, "--idx-labels", missing], io)).rejects.toThrow(`${missing}: cannot read: ENOENT`);
+    await expect(run([...server, "--image", notImage, "--index", "1"], io)).rejects.toThrow("--index goes with --idx");
+    // With a readable input the same command does reach for the server.
+    await expect(run([...server, "--idx", idxImages, "--deadline-ms", "3000"], io)).rejects.toThrow(new RegExp(`127\\.0\\.0\\.1:${free}`));
+  });
+
   it("gives up at the deadline", async () => {
     const addr = await start({ batching: { maxBatchSize: 64, batchTimeoutMicros: 2_000_000, maxQueuedRequests: 8 } });
     const { io } = capture();

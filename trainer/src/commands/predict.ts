@@ -9,49 +9,40 @@ import { openSource, readWithGzFallback } from "../data/source";
 import { UsageError } from "../errors";
 import { DEFAULT_SIGNATURE } from "../metadata";
 import { openClient, PredictError, type ModelChoice } from "../predict/client";
-import { imageInput, labelFromIdx, pixelsFromIdx, pixelsFromImage, toInputTensor, type Pixels } from "../predict/preprocess";
+import { imageInput, pixelsOf, readIdxInput, readImageInput, toInputTensor, type LocalInput, type Pixels } from "../predict/preprocess";
 import { asciiImage, formatTop, sideBySide, topK, type Scored } from "../predict/render";
-import { intFlag, parseFlags } from "../util/args";
+import { commandUsage, defineFlags, givenFlags, parseFlags, type FlagValues } from "../util/flags";
 import type { Command, CommandIo } from "./command";
 import * as grpc from "@grpc/grpc-js";
 
-const USAGE = `Usage: mlp predict --model NAME (--image FILE | --idx FILE --index N) [flags]
+export const PREDICT_FLAGS = defineFlags({
+  server: { kind: "string", arg: "HOST:PORT", help: "server address", defaultHelp: "localhost:8500, or localhost:8501 with --rest" },
+  rest: { kind: "boolean", help: "use the REST API instead of gRPC" },
+  model: { kind: "string", arg: "NAME", help: "model name", required: true },
+  version: { kind: "int", min: 1, arg: "N", help: "a specific version", defaultHelp: "the latest the server has" },
+  label: { kind: "string", arg: "L", help: "a version label, e.g. stable" },
+  signature: { kind: "string", arg: "S", default: DEFAULT_SIGNATURE, help: "signature name" },
+  image: { kind: "string", arg: "FILE", help: "an image (PNG, JPEG, WebP, ...): decoded, resized, normalised per the model's metadata" },
+  idx: {
+    kind: "string",
+    arg: "FILE",
+    help: "an IDX image file ([count, rows, cols] uint8, .gz allowed); like --image and --idx-labels, a local path or an s3://bucket/key URL",
+  },
+  index: { kind: "int", min: 0, arg: "N", default: 0, help: "which sample of --idx" },
+  "idx-labels": { kind: "string", arg: "FILE", help: "the matching IDX label file, to print the true label" },
+  invert: { kind: "boolean", help: "invert pixels (dark ink on light paper → MNIST style)" },
+  "top-k": { kind: "int", min: 1, arg: "K", default: 3, help: "how many labels to print" },
+  "deadline-ms": { kind: "int", min: 1, arg: "MS", default: 10_000, help: "give up after MS milliseconds" },
+  json: { kind: "boolean", help: "print the result as JSON" },
+});
 
-Sends one input to a TensorFlow-Serving-compatible server and prints the top labels.
+type PredictFlags = FlagValues<typeof PREDICT_FLAGS>;
 
-  --server HOST:PORT   server address (default localhost:8500, or localhost:8501 with --rest)
-  --rest               use the REST API instead of gRPC
-  --model NAME         model name
-  --version N          a specific version (default: the latest the server has)
-  --label L            a version label, e.g. stable
-  --signature S        signature name (default ${DEFAULT_SIGNATURE})
-  --image FILE         an image (PNG, JPEG, WebP, ...): decoded, resized, normalised per
-                       the model's metadata
-  --idx FILE           an IDX image file ([count, rows, cols] uint8, .gz allowed); like
-                       --image and --idx-labels, a local path or an s3://bucket/key URL
-  --index N            which sample of --idx (default 0)
-  --idx-labels FILE    the matching IDX label file, to print the true label
-  --invert             invert pixels (dark ink on light paper → MNIST style)
-  --top-k K            how many labels to print (default 3)
-  --deadline-ms MS     give up after MS milliseconds (default 10000)
-  --json               print the result as JSON`;
-
-const FLAGS = {
-  server: { type: "string" },
-  rest: { type: "boolean" },
-  model: { type: "string" },
-  version: { type: "string" },
-  label: { type: "string" },
-  signature: { type: "string" },
-  image: { type: "string" },
-  idx: { type: "string" },
-  index: { type: "string" },
-  "idx-labels": { type: "string" },
-  invert: { type: "boolean" },
-  "top-k": { type: "string" },
-  "deadline-ms": { type: "string" },
-  json: { type: "boolean" },
-} as const;
+const HELP = {
+  synopsis: "--model NAME (--image FILE | --idx FILE [--index N]) [flags]",
+  about: `Sends one input to a TensorFlow-Serving-compatible server and prints the top labels. The
+input is read and checked before the server is contacted.`,
+};
 
 export interface PredictResult {
   readonly model: string;
@@ -78,35 +69,31 @@ export async function localInput(pathOrUri: string, tmpDir: () => Promise<string
 
 /** Runs `mlp predict`; resolves to the exit code (errors are thrown as MlpErrors). */
 export async function run(args: string[], io: CommandIo = { stdout: process.stdout, stderr: process.stderr, env: process.env }): Promise<number> {
-  const f = parseFlags("predict", args, FLAGS);
-  if (!f.model) throw new UsageError("--model is required (see mlp predict --help)");
+  const f = parseFlags(PREDICT_FLAGS, args);
   if (!!f.image === !!f.idx) throw new UsageError("give exactly one of --image FILE or --idx FILE");
   if (f.version !== undefined && f.label !== undefined) throw new UsageError("give --version or --label, not both");
-  if (f.index !== undefined && !f.idx) throw new UsageError("--index goes with --idx");
+  if (givenFlags(f).has("index") && !f.idx) throw new UsageError("--index goes with --idx");
+  if (f["idx-labels"] && !f.idx) throw new UsageError("--idx-labels goes with --idx");
   const protocol = f.rest ? "rest" : "grpc";
   const server = f.server ?? (f.rest ? "localhost:8501" : "localhost:8500");
   let tmp: string | undefined;
   const tmpDir = async () => (tmp ??= await fs.mkdtemp(path.join(os.tmpdir(), "mlp-predict-")));
   try {
-    if (f.image) f.image = await localInput(f.image, tmpDir);
-    if (f.idx) f.idx = await localInput(f.idx, tmpDir);
-    if (f["idx-labels"]) f["idx-labels"] = await localInput(f["idx-labels"], tmpDir);
-    return await predictWith(f, protocol, server, io);
+    // The local input first: a missing file or a bad index is reported without a server.
+    const input: LocalInput = f.image
+      ? await readImageInput(await localInput(f.image, tmpDir))
+      : await readIdxInput(await localInput(f.idx!, tmpDir), f.index, f["idx-labels"] ? await localInput(f["idx-labels"], tmpDir) : undefined);
+    return await predictWith(f, input, protocol, server, io);
   } finally {
     if (tmp) await fs.rm(tmp, { recursive: true, force: true });
   }
 }
 
-async function predictWith(
-  f: ReturnType<typeof parseFlags<typeof FLAGS>>,
-  protocol: "grpc" | "rest",
-  server: string,
-  io: CommandIo,
-): Promise<number> {
-  const choice: ModelChoice = { name: f.model!, version: intFlag("version", f.version, 1), label: f.label };
-  const deadlineMs = intFlag("deadline-ms", f["deadline-ms"], 1) ?? 10_000;
-  const k = intFlag("top-k", f["top-k"], 1) ?? 3;
-  const signatureName = f.signature ?? DEFAULT_SIGNATURE;
+async function predictWith(f: PredictFlags, local: LocalInput, protocol: "grpc" | "rest", server: string, io: CommandIo): Promise<number> {
+  const choice: ModelChoice = { name: f.model, version: f.version, label: f.label };
+  const deadlineMs = f["deadline-ms"];
+  const k = f["top-k"];
+  const signatureName = f.signature;
   const client = openClient(protocol, server);
   try {
     const remote = await client.describe(choice, deadlineMs);
@@ -118,9 +105,8 @@ async function predictWith(
       );
     }
     const input = imageInput(signatureName, sig, remote.metadata?.preprocessing);
-    const index = intFlag("index", f.index, 0) ?? 0;
-    const px: Pixels = f.image ? await pixelsFromImage(f.image, input.preprocessing) : await pixelsFromIdx(f.idx!, index, input.preprocessing);
-    const tensor = toInputTensor(px, input, f.invert ?? false);
+    const px: Pixels = await pixelsOf(local, input.preprocessing);
+    const tensor = toInputTensor(px, input, f.invert);
     // Pin the version we described, so metadata and answer belong together.
     const answer = await client.predict({ name: remote.name, version: remote.version || choice.version, label: remote.version ? undefined : choice.label }, signatureName, { [input.inputName]: tensor }, deadlineMs);
     const outNames = Object.keys(answer.outputs);
@@ -132,7 +118,7 @@ async function predictWith(
       model: remote.name,
       version: answer.version || remote.version,
       top: topK(scores, labels && labels.length === scores.length ? labels : undefined, k),
-      trueLabel: f["idx-labels"] ? await labelFromIdx(f["idx-labels"], index).then((l) => labels?.[l] ?? String(l)) : undefined,
+      trueLabel: local.kind === "idx" && local.label !== undefined ? (labels?.[local.label] ?? String(local.label)) : undefined,
     };
     if (f.json) {
       io.stdout.write(`${JSON.stringify(result)}\n`);
@@ -153,7 +139,6 @@ async function predictWith(
 
 export const command: Command = {
   name: "predict",
-  summary: "classify an image or IDX sample with a model server (gRPC or REST) and print the top labels",
-  usage: USAGE,
+  usage: commandUsage("predict", PREDICT_FLAGS, HELP),
   run: (args, io) => run(args, io),
 };

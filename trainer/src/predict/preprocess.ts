@@ -54,9 +54,71 @@ export function imageInput(signatureName: string, sig: SignatureSpec, preprocess
   return { inputName, spec, preprocessing: p };
 }
 
+/**
+ * A local input, read and checked before any server is asked: an encoded image (its header
+ * readable by sharp) or one IDX sample (index in range) with its true label if a label file
+ * was given. Turned into pixels by {@link pixelsOf} once the model's size is known.
+ */
+export type LocalInput =
+  | { readonly kind: "image"; readonly file: string; readonly bytes: Buffer }
+  | { readonly kind: "idx"; readonly file: string; readonly rows: number; readonly cols: number; readonly grey: Uint8Array; readonly label?: number };
+
+/** Reads an image file and checks that sharp can decode its header. */
+export async function readImageInput(file: string): Promise<LocalInput> {
+  let bytes: Buffer;
+  try {
+    bytes = await fs.readFile(file);
+  } catch (e) {
+    throw new InputError(`${file}: cannot read: ${(e as Error).message}`);
+  }
+  try {
+    const meta = await sharp(bytes).metadata();
+    if (!meta.width || !meta.height) throw new Error("no image size in the header");
+  } catch (e) {
+    throw new InputError(`${file}: cannot read the image: ${(e as Error).message}`);
+  }
+  return { kind: "image", file, bytes };
+}
+
+/** Reads sample `index` of an IDX image file ([count, rows, cols] uint8, optionally gzipped), and its label from `labelsFile`. */
+export async function readIdxInput(file: string, index: number, labelsFile?: string): Promise<LocalInput> {
+  let buf: Buffer;
+  try {
+    buf = await fs.readFile(file);
+  } catch (e) {
+    throw new InputError(`${file}: cannot read: ${(e as Error).message}`);
+  }
+  const idx = parseIdx(buf, file);
+  if (idx.type !== "uint8" || idx.dims.length !== 3) {
+    throw new InputError(`${file}: expected images as [count, rows, cols] of uint8; got [${idx.dims.join(", ")}] of ${idx.type}`);
+  }
+  const [count, rows, cols] = idx.dims as [number, number, number];
+  if (!Number.isInteger(index) || index < 0 || index >= count) throw new InputError(`--index ${index} is out of range: ${file} holds ${count} images (0..${count - 1})`);
+  const grey = new Uint8Array((idx.data as Uint8Array).subarray(index * rows * cols, (index + 1) * rows * cols));
+  return { kind: "idx", file, rows, cols, grey, label: labelsFile === undefined ? undefined : await labelFromIdx(labelsFile, index) };
+}
+
+/** The input's pixels at the model's size and channels. */
+export async function pixelsOf(input: LocalInput, p: ImagePreprocessing): Promise<Pixels> {
+  if (input.kind === "image") return decodeImage(input.bytes, input.file, p);
+  let data = input.grey;
+  if (input.rows !== p.height || input.cols !== p.width) {
+    data = new Uint8Array(await sharp(Buffer.from(data), { raw: { width: input.cols, height: input.rows, channels: 1 } }).resize(p.width, p.height, { fit: "fill" }).raw().toBuffer());
+  }
+  if (p.channels === 3) {
+    const grey = data;
+    data = Uint8Array.from({ length: grey.length * 3 }, (_, i) => grey[Math.floor(i / 3)]!);
+  }
+  return { width: p.width, height: p.height, channels: p.channels, data };
+}
+
 /** Decodes any image sharp reads (PNG, JPEG, WebP, ...) and resizes it to the model's size. */
 export async function pixelsFromImage(file: string, p: ImagePreprocessing): Promise<Pixels> {
-  let pipeline = sharp(file).resize(p.width, p.height, { fit: "fill" });
+  return decodeImage(file, file, p);
+}
+
+async function decodeImage(source: string | Buffer, file: string, p: ImagePreprocessing): Promise<Pixels> {
+  let pipeline = sharp(source).resize(p.width, p.height, { fit: "fill" });
   pipeline = p.channels === 1 ? pipeline.greyscale() : pipeline.removeAlpha().toColourspace("srgb");
   let out: { data: Buffer; info: { channels: number } };
   try {
@@ -76,6 +138,11 @@ export async function pixelsFromImage(file: string, p: ImagePreprocessing): Prom
 
 /** One sample of an IDX image file ([count, rows, cols] uint8, optionally gzipped). */
 export async function pixelsFromIdx(file: string, index: number, p: ImagePreprocessing): Promise<Pixels> {
+  return pixelsOf(await readIdxInput(file, index), p);
+}
+
+/** The label stored for sample `index` in an IDX label file ([count] uint8). */
+export async function labelFromIdx(file: string, index: number): Promise<number> {
   let buf: Buffer;
   try {
     buf = await fs.readFile(file);
@@ -83,23 +150,6 @@ export async function pixelsFromIdx(file: string, index: number, p: ImagePreproc
     throw new InputError(`${file}: cannot read: ${(e as Error).message}`);
   }
   const idx = parseIdx(buf, file);
-  if (idx.type !== "uint8" || idx.dims.length !== 3) {
-    throw new InputError(`${file}: expected images as [count, rows, cols] of uint8; got [${idx.dims.join(", ")}] of ${idx.type}`);
-  }
-  const [count, rows, cols] = idx.dims as [number, number, number];
-  if (!Number.isInteger(index) || index < 0 || index >= count) throw new InputError(`--index ${index} is out of range: ${file} holds ${count} images (0..${count - 1})`);
-  const grey = (idx.data as Uint8Array).subarray(index * rows * cols, (index + 1) * rows * cols);
-  let data = new Uint8Array(grey);
-  if (rows !== p.height || cols !== p.width) {
-    data = new Uint8Array(await sharp(Buffer.from(grey), { raw: { width: cols, height: rows, channels: 1 } }).resize(p.width, p.height, { fit: "fill" }).raw().toBuffer());
-  }
-  if (p.channels === 3) data = Uint8Array.from({ length: data.length * 3 }, (_, i) => data[Math.floor(i / 3)]!);
-  return { width: p.width, height: p.height, channels: p.channels, data };
-}
-
-/** The label stored for sample `index` in an IDX label file ([count] uint8). */
-export async function labelFromIdx(file: string, index: number): Promise<number> {
-  const idx = parseIdx(await fs.readFile(file), file);
   if (idx.dims.length !== 1 || index >= idx.dims[0]!) throw new InputError(`${file}: no label for index ${index}`);
   return idx.data[index]!;
 }

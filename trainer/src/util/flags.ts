@@ -153,7 +153,17 @@ export function parseFlags<const T extends FlagTable>(table: T, args: readonly s
     }
     values[name] = convert(name, spec, given as string);
   }
+  Object.defineProperty(values, GIVEN, { value: new Set(raw.keys()), enumerable: false });
   return values as FlagValues<T>;
+}
+
+const GIVEN = Symbol("flags given on the command line");
+
+/** The flags that were on the command line (not defaulted), of values from {@link parseFlags}. */
+export function givenFlags(values: object): ReadonlySet<string> {
+  const given = (values as { [GIVEN]?: ReadonlySet<string> })[GIVEN];
+  if (!given) throw new Error("givenFlags: not a result of parseFlags");
+  return given;
 }
 
 function convert(name: string, spec: Exclude<FlagSpec, BooleanFlag>, value: string): unknown {
