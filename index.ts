@@ -18,7 +18,7 @@ async function createCluster(cfg: Readonly<PlatformConfig>): Promise<PlatformClu
     }
     case "gke": {
       const { GkeCluster } = await import("./components/gkeCluster");
-      return new GkeCluster("platform", { cluster: c, labels: cfg.tags });
+      return new GkeCluster("platform", { cluster: c, labels: cfg.tags, gpuSharing: cfg.gpuSharing });
     }
     case "existing": {
       const { ExistingCluster } = await import("./components/existingCluster");
@@ -52,6 +52,7 @@ async function main(): Promise<{ [K in keyof PlatformOutputs]: pulumi.Input<Plat
       gpu: cluster.gpu,
       repository: cfg.devicePlugin.repository,
       version: cfg.devicePlugin.version,
+      sharing: cfg.gpuSharing,
       skipAwait,
     });
   }
@@ -87,6 +88,39 @@ async function main(): Promise<{ [K in keyof PlatformOutputs]: pulumi.Input<Plat
         : undefined,
     skipAwait,
   });
+
+  // Teams: Kueue queues and quotas, and a namespace per team (config `teams`, `kueue`).
+  let kueuePlatformQueue: pulumi.Output<string> | undefined;
+  let teamNamespaces: Record<string, pulumi.Output<string>> = {};
+  let teamQueues: Record<string, pulumi.Output<string>> = {};
+  if (cfg.kueue.enabled ?? cfg.teams.length > 0) {
+    const { Kueue } = await import("./components/kueue");
+    const kueue = new Kueue("kueue", {
+      provider: cluster.provider,
+      gpu: cluster.gpu,
+      repository: cfg.kueue.repository,
+      version: cfg.kueue.version,
+      chart: cfg.kueue.chart,
+      cohort: cfg.kueue.cohort,
+      pipelinesNamespace: cfg.namespaces.pipelines,
+      dependsOn: [namespaces],
+      skipAwait,
+    });
+    kueuePlatformQueue = kueue.platformQueue;
+    const { Teams } = await import("./components/teams");
+    const teams = new Teams("teams", {
+      provider: cluster.provider,
+      teams: cfg.teams,
+      platformNamespaces: { platform: cfg.namespaces.platform, serving: cfg.namespaces.serving },
+      objectStore: { endpoint: objects.endpoint, region: cfg.objectStore.region, accessKeyId: objects.accessKeyId, secretAccessKey: objects.secretAccessKey },
+      kueue,
+      cohort: cfg.kueue.cohort,
+      dependsOn: [namespaces],
+      skipAwait,
+    });
+    teamNamespaces = { ...teams.namespaces };
+    teamQueues = { ...teams.queues };
+  }
 
   // Kubeflow stack: each part on by default, each switchable (and every source overridable).
   const kf = cfg.kubeflow;
@@ -194,7 +228,7 @@ async function main(): Promise<{ [K in keyof PlatformOutputs]: pulumi.Input<Plat
     const { TrainingPipeline } = await import("./components/trainingPipeline");
     const { HyperparameterSweep } = await import("./components/hyperparameterSweep");
     const { images } = await import("./components/versions");
-    const context = pulumi.all([image.ref, servingGrpcEndpoint]).apply(([ref, grpc]) => ({
+    const context = pulumi.all([image.ref, servingGrpcEndpoint, kueuePlatformQueue]).apply(([ref, grpc, queueName]) => ({
       namespace: cfg.namespaces.pipelines,
       serviceAccountName: pipelineServiceAccount,
       image: ref,
@@ -203,6 +237,7 @@ async function main(): Promise<{ [K in keyof PlatformOutputs]: pulumi.Input<Plat
       gpu: cluster.gpu,
       modelBase: "/mnt/shared/models",
       servingGrpc: grpc,
+      queueName,
     }));
     new TrainingPipeline("pipeline", {
       provider: cluster.provider,
@@ -251,6 +286,8 @@ async function main(): Promise<{ [K in keyof PlatformOutputs]: pulumi.Input<Plat
     trainerImage: image.ref,
     servingGrpcEndpoint,
     servingRestUrl,
+    teamNamespaces: pulumi.output(teamNamespaces),
+    teamQueues: pulumi.output(teamQueues),
   };
 }
 

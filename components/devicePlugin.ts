@@ -4,7 +4,8 @@
  */
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import type { ClusterConfig, PlatformConfig } from "../config";
+import * as YAML from "yaml";
+import type { ClusterConfig, GpuSharingConfig, PlatformConfig } from "../config";
 import type { Placement } from "./cluster";
 import { PLATFORM_LABELS, awaitAnnotations, podSecurityLabels } from "./namespaces";
 import { charts } from "./versions";
@@ -26,9 +27,26 @@ export function wantsDevicePlugin(
   }
 }
 
+/**
+ * The device plugin's config file for GPU sharing (`gpuSharing`): each GPU is advertised as
+ * `replicas` `nvidia.com/gpu` devices that take turns (time-slicing) or run side by side
+ * under MPS. `undefined` when sharing is off (the plugin's defaults: whole GPUs).
+ */
+export function sharingConfig(s: Pick<GpuSharingConfig, "strategy" | "maxSharedClientsPerGpu">): Record<string, unknown> | undefined {
+  if (s.strategy === "none") return undefined;
+  const resources = [{ name: "nvidia.com/gpu", replicas: s.maxSharedClientsPerGpu }];
+  // failRequestsGreaterThanOne: a pod asking for 2 shares would get two turns on one GPU, not
+  // two GPUs; refusing it says so instead of pretending.
+  const sharing = s.strategy === "timeSlicing" ? { timeSlicing: { failRequestsGreaterThanOne: true, resources } } : { mps: { resources } };
+  return { version: "v1", sharing };
+}
+
 /** Helm values: run only on GPU nodes, tolerate their taint, and drop the chart's NFD-based affinity. */
-export function devicePluginValues(gpu: Placement): Record<string, unknown> {
+export function devicePluginValues(gpu: Placement, sharing?: Pick<GpuSharingConfig, "strategy" | "maxSharedClientsPerGpu">): Record<string, unknown> {
+  const config = sharing && sharingConfig(sharing);
   return {
+    // The chart builds a ConfigMap from `map` and points the plugin at `default`.
+    ...(config ? { config: { map: { default: YAML.stringify(config) }, default: "default" } } : {}),
     nodeSelector: gpu.nodeSelector,
     tolerations: gpu.tolerations,
     // The chart's default affinity needs node-feature-discovery labels we do not install;
@@ -49,6 +67,8 @@ export interface NvidiaDevicePluginArgs {
   readonly repository?: string;
   /** Chart version; default pinned in versions.ts. */
   readonly version?: string;
+  /** GPU sharing (`gpuSharing`); default none: whole GPUs. */
+  readonly sharing?: Pick<GpuSharingConfig, "strategy" | "maxSharedClientsPerGpu">;
   /** Do not wait for the DaemonSet to become ready (API servers without nodes). Default false. */
   readonly skipAwait?: boolean;
 }
@@ -81,7 +101,7 @@ export class NvidiaDevicePlugin extends pulumi.ComponentResource {
         version: this.chartVersion,
         repositoryOpts: { repo: args.repository ?? pin.repository },
         namespace: ns.metadata.name,
-        values: devicePluginValues(args.gpu),
+        values: devicePluginValues(args.gpu, args.sharing),
         skipAwait: args.skipAwait ?? false,
       },
       { parent: this, provider: args.provider },

@@ -5,7 +5,7 @@
 import * as gcp from "@pulumi/gcp";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import type { GkeClusterConfig } from "../config";
+import type { GkeClusterConfig, GpuSharingConfig } from "../config";
 import { GPU_TAINT, GPU_TOLERATION, dnsLabel, type Placement, type PlatformCluster } from "./cluster";
 
 export interface GkeClusterArgs {
@@ -13,6 +13,8 @@ export interface GkeClusterArgs {
   readonly cluster: GkeClusterConfig;
   /** Labels on every Google Cloud resource. Default: none. */
   readonly labels?: Readonly<Record<string, string>>;
+  /** GPU sharing of the GPU pool (`gpuSharing`); default none. */
+  readonly gpuSharing?: GpuSharingConfig;
 }
 
 /** Node selector for GPU pods: GKE labels GPU nodes with their accelerator type. */
@@ -25,19 +27,48 @@ export function regionOf(location: string): string {
   return /^[a-z]+-[a-z]+\d+-[a-z]$/.test(location) ? location.slice(0, location.lastIndexOf("-")) : location;
 }
 
+/** GKE's names for the sharing strategies of `gpuSharing.strategy`. */
+const GKE_SHARING = { timeSlicing: "TIME_SHARING", mps: "MPS" } as const;
+
+/** The GPU pool's `gpuSharingConfig`; `undefined` when sharing is off. */
+export function gkeGpuSharingConfig(s: GpuSharingConfig | undefined): gcp.types.input.container.NodePoolNodeConfigGuestAcceleratorGpuSharingConfig | undefined {
+  if (!s || s.strategy === "none") return undefined;
+  return { gpuSharingStrategy: GKE_SHARING[s.strategy], maxSharedClientsPerGpu: s.maxSharedClientsPerGpu };
+}
+
+/**
+ * Node labels GKE puts on shared-GPU nodes, which pods select to be placed there (GKE only
+ * schedules a pod onto shared GPUs when it asks for them this way).
+ */
+export function gkeSharingSelector(s: GpuSharingConfig | undefined): Record<string, string> {
+  if (!s || s.strategy === "none") return {};
+  return {
+    "cloud.google.com/gke-gpu-sharing-strategy": GKE_SHARING[s.strategy].toLowerCase().replace("_", "-"),
+    "cloud.google.com/gke-max-shared-clients-per-gpu": String(s.maxSharedClientsPerGpu),
+  };
+}
+
 /** Node config of the GPU pool. Pure, so tests check it without a cloud. */
 export function gpuNodeConfig(
   c: GkeClusterConfig,
   serviceAccount: pulumi.Input<string>,
   labels: Record<string, string>,
+  sharing?: GpuSharingConfig,
 ): gcp.types.input.container.NodePoolNodeConfig {
   const p = c.gpuPool;
+  const gpuSharingConfig = gkeGpuSharingConfig(sharing);
   return {
     machineType: p.machineType,
     serviceAccount,
     oauthScopes: ["https://www.googleapis.com/auth/cloud-platform"],
     guestAccelerators: [
-      { type: p.acceleratorType, count: p.acceleratorCount, gpuDriverInstallationConfig: { gpuDriverVersion: p.driverVersion } },
+      {
+        type: p.acceleratorType,
+        count: p.acceleratorCount,
+        gpuDriverInstallationConfig: { gpuDriverVersion: p.driverVersion },
+        ...(sharing?.migPartitionSize ? { gpuPartitionSize: sharing.migPartitionSize } : {}),
+        ...(gpuSharingConfig ? { gpuSharingConfig } : {}),
+      },
     ],
     // GKE adds this taint to GPU nodes too; stating it keeps the contract visible in diffs.
     taints: [{ key: GPU_TAINT.key, value: GPU_TAINT.value, effect: "NO_SCHEDULE" }],
@@ -158,7 +189,7 @@ export class GkeCluster extends pulumi.ComponentResource implements PlatformClus
         autoscaling: { minNodeCount: c.gpuPool.minCount, maxNodeCount: c.gpuPool.maxCount },
         initialNodeCount: c.gpuPool.minCount,
         management: { autoRepair: true, autoUpgrade: true },
-        nodeConfig: gpuNodeConfig(c, nodeSa.email, labels),
+        nodeConfig: gpuNodeConfig(c, nodeSa.email, labels, args.gpuSharing),
       },
       { parent: this, ignoreChanges: ["initialNodeCount"] },
     );
@@ -193,7 +224,12 @@ export class GkeCluster extends pulumi.ComponentResource implements PlatformClus
     // The deployer's own short-lived access token pushes images: no key file anywhere.
     const token = gcp.organizations.getClientConfigOutput({ parent: this }).accessToken;
     this.registryAuth = pulumi.secret(token.apply((password) => ({ username: "oauth2accesstoken", password })));
-    this.gpu = { nodeSelector: gkeGpuNodeSelector(c.gpuPool.acceleratorType), tolerations: [GPU_TOLERATION] };
+    // With sharing on, every GPU workload (notebook GPU profile, serving, training) asks for
+    // a shared GPU by selecting the sharing labels.
+    this.gpu = {
+      nodeSelector: { ...gkeGpuNodeSelector(c.gpuPool.acceleratorType), ...gkeSharingSelector(args.gpuSharing) },
+      tolerations: [GPU_TOLERATION],
+    };
 
     this.registerOutputs({ clusterName: this.clusterName, kubeconfig: this.kubeconfig, registryServer: this.registryServer });
   }

@@ -45,6 +45,12 @@ export const charts = {
     version: "4.3.3",
     repository: "https://hub.jupyter.org/helm-chart/",
   },
+  /** Kueue: job queueing, team quotas and borrowing (an OCI chart; `repository` is the OCI path without the chart name). */
+  kueue: {
+    chart: "kueue",
+    version: "0.19.2",
+    repository: "oci://registry.k8s.io/kueue/charts",
+  },
 } as const satisfies Record<string, ChartPin>;
 
 /**

@@ -79,6 +79,10 @@ export interface PlatformOutputs {
   servingGrpcEndpoint: string;
   /** In-cluster REST URL of the model server; empty when disabled. */
   servingRestUrl: string;
+  /** Team name → the team's namespace (config `teams`); empty without teams. */
+  teamNamespaces: Record<string, string>;
+  /** Team name → the Kueue LocalQueue in its namespace that its jobs name in the `kueue.x-k8s.io/queue-name` label; empty without teams. */
+  teamQueues: Record<string, string>;
 }
 
 /** Every output name, for checks that the platform exports the whole contract. */
@@ -115,6 +119,8 @@ export const PLATFORM_OUTPUT_NAMES = [
   "trainerImage",
   "servingGrpcEndpoint",
   "servingRestUrl",
+  "teamNamespaces",
+  "teamQueues",
 ] as const satisfies readonly (keyof PlatformOutputs)[];
 
 /** Outputs that are secrets and must stay secrets in every consumer. */
