@@ -25,6 +25,7 @@ import {
 import { BASE_MODELS, DEFAULT_BASE_MODEL } from "../trainer/src/retrain/base-catalogue";
 import { tfJobStepTemplate } from "./argoWorkflows";
 import type { Placement } from "./cluster";
+import { QUEUE_NAME_LABEL } from "./kueue";
 import { PLATFORM_LABELS } from "./namespaces";
 import { OBJECT_STORE_SECRET, RESTRICTED_CONTAINER, restrictedPod } from "./objectStore";
 import { SHARED_CLAIM, SHARED_MOUNT_PATH } from "./sharedStorage";
@@ -49,6 +50,8 @@ export interface PipelineContext {
   readonly modelBase: string;
   /** gRPC address of the model server, `host:port`. */
   readonly servingGrpc: string;
+  /** Kueue LocalQueue the training TFJobs are submitted to (label `kueue.x-k8s.io/queue-name`); default none. */
+  readonly queueName?: string;
 }
 
 /** The run's name, as Argo fills it in. */
@@ -154,6 +157,7 @@ export function trainingJob(ctx: PipelineContext, trainArgs: string[], name = `$
     gpus: ctx.gpus,
     gpu: ctx.gpu,
   });
+  if (ctx.queueName) job.metadata.labels[QUEUE_NAME_LABEL] = ctx.queueName;
   const chief = job.spec.tfReplicaSpecs.Chief;
   const ps = structuredClone(chief);
   const psPod = ps.template.spec;
