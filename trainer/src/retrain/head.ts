@@ -159,7 +159,7 @@ export async function trainHead(
         summaries.train.scalar("learning_rate", opts.learningRate, step);
       }
       progress?.update({ step, loss: l, accuracy: a });
-      opts.observer?.step({ step, totalSteps: opts.steps, loss: l, accuracy: a, seconds: (performance.now() - s0) / 1000, examples: idx.length / (reducer?.replicas ?? 1) });
+      await opts.observer?.step({ step, totalSteps: opts.steps, loss: l, accuracy: a, seconds: (performance.now() - s0) / 1000, examples: idx.length / (reducer?.replicas ?? 1) });
     }
     await reducer?.finish();
   } catch (e) {

@@ -200,7 +200,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
         opts.summaries.train.scalar("learning_rate", opts.learningRate, step);
       }
       progress?.update({ step, loss: lossValue, accuracy: accValue });
-      opts.observer?.step({ step, totalSteps: steps, loss: lossValue, accuracy: accValue, seconds: (performance.now() - s0) / 1000, examples: indices.length / replicas });
+      await opts.observer?.step({ step, totalSteps: steps, loss: lossValue, accuracy: accValue, seconds: (performance.now() - s0) / 1000, examples: indices.length / replicas });
       if (opts.evalEvery && step % opts.evalEvery === 0 && step < steps) validate();
       if (opts.checkpoint && (step % opts.checkpoint.every === 0 || step === steps)) await checkpointNow();
       if (opts.crashAfterStep !== undefined && step >= opts.crashAfterStep) throw new SimulatedCrash(`simulated crash after step ${step}`);

@@ -44,9 +44,13 @@ export interface StepSample {
   readonly examples: number;
 }
 
-/** What the training loops call; the loops know nothing of Prometheus. */
+/**
+ * What the training loops call after every step; the loops know nothing of Prometheus.
+ * The loops await the result: a step runs synchronously, so without this pause a scrape
+ * could not be answered until the whole run ended.
+ */
 export interface StepObserver {
-  step(sample: StepSample): void;
+  step(sample: StepSample): void | Promise<void>;
 }
 
 /** `chief-0`, `worker-2`, `local-0` (no TF_CONFIG): short and fixed per process. */
@@ -85,7 +89,13 @@ export class TrainingMetrics implements StepObserver {
     this.registry.setDefaultLabels({ replica: labels.replica, model: labels.model });
   }
 
-  step(s: StepSample): void {
+  /** Records the step, then lets pending I/O (scrapes) run before the next one. */
+  step(s: StepSample): Promise<void> {
+    this.record(s);
+    return new Promise((resolve) => setImmediate(resolve));
+  }
+
+  private record(s: StepSample): void {
     this.steps.inc();
     this.examples.inc(s.examples);
     this.stepDuration.observe(s.seconds);
