@@ -12,6 +12,7 @@ import { jupyterhubNotDummyOutsideDev } from "./jupyterhubNotDummyOutsideDev";
 import { noLatestOrUntaggedImages } from "./noLatestOrUntaggedImages";
 import { noPrivilegedOutsideSystemNamespaces } from "./noPrivilegedOutsideSystemNamespaces";
 import { noUnapprovedLoadBalancer } from "./noUnapprovedLoadBalancer";
+import { gpuWorkloadsQueued, teamNamespacesHaveQuota } from "./teams";
 
 export { argoServerAuthNotServerWhenExposed } from "./argoServerAuthNotServerWhenExposed";
 export { containersHaveRequestsAndLimits } from "./containersHaveRequestsAndLimits";
@@ -21,6 +22,7 @@ export { jupyterhubNotDummyOutsideDev } from "./jupyterhubNotDummyOutsideDev";
 export { noLatestOrUntaggedImages } from "./noLatestOrUntaggedImages";
 export { noPrivilegedOutsideSystemNamespaces } from "./noPrivilegedOutsideSystemNamespaces";
 export { noUnapprovedLoadBalancer } from "./noUnapprovedLoadBalancer";
+export { gpuWorkloadsQueued, teamNamespacesHaveQuota } from "./teams";
 export type { PolicyOptions } from "./common";
 
 /** Name of the pack as the engine reports it (`<name>@v<version from package.json>`). */
@@ -37,6 +39,8 @@ export function mlplatformPolicies(opts?: PolicyOptions): (ResourceValidationPol
     jupyterhubNotDummyOutsideDev(opts),
     argoServerAuthNotServerWhenExposed(opts),
     credentialsOnlyAsSecrets(opts),
+    teamNamespacesHaveQuota(opts),
+    gpuWorkloadsQueued(opts),
   ];
 }
 

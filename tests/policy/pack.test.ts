@@ -10,7 +10,7 @@ const POLICY_DIR = path.join(ROOT, "policy");
 describe("the policy pack", () => {
   const policies = mlplatformPolicies();
 
-  it("has the eight policies, kebab-case and unique, mandatory by default", () => {
+  it("has the ten policies, kebab-case and unique, mandatory by default", () => {
     expect(policies.map((p) => p.name)).toEqual([
       "gpu-pools-tainted",
       "no-unapproved-load-balancer",
@@ -20,6 +20,8 @@ describe("the policy pack", () => {
       "jupyterhub-not-dummy-outside-dev",
       "argo-server-auth-not-server-when-exposed",
       "credentials-only-as-secrets",
+      "team-namespaces-have-quota",
+      "gpu-workloads-queued",
     ]);
     for (const p of policies) {
       expect(p.name).toMatch(/^[a-z0-9]+(-[a-z0-9]+)*$/);
