@@ -60,7 +60,10 @@ describe("serve flags", () => {
     expect(() => parseVersionPolicy("--model_version_policy", "latest:0")).toThrow('--model_version_policy must be latest:N (N ≥ 1), all, or specific:V1,V2,...; got "latest:0"');
     expect(() => parseVersionLabels("--version_labels", "stable=x")).toThrow('--version_labels must be LABEL=VERSION[,LABEL=VERSION...]; got "stable=x"');
     await expect(parseServeArgs([], {})).rejects.toThrow("give --model_name (or MODEL_NAME) or --model_config_file");
-    await expect(parseServeArgs(["--model_name=a", "--port=0"], {})).rejects.toThrow('--port must be in [1, 65535] or "auto"; got 0');
-    await expect(parseServeArgs(["--model_name=a", "--bogus"], {})).rejects.toThrow(/Unknown option '--bogus'/);
+    await expect(parseServeArgs(["--model_name=a", "--port=0"], {})).rejects.toThrow('--port must be in [1, 65535] or "auto"; got "0"');
+    await expect(parseServeArgs(["--model_name=a", "--rest_api_port=-1"], {})).rejects.toThrow('--rest_api_port must be in [0, 65535] or "auto" (0 disables); got "-1"');
+    await expect(parseServeArgs(["--model_name=a", "--bogus"], {})).rejects.toThrow(/^unknown flag --bogus$/);
+    await expect(parseServeArgs(["--model_name=a", "--rest-api-prot=1"], {})).rejects.toThrow(/^unknown flag --rest_api_prot; did you mean --rest_api_port\?$/);
+    await expect(parseServeArgs(["--model_name=a", "--max_batch_size=0"], {})).rejects.toThrow(/^--max_batch_size must be an integer ≥ 1; got "0"$/);
   });
 });

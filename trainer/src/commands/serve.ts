@@ -13,77 +13,65 @@ import { DEFAULT_BATCHING } from "../serve/batcher";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../serve/grpc";
 import type { ModelConfig, VersionPolicy } from "../serve/manager";
 import { ModelConfigError, policyFromString, readModelConfigFile } from "../serve/model-config";
+import { DEFAULT_REST_MAX_BODY_BYTES, DEFAULT_REST_TIMEOUT_MS } from "../serve/rest";
 import { startServer, type ServerOptions } from "../serve/server";
-import { intFlag, parseFlags } from "../util/args";
+import { DEFAULT_SERVICE_OPTIONS } from "../serve/service";
+import { commandUsage, defineFlags, parseFlags } from "../util/flags";
 import type { Command, CommandIo } from "./command";
 
-const USAGE = `Usage: mlp serve [flags]
+const MODEL_SECTION = "Model (one of --model_name or --model_config_file):";
 
-Serves the versions under <model_base_path>/<version>/ over gRPC (TF Serving's
+/** TF Serving's flag names (dashes work too, see {@link underscoreFlags}). */
+export const SERVE_FLAGS = defineFlags({
+  model_name: { kind: "string", arg: "NAME", help: "model name clients use", defaultHelp: "$MODEL_NAME", section: MODEL_SECTION },
+  model_base_path: {
+    kind: "string",
+    arg: "DIR",
+    help: "the model's directory, holding version dirs: a path or s3://bucket/prefix (endpoint and credentials from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...)",
+    defaultHelp: "${MODEL_BASE_PATH:-/models}/NAME",
+  },
+  model_version_policy: {
+    kind: "parsed",
+    arg: "P",
+    help: "latest:N | all | specific:V1,V2",
+    defaultHelp: "latest:1",
+    parse: (raw: string, flag: string) => parseVersionPolicy(flag, raw),
+  },
+  version_labels: { kind: "parsed", arg: "L=V,...", help: "version labels, e.g. stable=1,canary=2", parse: (raw: string, flag: string) => parseVersionLabels(flag, raw) },
+  model_config_file: {
+    kind: "string",
+    arg: "FILE",
+    help: `several models: TF Serving's text format (model_config_list { config { name base_path model_platform model_version_policy version_labels } }) or JSON {"models": [{"name", "basePath", "versionPolicy"?, "versionLabels"?}]}`,
+  },
+  model_config_file_poll_wait_seconds: { kind: "int", min: 0, arg: "N", default: 0, help: "re-read the config file this often and apply changes (0: read once)" },
+  host: { kind: "string", arg: "ADDR", default: "0.0.0.0", help: "interface to bind", section: "Network:" },
+  port: { kind: "parsed", arg: "N", default: 8500, help: 'gRPC port ("auto" picks a free one)', parse: (raw: string, flag: string) => portFlag(flag, raw, false) },
+  rest_api_port: { kind: "parsed", arg: "N", default: 8501, help: 'REST port (0 disables; "auto" picks one)', parse: (raw: string, flag: string) => portFlag(flag, raw, true) },
+  grpc_max_message_bytes: { kind: "int", min: 1024, arg: "N", default: DEFAULT_MAX_MESSAGE_BYTES, help: "largest gRPC message" },
+  rest_api_max_body_bytes: { kind: "int", min: 1024, arg: "N", default: DEFAULT_REST_MAX_BODY_BYTES, help: "largest REST body" },
+  rest_api_timeout_in_ms: { kind: "int", min: 1, arg: "N", default: DEFAULT_REST_TIMEOUT_MS, help: "REST request time limit" },
+  file_system_poll_wait_seconds: { kind: "int", min: 0, arg: "N", default: 1, help: "storage check interval (0: load once)", section: "Behaviour:" },
+  enable_batching: { kind: "boolean", help: "batch concurrent requests server-side" },
+  max_batch_size: { kind: "int", min: 1, arg: "N", default: DEFAULT_BATCHING.maxBatchSize, help: "examples per batch" },
+  batch_timeout_micros: { kind: "int", min: 0, arg: "N", default: DEFAULT_BATCHING.batchTimeoutMicros, help: "wait for more requests" },
+  max_enqueued_requests: { kind: "int", min: 1, arg: "N", default: DEFAULT_BATCHING.maxQueuedRequests, help: "queue bound before RESOURCE_EXHAUSTED" },
+  max_request_batch: { kind: "int", min: 1, arg: "N", default: DEFAULT_SERVICE_OPTIONS.maxRequestBatch, help: "largest dimension 0 of one request" },
+  shutdown_grace_seconds: { kind: "int", min: 0, arg: "N", default: 20, help: "drain time on SIGTERM" },
+});
+
+const HELP = {
+  synopsis: "[flags]",
+  about: `Serves the versions under <model_base_path>/<version>/ over gRPC (TF Serving's
 PredictionService, ModelService, grpc.health.v1) and REST (/v1/models/...), reloading
 when new versions appear. Image inputs (float32 [batch,h,w,c]) also take JPEG or PNG
 bytes as a DT_STRING tensor (REST: {"b64": ...}), decoded per the model's preprocessing.
 Prometheus metrics (TF Serving's names and mlp_serving_*) on
 /monitoring/prometheus/metrics.
 
-Model (one of):
-  --model_name NAME              model name clients use (env MODEL_NAME)
-  --model_base_path DIR          the model's directory, holding version dirs: a path
-                                 or s3://bucket/prefix (endpoint and credentials from
-                                 AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...)
-                                 (default \${MODEL_BASE_PATH:-/models}/NAME)
-  --model_version_policy P       latest:N | all | specific:V1,V2  (default latest:1)
-  --version_labels L=V,...       version labels, e.g. stable=1,canary=2
-  --model_config_file FILE       several models: TF Serving's text format
-                                 (model_config_list { config { name base_path
-                                 model_platform model_version_policy version_labels } })
-                                 or JSON {"models": [{"name", "basePath",
-                                 "versionPolicy"?, "versionLabels"?}]}
-  --model_config_file_poll_wait_seconds N
-                                 re-read the config file this often and apply changes
-                                 (default 0: read once)
-
 A version directory holds a tfjs model (model.json + metadata.json) or a TensorFlow
-SavedModel (saved_model.pb + variables/), told apart per version.
-
-Network:
-  --host ADDR                    interface to bind (default 0.0.0.0)
-  --port N                       gRPC port (default 8500; "auto" picks a free one)
-  --rest_api_port N              REST port (default 8501; 0 disables; "auto" picks one)
-  --grpc_max_message_bytes N     largest gRPC message (default ${DEFAULT_MAX_MESSAGE_BYTES})
-  --rest_api_max_body_bytes N    largest REST body (default 67108864)
-  --rest_api_timeout_in_ms N     REST request time limit (default 30000)
-
-Behaviour:
-  --file_system_poll_wait_seconds N   storage check interval (default 1; 0 = load once)
-  --enable_batching              batch concurrent requests server-side
-  --max_batch_size N             examples per batch (default ${DEFAULT_BATCHING.maxBatchSize})
-  --batch_timeout_micros N       wait for more requests (default ${DEFAULT_BATCHING.batchTimeoutMicros})
-  --max_enqueued_requests N      queue bound before RESOURCE_EXHAUSTED (default ${DEFAULT_BATCHING.maxQueuedRequests})
-  --max_request_batch N          largest dimension 0 of one request (default 4096)
-  --shutdown_grace_seconds N     drain time on SIGTERM (default 20)`;
-
-const FLAGS = {
-  model_name: { type: "string" },
-  model_base_path: { type: "string" },
-  model_version_policy: { type: "string" },
-  version_labels: { type: "string" },
-  model_config_file: { type: "string" },
-  model_config_file_poll_wait_seconds: { type: "string" },
-  host: { type: "string" },
-  port: { type: "string" },
-  rest_api_port: { type: "string" },
-  grpc_max_message_bytes: { type: "string" },
-  rest_api_max_body_bytes: { type: "string" },
-  rest_api_timeout_in_ms: { type: "string" },
-  file_system_poll_wait_seconds: { type: "string" },
-  enable_batching: { type: "boolean" },
-  max_batch_size: { type: "string" },
-  batch_timeout_micros: { type: "string" },
-  max_enqueued_requests: { type: "string" },
-  max_request_batch: { type: "string" },
-  shutdown_grace_seconds: { type: "string" },
-} as const;
+SavedModel (saved_model.pb + variables/), told apart per version.`,
+  notes: "Flags are TF Serving's names; --rest-api-port works as well as --rest_api_port.",
+};
 
 /** `latest:2`, `all`, `specific:1,3` → a policy; `where` names the flag or file in errors. */
 export function parseVersionPolicy(where: string, raw: string): VersionPolicy {
@@ -103,15 +91,14 @@ export function parseVersionLabels(where: string, raw: string): Record<string, n
   return labels;
 }
 
-function port(flag: string, raw: string | undefined, fallback: number, zeroDisables: boolean): number | null {
-  if (raw === undefined) return fallback;
+/** A port: 1-65535, "auto" (0: the system picks), or 0 to disable where `zeroDisables`. */
+function portFlag(flag: string, raw: string, zeroDisables: boolean): number | null {
   if (raw === "auto") return 0;
-  const n = intFlag(flag, raw, 0, 65535)!;
-  if (n === 0) {
-    if (zeroDisables) return null;
-    throw new UsageError(`--${flag} must be in [1, 65535] or "auto"; got 0`);
+  const n = Number(raw);
+  if (raw.trim() === "" || !Number.isInteger(n) || n < 0 || n > 65535 || (n === 0 && !zeroDisables)) {
+    throw new UsageError(`${flag} must be in [${zeroDisables ? 0 : 1}, 65535] or "auto"${zeroDisables ? " (0 disables)" : ""}; got ${JSON.stringify(raw)}`);
   }
-  return n;
+  return n === 0 ? null : n;
 }
 
 async function readConfig(file: string): Promise<ModelConfig[]> {
@@ -135,49 +122,44 @@ function underscoreFlags(args: string[]): string[] {
 
 /** Parses the command line into server options (no I/O except `--model_config_file`). */
 export async function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): Promise<{ options: ServerOptions; graceMs: number }> {
-  const f = parseFlags("serve", underscoreFlags(args), FLAGS);
+  const f = parseFlags(SERVE_FLAGS, underscoreFlags(args));
   let models: ModelConfig[];
   if (f.model_config_file) {
     if (f.model_name || f.model_base_path) throw new UsageError("--model_config_file cannot be combined with --model_name/--model_base_path");
     models = await readConfig(f.model_config_file);
   } else {
     const name = f.model_name ?? env.MODEL_NAME;
-    if (!name) throw new UsageError("give --model_name (or MODEL_NAME) or --model_config_file (see mlp serve --help)");
+    if (!name) throw new UsageError("give --model_name (or MODEL_NAME) or --model_config_file");
     models = [
       {
         name,
         basePath: f.model_base_path ?? joinBase(env.MODEL_BASE_PATH ?? "/models", name),
-        versionPolicy: f.model_version_policy ? parseVersionPolicy("--model_version_policy", f.model_version_policy) : undefined,
-        versionLabels: f.version_labels ? parseVersionLabels("--version_labels", f.version_labels) : undefined,
+        versionPolicy: f.model_version_policy,
+        versionLabels: f.version_labels,
       },
     ];
   }
   const batching: BatchingOptions | undefined = f.enable_batching
-    ? {
-        maxBatchSize: intFlag("max_batch_size", f.max_batch_size, 1) ?? DEFAULT_BATCHING.maxBatchSize,
-        batchTimeoutMicros: intFlag("batch_timeout_micros", f.batch_timeout_micros, 0) ?? DEFAULT_BATCHING.batchTimeoutMicros,
-        maxQueuedRequests: intFlag("max_enqueued_requests", f.max_enqueued_requests, 1) ?? DEFAULT_BATCHING.maxQueuedRequests,
-      }
+    ? { maxBatchSize: f.max_batch_size, batchTimeoutMicros: f.batch_timeout_micros, maxQueuedRequests: f.max_enqueued_requests }
     : undefined;
-  const poll = intFlag("file_system_poll_wait_seconds", f.file_system_poll_wait_seconds, 0) ?? 1;
-  const configPoll = intFlag("model_config_file_poll_wait_seconds", f.model_config_file_poll_wait_seconds, 0) ?? 0;
-  if (configPoll > 0 && !f.model_config_file) throw new UsageError("--model_config_file_poll_wait_seconds needs --model_config_file");
+  if (f.model_config_file_poll_wait_seconds > 0 && !f.model_config_file) throw new UsageError("--model_config_file_poll_wait_seconds needs --model_config_file");
   return {
     options: {
       models,
       modelConfigFile: f.model_config_file ? path.resolve(f.model_config_file) : undefined,
-      modelConfigPollMs: configPoll * 1000,
-      host: f.host ?? "0.0.0.0",
-      grpcPort: port("port", f.port, 8500, false),
-      restPort: port("rest_api_port", f.rest_api_port, 8501, true),
-      pollIntervalMs: poll * 1000,
+      modelConfigPollMs: f.model_config_file_poll_wait_seconds * 1000,
+      host: f.host,
+      // The table's defaults are ports, never "disabled".
+      grpcPort: f.port!,
+      restPort: f.rest_api_port,
+      pollIntervalMs: f.file_system_poll_wait_seconds * 1000,
       batching,
-      grpcMaxMessageBytes: intFlag("grpc_max_message_bytes", f.grpc_max_message_bytes, 1024),
-      restMaxBodyBytes: intFlag("rest_api_max_body_bytes", f.rest_api_max_body_bytes, 1024),
-      restRequestTimeoutMs: intFlag("rest_api_timeout_in_ms", f.rest_api_timeout_in_ms, 1),
-      maxRequestBatch: intFlag("max_request_batch", f.max_request_batch, 1),
+      grpcMaxMessageBytes: f.grpc_max_message_bytes,
+      restMaxBodyBytes: f.rest_api_max_body_bytes,
+      restRequestTimeoutMs: f.rest_api_timeout_in_ms,
+      maxRequestBatch: f.max_request_batch,
     },
-    graceMs: (intFlag("shutdown_grace_seconds", f.shutdown_grace_seconds, 0) ?? 20) * 1000,
+    graceMs: f.shutdown_grace_seconds * 1000,
   };
 }
 
@@ -229,21 +211,6 @@ export async function run(args: string[], io: CommandIo = { stdout: process.stdo
 
 export const command: Command = {
   name: "serve",
-  summary: "serve model versions over TF-Serving-compatible gRPC and REST APIs, hot-reloading new versions",
-  usage: USAGE,
+  usage: commandUsage("serve", SERVE_FLAGS, HELP),
   run: (args, io) => run(args, io),
 };
-
-if (require.main === module) {
-  run(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-      // Whatever still holds the event loop (keep-alive sockets, tf threads) must not delay exit.
-      setTimeout(() => process.exit(code), 500).unref();
-    },
-    (e: unknown) => {
-      process.stderr.write(`mlp serve: ${e instanceof UsageError ? e.message : ((e as Error)?.stack ?? String(e))}\n`);
-      process.exit(e instanceof UsageError ? 2 : 1);
-    },
-  );
-}

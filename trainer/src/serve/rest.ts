@@ -20,10 +20,15 @@ import { signatureDefMap, MLPLATFORM_METADATA_FIELD } from "./grpc";
 import { servingRoot } from "./protos";
 import { toServingError, type Api, type CallContext, type InferenceService, type ModelRef } from "./service";
 
+/** Largest REST request body by default: 64 MiB. */
+export const DEFAULT_REST_MAX_BODY_BYTES = 64 * 1024 * 1024;
+/** Time a REST request may take by default, ms. */
+export const DEFAULT_REST_TIMEOUT_MS = 30_000;
+
 export interface RestOptions {
-  /** Largest request body, bytes. Default 64 MiB. */
+  /** Largest request body, bytes. Default {@link DEFAULT_REST_MAX_BODY_BYTES}. */
   readonly maxBodyBytes?: number;
-  /** Time a request may take before DEADLINE_EXCEEDED (504), ms. Default 30 000. */
+  /** Time a request may take before DEADLINE_EXCEEDED (504), ms. Default {@link DEFAULT_REST_TIMEOUT_MS}. */
   readonly requestTimeoutMs?: number;
   readonly log: (line: string) => void;
   /** Sampled gauges (tensors, RSS, queue depth) refreshed before each scrape. */
@@ -75,8 +80,8 @@ export class RestFrontEnd {
     private readonly service: InferenceService,
     private readonly options: RestOptions,
   ) {
-    this.maxBody = options.maxBodyBytes ?? 64 * 1024 * 1024;
-    this.timeoutMs = options.requestTimeoutMs ?? 30_000;
+    this.maxBody = options.maxBodyBytes ?? DEFAULT_REST_MAX_BODY_BYTES;
+    this.timeoutMs = options.requestTimeoutMs ?? DEFAULT_REST_TIMEOUT_MS;
     this.server = http.createServer((req, res) => this.handle(req, res));
     this.server.on("clientError", (_err, socket) => {
       if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{"error":"Malformed HTTP request"}');
