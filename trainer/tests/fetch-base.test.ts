@@ -33,7 +33,7 @@ async function writeLayersModel(dir: string): Promise<void> {
   await fs.mkdir(dir, { recursive: true });
   const model = tf.sequential({
     layers: [
-      tf.layers.conv2d({ inputShape: [8, 8, 3], filters: 6, kernelSize: 3, activation: "relu", kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }),
+      tf.layers.conv2d({ name: "conv", inputShape: [8, 8, 3], filters: 6, kernelSize: 3, activation: "relu", kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }),
       tf.layers.globalAveragePooling2d({ name: "features" }),
       tf.layers.dense({ units: 5, activation: "softmax", kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }),
     ],
@@ -304,6 +304,12 @@ describe("mlp fetch-base", () => {
     expect(base.bottleneckLayer).toBe("features");
     base.dispose();
     expect(tf.memory().numTensors).toBe(before);
+
+    // A bottleneck recorded by fetch-base (as the catalogue's Layers entry records one) is retrain's default.
+    const cut = await fetchBaseModel({ name: "cut", url: `${origin}/layers/model.json`, root, bottleneckLayer: "conv", log: () => {} });
+    const cutBase = await loadBaseModel(cut.dir);
+    expect([cutBase.bottleneckLayer, cutBase.featureShape]).toEqual(["conv", [6, 6, 6]]);
+    cutBase.dispose();
 
     const c = captureIo();
     const code = await main(

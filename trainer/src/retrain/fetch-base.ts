@@ -12,7 +12,8 @@
 import { createHash, type Hash } from "node:crypto";
 import { createWriteStream, promises as fs } from "node:fs";
 import * as path from "node:path";
-import { finished } from "node:stream/promises";
+import { Readable, Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { DigestMismatchError, FetchError, UsageError, describeError } from "../errors";
 import { formatDuration } from "../train/progress";
 import { exists, siblingTempName, writeFileAtomic } from "../util/fs";
@@ -227,20 +228,20 @@ async function download(url: string, file: string, hash: Hash, progress: BytePro
   }
   if (!res.ok || !res.body) throw new FetchError(`GET ${url}: HTTP ${res.status} ${res.statusText}`);
   const expected = res.headers.get("content-length");
-  const out = createWriteStream(file, { flags: "wx" });
   const name = path.basename(file);
   let got = 0;
-  try {
-    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+  const tap = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
       hash.update(chunk);
       got += chunk.length;
-      if (!out.write(chunk)) await new Promise<void>((r) => out.once("drain", () => r()));
       progress.add(chunk.length, name);
-    }
-    out.end();
-    await finished(out);
+      done(null, chunk);
+    },
+  });
+  try {
+    // pipeline() tears all three down on an error (and waits for the file to close).
+    await pipeline(Readable.fromWeb(res.body as import("node:stream/web").ReadableStream<Uint8Array>), tap, createWriteStream(file, { flags: "wx" }));
   } catch (e) {
-    out.destroy();
     throw new FetchError(`GET ${url}: download interrupted after ${got} bytes${expected ? ` of ${expected}` : ""}: ${describeError((e as { cause?: unknown }).cause ?? e)}`, { cause: e });
   }
   if (expected !== null && Number(expected) !== got) throw new FetchError(`GET ${url}: got ${got} bytes, Content-Length said ${expected}`);
