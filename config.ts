@@ -233,6 +233,10 @@ const kubernetesSchema = z
 
 // Kubernetes quantity in binary units, as storage sizes are given.
 const quantity = z.string().regex(/^[1-9]\d*(Mi|Gi|Ti)$/, "must be a size such as 512Mi, 100Gi or 1Ti");
+// CPU as Kubernetes writes it: whole cores, millicores or a decimal.
+const cpuQuantity = z.string().regex(/^([1-9]\d*|[1-9]\d*m|\d+\.\d+)$/, "must be a CPU quantity such as 8, 500m or 2.5");
+/** What a container requests of its node (the scheduler's currency): `{ cpu: "500m", memory: "1Gi" }`. */
+const requestsSchema = z.object({ cpu: cpuQuantity, memory: quantity }).strict();
 
 // An image reference pinned by tag or digest; `latest` is never pinned.
 const image = z
@@ -471,6 +475,8 @@ const servingSchema = z
     maxReplicas: z.number().int().min(1).default(3),
     /** GPUs per replica; needs GPU nodes. GPU servers scale on in-flight requests, not CPU. */
     gpus: z.number().int().min(0).max(8).default(0),
+    /** CPU and memory each server requests; default 1 CPU and 1Gi. */
+    requests: requestsSchema.optional(),
     /** GPU servers: average in-flight requests per pod the autoscaler aims for (needs a custom-metrics adapter). */
     targetInflightRequestsPerReplica: z.number().int().min(1).max(10_000).default(8),
     /** Server-side batching: largest batch and how long to wait filling it. */
@@ -505,11 +511,13 @@ const pipelineSchema = z
     schedule: z.string().regex(/^(\S+\s+){4}\S+$/, "must be a 5-field cron expression").optional(),
     /** Sweep trials running at once. */
     sweepParallelism: z.number().int().min(1).max(64).default(4),
+    /** CPU and memory each pipeline step requests (verify, evaluate, publish, smoke test); default 500m and 1Gi. */
+    stepRequests: requestsSchema.optional(),
+    /** CPU and memory each training replica and sweep trial requests; default 1 CPU and 2Gi. */
+    trainingRequests: requestsSchema.optional(),
   })
   .strict();
 
-// CPU as Kubernetes writes it: whole cores, millicores or a decimal.
-const cpuQuantity = z.string().regex(/^([1-9]\d*|[1-9]\d*m|\d+\.\d+)$/, "must be a CPU quantity such as 8, 500m or 2.5");
 
 /** One team of `mlplatform:teams`: who is in it and what it may use. */
 const teamSchema = z

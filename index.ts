@@ -147,6 +147,7 @@ async function main(): Promise<{ [K in keyof PlatformOutputs]: pulumi.Input<Plat
       repository: kf.argo.repository,
       version: kf.argo.version,
       chart: kf.argo.chart,
+      artifacts: { endpoint: objects.endpoint, bucket: cfg.objectStore.buckets.logs, region: cfg.objectStore.region },
       dependsOn: [namespaces],
       skipAwait,
     });
@@ -202,7 +203,7 @@ async function main(): Promise<{ [K in keyof PlatformOutputs]: pulumi.Input<Plat
   let servingGrpcEndpoint: pulumi.Output<string> | string = "";
   let servingRestUrl: pulumi.Output<string> | string = "";
   if (cfg.serving.enabled) {
-    const { ModelServing } = await import("./components/modelServing");
+    const { ModelServing, SERVING_DEFAULTS } = await import("./components/modelServing");
     const serving = new ModelServing("serving", {
       provider: cluster.provider,
       namespace: cfg.namespaces.serving,
@@ -211,6 +212,7 @@ async function main(): Promise<{ [K in keyof PlatformOutputs]: pulumi.Input<Plat
       minReplicas: cfg.serving.minReplicas,
       maxReplicas: cfg.serving.maxReplicas,
       gpus: cfg.serving.gpus,
+      resources: cfg.serving.requests && { ...SERVING_DEFAULTS.resources, requests: cfg.serving.requests },
       targetInflightRequestsPerReplica: cfg.serving.targetInflightRequestsPerReplica,
       gpuPlacement: cluster.gpu,
       // Config names the timeout `timeoutMicros`; the component, like the server, `batchTimeoutMicros`.
@@ -237,6 +239,8 @@ async function main(): Promise<{ [K in keyof PlatformOutputs]: pulumi.Input<Plat
       gpu: cluster.gpu,
       modelBase: "/mnt/shared/models",
       servingGrpc: grpc,
+      stepRequests: cfg.pipeline.stepRequests,
+      trainingRequests: cfg.pipeline.trainingRequests,
       queueName,
     }));
     new TrainingPipeline("pipeline", {

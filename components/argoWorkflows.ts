@@ -7,6 +7,7 @@
  */
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import { OBJECT_STORE_SECRET } from "./objectStore";
 import { PLATFORM_LABELS, awaitAnnotations, podSecurityLabels } from "./namespaces";
 import { chartSource, charts } from "./versions";
 
@@ -85,13 +86,44 @@ export const EXECUTOR_SECURITY_CONTEXT = {
   seccompProfile: { type: "RuntimeDefault" },
 } as const;
 
+/**
+ * Where workflows keep their artifacts and archived step logs: a bucket of the platform's
+ * object store. The credentials are the object store Secret in the pipelines namespace.
+ */
+export interface ArtifactStore {
+  /** S3 endpoint URL as pods reach it, e.g. `http://minio.mlplatform.svc.cluster.local:9000`. */
+  readonly endpoint: string;
+  readonly bucket: string;
+  readonly region?: string;
+}
+
+/** The controller's default artifact repository for {@link ArtifactStore} (Argo wants host:port and `insecure` for plain HTTP). */
+export function artifactRepositoryValues(a: ArtifactStore): Record<string, unknown> {
+  const url = new URL(a.endpoint);
+  const host = url.port ? `${url.hostname}:${url.port}` : url.hostname;
+  return {
+    // The pipeline templates archive each step's log (archiveLogs), so it outlives the pod.
+    archiveLogs: true,
+    s3: {
+      endpoint: host,
+      bucket: a.bucket,
+      insecure: url.protocol === "http:",
+      ...(a.region ? { region: a.region } : {}),
+      accessKeySecret: { name: OBJECT_STORE_SECRET, key: "AWS_ACCESS_KEY_ID" },
+      secretKeySecret: { name: OBJECT_STORE_SECRET, key: "AWS_SECRET_ACCESS_KEY" },
+    },
+  };
+}
+
 /** Helm values: controller watches only the pipelines namespace; server ClusterIP, safe auth mode; restricted executor. */
 export function argoValues(o: {
   pipelinesNamespace: string;
   authMode: "client" | "sso";
   installCrds: boolean;
+  artifacts?: ArtifactStore;
 }): Record<string, unknown> {
   return {
+    ...(o.artifacts ? { useStaticCredentials: true, artifactRepository: artifactRepositoryValues(o.artifacts) } : {}),
     crds: { install: o.installCrds, keep: true },
     // The chart's default is Always: a node that already holds the pinned image (an
     // air-gapped or pre-loaded node) would still need the registry to start any Argo pod.
@@ -132,6 +164,11 @@ export interface ArgoWorkflowsArgs {
   readonly dependsOn?: pulumi.Resource[];
   /** Do not wait for the chart's workloads. Default false. */
   readonly skipAwait?: boolean;
+  /**
+   * The default artifact repository (a bucket of the object store). Without one, workflows
+   * that archive logs or pass artifacts fail in their `wait` container.
+   */
+  readonly artifacts?: { readonly endpoint: pulumi.Input<string>; readonly bucket: string; readonly region?: string };
 }
 
 export class ArgoWorkflows extends pulumi.ComponentResource {
@@ -165,11 +202,14 @@ export class ArgoWorkflows extends pulumi.ComponentResource {
         name: ARGO_RELEASE,
         ...chartSource(pin, args),
         namespace: ns.metadata.name,
-        values: argoValues({
-          pipelinesNamespace: args.pipelinesNamespace,
-          authMode: args.authMode ?? "client",
-          installCrds: args.installCrds ?? true,
-        }),
+        values: pulumi.output(args.artifacts?.endpoint).apply((endpoint) =>
+          argoValues({
+            pipelinesNamespace: args.pipelinesNamespace,
+            authMode: args.authMode ?? "client",
+            installCrds: args.installCrds ?? true,
+            artifacts: endpoint && args.artifacts ? { endpoint, bucket: args.artifacts.bucket, region: args.artifacts.region } : undefined,
+          }),
+        ),
         skipAwait: args.skipAwait ?? false,
       },
       { parent: this, provider: args.provider, dependsOn: [ns] },

@@ -16,6 +16,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { Placement } from "./cluster";
 import { PLATFORM_LABELS } from "./namespaces";
 import { OBJECT_STORE_SECRET, RESTRICTED_CONTAINER, restrictedPod } from "./objectStore";
+import { TRAINING_REQUESTS } from "./trainingOperator";
 import { SHARED_CLAIM, SHARED_MOUNT_PATH } from "./sharedStorage";
 import { MLP_PROGRAM, PIPELINE_OUTPUTS, PIPELINE_TEMPLATES, publishArgs, shellCommand, stagedVersion, trainMnistArgs, trialRunName } from "../trainer/src/pipeline/steps";
 import { tfJobStepTemplate } from "./argoWorkflows";
@@ -156,7 +157,7 @@ export function sweepTemplate(ctx: PipelineContext, o: SweepOptions): Record<str
     command: [MLP_PROGRAM],
     envFrom: [{ secretRef: { name: OBJECT_STORE_SECRET } }],
     env,
-    resources: { requests: { cpu: "1", memory: "2Gi" }, limits: { memory: "4Gi" } },
+    resources: { requests: { ...(ctx.trainingRequests ?? TRAINING_REQUESTS) }, limits: { memory: "4Gi" } },
     securityContext: RESTRICTED_CONTAINER,
     volumeMounts: [{ name: "tmp", mountPath: "/tmp" }],
     ...extra,

@@ -27,7 +27,18 @@ export interface TfJobOptions {
   readonly serviceAccountName?: string;
   /** Restarts of a failed pod before the job fails. Default 3. */
   readonly backoffLimit?: number;
+  /** CPU and memory each replica requests. Default {@link TRAINING_REQUESTS}. */
+  readonly requests?: ResourceRequests;
 }
+
+/** CPU and memory a container requests of its node. */
+export interface ResourceRequests {
+  readonly cpu: string;
+  readonly memory: string;
+}
+
+/** What a training replica requests unless told otherwise. */
+export const TRAINING_REQUESTS: ResourceRequests = { cpu: "1", memory: "2Gi" };
 
 /**
  * A TFJob with one chief. The pipelines add Worker and PS replica specs to it
@@ -66,7 +77,7 @@ export function tfJobManifest(o: TfJobOptions): Record<string, any> {
                   args: [...o.args],
                   envFrom: [{ secretRef: { name: OBJECT_STORE_SECRET } }],
                   resources: {
-                    requests: { cpu: "1", memory: "2Gi" },
+                    requests: { ...(o.requests ?? TRAINING_REQUESTS) },
                     limits: { memory: "8Gi", ...(gpu ? { "nvidia.com/gpu": String(o.gpus) } : {}) },
                   },
                   securityContext: RESTRICTED_CONTAINER,

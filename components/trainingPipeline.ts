@@ -30,7 +30,7 @@ import { PLATFORM_LABELS } from "./namespaces";
 import { OBJECT_STORE_SECRET, RESTRICTED_CONTAINER, restrictedPod } from "./objectStore";
 import { SHARED_CLAIM, SHARED_MOUNT_PATH } from "./sharedStorage";
 import { tensorBoardDeploymentSpec, tensorBoardSelector, TENSORBOARD_PORT } from "./tensorBoard";
-import { tfJobManifest } from "./trainingOperator";
+import { TRAINING_REQUESTS, tfJobManifest, type ResourceRequests } from "./trainingOperator";
 
 /** Template names (the submit CLI, scripts/submit.ts, takes them from the same module). */
 export { PIPELINE_OUTPUTS, PIPELINE_TEMPLATES };
@@ -50,6 +50,9 @@ export interface PipelineContext {
   readonly modelBase: string;
   /** gRPC address of the model server, `host:port`. */
   readonly servingGrpc: string;
+  /** CPU and memory of each step container (default 500m, 1Gi) and each training replica or trial (default {@link TRAINING_REQUESTS}). */
+  readonly stepRequests?: ResourceRequests;
+  readonly trainingRequests?: ResourceRequests;
   /** Kueue LocalQueue the training TFJobs are submitted to (label `kueue.x-k8s.io/queue-name`); default none. */
   readonly queueName?: string;
 }
@@ -60,6 +63,9 @@ const WORKFLOW_NAME = "{{workflow.name}}";
 const workflowParam = (name: string) => `{{workflow.parameters.${name}}}`;
 /** Per-run directories on the shared volume (trainer/src/pipeline/steps.ts runDirs). */
 export const runDirs = runDirsOf(SHARED_MOUNT_PATH, WORKFLOW_NAME);
+
+/** What a pipeline step (verify, evaluate, publish, smoke test) requests unless told otherwise. */
+export const STEP_REQUESTS: ResourceRequests = { cpu: "500m", memory: "1Gi" };
 
 /** Retries with exponential back-off for steps that can fail transiently (S3, API server, scheduling). */
 const RETRY = { limit: "3", retryPolicy: "Always", backoff: { duration: "10s", factor: "2", maxDuration: "5m" } };
@@ -82,7 +88,7 @@ export function mlpStep(
       command: [MLP_PROGRAM],
       args,
       envFrom: [{ secretRef: { name: OBJECT_STORE_SECRET } }],
-      resources: { requests: { cpu: "500m", memory: "1Gi" }, limits: { memory: "4Gi" } },
+      resources: { requests: { ...(ctx.stepRequests ?? STEP_REQUESTS) }, limits: { memory: "4Gi" } },
       securityContext: RESTRICTED_CONTAINER,
       volumeMounts: [...(shared ? [{ name: "shared", mountPath: SHARED_MOUNT_PATH }] : []), { name: "tmp", mountPath: "/tmp" }],
     },
@@ -156,6 +162,7 @@ export function trainingJob(ctx: PipelineContext, trainArgs: string[], name = `$
     args: trainArgs,
     gpus: ctx.gpus,
     gpu: ctx.gpu,
+    requests: ctx.trainingRequests,
   });
   if (ctx.queueName) job.metadata.labels[QUEUE_NAME_LABEL] = ctx.queueName;
   const chief = job.spec.tfReplicaSpecs.Chief;

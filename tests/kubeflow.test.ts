@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { EXECUTOR_SECURITY_CONTEXT, PIPELINE_RULES, argoValues, trainingWorkflowManifest } from "../components/argoWorkflows";
-import { restrictedPod } from "../components/objectStore";
+import { OBJECT_STORE_SECRET, restrictedPod } from "../components/objectStore";
 import { tfJobManifest } from "../components/trainingOperator";
 import { uiIngress } from "../components/uiIngress";
 import { charts, manifests } from "../components/versions";
@@ -226,6 +226,40 @@ describe("Pod Security of the pods the charts make in restricted namespaces", ()
     // The chart renders executor.securityContext into the controller's config.
     const cm = chartFile(`argo-workflows-${charts.argoWorkflows.version}.tgz`, "argo-workflows/templates/controller/workflow-controller-config-map.yaml");
     if (cm !== undefined) expect(cm).toMatch(/\n {4}executor:\n(?: {6}.*\n)*? {6}\{\{- with \.Values\.executor\.securityContext \}\}\n {6}securityContext:/);
+  });
+});
+
+describe("Argo's artifact repository", () => {
+  it("is the object store's logs bucket, with the object store Secret's keys (archived step logs need it)", () => {
+    const v = argoValues({
+      pipelinesNamespace: "ml-pipelines",
+      authMode: "client",
+      installCrds: true,
+      artifacts: { endpoint: "http://minio.mlplatform.svc.cluster.local:9000", bucket: "logs" },
+    }) as any;
+    expect(v.useStaticCredentials).toBe(true);
+    expect(v.artifactRepository).toEqual({
+      archiveLogs: true,
+      s3: {
+        endpoint: "minio.mlplatform.svc.cluster.local:9000",
+        bucket: "logs",
+        insecure: true,
+        accessKeySecret: { name: OBJECT_STORE_SECRET, key: "AWS_ACCESS_KEY_ID" },
+        secretKeySecret: { name: OBJECT_STORE_SECRET, key: "AWS_SECRET_ACCESS_KEY" },
+      },
+    });
+    const tls = argoValues({ pipelinesNamespace: "p", authMode: "client", installCrds: true, artifacts: { endpoint: "https://s3.example.test", bucket: "b", region: "eu" } }) as any;
+    expect(tls.artifactRepository.s3).toMatchObject({ endpoint: "s3.example.test", insecure: false, region: "eu" });
+    expect(argoValues({ pipelinesNamespace: "p", authMode: "client", installCrds: true })).not.toHaveProperty("artifactRepository");
+    // The chart renders artifactRepository.s3 (with its secret refs) into the controller's config.
+    const cm = chartFile(`argo-workflows-${charts.argoWorkflows.version}.tgz`, "argo-workflows/templates/controller/workflow-controller-config-map.yaml");
+    if (cm !== undefined) expect(cm).toMatch(/if \.Values\.useStaticCredentials \}\}\n\s+accessKeySecret:/);
+  });
+
+  it("dev stack: the chart gets the stack's object store and logs bucket", async () => {
+    const r = await runStack("dev", {}, { KUBECONFIG: FIXTURE_KUBECONFIG });
+    const chart = ofType(r, "kubernetes:helm.sh/v4:Chart").find((c) => c.inputs.name === "argo-workflows")!;
+    expect(chart.inputs.values.artifactRepository.s3).toMatchObject({ endpoint: "minio.mlplatform.svc.cluster.local:9000", bucket: "logs", insecure: true });
   });
 });
 

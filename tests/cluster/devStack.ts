@@ -108,7 +108,9 @@ export function prepareDevStack(local: Record<string, string>, work: string): De
   }
   fs.chmodSync(work, 0o755);
   fs.chmodSync(volumes, 0o755);
-  const platformDir = fs.existsSync(path.join(work, "platform")) ? path.join(work, "platform") : copyProject(path.join(work, "platform"));
+  // A fresh copy each time, so a redeploy runs the code as it is now (state lives beside it).
+  fs.rmSync(path.join(work, "platform"), { recursive: true, force: true });
+  const platformDir = copyProject(path.join(work, "platform"));
   // The pipeline templates import the trainer's step definitions (components/trainingPipeline.ts).
   if (!fs.existsSync(path.join(platformDir, "trainer"))) fs.symlinkSync(path.join(ROOT, "trainer"), path.join(platformDir, "trainer"));
   const img = localImages();
@@ -125,6 +127,15 @@ export function prepareDevStack(local: Record<string, string>, work: string): De
   dev.config["mlplatform:objectStore"] = { image: img.minio, clientImage: img.mc, storageSize: "1Gi" };
   dev.config["mlplatform:sharedStorage"] = { backend: "hostPath", hostPath: path.join(volumes, "shared"), size: "10Gi" };
   dev.config["mlplatform:trainerImage"] = { image: img["trainer-cpu"] };
+  // One 2-CPU node holds the whole platform: requests sized so a pipeline run (a step, the
+  // training replica and the sweep's trials) fits beside the platform's own pods.
+  dev.config["mlplatform:serving"] = { ...dev.config["mlplatform:serving"], requests: { cpu: "100m", memory: "256Mi" } };
+  dev.config["mlplatform:pipeline"] = {
+    ...dev.config["mlplatform:pipeline"],
+    sweepParallelism: 2,
+    stepRequests: { cpu: "100m", memory: "256Mi" },
+    trainingRequests: { cpu: "500m", memory: "1Gi" },
+  };
   // The metrics stack (on by default) needs Prometheus, Grafana and exporter images this node
   // does not have yet; running it here is the open part of issue 17.
   dev.config["mlplatform:observability"] = { enabled: false };
