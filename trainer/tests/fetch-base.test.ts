@@ -9,6 +9,7 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import * as path from "node:path";
 import sharp from "sharp";
+import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { main } from "../src/cli";
 import { parseMetadata } from "../src/metadata";
@@ -94,6 +95,8 @@ async function writeColourImages(dir: string, perClass: number): Promise<void> {
 class ModelServer {
   readonly requests: string[] = [];
   readonly truncate = new Set<string>();
+  /** Paths sent gzip-encoded (Content-Length then counts compressed bytes). */
+  readonly gzip = new Set<string>();
   private server?: http.Server;
   constructor(private readonly root: string) {}
   async start(): Promise<string> {
@@ -104,6 +107,11 @@ class ModelServer {
       const body = await fs.readFile(file).catch(() => undefined);
       if (!body || !file.startsWith(this.root)) {
         res.writeHead(404).end("not found");
+        return;
+      }
+      if (this.gzip.has(url.pathname)) {
+        const z = gzipSync(body);
+        res.writeHead(200, { "content-length": z.length, "content-encoding": "gzip" }).end(z);
         return;
       }
       res.writeHead(200, { "content-length": body.length });
@@ -153,6 +161,7 @@ describe("mlp fetch-base", () => {
     // Every test starts from an empty cache and an untampered server.
     root = path.join(dir, `cache-${n++}`);
     server.truncate.clear();
+    server.gzip.clear();
     server.requests.length = 0;
   });
 
@@ -201,6 +210,15 @@ describe("mlp fetch-base", () => {
     expect(changed.code).toBe(1);
     expect(changed.err).toMatch(/but the digest recorded by the first fetch .* is [0-9a-f]{64}; nothing was cached\. The published model changed: pass --sha256 [0-9a-f]{64} to accept it/);
     expect(await cacheFiles("g")).toEqual(["current"]);
+  });
+
+  it("hashes what tfjs reads: a gzip-encoded response is verified decoded", async () => {
+    server.gzip.add("/graph/model.json");
+    server.gzip.add("/graph/group1-shard2of2.bin");
+    const sha = await digestOf(path.join(dir, "served", "graph"));
+    const r = await fetchBase("--name", "g", "--url", `${origin}/graph/model.json`, "--sha256", sha, "--image-size", "8x8");
+    expect(r.err).toContain("digest verified");
+    expect(await fs.readFile(path.join(root, "g", sha, "model.json"))).toEqual(await fs.readFile(path.join(dir, "served", "graph", "model.json")));
   });
 
   it("a digest mismatch is an error and leaves nothing in the cache", async () => {

@@ -227,7 +227,9 @@ async function download(url: string, file: string, hash: Hash, progress: BytePro
     throw new FetchError(`GET ${url}: ${describeError((e as { cause?: unknown }).cause ?? e)}`, { cause: e });
   }
   if (!res.ok || !res.body) throw new FetchError(`GET ${url}: HTTP ${res.status} ${res.statusText}`);
-  const expected = res.headers.get("content-length");
+  // A compressed response's Content-Length counts compressed bytes; fetch hands over decoded ones.
+  const encoding = res.headers.get("content-encoding");
+  const expected = encoding && encoding !== "identity" ? null : res.headers.get("content-length");
   const name = path.basename(file);
   let got = 0;
   const tap = new Transform({
