@@ -85,7 +85,7 @@ describe("the aks stack with two teams, through the real program", () => {
     expect(JSON.stringify(all.filter((t) => t.type.endsWith(":WorkflowTemplate")).map((t) => t.props))).toContain("nvidia.com/gpu");
     for (const p of [teamNamespacesHaveQuota(), gpuWorkloadsQueued()]) expect((await checkStack(p, all)).violations, p.name).toEqual([]);
 
-    const noQuota = all.filter((t) => !(t.type === "kubernetes:core/v1:ResourceQuota" && t.props.metadata.namespace === "team-nlp"));
+    const noQuota = all.filter((t) => !(t.type === "kubernetes:core/v1:ResourceQuota" && (t.props as any).metadata.namespace === "team-nlp"));
     expect((await checkStack(teamNamespacesHaveQuota(), noQuota)).violations.map((v) => v.message)).toEqual([expect.stringContaining('team namespace "team-nlp"')]);
 
     const unlabelled = all.map((t) =>
