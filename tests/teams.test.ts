@@ -107,6 +107,7 @@ describe("teams under mocks, every stack file", () => {
       ...withTeams,
       "mlplatform:cluster": { ...base, gpuPool: { ...base.gpuPool, machineType: "a2-highgpu-1g", acceleratorType: "nvidia-tesla-a100" } },
       "mlplatform:gpuSharing": { strategy: "mps", maxSharedClientsPerGpu: 4, migPartitionSize: "1g.5gb" },
+      "mlplatform:serving": { gpus: 1 },
     });
     expectTeamObjects(r, true);
     const gpu = ofType(r, "gcp:container/nodePool:NodePool").find((p) => p.name === "platform-gpu")!.inputs;
@@ -125,6 +126,11 @@ describe("teams under mocks, every stack file", () => {
     expect(gpuProfile.kubespawner_override.node_selector).toMatchObject(shared);
     expect(gpuProfile.kubespawner_override.extra_resource_limits).toEqual({ "nvidia.com/gpu": "1" });
     expect(custom(r, "ResourceFlavor").find((f) => f.inputs.metadata.name === "gpu")!.inputs.spec.nodeLabels).toMatchObject(shared);
+    // So does the model server with gpus: 1.
+    const server = ofType(r, "kubernetes:apps/v1:Deployment").find((d) => JSON.stringify(d.inputs).includes('"nvidia.com/gpu":"1"'))!;
+    expect(server, "a GPU model server Deployment").toBeDefined();
+    expect(server.inputs.metadata.namespace).toBe("ml-serving");
+    expect(server.inputs.spec.template.spec.nodeSelector).toMatchObject(shared);
   });
 
   it("gke: time-sharing is TIME_SHARING with the time-sharing node label; the default stack shares nothing and installs no Kueue", async () => {
