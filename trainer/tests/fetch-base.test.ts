@@ -238,6 +238,19 @@ describe("mlp fetch-base", () => {
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/group1-shard2of2\.bin: download interrupted after \d+ bytes of 48|got \d+ bytes, Content-Length said 48/);
     expect(await cacheFiles("g")).toEqual([]);
+    // What a killed fetch leaves (a hidden temporary directory) goes once it is a day old; a younger one may be a fetch under way.
+    const old = path.join(root, "g", ".tmp-fetch-1-dead");
+    const young = path.join(root, "g", ".tmp-fetch-2-busy");
+    await fs.mkdir(old);
+    await fs.mkdir(young);
+    const dayAgo = new Date(Date.now() - 25 * 3600 * 1000);
+    await fs.utimes(old, dayAgo, dayAgo);
+    server.truncate.clear();
+    const cleaned = await fetchBase("--name", "g", "--url", `${origin}/graph/model.json`, "--image-size", "8x8");
+    expect(cleaned.code).toBe(0);
+    expect(cleaned.err).toContain(`removed ${old}, left by an interrupted fetch`);
+    expect((await fs.readdir(path.join(root, "g"))).sort()).toEqual([".tmp-fetch-2-busy", "current", JSON.parse(cleaned.out).sha256].sort());
+    await fs.rm(path.join(root, "g"), { recursive: true });
     // A missing file is an error too, naming the URL.
     const missing = await fetchBase("--name", "g", "--url", `${origin}/nothing/model.json`);
     expect(missing.code).toBe(1);

@@ -249,6 +249,22 @@ async function download(url: string, file: string, hash: Hash, progress: BytePro
   if (expected !== null && Number(expected) !== got) throw new FetchError(`GET ${url}: got ${got} bytes, Content-Length said ${expected}`);
 }
 
+/** A temporary directory older than this is left over by a killed fetch, not one under way. */
+export const STALE_TEMP_MS = 24 * 3600 * 1000;
+
+/** Removes what fetches killed mid-download (SIGKILL, a node gone) left in `nameDir`. */
+async function removeStaleTemps(nameDir: string, log: (line: string) => void): Promise<void> {
+  for (const entry of await fs.readdir(nameDir)) {
+    if (!entry.startsWith(".tmp-fetch-")) continue;
+    const dir = path.join(nameDir, entry);
+    const stat = await fs.stat(dir).catch(() => undefined);
+    if (stat && Date.now() - stat.mtimeMs > STALE_TEMP_MS) {
+      await fs.rm(dir, { recursive: true, force: true });
+      log(`removed ${dir}, left by an interrupted fetch`);
+    }
+  }
+}
+
 /**
  * Fetches the model at `req.url` into `<root>/<name>/<sha256>/` unless that entry exists.
  * Throws {@link DigestMismatchError} when the content's digest is not the expected one, and
@@ -277,6 +293,7 @@ export async function fetchBaseModel(req: FetchRequest): Promise<FetchResult> {
   if (protocol !== "http:" && protocol !== "https:") throw new UsageError(`--url must be an http or https URL; got ${JSON.stringify(req.url)}`);
 
   await fs.mkdir(nameDir, { recursive: true });
+  await removeStaleTemps(nameDir, req.log);
   const tmp = siblingTempName(path.join(nameDir, "x"), "fetch");
   await fs.mkdir(tmp);
   try {
