@@ -5,7 +5,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { PlatformOutputs } from "./stacks/contract";
-import { loadConfig, type PlatformConfig } from "./config";
+import { loadConfig, observabilityMode, type ObservabilityMode, type PlatformConfig } from "./config";
 import type { PlatformCluster } from "./components/cluster";
 
 /** Creates the cluster component the stack asked for; each cloud SDK is loaded only when used. */
@@ -14,17 +14,22 @@ async function createCluster(cfg: Readonly<PlatformConfig>): Promise<PlatformClu
   switch (c.provider) {
     case "aks": {
       const { AksCluster } = await import("./components/aksCluster");
-      return new AksCluster("platform", { cluster: c, burst: cfg.burst, tags: cfg.tags });
+      return new AksCluster("platform", { cluster: c, burst: cfg.burst, tags: cfg.tags, managedPrometheus: metricsMode(cfg) === "azure-managed" });
     }
     case "gke": {
       const { GkeCluster } = await import("./components/gkeCluster");
-      return new GkeCluster("platform", { cluster: c, labels: cfg.tags, gpuSharing: cfg.gpuSharing });
+      return new GkeCluster("platform", { cluster: c, labels: cfg.tags, managedPrometheus: metricsMode(cfg) === "gke-managed", gpuSharing: cfg.gpuSharing });
     }
     case "existing": {
       const { ExistingCluster } = await import("./components/existingCluster");
       return new ExistingCluster("platform", { cluster: c });
     }
   }
+}
+
+/** The observability mode in force, or undefined when observability is off. */
+function metricsMode(cfg: Readonly<PlatformConfig>): ObservabilityMode | undefined {
+  return cfg.observability.enabled ? observabilityMode(cfg.observability.mode, cfg.cluster.provider) : undefined;
 }
 
 async function main(): Promise<{ [K in keyof PlatformOutputs]: pulumi.Input<PlatformOutputs[K]> }> {
@@ -188,6 +193,26 @@ async function main(): Promise<{ [K in keyof PlatformOutputs]: pulumi.Input<Plat
     if (ing.tensorboard) {
       createUiIngress("tensorboard-ui", cfg.namespaces.platform, { ...ing.tensorboard, className: ing.className, clusterIssuer: ing.clusterIssuer, serviceName: tb.serviceName, servicePort: 80, unauthenticatedUi: true }, { provider: cluster.provider, dependsOn: [tb] });
     }
+  }
+
+  // Metrics stack, scrape targets, GPU telemetry, dashboards and alerts (config `observability`).
+  if (cfg.observability.enabled) {
+    const { Observability } = await import("./components/observability");
+    const az = cluster.azure;
+    new Observability("metrics", {
+      provider: cluster.provider,
+      config: cfg.observability,
+      cluster: cfg.cluster,
+      namespaces: { serving: cfg.namespaces.serving, pipelines: cfg.namespaces.pipelines },
+      gpu: cluster.gpu,
+      argo: kf.argo.enabled,
+      trainingOperator: kf.trainingOperator.enabled,
+      ingress: ing,
+      azure: az?.clusterId ? { resourceGroupName: az.resourceGroupName, location: az.location, clusterId: az.clusterId, clusterName: cluster.clusterName } : undefined,
+      tags: cfg.tags,
+      dependsOn: [namespaces, ...kubeflowParts],
+      skipAwait,
+    });
   }
 
   // The trainer image every workload runs: built from trainer/ and pushed, or prebuilt.

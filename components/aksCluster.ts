@@ -45,6 +45,8 @@ export interface AksClusterArgs {
   readonly burst?: { readonly enabled: boolean; readonly subnetCidr: string };
   /** Tags on every Azure resource. Default: none. */
   readonly tags?: Readonly<Record<string, string>>;
+  /** The metrics add-on for Azure Monitor managed Prometheus (observability mode azure-managed). Default false. */
+  readonly managedPrometheus?: boolean;
 }
 
 /** First /16 of the VNet: the node (and, with Azure CNI, pod) subnet. */
@@ -95,9 +97,11 @@ export class AksCluster extends pulumi.ComponentResource implements PlatformClus
   readonly cloudManagesDevicePlugin = false;
   /** Resource group holding the cluster, VNet and registry. */
   readonly resourceGroupName: pulumi.Output<string>;
+  /** ARM resource id of the managed cluster. */
+  readonly clusterId: pulumi.Output<string>;
   /** OIDC issuer URL, for workload identity federation. */
   readonly oidcIssuerUrl: pulumi.Output<string | undefined>;
-  readonly azure: { readonly resourceGroupName: pulumi.Output<string>; readonly location: string };
+  readonly azure: { readonly resourceGroupName: pulumi.Output<string>; readonly location: string; readonly clusterId: pulumi.Output<string> };
 
   constructor(name: string, args: AksClusterArgs, opts?: pulumi.ComponentResourceOptions) {
     super("mlplatform:cluster:AksCluster", name, {}, opts);
@@ -175,6 +179,8 @@ export class AksCluster extends pulumi.ComponentResource implements PlatformClus
           },
         ],
         autoScalerProfile: { scaleDownUnneededTime: "10m", expander: "least-waste" },
+        // The ama-metrics add-on scrapes into the Azure Monitor workspace (components/observability.ts).
+        azureMonitorProfile: args.managedPrometheus ? { metrics: { enabled: true } } : undefined,
         addonProfiles: burst
           ? { aciConnectorLinux: { enabled: true, config: { SubnetName: VIRTUAL_NODE_SUBNET } } }
           : undefined,
@@ -264,8 +270,9 @@ export class AksCluster extends pulumi.ComponentResource implements PlatformClus
     );
     this.provider = new k8s.Provider(`${name}-k8s`, { kubeconfig: this.kubeconfig, enableServerSideApply: true }, parent);
     this.clusterName = cluster.name;
+    this.clusterId = cluster.id;
     this.resourceGroupName = rg.name;
-    this.azure = { resourceGroupName: rg.name, location: c.location };
+    this.azure = { resourceGroupName: rg.name, location: c.location, clusterId: cluster.id };
     this.registryServer = registry.loginServer;
     this.oidcIssuerUrl = cluster.oidcIssuerProfile.apply((p) => p?.issuerURL);
     this.gpu = { nodeSelector: { ...GPU_POOL_LABEL }, tolerations: [GPU_TOLERATION] };

@@ -45,8 +45,8 @@ export interface PlatformCluster {
   readonly cloudManagesDevicePlugin: boolean;
   /** Credentials to push images to `registryServer`, when the cluster can mint them (GKE); else the deployer's Docker login. */
   readonly registryAuth?: pulumi.Output<{ username: string; password: string }>;
-  /** AKS: where Azure resources that belong to the cluster (storage) go. */
-  readonly azure?: { readonly resourceGroupName: pulumi.Output<string>; readonly location: string };
+  /** AKS: where Azure resources that belong to the cluster (storage, monitoring) go, and the cluster's ARM id. */
+  readonly azure?: { readonly resourceGroupName: pulumi.Output<string>; readonly location: string; readonly clusterId?: pulumi.Output<string> };
   /** GKE: project and location for Google Cloud resources that belong to the cluster. */
   readonly gcp?: { readonly project: string; readonly location: string };
 }

@@ -13,8 +13,21 @@ export interface GkeClusterArgs {
   readonly cluster: GkeClusterConfig;
   /** Labels on every Google Cloud resource. Default: none. */
   readonly labels?: Readonly<Record<string, string>>;
+  /** Managed Service for Prometheus collection (observability mode gke-managed). Default false. */
+  readonly managedPrometheus?: boolean;
   /** GPU sharing of the GPU pool (`gpuSharing`); default none. */
   readonly gpuSharing?: GpuSharingConfig;
+}
+
+/** `monitoringConfig` of the cluster: managed collection plus GKE's DCGM and pod packages (observability mode gke-managed). */
+export function gkeMonitoringConfig(managedPrometheus: boolean): gcp.types.input.container.ClusterMonitoringConfig | undefined {
+  if (!managedPrometheus) return undefined;
+  return {
+    managedPrometheus: { enabled: true },
+    // DCGM: GKE runs the DCGM exporter on GPU nodes itself. POD: kube_pod_* series
+    // (pending GPU requests, for the GPU alert).
+    enableComponents: ["SYSTEM_COMPONENTS", "POD", "DCGM"],
+  };
 }
 
 /** Node selector for GPU pods: GKE labels GPU nodes with their accelerator type. */
@@ -153,6 +166,7 @@ export class GkeCluster extends pulumi.ComponentResource implements PlatformClus
         // Dataplane V2 enforces NetworkPolicy without a separate add-on.
         datapathProvider: "ADVANCED_DATAPATH",
         workloadIdentityConfig: { workloadPool: this.workloadPool },
+        monitoringConfig: gkeMonitoringConfig(args.managedPrometheus ?? false),
         deletionProtection: c.deletionProtection,
         resourceLabels: labels,
       },

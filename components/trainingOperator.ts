@@ -99,6 +99,22 @@ export function tfJobManifest(o: TfJobOptions): Record<string, any> {
   };
 }
 
+/** The Secret the release's kustomization generates empty and the operator's cert rotator fills. */
+export const WEBHOOK_CERT_SECRET = "training-operator-webhook-cert";
+
+/**
+ * The operator writes its webhook CA and serving certificate into {@link WEBHOOK_CERT_SECRET}
+ * and the CA into its ValidatingWebhookConfiguration. Left to Pulumi, every `pulumi up` would
+ * replace that Secret with the empty one of the manifests; the operator then rotates both,
+ * and until the kubelet delivers the new files (about a minute) the API server refuses every
+ * TFJob ("x509: certificate signed by unknown authority"). Pulumi creates the Secret and then
+ * leaves its data to the operator.
+ */
+export const keepOperatorWebhookCert: pulumi.ResourceTransform = ({ type, props, opts }) => {
+  if (type !== "kubernetes:core/v1:Secret" || props.metadata?.name !== WEBHOOK_CERT_SECRET) return undefined;
+  return { props, opts: pulumi.mergeOptions(opts, { ignoreChanges: ["data", "stringData"] }) };
+};
+
 export interface TrainingOperatorArgs {
   /** Explicit provider of the target cluster. */
   readonly provider: k8s.Provider;
@@ -120,7 +136,7 @@ export class TrainingOperator extends pulumi.ComponentResource {
     new k8s.kustomize.v2.Directory(
       `${name}-manifests`,
       { directory: this.source, skipAwait: args.skipAwait ?? false },
-      { parent: this, provider: args.provider },
+      { parent: this, provider: args.provider, transforms: [keepOperatorWebhookCert] },
     );
     this.registerOutputs({ source: this.source, version: this.version });
   }

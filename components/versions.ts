@@ -39,6 +39,18 @@ export const charts = {
     version: "1.0.14",
     repository: "https://argoproj.github.io/argo-helm",
   },
+  /** kube-prometheus-stack (Prometheus Operator v0.93.x, Grafana, kube-state-metrics, node-exporter): the in-cluster metrics stack. */
+  kubePrometheusStack: {
+    chart: "kube-prometheus-stack",
+    version: "88.5.3",
+    repository: "https://prometheus-community.github.io/helm-charts",
+  },
+  /** NVIDIA DCGM exporter (GPU metrics) where the cloud does not collect them (AKS, existing clusters). */
+  dcgmExporter: {
+    chart: "dcgm-exporter",
+    version: "4.8.2",
+    repository: "https://nvidia.github.io/dcgm-exporter/helm-charts",
+  },
   /** Zero to JupyterHub. */
   jupyterhub: {
     chart: "jupyterhub",

@@ -23,6 +23,7 @@ import { parser } from "@prometheus-io/lezer-promql";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { alertGroups, alertQueries, isoDuration, prometheusRuleGroups } from "../components/alerts";
 import { ALL_DASHBOARDS, dashboardQueries, grafanaDashboard, substituteVariables } from "../components/dashboards";
+import { manifests } from "../components/versions";
 import { ROOT } from "./harness";
 
 const TSX = path.join(ROOT, "node_modules", ".bin", "tsx");
@@ -234,8 +235,9 @@ describe("dashboards and alerts query only what is emitted", () => {
     expect(samples(serverText).has("mlp_training_loss")).toBe(false);
   });
 
-  it("the Training Operator counters are the ones its v1.9.2 source defines", () => {
-    const src = path.join(os.homedir(), ".cache", "mlplatform", "tools", "go", "mod", "github.com", "kubeflow", "training-operator@v1.9.2", "pkg", "common", "metrics.go");
+  it("the Training Operator counters are the ones its pinned release's source defines", () => {
+    const tools = process.env.MLPLATFORM_TOOLS_DIR ?? path.join(os.homedir(), ".cache", "mlplatform", "tools");
+    const src = path.join(tools, "go", "mod", "github.com", "kubeflow", `training-operator@${manifests.trainingOperator.version}`, "pkg", "common", "metrics.go");
     if (!fs.existsSync(src)) throw new Error(`${src} is missing: scripts/tools/fetch-manifests.sh downloads the Training Operator module`);
     const defined = [...fs.readFileSync(src, "utf8").matchAll(/Name:\s*"([a-z_]+)"/g)].map((m) => m[1]!);
     expect(defined.sort()).toEqual(Object.keys(TRAINING_OPERATOR_METRICS).sort());

@@ -35,7 +35,7 @@ describe("dev stack (Pulumi.dev.yaml) under mocks", () => {
     });
   });
 
-  it("creates the four platform namespaces with restricted Pod Security; only the NFS server's is privileged", () => {
+  it("creates the four platform namespaces with restricted Pod Security; only the NFS server's and the metrics stack's are privileged", () => {
     const ns = ofType(run, "kubernetes:core/v1:Namespace").map((n) => n.inputs.metadata);
     const level = Object.fromEntries(ns.map((m) => [m.name, m.labels["pod-security.kubernetes.io/enforce"]]));
     expect(level).toEqual({
@@ -44,6 +44,8 @@ describe("dev stack (Pulumi.dev.yaml) under mocks", () => {
       "ml-serving": "restricted",
       mlplatform: "restricted",
       "mlplatform-storage": "privileged",
+      // node-exporter reads the host (hostNetwork, hostPID, hostPath).
+      monitoring: "privileged",
       argo: "baseline",
     });
   });
