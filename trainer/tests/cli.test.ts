@@ -17,20 +17,33 @@ describe("mlp", () => {
     expect(u.stdout()).toMatch(/--checkpoint-dir <dir>/);
   });
 
-  it("exits 2 on an unknown command, flag, or a bad value, naming it", async () => {
-    const a = captureIo();
-    expect(await main(["trian"], a.io)).toBe(2);
-    expect(a.stderr()).toContain('unknown command "trian"');
-    const b = captureIo();
-    expect(await main(["train-mnist", "--data", "x", "--model-base", "y", "--bogus"], b.io)).toBe(2);
-    expect(b.stderr()).toMatch(/Unknown option '--bogus'/);
-    const c = captureIo();
-    expect(await main(["train-mnist", "--data", "x", "--model-base", "y", "--batch-size", "0"], c.io)).toBe(2);
-    expect(c.stderr()).toContain('--batch-size must be an integer in [1, 65536]; got "0"');
-    const d = captureIo();
-    expect(await main(["train-mnist", "--model-base", "y"], d.io)).toBe(2);
-    expect(d.stderr()).toContain("--data is required");
+  it("exits 2 on an unknown command, flag, or a bad value, naming it once", async () => {
+    const cases: [string[], string][] = [
+      [["train-mnist", "--data", "x", "--model-base", "y", "--bogus"], "mlp train-mnist: unknown flag --bogus\nRun 'mlp train-mnist --help' for its flags.\n"],
+      [["train-mnist", "--data", "x", "--model-base", "y", "--batch-size", "0"], 'mlp train-mnist: --batch-size must be an integer in [1, 65536]; got "0"\nRun \'mlp train-mnist --help\' for its flags.\n'],
+      [["train-mnist", "--model-base", "y"], "mlp train-mnist: --data is required: directory or S3 prefix with the IDX files\nRun 'mlp train-mnist --help' for its flags.\n"],
+      [["train-mnist", "--data", "x", "--model-base", "y", "--steps", "5", "--epochs", "1"], "mlp train-mnist: give --steps or --epochs, not both\nRun 'mlp train-mnist --help' for its flags.\n"],
+      [["train-mnist", "--data", "x", "--model-base", "y", "--ps-mode", "asnyc"], 'mlp train-mnist: --ps-mode must be one of sync, async; got "asnyc"; did you mean async?\nRun \'mlp train-mnist --help\' for its flags.\n'],
+      [["retrain", "--images", "i", "--base-model", "b", "--model-base", "m", "--range", "1,0"], 'mlp retrain: --range must be "lo,hi" with lo < hi, e.g. 0,1 or -1,1; got "1,0"\nRun \'mlp retrain --help\' for its flags.\n'],
+      [["retrain", "--images", "i", "--base-model", "b", "--model-base", "m", "--metrics-prot", "1"], "mlp retrain: unknown flag --metrics-prot; did you mean --metrics-port?\nRun 'mlp retrain --help' for its flags.\n"],
+    ];
+    for (const [argv, stderr] of cases) {
+      const c = captureIo();
+      expect(await main(argv, c.io), argv.join(" ")).toBe(2);
+      expect(c.stderr()).toBe(stderr);
+    }
     expect(await main([], captureIo().io)).toBe(2);
+  });
+
+  it("shows every flag of a command's table in its usage, once", async () => {
+    const { COMMANDS } = await import("../src/commands");
+    for (const entry of COMMANDS) {
+      const command = await entry.load();
+      if (!command.flags) throw new Error(`${entry.name} has no flag table`);
+      for (const flag of Object.keys(command.flags)) {
+        expect(command.usage.match(new RegExp(`^  --${flag}(?= |$)`, "gm")), `${entry.name} --${flag}`).toHaveLength(1);
+      }
+    }
   });
 
   it("prints its version, and a command's usage for `mlp help <command>`", async () => {

@@ -5,7 +5,8 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { UsageError } from "../src/errors";
-import { parseMetricsPort, replicaLabel, serveTrainingMetrics, TrainingMetrics, type MetricsServer } from "../src/train/metrics-server";
+import { parseFlags } from "../src/util/flags";
+import { METRICS_FLAGS, parseMetricsPort, replicaLabel, serveTrainingMetrics, TrainingMetrics, type MetricsServer } from "../src/train/metrics-server";
 
 let server: MetricsServer | undefined;
 afterEach(async () => {
@@ -50,11 +51,11 @@ describe("training metrics", () => {
   });
 
   it("--metrics-port wins over $MLP_METRICS_PORT; neither means no server; bad values name the source", () => {
-    expect(parseMetricsPort("9102", { MLP_METRICS_PORT: "1" })).toBe(9102);
+    expect(parseMetricsPort(parseFlags(METRICS_FLAGS, ["--metrics-port", "9102"])["metrics-port"], { MLP_METRICS_PORT: "1" })).toBe(9102);
     expect(parseMetricsPort(undefined, { MLP_METRICS_PORT: "9102" })).toBe(9102);
     expect(parseMetricsPort(undefined, {})).toBeUndefined();
     expect(parseMetricsPort(undefined, { MLP_METRICS_PORT: "" })).toBeUndefined();
-    expect(() => parseMetricsPort("70000", {})).toThrow(/--metrics-port must be an integer in \[0, 65535\]; got "70000"/);
+    expect(() => parseFlags(METRICS_FLAGS, ["--metrics-port", "70000"])).toThrow(/^--metrics-port must be an integer in \[0, 65535\]; got "70000"$/);
     expect(() => parseMetricsPort(undefined, { MLP_METRICS_PORT: "http" })).toThrow(UsageError);
     expect(() => parseMetricsPort(undefined, { MLP_METRICS_PORT: "http" })).toThrow(/\$MLP_METRICS_PORT must be a port in \[0, 65535\]; got "http"/);
   });

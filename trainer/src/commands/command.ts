@@ -17,13 +17,10 @@ export interface CommandIo {
 
 export interface Command {
   readonly name: string;
-  /**
-   * @deprecated Ignored: the one-line summary lives in ./index.ts only (it used to be
-   * repeated here, and the copies disagreed). Removed once every command is converted.
-   */
-  readonly summary?: string;
   /** Full help text for `mlp <name> --help` (see {@link defineCommand}). */
   readonly usage: string;
+  /** The command's flag table, where it has one (the usage text is made from it). */
+  readonly flags?: FlagTable;
   /**
    * Runs with the arguments after the command name; resolves to the exit code. Expected
    * failures throw an `MlpError` (the CLI prints its message and exits with its code).

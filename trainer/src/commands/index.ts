@@ -1,7 +1,8 @@
 /**
  * The `mlp` command table. To add a command, write `src/commands/<name>.ts` exporting
- * `command: Command` and add one entry here (the summary is repeated so `mlp --help` need
- * not load every module).
+ * `command = defineCommand({ name, flags, help, run })` (flags in a table, see
+ * util/flags.ts) and add one entry here. A command's one-line summary lives here only, so
+ * `mlp --help` need not load every module.
  */
 import type { CommandEntry } from "./command";
 

@@ -139,6 +139,7 @@ async function predictWith(f: PredictFlags, local: LocalInput, protocol: "grpc" 
 
 export const command: Command = {
   name: "predict",
+  flags: PREDICT_FLAGS,
   usage: commandUsage("predict", PREDICT_FLAGS, HELP),
   run: (args, io) => run(args, io),
 };

@@ -15,15 +15,16 @@ import { bottlenecks } from "../retrain/bottlenecks";
 import { confusionMatrix, formatConfusionMatrix } from "../retrain/confusion";
 import { scanImageFolder, type SetName } from "../retrain/folder";
 import { attachHead, createHead, featureSet, predictClasses, trainHead } from "../retrain/head";
-import { createReducer, DEFAULT_DISTRIBUTED, DISTRIBUTED_FLAGS, DISTRIBUTED_USAGE, parseDistributedFlags, servedAsParameterServer, type DistributedOptions } from "../distributed";
+import { createReducer, DEFAULT_DISTRIBUTED, DISTRIBUTED_FLAGS, distributedOptions, servedAsParameterServer, type DistributedOptions } from "../distributed";
 import type { ProgressMode } from "../train/progress";
 import { parseTfConfig, replicaName } from "../train/tfconfig";
 import { tensorBoardSinks } from "../train/summaries";
-import { METRICS_FLAGS, METRICS_USAGE, parseMetricsPort, replicaLabel, startTrainingMetrics, type StepObserver } from "../train/metrics-server";
+import { METRICS_FLAGS, parseMetricsPort, replicaLabel, startTrainingMetrics, type StepObserver } from "../train/metrics-server";
 import { tf } from "../tf";
-import { choiceFlag, floatFlag, intFlag, parseFlags } from "../util/args";
+import { defineFlags } from "../util/flags";
 import { writeFileAtomic } from "../util/fs";
-import type { Command, CommandIo } from "./command";
+import { defineCommand, type CommandIo } from "./command";
+import { parseRange, SPLIT_FLAGS, splitPercents } from "./shared-flags";
 
 export interface RetrainOptions {
   readonly images: string;
@@ -219,110 +220,85 @@ export async function retrain(opts: RetrainOptions, io: CommandIo): Promise<Retr
   }
 }
 
-const USAGE = `Usage: mlp retrain --images <dir> --base-model <dir|name> --model-base <dir> [options]
+export const RETRAIN_FLAGS = defineFlags({
+  images: { kind: "string", arg: "<dir>", help: "one subdirectory per label", required: true },
+  "base-model": {
+    kind: "string",
+    arg: "<dir|name>",
+    help: "directory with model.json, e.g. a published version, or the name of a model fetched with mlp fetch-base, e.g. inception-v3",
+    required: true,
+  },
+  "base-models": { kind: "string", arg: "<dir>", help: "where fetch-base caches models", defaultHelp: `$MLP_BASE_MODELS or ${DEFAULT_BASE_MODELS_DIR}` },
+  "bottleneck-layer": {
+    kind: "string",
+    arg: "<name>",
+    help: "layer (graph: output node) whose output is the feature vector",
+    defaultHelp: "fetch-base's choice, else the one feeding the last layer",
+  },
+  range: { kind: "parsed", arg: "<lo,hi>", help: "input pixel range", defaultHelp: "from fetch-base or the base's metadata.json, else 0,1", parse: parseRange },
+  "cache-dir": { kind: "string", arg: "<dir>", help: "bottleneck cache", defaultHelp: "$MLPLATFORM_CACHE/bottlenecks or ~/.cache/mlplatform/bottlenecks" },
+  ...SPLIT_FLAGS,
+  steps: { kind: "int", min: 1, help: "head training length in steps (or give --epochs)", defaultHelp: "20 epochs" },
+  epochs: { kind: "float", min: 0.001, help: "head training length in epochs (or give --steps)" },
+  "batch-size": { kind: "int", min: 1, max: 65536, default: 32, help: "examples per step per training replica" },
+  "learning-rate": { kind: "float", min: 1e-7, max: 10, default: 0.001, arg: "<f>", help: "learning rate" },
+  "hidden-units": { kind: "int", min: 0, max: 65536, default: 0, help: "hidden layer in the head (0: softmax only)" },
+  dropout: { kind: "float", min: 0, max: 0.95, default: 0, arg: "<f>", help: "dropout rate" },
+  seed: { kind: "int", min: 0, max: 2 ** 32 - 1, default: 42, help: "seeds initialisation and batch order" },
+  "model-base": { kind: "string", arg: "<dir>", help: "root of published models", required: true },
+  name: { kind: "string", arg: "<name>", default: "retrained", help: "model name" },
+  logdir: { kind: "string", arg: "<dir>", help: "TensorBoard event files (train/, validation/)" },
+  "min-accuracy": { kind: "float", min: 0, max: 1, arg: "<f>", help: "publish only if test (else validation) accuracy ≥ f" },
+  "result-file": { kind: "string", arg: "<file>", help: "write the result as JSON" },
+  progress: { kind: "choice", choices: ["auto", "bar", "lines", "none"], default: "auto", help: "auto: a bar on a terminal, lines otherwise" },
+  ...METRICS_FLAGS,
+  ...DISTRIBUTED_FLAGS,
+});
 
-Transfer learning: images in <dir>/<label>/*.{jpg,png,webp,…} are decoded with sharp, fed
+export const command = defineCommand({
+  name: "retrain",
+  flags: RETRAIN_FLAGS,
+  help: {
+    about: `Transfer learning: images in <dir>/<label>/*.{jpg,png,webp,…} are decoded with sharp, fed
 through the base model (a tfjs Layers or Graph model) up to its bottleneck, and a new
 softmax head is trained on those features. Base and head are published together as
-<model-base>/<name>/<version>/. Features are cached by image content and base model.
+<model-base>/<name>/<version>/. Features are cached by image content and base model.`,
+    notes: `--batch-size is per training replica; every replica computes (or reads from --cache-dir)
+the bottlenecks of all images.
 
-  --images <dir>             one subdirectory per label (required)
-  --base-model <dir|name>    directory with model.json, e.g. a published version, or the name
-                             of a model fetched with mlp fetch-base, e.g. inception-v3 (required)
-  --base-models <dir>        where fetch-base caches models (default $MLP_BASE_MODELS or
-                             ${DEFAULT_BASE_MODELS_DIR})
-  --bottleneck-layer <name>  layer (graph: output node) whose output is the feature vector
-                             (default: fetch-base's choice, else the one feeding the last layer)
-  --range <lo,hi>            input pixel range (default from fetch-base or the base's
-                             metadata.json, else 0,1)
-  --cache-dir <dir>          bottleneck cache (default $MLPLATFORM_CACHE/bottlenecks or
-                             ~/.cache/mlplatform/bottlenecks)
-  --validation-percent <p>   (default 10)    --test-percent <p>  (default 10)
-  --steps <n> | --epochs <n> head training length (default 20 epochs)
-  --batch-size <n>           (default 32)    --learning-rate <f> (default 0.001)
-  --hidden-units <n>         hidden layer in the head (default 0: softmax only)
-  --dropout <f>              (default 0)     --seed <n>          (default 42)
-  --model-base <dir>         (required)      --name <name>       (default retrained)
-  --logdir <dir>  --min-accuracy <f>  --result-file <file>  --progress auto|bar|lines|none
-
-${METRICS_USAGE}
-
-${DISTRIBUTED_USAGE}
-  --batch-size is per training replica; every replica computes (or reads from --cache-dir)
-  the bottlenecks of all images.
-
-Environment: TF_CONFIG (TFJob: chief/master, workers, ps), MLP_TFJS_BACKEND=gpu, MLP_TRAIN_STEP=compiled|eager|autograd (default: the
-  fastest the head allows).`;
-
-export const command: Command = {
-  name: "retrain",
-  summary: "retrain a new softmax head on a folder of labelled images (transfer learning)",
-  usage: USAGE,
-  async run(args: string[], io: CommandIo): Promise<number> {
-    const f = parseFlags("retrain", args, {
-      images: { type: "string" },
-      "base-model": { type: "string" },
-      "base-models": { type: "string" },
-      "bottleneck-layer": { type: "string" },
-      range: { type: "string" },
-      "cache-dir": { type: "string" },
-      "model-base": { type: "string" },
-      name: { type: "string" },
-      steps: { type: "string" },
-      epochs: { type: "string" },
-      "batch-size": { type: "string" },
-      "learning-rate": { type: "string" },
-      "hidden-units": { type: "string" },
-      dropout: { type: "string" },
-      "validation-percent": { type: "string" },
-      "test-percent": { type: "string" },
-      seed: { type: "string" },
-      logdir: { type: "string" },
-      "min-accuracy": { type: "string" },
-      "result-file": { type: "string" },
-      progress: { type: "string" },
-      ...METRICS_FLAGS,
-      ...DISTRIBUTED_FLAGS,
-    });
-    const distributed = parseDistributedFlags(f);
+Environment: TF_CONFIG (TFJob: chief/master, workers, ps), MLP_TFJS_BACKEND=gpu,
+  MLP_TRAIN_STEP=compiled|eager|autograd (default: the fastest the head allows).`,
+  },
+  async run(f, io: CommandIo): Promise<number> {
+    const distributed = distributedOptions(f);
     if (await servedAsParameterServer(io, distributed)) return 0;
-    for (const req of ["images", "base-model", "model-base"] as const) {
-      if (!f[req]) throw new UsageError(`mlp retrain: --${req} is required`);
-    }
     if (f.steps !== undefined && f.epochs !== undefined) throw new UsageError("give --steps or --epochs, not both");
-    let range: [number, number] | undefined;
-    if (f.range !== undefined) {
-      const parts = f.range.split(",").map(Number);
-      if (parts.length !== 2 || !parts.every(Number.isFinite) || parts[0]! >= parts[1]!) {
-        throw new UsageError(`--range must be "lo,hi" with lo < hi, e.g. 0,1 or -1,1; got ${JSON.stringify(f.range)}`);
-      }
-      range = [parts[0]!, parts[1]!];
-    }
-    const name = f.name ?? "retrained";
+    const { validationPercent, testPercent } = splitPercents(f);
+    const name = f.name;
     const metrics = await startTrainingMetrics(parseMetricsPort(f["metrics-port"], io.env), { replica: replicaLabel(parseTfConfig(io.env.TF_CONFIG)), model: name }, (m) => io.stderr.write(`${m}\n`));
     const result = await retrain(
       {
-        images: f.images!,
-        baseModel: f["base-model"]!,
+        images: f.images,
+        baseModel: f["base-model"],
         baseModels: f["base-models"],
         bottleneckLayer: f["bottleneck-layer"],
-        range,
+        range: f.range,
         cacheDir: f["cache-dir"] ?? defaultCacheDir(io.env),
-        modelBase: f["model-base"]!,
+        modelBase: f["model-base"],
         name,
-        steps: intFlag("steps", f.steps, 1),
-        epochs: floatFlag("epochs", f.epochs, 0.001),
-        batchSize: intFlag("batch-size", f["batch-size"], 1, 65536) ?? 32,
-        learningRate: floatFlag("learning-rate", f["learning-rate"], 1e-7, 10) ?? 0.001,
-        hiddenUnits: intFlag("hidden-units", f["hidden-units"], 0, 65536) ?? 0,
-        dropout: floatFlag("dropout", f.dropout, 0, 0.95) ?? 0,
-        validationPercent: floatFlag("validation-percent", f["validation-percent"], 0, 90) ?? 10,
-        testPercent: floatFlag("test-percent", f["test-percent"], 0, 90) ?? 10,
-        seed: intFlag("seed", f.seed, 0, 2 ** 32 - 1) ?? 42,
+        steps: f.steps,
+        epochs: f.epochs,
+        batchSize: f["batch-size"],
+        learningRate: f["learning-rate"],
+        hiddenUnits: f["hidden-units"],
+        dropout: f.dropout,
+        validationPercent,
+        testPercent,
+        seed: f.seed,
         logdir: f.logdir,
-        minAccuracy: floatFlag("min-accuracy", f["min-accuracy"], 0, 1),
+        minAccuracy: f["min-accuracy"],
         resultFile: f["result-file"],
-        progress: choiceFlag("progress", f.progress, ["auto", "bar", "lines", "none"] as const, "auto"),
+        progress: f.progress,
         distributed,
         observer: metrics.observer,
       },
@@ -331,4 +307,4 @@ export const command: Command = {
     io.stdout.write(`${JSON.stringify({ version: result.version, dir: result.dir, replica: result.replica, metrics: result.metrics, labels: result.labels })}\n`);
     return 0;
   },
-};
+});

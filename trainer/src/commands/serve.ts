@@ -211,6 +211,7 @@ export async function run(args: string[], io: CommandIo = { stdout: process.stdo
 
 export const command: Command = {
   name: "serve",
+  flags: SERVE_FLAGS,
   usage: commandUsage("serve", SERVE_FLAGS, HELP),
   run: (args, io) => run(args, io),
 };

@@ -45,3 +45,12 @@ export function splitPercents(f: FlagValues<typeof SPLIT_FLAGS>): { validationPe
   }
   return { validationPercent, testPercent };
 }
+
+/** A `lo,hi` input pixel range with lo < hi (the `parse` of a `range` flag). */
+export function parseRange(raw: string, flag: string): [number, number] {
+  const parts = raw.split(",").map((p) => (p.trim() === "" ? NaN : Number(p)));
+  if (parts.length !== 2 || !parts.every(Number.isFinite) || parts[0]! >= parts[1]!) {
+    throw new UsageError(`${flag} must be "lo,hi" with lo < hi, e.g. 0,1 or -1,1; got ${JSON.stringify(raw)}`);
+  }
+  return [parts[0]!, parts[1]!];
+}

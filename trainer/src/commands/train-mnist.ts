@@ -15,13 +15,14 @@ import { evaluate, train, type EvalResult, type TrainResult } from "../train/loo
 import type { ProgressMode } from "../train/progress";
 import { tensorBoardSinks } from "../train/summaries";
 import { parseTfConfig, replicaName } from "../train/tfconfig";
-import { createReducer, DEFAULT_DISTRIBUTED, DISTRIBUTED_FLAGS, DISTRIBUTED_USAGE, parseDistributedFlags, servedAsParameterServer, type DistributedOptions } from "../distributed";
+import { createReducer, DEFAULT_DISTRIBUTED, DISTRIBUTED_FLAGS, distributedOptions, servedAsParameterServer, type DistributedOptions } from "../distributed";
 import { readPublishedRecord, writePublishedRecord } from "../train/published";
-import { METRICS_FLAGS, METRICS_USAGE, parseMetricsPort, replicaLabel, startTrainingMetrics, type StepObserver } from "../train/metrics-server";
+import { METRICS_FLAGS, parseMetricsPort, replicaLabel, startTrainingMetrics, type StepObserver } from "../train/metrics-server";
 import { tf } from "../tf";
 import { writeFileAtomic } from "../util/fs";
-import { choiceFlag, floatFlag, intFlag, parseFlags } from "../util/args";
-import type { Command, CommandIo } from "./command";
+import { defineFlags } from "../util/flags";
+import { defineCommand, type CommandIo } from "./command";
+import { S3_FLAGS } from "./shared-flags";
 
 export interface TrainMnistOptions {
   /** Directory or `s3://bucket/prefix` holding `<trainPrefix>-images-idx3-ubyte[.gz]` etc. */
@@ -248,94 +249,58 @@ async function writeResultFile(file: string, r: { version: number; dir: string; 
   await writeFileAtomic(file, JSON.stringify({ version: r.version, dir: r.dir, metrics: r.metrics }, null, 2) + "\n");
 }
 
-const USAGE = `Usage: mlp train-mnist --data <dir|s3://bucket/prefix> --model-base <dir> [options]
+export const TRAIN_MNIST_FLAGS = defineFlags({
+  data: { kind: "string", arg: "<dir|s3://…>", help: "directory or S3 prefix with the IDX files", required: true, section: "Data" },
+  "train-prefix": { kind: "string", arg: "<p>", default: "train", help: "training pair prefix" },
+  "test-prefix": { kind: "string", arg: "<p|none>", help: "test pair prefix; none: no test set", defaultHelp: "t10k, used if present" },
+  "max-train-examples": { kind: "int", min: 1, help: "use only the first n training examples" },
+  "validation-split": { kind: "float", min: 0, max: 0.9, default: 0.1, arg: "<f>", help: "fraction of training examples held out" },
+  labels: { kind: "string", arg: "<a,b,…>", help: "class names", defaultHelp: "0,…,9" },
+  ...S3_FLAGS,
+  steps: { kind: "int", min: 1, help: "length of the run in steps (or give --epochs)", defaultHelp: "1 epoch", section: "Training" },
+  epochs: { kind: "float", min: 0.001, help: "length of the run in epochs (or give --steps)" },
+  "batch-size": { kind: "int", min: 1, max: 65536, default: 64, help: "examples per step per training replica" },
+  "learning-rate": { kind: "float", min: 1e-7, max: 10, default: 0.001, arg: "<f>", help: "Adam learning rate" },
+  "hidden-units": { kind: "int", min: 1, max: 65536, default: 128, help: "units of the hidden dense layer" },
+  dropout: { kind: "float", min: 0, max: 0.95, default: 0.25, arg: "<f>", help: "dropout rate" },
+  seed: { kind: "int", min: 0, max: 2 ** 32 - 1, default: 42, help: "seeds initialisation, split and batch order" },
+  "eval-every": { kind: "int", min: 0, help: "validate every n steps", defaultHelp: "only at the end" },
+  "model-base": { kind: "string", arg: "<dir>", help: "root of published models", required: true, section: "Output" },
+  name: { kind: "string", arg: "<name>", default: "mnist", help: "model name" },
+  logdir: { kind: "string", arg: "<dir>", help: "TensorBoard event files (train/, validation/)" },
+  "checkpoint-dir": { kind: "string", arg: "<dir>", help: "checkpoints; a rerun resumes from the newest one" },
+  "checkpoint-every": { kind: "int", min: 1, default: 100, help: "steps between checkpoints" },
+  "min-accuracy": { kind: "float", min: 0, max: 1, arg: "<f>", help: "publish only if test (else validation) accuracy ≥ f" },
+  "result-file": { kind: "string", arg: "<file>", help: "write {version, dir, metrics} as JSON" },
+  progress: { kind: "choice", choices: ["auto", "bar", "lines", "none"], default: "auto", help: "auto: a bar on a terminal, lines otherwise" },
+  "publish-again": {
+    kind: "boolean",
+    help: "resuming a run that already finished and published: publish another version (without it: say so and publish nothing)",
+  },
+  ...METRICS_FLAGS,
+  ...DISTRIBUTED_FLAGS,
+});
 
-Trains a small CNN on MNIST-style IDX files (<prefix>-images-idx3-ubyte and
-<prefix>-labels-idx1-ubyte, optionally .gz) and publishes <model-base>/<name>/<version>/.
-
-Data
-  --data <dir|s3://…>        directory or S3 prefix with the IDX files (required)
-  --train-prefix <p>         training pair prefix (default train)
-  --test-prefix <p|none>     test pair prefix (default t10k, used if present)
-  --max-train-examples <n>   use only the first n training examples
-  --validation-split <f>     fraction of training examples held out (default 0.1)
-  --labels <a,b,…>           class names (default 0,…,9)
-  --s3-endpoint <url>        S3 endpoint (default $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, $S3_ENDPOINT)
-  --s3-region <r>            (default $AWS_REGION or us-east-1); credentials from AWS_ACCESS_KEY_ID/…
-
-Training
-  --steps <n> | --epochs <n> length of the run (default 1 epoch)
-  --batch-size <n>           (default 64)
-  --learning-rate <f>        Adam learning rate (default 0.001)
-  --hidden-units <n>         units of the hidden dense layer (default 128)
-  --dropout <f>              (default 0.25)
-  --seed <n>                 seeds initialisation, split and batch order (default 42)
-  --eval-every <n>           validate every n steps (default: only at the end)
-
-Output
-  --model-base <dir>         root of published models (required)
-  --name <name>              model name (default mnist)
-  --logdir <dir>             TensorBoard event files (train/, validation/)
-  --checkpoint-dir <dir>     checkpoints; a rerun resumes from the newest one
-  --checkpoint-every <n>     steps between checkpoints (default 100)
-  --min-accuracy <f>         publish only if test (else validation) accuracy ≥ f
-  --result-file <file>       write {version, dir, metrics} as JSON
-  --progress <mode>          auto, bar, lines or none (default auto: bar on a terminal)
-  --publish-again            resuming a run that already finished and published: publish
-                             another version (default: say so and publish nothing)
-
-${METRICS_USAGE}
-
-${DISTRIBUTED_USAGE}
-  --batch-size is per training replica: a step trains on batch-size × replicas examples.
+export const command = defineCommand({
+  name: "train-mnist",
+  flags: TRAIN_MNIST_FLAGS,
+  help: {
+    about: `Trains a small CNN on MNIST-style IDX files (<prefix>-images-idx3-ubyte and
+<prefix>-labels-idx1-ubyte, optionally .gz) and publishes <model-base>/<name>/<version>/.`,
+    notes: `--batch-size is per training replica: a step trains on batch-size × replicas examples.
 
 Environment: TF_CONFIG (TFJob: chief/master, workers, ps), MLP_TFJS_BACKEND=gpu,
-  MLP_TRAIN_STEP=compiled|eager|autograd (default: the fastest the model allows).`;
-
-export const command: Command = {
-  name: "train-mnist",
-  summary: "train the MNIST-style CNN on IDX files and publish a model version",
-  usage: USAGE,
-  async run(args: string[], io: CommandIo): Promise<number> {
-    const f = parseFlags("train-mnist", args, {
-      data: { type: "string" },
-      "model-base": { type: "string" },
-      name: { type: "string" },
-      "train-prefix": { type: "string" },
-      "test-prefix": { type: "string" },
-      "max-train-examples": { type: "string" },
-      "validation-split": { type: "string" },
-      labels: { type: "string" },
-      "s3-endpoint": { type: "string" },
-      "s3-region": { type: "string" },
-      steps: { type: "string" },
-      epochs: { type: "string" },
-      "batch-size": { type: "string" },
-      "learning-rate": { type: "string" },
-      "hidden-units": { type: "string" },
-      dropout: { type: "string" },
-      seed: { type: "string" },
-      "eval-every": { type: "string" },
-      logdir: { type: "string" },
-      "checkpoint-dir": { type: "string" },
-      "checkpoint-every": { type: "string" },
-      "min-accuracy": { type: "string" },
-      "result-file": { type: "string" },
-      progress: { type: "string" },
-      "publish-again": { type: "boolean" },
-      ...METRICS_FLAGS,
-      ...DISTRIBUTED_FLAGS,
-    });
-    if (!f.data) throw new UsageError("mlp train-mnist: --data is required (a directory or s3://bucket/prefix)");
-    if (!f["model-base"]) throw new UsageError("mlp train-mnist: --model-base is required (where model versions are published)");
+  MLP_TRAIN_STEP=compiled|eager|autograd (default: the fastest the model allows).`,
+  },
+  async run(f, io: CommandIo): Promise<number> {
     if (f.steps !== undefined && f.epochs !== undefined) throw new UsageError("give --steps or --epochs, not both");
-    const distributed = parseDistributedFlags(f);
+    const distributed = distributedOptions(f);
     if (await servedAsParameterServer(io, distributed)) return 0;
     const labels = f.labels?.split(",").map((l) => l.trim());
     if (labels && (labels.length < 2 || labels.some((l) => l === ""))) {
       throw new UsageError(`--labels must list at least two non-empty class names; got ${JSON.stringify(f.labels)}`);
     }
-    const name = f.name ?? "mnist";
+    const name = f.name;
     const metrics = await startTrainingMetrics(parseMetricsPort(f["metrics-port"], io.env), { replica: replicaLabel(parseTfConfig(io.env.TF_CONFIG)), model: name }, (m) => io.stderr.write(`${m}\n`));
     const result = await trainMnist(
       {
@@ -344,25 +309,25 @@ export const command: Command = {
         name,
         trainPrefix: f["train-prefix"],
         testPrefix: f["test-prefix"] === "none" ? null : f["test-prefix"],
-        maxTrainExamples: intFlag("max-train-examples", f["max-train-examples"], 1),
-        validationSplit: floatFlag("validation-split", f["validation-split"], 0, 0.9) ?? 0.1,
+        maxTrainExamples: f["max-train-examples"],
+        validationSplit: f["validation-split"],
         labels,
         s3: { endpoint: f["s3-endpoint"], region: f["s3-region"] },
-        steps: intFlag("steps", f.steps, 1),
-        epochs: floatFlag("epochs", f.epochs, 0.001),
-        batchSize: intFlag("batch-size", f["batch-size"], 1, 65536) ?? 64,
-        learningRate: floatFlag("learning-rate", f["learning-rate"], 1e-7, 10) ?? 0.001,
-        hiddenUnits: intFlag("hidden-units", f["hidden-units"], 1, 65536) ?? 128,
-        dropout: floatFlag("dropout", f.dropout, 0, 0.95) ?? 0.25,
-        seed: intFlag("seed", f.seed, 0, 2 ** 32 - 1) ?? 42,
-        evalEvery: intFlag("eval-every", f["eval-every"], 0),
+        steps: f.steps,
+        epochs: f.epochs,
+        batchSize: f["batch-size"],
+        learningRate: f["learning-rate"],
+        hiddenUnits: f["hidden-units"],
+        dropout: f.dropout,
+        seed: f.seed,
+        evalEvery: f["eval-every"],
         logdir: f.logdir,
         checkpointDir: f["checkpoint-dir"],
-        checkpointEvery: intFlag("checkpoint-every", f["checkpoint-every"], 1) ?? 100,
-        minAccuracy: floatFlag("min-accuracy", f["min-accuracy"], 0, 1),
+        checkpointEvery: f["checkpoint-every"],
+        minAccuracy: f["min-accuracy"],
         resultFile: f["result-file"],
-        progress: choiceFlag("progress", f.progress, ["auto", "bar", "lines", "none"] as const, "auto"),
-        publishAgain: f["publish-again"] === true,
+        progress: f.progress,
+        publishAgain: f["publish-again"],
         distributed,
         observer: metrics.observer,
       },
@@ -371,4 +336,4 @@ export const command: Command = {
     io.stdout.write(`${JSON.stringify({ version: result.version, dir: result.dir, published: result.published, replica: result.replica, metrics: result.metrics })}\n`);
     return 0;
   },
-};
+});

@@ -7,7 +7,7 @@ import { UsageError } from "../errors";
 import { parseTfConfig } from "../train/tfconfig";
 import type { Reducer } from "../train/reducer";
 import { replicaName, type TfTask } from "../train/tfconfig";
-import { choiceFlag, floatFlag } from "../util/args";
+import { defineFlags, type FlagValues } from "../util/flags";
 import { AllReduceChief, AllReduceWorker, type ClusterTiming } from "./allreduce";
 import { ParameterServer, PsTrainer, type PsMode } from "./ps";
 
@@ -17,29 +17,33 @@ export interface DistributedOptions extends ClusterTiming {
   readonly psMode: PsMode;
 }
 
-/** The flags, declared once for `train-mnist` and `retrain`. */
-export const DISTRIBUTED_FLAGS = {
-  "replica-timeout": { type: "string" },
-  "startup-timeout": { type: "string" },
-  "ps-mode": { type: "string" },
-} as const;
+/** The flags, declared once for `train-mnist` and `retrain` (spread into their tables). */
+export const DISTRIBUTED_FLAGS = defineFlags({
+  "replica-timeout": {
+    kind: "float",
+    min: 0.1,
+    max: 86_400,
+    default: 60,
+    arg: "<s>",
+    help: "a replica that sends nothing for this long within a step is lost: every replica stops with an error naming it",
+    section: `Distributed (TF_CONFIG from a TFJob: chief/master + workers → synchronous all-reduce;
+with PS replicas → parameter servers; the chief checkpoints, logs and publishes)`,
+  },
+  "startup-timeout": { kind: "float", min: 0.1, max: 86_400, default: 600, arg: "<s>", help: "how long replicas wait for each other to start" },
+  "ps-mode": { kind: "choice", choices: ["sync", "async"], default: "sync", help: "parameter-server updates" },
+});
 
-export const DISTRIBUTED_USAGE = `Distributed (TF_CONFIG from a TFJob: chief/master + workers → synchronous all-reduce;
-with PS replicas → parameter servers; the chief checkpoints, logs and publishes)
-  --replica-timeout <s>      a replica that sends nothing for this long within a step is
-                             lost: every replica stops with an error naming it (default 60)
-  --startup-timeout <s>      how long replicas wait for each other to start (default 600)
-  --ps-mode <sync|async>     parameter-server updates (default sync)`;
-
-export function parseDistributedFlags(f: Partial<Record<keyof typeof DISTRIBUTED_FLAGS, string>>): DistributedOptions {
-  return {
-    timeoutMs: 1000 * (floatFlag("replica-timeout", f["replica-timeout"], 0.1, 86_400) ?? 60),
-    startupTimeoutMs: 1000 * (floatFlag("startup-timeout", f["startup-timeout"], 0.1, 86_400) ?? 600),
-    psMode: choiceFlag("ps-mode", f["ps-mode"], ["sync", "async"] as const, "sync"),
-  };
+/** The options of the `DISTRIBUTED_FLAGS` values. */
+export function distributedOptions(f: FlagValues<typeof DISTRIBUTED_FLAGS>): DistributedOptions {
+  return { timeoutMs: 1000 * f["replica-timeout"], startupTimeoutMs: 1000 * f["startup-timeout"], psMode: f["ps-mode"] };
 }
 
-export const DEFAULT_DISTRIBUTED: DistributedOptions = { timeoutMs: 60_000, startupTimeoutMs: 600_000, psMode: "sync" };
+/** The flags' defaults, for callers that do not parse a command line (tests, benchmarks). */
+export const DEFAULT_DISTRIBUTED: DistributedOptions = distributedOptions({
+  "replica-timeout": DISTRIBUTED_FLAGS["replica-timeout"].default,
+  "startup-timeout": DISTRIBUTED_FLAGS["startup-timeout"].default,
+  "ps-mode": DISTRIBUTED_FLAGS["ps-mode"].default,
+});
 
 /** The reducer of a training replica, or undefined for a single-replica (local) run. */
 export async function createReducer(task: TfTask | undefined, opts: DistributedOptions, log: (m: string) => void): Promise<Reducer | undefined> {

@@ -21,7 +21,7 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { UsageError } from "../errors";
-import { intFlag } from "../util/args";
+import { defineFlags } from "../util/flags";
 import type { TfTask } from "./tfconfig";
 
 /** Path of the exposition text (Prometheus's default `metrics_path`). */
@@ -149,15 +149,22 @@ export async function serveTrainingMetrics(metrics: TrainingMetrics, o: { host?:
 }
 
 /** The flags every training command takes, spread into its flag table. */
-export const METRICS_FLAGS = { "metrics-port": { type: "string" } } as const;
-
-export const METRICS_USAGE = `Metrics
-  --metrics-port <n>         serve Prometheus metrics (step time, examples, loss, replica)
-                             on :n${TRAINING_METRICS_PATH} while training (default $${METRICS_PORT_ENV}; unset: off)`;
+/** `--metrics-port`, declared once for the training commands (spread into their tables). */
+export const METRICS_FLAGS = defineFlags({
+  "metrics-port": {
+    kind: "int",
+    min: 0,
+    max: 65535,
+    arg: "<n>",
+    help: `serve Prometheus metrics (step time, examples, loss, replica) on :n${TRAINING_METRICS_PATH} while training`,
+    defaultHelp: `$${METRICS_PORT_ENV}; unset: off`,
+    section: "Metrics",
+  },
+});
 
 /** `--metrics-port`, else `$MLP_METRICS_PORT`, else undefined (no server). */
-export function parseMetricsPort(flag: string | undefined, env: NodeJS.ProcessEnv): number | undefined {
-  if (flag !== undefined) return intFlag("metrics-port", flag, 0, 65535);
+export function parseMetricsPort(flag: number | undefined, env: NodeJS.ProcessEnv): number | undefined {
+  if (flag !== undefined) return flag;
   const raw = env[METRICS_PORT_ENV];
   if (raw === undefined || raw === "") return undefined;
   const port = Number(raw);
