@@ -17,7 +17,7 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as YAML from "yaml";
-import { CACHE, Kube, PulumiCli, ROOT, TOOLS_BIN, copyProject } from "../integration/support";
+import { CACHE, Kube, PulumiCli, ROOT, TOOLS_BIN, copyProject, previewSteps } from "../integration/support";
 
 export const CHARTS_DIR = process.env.MLPLATFORM_CHARTS_DIR ?? path.resolve(ROOT, "..", "shared", "charts");
 export const IMAGES_DIR = path.join(CACHE, "images");
@@ -197,6 +197,17 @@ export function up(s: DevStack): number {
   const t = Date.now();
   s.cli.run(["up", "--yes", "--skip-preview", "--stack", "dev"], { cwd: s.platformDir });
   return (Date.now() - t) / 1000;
+}
+
+/**
+ * What another `pulumi up` would change (`op urn` of each step that is not "same"): empty
+ * when nothing fights a controller over the objects the stack made.
+ */
+export function pendingChanges(s: DevStack): string[] {
+  const r = s.cli.run(["preview", "--json", "--stack", "dev"], { cwd: s.platformDir });
+  return previewSteps(r.stdout)
+    .filter((x) => x.op !== "same")
+    .map((x) => `${x.op} ${x.urn.split("::").pop()}${x.diffs?.length ? ` (${x.diffs.join(", ")})` : ""}`);
 }
 
 export function destroy(s: DevStack): void {

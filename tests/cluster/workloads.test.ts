@@ -14,7 +14,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { DEV_NAMESPACES, destroy, diagnose, installPrerequisites, missingForDevStack, prepareDevStack, removePrerequisites, up, workloads, type DevStack } from "./devStack";
+import { DEV_NAMESPACES, destroy, diagnose, pendingChanges, installPrerequisites, missingForDevStack, prepareDevStack, removePrerequisites, up, workloads, type DevStack } from "./devStack";
 import { ROOT, missingForNode, readEnvFile, stopNode, until } from "./support";
 
 const missing = [...missingForNode(), ...missingForDevStack()];
@@ -66,6 +66,10 @@ describe.skipIf(missing.length > 0)("the dev stack on the real node", () => {
     // Every part of the dev stack is there: object store, buckets Job, TensorBoard, hub, Argo, Training Operator, model server.
     for (const ns of DEV_NAMESPACES) expect(ws.some((w) => w.namespace === ns), `a workload in ${ns}`).toBe(ns === "ml-pipelines" ? false : true);
     for (const kind of ["Deployment", "StatefulSet", "Job"]) expect(ws.some((w) => w.kind === kind), kind).toBe(true);
+
+    // Converged: another `pulumi up` changes nothing. (The Training Operator rewrites its
+    // webhook Secret; replacing it on every up broke TFJob admission for a minute.)
+    expect(pendingChanges(s)).toEqual([]);
 
     destroy(s);
     await removePrerequisites(s);
