@@ -11,6 +11,14 @@ import { PLATFORM_LABELS } from "./namespaces";
 import { SHARED_CLAIM, SHARED_MOUNT_PATH } from "./sharedStorage";
 import { manifests } from "./versions";
 
+/**
+ * Port every replica serves training metrics on while it trains (`mlp train-mnist` and
+ * `mlp retrain` read `MLP_METRICS_PORT`; trainer/src/train/metrics-server.ts), scraped by
+ * the observability stack (components/observability.ts).
+ */
+export const TRAINER_METRICS_PORT = 9102;
+export const TRAINER_METRICS_PORT_NAME = "metrics";
+
 export interface TfJobOptions {
   /** Object name (a TFJob's pods are named after it). */
   readonly name: string;
@@ -76,6 +84,8 @@ export function tfJobManifest(o: TfJobOptions): Record<string, any> {
                   image: o.image,
                   args: [...o.args],
                   envFrom: [{ secretRef: { name: OBJECT_STORE_SECRET } }],
+                  env: [{ name: "MLP_METRICS_PORT", value: String(TRAINER_METRICS_PORT) }],
+                  ports: [{ name: TRAINER_METRICS_PORT_NAME, containerPort: TRAINER_METRICS_PORT, protocol: "TCP" }],
                   resources: {
                     requests: { ...(o.requests ?? TRAINING_REQUESTS) },
                     limits: { memory: "8Gi", ...(gpu ? { "nvidia.com/gpu": String(o.gpus) } : {}) },
