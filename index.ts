@@ -100,6 +100,7 @@ async function main(): Promise<{ [K in keyof PlatformOutputs]: pulumi.Input<Plat
   let teamQueues: Record<string, pulumi.Output<string>> = {};
   if (cfg.kueue.enabled ?? cfg.teams.length > 0) {
     const { Kueue } = await import("./components/kueue");
+    const { Teams, namespaceOf: teamNamespaceOf } = await import("./components/teams");
     const kueue = new Kueue("kueue", {
       provider: cluster.provider,
       gpu: cluster.gpu,
@@ -108,11 +109,11 @@ async function main(): Promise<{ [K in keyof PlatformOutputs]: pulumi.Input<Plat
       chart: cfg.kueue.chart,
       cohort: cfg.kueue.cohort,
       pipelinesNamespace: cfg.namespaces.pipelines,
+      teamNamespaces: cfg.teams.map(teamNamespaceOf),
       dependsOn: [namespaces],
       skipAwait,
     });
     kueuePlatformQueue = kueue.platformQueue;
-    const { Teams } = await import("./components/teams");
     const teams = new Teams("teams", {
       provider: cluster.provider,
       teams: cfg.teams,

@@ -127,8 +127,14 @@ export function localQueueManifest(o: { name: string; namespace: string; cluster
   };
 }
 
-/** Kueue's controller configuration: the integrations we use, fair sharing, team namespaces only. */
-export function kueueManagerConfig(): Record<string, unknown> {
+/**
+ * Kueue's controller configuration: the integrations we use, fair sharing, and the namespaces
+ * Kueue manages. The chart also scopes its admission webhooks by that selector; the pod
+ * webhook fails closed, so without it a Kueue outage would stop pod creation in every
+ * namespace, the platform's own included.
+ */
+export function kueueManagerConfig(managedNamespaces: readonly string[]): Record<string, unknown> {
+  if (managedNamespaces.length === 0) throw new Error("kueue: at least one managed namespace is needed (the pipelines namespace)");
   return {
     apiVersion: "config.kueue.x-k8s.io/v1beta2",
     kind: "Configuration",
@@ -136,8 +142,8 @@ export function kueueManagerConfig(): Record<string, unknown> {
     metrics: { bindAddress: ":8443" },
     webhook: { port: 9443 },
     leaderElection: { leaderElect: true, resourceName: "c1f6bfd2.kueue.x-k8s.io" },
-    // manageJobsWithoutQueueName stays off: only jobs that carry the queue label are queued,
-    // so the platform's own Deployments and Jobs run as they always did.
+    managedJobsNamespaceSelector: { matchExpressions: [{ key: "kubernetes.io/metadata.name", operator: "In", values: [...managedNamespaces].sort() }] },
+    // manageJobsWithoutQueueName stays off: only jobs that carry the queue label are queued.
     // TFJobs; batch Jobs; pods of Argo workflow steps that carry the queue label.
     integrations: { frameworks: ["batch/job", "kubeflow.org/tfjob", "pod"] },
     fairSharing: { preemptionStrategies: ["LessThanOrEqualToFinalShare", "LessThanInitialShare"] },
@@ -145,14 +151,14 @@ export function kueueManagerConfig(): Record<string, unknown> {
 }
 
 /** Helm values: pinned release image (the chart defaults to a moving staging tag), our config. */
-export function kueueValues(version: string): Record<string, unknown> {
+export function kueueValues(version: string, managedNamespaces: readonly string[]): Record<string, unknown> {
   return {
     controllerManager: {
       manager: {
         image: { repository: "registry.k8s.io/kueue/kueue", tag: `v${version}`, pullPolicy: "IfNotPresent" },
       },
     },
-    managerConfig: { controllerManagerConfigYaml: YAML.stringify(kueueManagerConfig()) },
+    managerConfig: { controllerManagerConfigYaml: YAML.stringify(kueueManagerConfig(managedNamespaces)) },
     enableKueueViz: false,
     enableCertManager: false,
   };
@@ -185,6 +191,8 @@ export interface KueueArgs {
   readonly cohort: string;
   /** Namespace of the platform's pipelines: gets the LocalQueue {@link PLATFORM_QUEUE}. */
   readonly pipelinesNamespace: string;
+  /** The team namespaces: with the pipelines namespace, the only ones Kueue manages. Default none. */
+  readonly teamNamespaces?: readonly string[];
   /** Resources the LocalQueue waits for (the namespace). */
   readonly dependsOn?: pulumi.Resource[];
   /** Do not wait for the controller (API servers without nodes). Default false. */
@@ -220,7 +228,7 @@ export class Kueue extends pulumi.ComponentResource {
         name: "kueue",
         ...kueueChartSource(pin, args),
         namespace: ns.metadata.name,
-        values: kueueValues(args.version ?? pin.version),
+        values: kueueValues(args.version ?? pin.version, [args.pipelinesNamespace, ...(args.teamNamespaces ?? [])]),
         skipAwait: args.skipAwait ?? false,
       },
       { ...k8sOpts, dependsOn: [ns] },

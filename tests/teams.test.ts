@@ -57,6 +57,10 @@ function expectTeamObjects(r: StackRun, gpuFlavor: boolean, teams: readonly { na
   expect(chart.inputs.chart).toBe(KUEUE_CHART);
   const managerConfig = YAML.parse(chart.inputs.values.managerConfig.controllerManagerConfigYaml);
   expect(managerConfig.integrations.frameworks).toContain("kubeflow.org/tfjob");
+  // Kueue (and its fail-closed pod webhook) reaches only the pipelines and team namespaces.
+  expect(managerConfig.managedJobsNamespaceSelector).toEqual({
+    matchExpressions: [{ key: "kubernetes.io/metadata.name", operator: "In", values: ["ml-pipelines", "nlp-lab", "team-vision"] }],
+  });
   expect(chart.inputs.values.controllerManager.manager.image.tag).toBe(`v${charts.kueue.version}`);
   // The platform's own pipelines queue on idle team quota; their TFJobs carry its label.
   expect(custom(r, "LocalQueue").find((q) => q.inputs.metadata.namespace === "ml-pipelines")!.inputs.spec).toEqual({ clusterQueue: "platform" });

@@ -91,7 +91,8 @@ describe.skipIf(missing.length > 0)("teams and Kueue in a real kube-apiserver", 
 
   it("accepts the Kueue CRDs rendered from the vendored chart, and they become Established", async () => {
     const started = Date.now();
-    const crds = renderKueueChart(helmPath()).filter((o) => o.kind === "CustomResourceDefinition");
+    const rendered = renderKueueChart(helmPath(), ["ml-pipelines", namespaceOf(vision), namespaceOf(nlp)]);
+    const crds = rendered.filter((o) => o.kind === "CustomResourceDefinition");
     console.log(`rendered ${crds.length} Kueue CRDs in ${Date.now() - started} ms`);
     expect(crds.map((c) => c.metadata.name)).toEqual(expect.arrayContaining(["clusterqueues.kueue.x-k8s.io", "localqueues.kueue.x-k8s.io", "resourceflavors.kueue.x-k8s.io", "workloads.kueue.x-k8s.io"]));
     for (const crd of crds) await create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd);
@@ -102,6 +103,15 @@ describe.skipIf(missing.length > 0)("teams and Kueue in a real kube-apiserver", 
         if (i > 150) throw new Error(`CRD ${crd.metadata.name} not Established after 30 s`);
         await new Promise((r) => setTimeout(r, 200));
       }
+    }
+    // The pod webhook fails closed: the chart scopes it (like every Kueue webhook) to the
+    // namespaces Kueue manages, so a Kueue outage cannot stop pods of the platform itself.
+    const hooks = rendered.filter((o) => /WebhookConfiguration$/.test(o.kind)).flatMap((o) => o.webhooks);
+    expect(hooks.find((w: any) => w.name === "mpod.kb.io").failurePolicy).toBe("Fail");
+    const scoped = hooks.filter((w: any) => w.namespaceSelector !== undefined);
+    expect(scoped.map((w: any) => w.name)).toEqual(expect.arrayContaining(["mpod.kb.io", "vpod.kb.io", "mtfjob.kb.io", "vtfjob.kb.io", "mjob.kb.io"]));
+    for (const w of scoped) {
+      expect(w.namespaceSelector, w.name).toEqual({ matchExpressions: [{ key: "kubernetes.io/metadata.name", operator: "In", values: ["ml-pipelines", "team-nlp", "team-vision"] }] });
     }
     // We author the storage version: no conversion webhook is needed to store our objects.
     const cq = crds.find((c) => c.metadata.name === "clusterqueues.kueue.x-k8s.io")!;
