@@ -127,9 +127,15 @@ function mockCall(token: string, args: Record<string, any>): Record<string, any>
   }
 }
 
-async function settle(): Promise<void> {
-  // Registrations resolve through chains of promises; wait until no new work appears.
-  for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 5));
+async function settle(resources: readonly RecordedResource[]): Promise<void> {
+  // Registrations resolve through chains of promises; wait until no new one has appeared for
+  // five checks in a row (a fixed wait lost late registrations on a loaded machine).
+  let seen = -1;
+  for (let quiet = 0, i = 0; quiet < 5 && i < 400; i++) {
+    await new Promise((r) => setTimeout(r, 5));
+    quiet = resources.length === seen ? quiet + 1 : 0;
+    seen = resources.length;
+  }
 }
 
 /** Resolves an Output (or plain value) and reports whether it was secret. */
@@ -204,7 +210,7 @@ export async function runProgram(p: ProgramRun): Promise<StackRun> {
       outputs[k] = u.value;
       if (u.secret) secretOutputs.push(k);
     }
-    await settle();
+    await settle(resources);
     return { resources, outputs, secretOutputs, invokes };
   } finally {
     for (const [k, v] of Object.entries(saved)) {

@@ -135,7 +135,8 @@ describe("Kubeflow stack under mocks", () => {
 
   it("each part can be switched off", async () => {
     const r = await runStack("dev", { "mlplatform:kubeflow": { trainingOperator: { enabled: false }, argo: { enabled: false }, jupyterhub: { enabled: false }, tensorboard: { enabled: false } }, "mlplatform:pipeline": { enabled: false } }, kind);
-    expect(ofType(r, "kubernetes:helm.sh/v4:Chart")).toEqual([]);
+    // Only the metrics stack's chart is left (observability is not a Kubeflow part).
+    expect(ofType(r, "kubernetes:helm.sh/v4:Chart").map((c) => c.name)).toEqual(["metrics-kps"]);
     expect(ofType(r, "kubernetes:kustomize/v2:Directory")).toEqual([]);
     expect(r.outputs.argoServerUrl).toBe("");
   });
