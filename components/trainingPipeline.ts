@@ -132,23 +132,47 @@ export const REPLICA_PARAMETERS = [
 ] as const;
 
 /**
- * TFJob replica counts are JSON numbers, but workflow parameters are strings: the manifest
- * carries these Argo expressions in place of the numbers (Argo evaluates them when it
- * creates the TFJob).
+ * When a run's parameters ask for no Workers or no parameter servers, the TFJob must not name
+ * that replica type at all: the Training Operator (v1.9) starts a pod even for `replicas: 0`
+ * (upstream issue kubeflow/training-operator#1709), which here trained a second, unasked
+ * copy and failed the job. So the manifest text carries, after the Chief, one Argo
+ * expression per optional type that yields `,"Worker":{...}` (or `,"PS":{...}`) or nothing.
  */
-export const REPLICA_EXPRESSIONS = {
-  Worker: "{{=asInt(workflow.parameters.workers) - 1}}",
-  PS: "{{=asInt(workflow.parameters['parameter-servers'])}}",
+const OPTIONAL_REPLICAS = {
+  Worker: { present: "asInt(workflow.parameters.workers) > 1", count: "asInt(workflow.parameters.workers) - 1" },
+  PS: { present: "asInt(workflow.parameters['parameter-servers']) > 0", count: "asInt(workflow.parameters['parameter-servers'])" },
 } as const;
 
 /** Stand-ins for the replica counts while the manifest is an object. */
 const REPLICA_PLACEHOLDER = { Worker: "__WORKER_REPLICAS__", PS: "__PS_REPLICAS__" } as const;
 
+/** Argo expression for a literal string: base64, so no quote, brace or `}}` reaches the expression. */
+const literalExpr = (text: string) => `sprig.b64dec('${Buffer.from(text, "utf8").toString("base64")}')`;
+
+/** Argo expression for a simple tag's path: `workflow.parameters.learning-rate` → `workflow.parameters['learning-rate']`. */
+function tagPathExpr(tagPath: string): string {
+  const [head, ...rest] = tagPath.split(".");
+  return head + rest.map((k) => (/^[A-Za-z_]\w*$/.test(k) ? `.${k}` : `['${k}']`)).join("");
+}
+
+/** One Argo expression that yields `text` as Argo would render it (its `{{tags}}` filled in). */
+export function templateTextExpression(text: string): string {
+  const terms: string[] = [];
+  let last = 0;
+  for (const m of text.matchAll(/\{\{(=?)\s*(.+?)\s*\}\}/g)) {
+    if (m.index > last) terms.push(literalExpr(text.slice(last, m.index)));
+    terms.push(m[1] ? `string(${m[2]})` : tagPathExpr(m[2]!));
+    last = m.index + m[0].length;
+  }
+  if (last < text.length) terms.push(literalExpr(text.slice(last)));
+  return terms.join(" + ") || "''";
+}
+
 /**
- * The TFJob of a training step, replica counts left as {@link REPLICA_EXPRESSIONS}
- * placeholders (quoted strings until {@link resolveReplicaCounts} or Argo fills them in):
- * a Chief, Workers that train like it (same command, same GPUs and placement), and
- * parameter servers (CPU only: they hold variables, they do not compute gradients).
+ * The TFJob of a training step, Worker and PS replica counts left as placeholders (strings
+ * until {@link trainingJobManifestText} turns them into Argo expressions): a Chief, Workers
+ * that train like it (same command, same GPUs and placement), and parameter servers (CPU
+ * only: they hold variables, they do not compute gradients).
  *
  * The operator sets TF_CONFIG in every replica. How a command trains across the replicas it
  * is given is the trainer's business (trainer/src/train/tfconfig.ts); each command's --help
@@ -176,21 +200,50 @@ export function trainingJob(ctx: PipelineContext, trainArgs: string[], name = `$
   return job;
 }
 
-/** The TFJob manifest text as Argo gets it: replica counts are Argo expressions. */
-export function trainingJobManifestText(job: Record<string, unknown>): string {
-  let text = JSON.stringify(job);
-  for (const role of ["Worker", "PS"] as const) text = text.replace(`"${REPLICA_PLACEHOLDER[role]}"`, REPLICA_EXPRESSIONS[role]);
+/** The TFJob manifest text as Argo gets it: the Chief as JSON, Workers and PS behind Argo expressions ({@link OPTIONAL_REPLICAS}). */
+export function trainingJobManifestText(job: Record<string, any>): string {
+  const { Chief, ...optional } = job.spec.tfReplicaSpecs as Record<string, any>;
+  const marker = "__OPTIONAL_REPLICAS__";
+  let text = JSON.stringify({ ...job, spec: { ...job.spec, tfReplicaSpecs: { Chief, [marker]: 0 } } });
+  let tags = "";
+  for (const role of ["Worker", "PS"] as const) {
+    if (!optional[role]) continue;
+    const fragment = `,${JSON.stringify(role)}:${JSON.stringify(optional[role])}`.replace(`"${REPLICA_PLACEHOLDER[role]}"`, `{{=${OPTIONAL_REPLICAS[role].count}}}`);
+    tags += `{{=${OPTIONAL_REPLICAS[role].present} ? ${templateTextExpression(fragment)} : ''}}`;
+  }
+  text = text.replace(`,"${marker}":0`, tags);
   return text;
+}
+
+/** A term of {@link templateTextExpression} evaluated the way Argo would, for the counts given; tags stay tags. */
+function evaluateTerm(term: string, counts: { workers: number; parameterServers: number }): string {
+  const lit = /^sprig\.b64dec\('([A-Za-z0-9+/=]*)'\)$/.exec(term);
+  if (lit) return Buffer.from(lit[1]!, "base64").toString("utf8");
+  for (const role of ["Worker", "PS"] as const) {
+    if (term === `string(${OPTIONAL_REPLICAS[role].count})`) return String(role === "Worker" ? counts.workers - 1 : counts.parameterServers);
+  }
+  const fn = /^string\((.*)\)$/.exec(term);
+  if (fn) return `{{=${fn[1]}}}`;
+  return `{{${term.replace(/\['([^']+)'\]/g, ".$1")}}}`;
 }
 
 /**
  * The TFJob a run creates, from the manifest text in a train step and the run's `workers`
- * and `parameter-servers` (what Argo does at run time; for tests and checks).
+ * and `parameter-servers` (what Argo does at run time; for tests and checks). Other tags are
+ * left for the caller to fill.
  */
 export function resolveReplicaCounts(manifest: string, counts: { workers: number; parameterServers: number }): Record<string, any> {
-  const text = manifest
-    .replace(REPLICA_EXPRESSIONS.Worker, String(counts.workers - 1))
-    .replace(REPLICA_EXPRESSIONS.PS, String(counts.parameterServers));
+  let text = manifest;
+  for (const role of ["Worker", "PS"] as const) {
+    const open = `{{=${OPTIONAL_REPLICAS[role].present} ? `;
+    const at = text.indexOf(open);
+    if (at < 0) continue;
+    const end = text.indexOf(" : ''}}", at);
+    const wanted = role === "Worker" ? counts.workers > 1 : counts.parameterServers > 0;
+    const body = text.slice(at + open.length, end);
+    const rendered = wanted ? body.split(" + ").map((t) => evaluateTerm(t, counts)).join("") : "";
+    text = text.slice(0, at) + rendered + text.slice(end + " : ''}}".length);
+  }
   return JSON.parse(text);
 }
 

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { EXECUTOR_SECURITY_CONTEXT, PIPELINE_RULES, argoValues, trainingWorkflowManifest } from "../components/argoWorkflows";
 import { OBJECT_STORE_SECRET, restrictedPod } from "../components/objectStore";
-import { tfJobManifest } from "../components/trainingOperator";
+import { WEBHOOK_CERT_SECRET, keepOperatorWebhookCert, tfJobManifest } from "../components/trainingOperator";
 import { uiIngress } from "../components/uiIngress";
 import { charts, manifests } from "../components/versions";
 import { FIXTURE_KUBECONFIG, TEST_SECRETS, ofType, one, runStack, stackConfig, type StackRun } from "./harness";
@@ -227,6 +227,19 @@ describe("Pod Security of the pods the charts make in restricted namespaces", ()
     // The chart renders executor.securityContext into the controller's config.
     const cm = chartFile(`argo-workflows-${charts.argoWorkflows.version}.tgz`, "argo-workflows/templates/controller/workflow-controller-config-map.yaml");
     if (cm !== undefined) expect(cm).toMatch(/\n {4}executor:\n(?: {6}.*\n)*? {6}\{\{- with \.Values\.executor\.securityContext \}\}\n {6}securityContext:/);
+  });
+});
+
+describe("the Training Operator's webhook certificate", () => {
+  it("Pulumi creates the Secret but leaves its data to the operator's cert rotator; nothing else is touched", async () => {
+    const secret = await keepOperatorWebhookCert({ type: "kubernetes:core/v1:Secret", name: "s", props: { metadata: { name: WEBHOOK_CERT_SECRET } }, opts: {} } as any);
+    expect(secret?.opts.ignoreChanges).toEqual(["data", "stringData"]);
+    for (const [type, name] of [["kubernetes:core/v1:Secret", "other"], ["kubernetes:apps/v1:Deployment", WEBHOOK_CERT_SECRET]]) {
+      expect(await keepOperatorWebhookCert({ type, name: "x", props: { metadata: { name } }, opts: {} } as any)).toBeUndefined();
+    }
+    // The release's kustomization generates that Secret, empty, under that name.
+    const kustomization = join(process.env.HOME ?? "", ".cache", "mlplatform", "tools", "manifests", `training-operator-${manifests.trainingOperator.version}`, "overlays", "standalone", "kustomization.yaml");
+    if (existsSync(kustomization)) expect(readFileSync(kustomization, "utf8")).toMatch(new RegExp(`secretGenerator:\\n\\s+- name: ${WEBHOOK_CERT_SECRET}\\n`));
   });
 });
 

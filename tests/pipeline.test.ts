@@ -24,6 +24,8 @@ function templates(run: StackRun): Record<string, any> {
   );
 }
 
+const isTfJob = (manifest: string) => manifest.startsWith('{"apiVersion":"kubeflow.org/v1","kind":"TFJob"');
+
 /** Every image reference in a WorkflowTemplate, including those inside resource manifests (TFJob, TensorBoard). */
 function imagesIn(t: any): string[] {
   const found: string[] = [];
@@ -32,7 +34,7 @@ function imagesIn(t: any): string[] {
     else if (v && typeof v === "object") {
       for (const [k, x] of Object.entries(v)) {
         if (k === "image" && typeof x === "string") found.push(x);
-        else if (k === "manifest" && typeof x === "string") walk(JSON.parse(x.replace(/\{\{=[^}]+\}\}/g, "0")));
+        else if (k === "manifest" && typeof x === "string") walk(isTfJob(x) ? resolveReplicaCounts(x, { workers: 3, parameterServers: 2 }) : JSON.parse(x));
         else walk(x);
       }
     }
@@ -128,8 +130,10 @@ describe("trainer image and pipelines under mocks", () => {
     const smoke = t.spec.templates.find((x: any) => x.name === "smoke-test").container.args;
     expect(smoke.slice(0, 3)).toEqual(["predict", "--server", r.outputs.servingGrpcEndpoint]);
     const train = t.spec.templates.find((x: any) => x.name === "train").resource;
-    expect(train.manifest).toContain('"replicas":{{=asInt(workflow.parameters.workers) - 1}}');
-    expect(train.manifest).toContain(`"replicas":{{=asInt(workflow.parameters['parameter-servers'])}}`);
+    // Workers and PS exist only when asked for (an Argo expression each, after the Chief).
+    expect(train.manifest).toContain('"tfReplicaSpecs":{"Chief":{"replicas":1,');
+    expect(train.manifest).toContain("{{=asInt(workflow.parameters.workers) > 1 ? sprig.b64dec(");
+    expect(train.manifest).toContain("{{=asInt(workflow.parameters['parameter-servers']) > 0 ? sprig.b64dec(");
     expect(train.successCondition).toBe("status.replicaStatuses.Chief.succeeded > 0");
   });
 
@@ -151,7 +155,7 @@ describe("trainer image and pipelines under mocks", () => {
     expect(gke.spec.templates.find((x: any) => x.name === "trial").nodeSelector).toBeUndefined();
     expect(gke.spec.templates.find((x: any) => x.name === "save-logs")).toBeUndefined();
     // Off the virtual nodes a trial is a TFJob sized by workers and parameter-servers.
-    expect(JSON.parse(gke.spec.templates.find((x: any) => x.name === "trial-train").resource.manifest.replace(/\{\{=[^}]+\}\}/g, "0")).kind).toBe("TFJob");
+    expect(resolveReplicaCounts(gke.spec.templates.find((x: any) => x.name === "trial-train").resource.manifest, { workers: 1, parameterServers: 0 }).kind).toBe("TFJob");
     expect(gke.spec.arguments.parameters.map((p: any) => p.name)).toEqual(expect.arrayContaining(["workers", "parameter-servers"]));
   });
 
@@ -237,7 +241,7 @@ function invocations(t: any, params: Record<string, string>, replicas = { worker
     if (step.container?.command?.length === 1 && step.container.command[0] === MLP_PROGRAM) {
       found.push({ where: `${t.metadata.name}/${step.name}`, args: step.container.args.map((a: string) => fill(a, { params })) });
     }
-    if (step.resource && JSON.parse(step.resource.manifest.replace(/\{\{=[^}]+\}\}/g, "0")).kind === "TFJob") {
+    if (step.resource && isTfJob(step.resource.manifest)) {
       const job = resolveReplicaCounts(step.resource.manifest, replicas);
       for (const [role, spec] of Object.entries<any>(job.spec.tfReplicaSpecs)) {
         found.push({ where: `${t.metadata.name}/${step.name} (${role})`, args: spec.template.spec.containers[0].args.map((a: string) => fill(a, { params })) });
@@ -470,8 +474,15 @@ if (a[0] === "publish") fs.writeFileSync(f("result-file"), JSON.stringify({ vers
     expect(specs.Worker.template.spec.nodeSelector).toEqual(ctx.gpu!.nodeSelector);
     expect(specs.PS.template.spec.containers[0].resources.limits["nvidia.com/gpu"]).toBeUndefined();
     expect(specs.PS.template.spec.nodeSelector).toBeUndefined();
-    const one = resolveReplicaCounts(train, { workers: 1, parameterServers: 0 });
-    expect([one.spec.tfReplicaSpecs.Worker.replicas, one.spec.tfReplicaSpecs.PS.replicas]).toEqual([0, 0]);
+    // A replica type with no replicas is left out: the operator starts a pod even for replicas: 0.
+    const kinds = (workers: number, parameterServers: number) => Object.keys(resolveReplicaCounts(train, { workers, parameterServers }).spec.tfReplicaSpecs);
+    expect(kinds(1, 0)).toEqual(["Chief"]);
+    expect(kinds(1, 2)).toEqual(["Chief", "PS"]);
+    expect(kinds(3, 0)).toEqual(["Chief", "Worker"]);
+    // The Workers' arguments keep their workflow tags (Argo fills them from the expression).
+    expect(resolveReplicaCounts(train, { workers: 2, parameterServers: 0 }).spec.tfReplicaSpecs.Worker.template.spec.containers[0].args).toEqual(
+      specs.Chief.template.spec.containers[0].args,
+    );
     // The defaults: one training replica, no parameter servers.
     const params = defaults(mnistPipelineTemplate(ctx));
     expect([params.workers, params["parameter-servers"]]).toEqual(["1", "0"]);
