@@ -9,10 +9,10 @@
  */
 import type * as http2 from "node:http2";
 import * as grpc from "@grpc/grpc-js";
-import { GENERIC_INTERNAL_MESSAGE, GrpcStatus, invalidArgument, type Code } from "./errors";
+import { GrpcStatus, invalidArgument } from "./errors";
 import type { HealthState } from "./health";
 import type { ExampleFeatures } from "./json";
-import type { VersionStatus } from "./manager";
+import { MLPLATFORM_METADATA_FIELD, signatureDefMap, versionStatusObject } from "./messages";
 import {
   DEFAULT_FLOW_CONTROL_WINDOW_BYTES,
   HEALTH_SERVICE,
@@ -32,10 +32,10 @@ import {
   type ModelSpecObject,
   type PredictRequest,
 } from "./protos";
-import { toServingError, type Api, type CallContext, type InferenceService, type ModelRef } from "./service";
-import { DT_NAME, fromTensorProto, type HostTensor } from "./tensor";
+import { compose, InFlight, requestLayers, type RequestCall } from "./requests";
+import type { Api, CallContext, InferenceService, ModelRef } from "./service";
+import { fromTensorProto, type HostTensor } from "./tensor";
 import { decodePredictRequest, encodePredictResponse, type PredictAnswer } from "./wire";
-import type { ModelMetadata } from "../metadata";
 
 /** Marks a request whose bytes did not decode; the handler answers INVALID_ARGUMENT. */
 const MALFORMED = Symbol("malformed request");
@@ -52,6 +52,8 @@ export interface GrpcOptions {
   /** HTTP/2 receive window of each connection and stream, bytes. Default {@link DEFAULT_FLOW_CONTROL_WINDOW_BYTES}. */
   readonly flowControlWindowBytes?: number;
   readonly log: (line: string) => void;
+  /** In-flight requests and the drain, shared with the other front end. Default: its own. */
+  readonly requests?: InFlight;
 }
 
 /** Reads a ModelSpec into a ModelRef; INVALID_ARGUMENT when missing or malformed. */
@@ -106,37 +108,6 @@ export function classifyExamples(req: ClassificationRequest): ExampleFeatures[] 
   });
 }
 
-/** `SignatureDefMap` as a plain object for packing. */
-export function signatureDefMap(metadata: Pick<ModelMetadata, "signatures">): object {
-  // A SavedModel's specs carry the graph tensor each alias names (`serving_default_x:0`),
-  // as TF Serving reports it; tfjs models have no graph names, so the alias stands in.
-  const info = (spec: { dtype: keyof typeof DT_NAME; shape: readonly number[]; tensorName?: string }, name: string): object => ({
-    name: spec.tensorName ?? name,
-    dtype: DT_NAME[spec.dtype],
-    tensor_shape: { dim: spec.shape.map((d) => ({ size: d, name: "" })), unknown_rank: false },
-  });
-  const defs: Record<string, object> = {};
-  for (const [sig, s] of Object.entries(metadata.signatures)) {
-    const inputs: Record<string, object> = {};
-    const outputs: Record<string, object> = {};
-    for (const [n, t] of Object.entries(s.inputs)) inputs[n] = info(t, n);
-    for (const [n, t] of Object.entries(s.outputs)) outputs[n] = info(t, n);
-    defs[sig] = { inputs, outputs, method_name: s.methodName };
-  }
-  return { signature_def: defs };
-}
-
-/** The metadata_field value that returns our metadata.json (labels, preprocessing). */
-export const MLPLATFORM_METADATA_FIELD = "mlplatform";
-
-function statusObject(s: VersionStatus): GetModelStatusResponse["model_version_status"][number] {
-  return {
-    version: String(s.version),
-    state: s.state,
-    status: { error_code: GrpcStatus[s.errorCode] ?? "UNKNOWN", error_message: s.errorMessage },
-  };
-}
-
 /**
  * The service definition with deserializers that never throw (a request that does not
  * decode becomes a MALFORMED marker the handler answers), and Predict on the direct
@@ -164,9 +135,7 @@ function withTolerantDeserializers(def: grpc.ServiceDefinition): grpc.ServiceDef
 
 export class GrpcFrontEnd {
   readonly server: grpc.Server;
-  private inflight = 0;
-  private draining = false;
-  private idleWaiters: (() => void)[] = [];
+  private readonly requests: InFlight;
   private readonly watches = new Set<grpc.ServerWritableStream<unknown, HealthCheckResponse>>();
   /** http2 servers whose sessions get our flow-control windows. */
   private readonly widened = new WeakSet<object>();
@@ -176,6 +145,7 @@ export class GrpcFrontEnd {
     private readonly health: HealthState,
     private readonly options: GrpcOptions,
   ) {
+    this.requests = options.requests ?? new InFlight(service.metrics.inflight);
     const max = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.server = new grpc.Server({
       "grpc.max_receive_message_length": max,
@@ -211,7 +181,7 @@ export class GrpcFrontEnd {
         };
         call.on("cancelled", stop);
         call.on("close", stop);
-        if (this.draining) call.end();
+        if (this.requests.isDraining) call.end();
       },
     });
   }
@@ -265,7 +235,7 @@ export class GrpcFrontEnd {
 
   /** Requests being handled now. */
   get active(): number {
-    return this.inflight;
+    return this.requests.active;
   }
 
   /**
@@ -273,17 +243,12 @@ export class GrpcFrontEnd {
    * then `tryShutdown`, and `forceShutdown` if that has not finished when the grace ends.
    */
   async shutdown(graceMs: number): Promise<void> {
-    this.draining = true;
     const deadline = Date.now() + graceMs;
+    const drained = this.requests.drain(graceMs);
     // Watchers have been sent NOT_SERVING; end their streams so they do not hold the drain.
     for (const w of this.watches) w.end();
     this.watches.clear();
-    if (this.inflight > 0) {
-      await Promise.race([
-        new Promise<void>((r) => this.idleWaiters.push(r)),
-        new Promise<void>((r) => setTimeout(r, graceMs).unref()),
-      ]);
-    }
+    await drained;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.server.forceShutdown();
@@ -297,69 +262,53 @@ export class GrpcFrontEnd {
     });
   }
 
-  private unary<Req extends object, Res>(
-    api: Api,
-    fn: (req: Req, ctx: CallContext) => Promise<{ res: Res; model: string; version?: number }>,
-  ): grpc.handleUnaryCall<Maybe<Req>, Res> {
+  /**
+   * A unary method: the request goes through the shared layers (requests.ts) to `fn`;
+   * the answer layer calls back with the response or `{ code, details }`.
+   */
+  private unary<Req extends object, Res>(api: Api, fn: (req: Req, ctx: CallContext) => Promise<{ res: Res; model: string; version?: number }>): grpc.handleUnaryCall<Maybe<Req>, Res> {
     return (call, callback) => {
-      const t0 = process.hrtime.bigint();
-      const req = call.request;
-      let model = "";
-      let version: number | undefined;
-      const finish = (code: Code): void => {
-        this.service.observe(api, "grpc", model, version, code, Number(process.hrtime.bigint() - t0) / 1e9);
-        this.inflight--;
-        this.service.metrics.inflight.dec();
-        if (this.inflight === 0) for (const w of this.idleWaiters.splice(0)) w();
-      };
-      this.inflight++;
-      this.service.metrics.inflight.inc();
-      if (this.draining) {
-        finish(GrpcStatus.UNAVAILABLE);
-        return callback({ code: GrpcStatus.UNAVAILABLE, details: "The server is shutting down" });
-      }
-      if (req[MALFORMED] !== undefined) {
-        finish(GrpcStatus.INVALID_ARGUMENT);
-        return callback({ code: GrpcStatus.INVALID_ARGUMENT, details: `Could not parse the request as protobuf: ${req[MALFORMED]}` });
-      }
-      model = (req as { model_spec?: ModelSpecObject | null }).model_spec?.name ?? "";
       const d = call.getDeadline();
-      const deadlineMs = d instanceof Date ? d.getTime() : Number.isFinite(d) ? Number(d) : undefined;
       // grpc-js sets `cancelled` when the client goes away, and also (harmlessly, then) on
       // every stream close after the answer: read it when needed rather than reacting to
       // the event with an AbortController per call.
-      const ctx: CallContext = {
-        deadline: deadlineMs,
+      const ctx: RequestCall = {
+        protocol: "grpc",
+        api,
+        model: (call.request as { model_spec?: ModelSpecObject | null }).model_spec?.name ?? "",
+        version: undefined,
+        deadline: d instanceof Date ? d.getTime() : Number.isFinite(d) ? Number(d) : undefined,
         signal: {
           get aborted() {
             return call.cancelled;
           },
         },
+        describe: `gRPC ${api}`,
       };
-      const reply = (err: grpc.ServiceError | Partial<grpc.StatusObject> | null, res?: Res): void => {
-        try {
-          callback(err, res);
-        } catch (e) {
-          this.options.log(`gRPC ${api}: sending the answer failed: ${(e as Error)?.stack ?? String(e)}`);
-        }
-      };
-      fn(req, ctx).then(
-        (r) => {
-          version = r.version;
-          finish(GrpcStatus.OK);
-          reply(null, r.res);
-        },
-        (err: unknown) => {
-          const { error, unexpected } = toServingError(err);
-          if (unexpected) {
-            this.options.log(`gRPC ${api} failed unexpectedly: ${(err as Error)?.stack ?? String(err)}`);
-            finish(GrpcStatus.INTERNAL);
-            return reply({ code: GrpcStatus.INTERNAL, details: GENERIC_INTERNAL_MESSAGE });
-          }
-          finish(error.code);
-          return reply({ code: error.code, details: error.message });
+      const handle = compose(
+        requestLayers<Res>({
+          service: this.service,
+          requests: this.requests,
+          log: this.options.log,
+          send: (c, outcome) => {
+            try {
+              if (outcome.ok) callback(null, outcome.value);
+              else callback({ code: outcome.error.code, details: outcome.error.message });
+            } catch (e) {
+              this.options.log(`${c.describe}: sending the answer failed: ${(e as Error)?.stack ?? String(e)}`);
+            }
+          },
+        }),
+        async (c) => {
+          const req = call.request;
+          if (req[MALFORMED] !== undefined) throw invalidArgument(`Could not parse the request as protobuf: ${req[MALFORMED]}`);
+          const r = await fn(req, c);
+          c.version = r.version;
+          return r.res;
         },
       );
+      // The outcome has been sent (and observed) by the layers.
+      handle(ctx).catch(() => undefined);
     };
   }
 
@@ -411,6 +360,6 @@ export class GrpcFrontEnd {
 
   private status(req: GetModelStatusRequest): { res: GetModelStatusResponse; model: string } {
     const ref = modelRef(req.model_spec);
-    return { res: { model_version_status: this.service.status(ref).map(statusObject) }, model: ref.name };
+    return { res: { model_version_status: this.service.status(ref).map(versionStatusObject) }, model: ref.name };
   }
 }

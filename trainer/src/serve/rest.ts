@@ -12,13 +12,14 @@
  */
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
-import { GENERIC_INTERNAL_MESSAGE, GrpcStatus, httpStatusFor, invalidArgument, ServingError, type Code } from "./errors";
+import { GrpcStatus, httpStatusFor, invalidArgument, ServingError } from "./errors";
 import { encodedImageSignature } from "./images";
 import { formatClassifyResponse, formatPredictResponse, parseClassifyBody, parsePredictBody, readSignatureName } from "./json";
+import { MLPLATFORM_METADATA_FIELD, signatureDefMap, versionStatusObject } from "./messages";
 import { PROMETHEUS_CONTENT_TYPE } from "./metrics";
-import { signatureDefMap, MLPLATFORM_METADATA_FIELD } from "./grpc";
 import { servingRoot } from "./protos";
-import { toServingError, type Api, type CallContext, type InferenceService, type ModelRef } from "./service";
+import { compose, InFlight, requestLayers, type RequestCall } from "./requests";
+import type { InferenceService, ModelRef } from "./service";
 
 /** Largest REST request body by default: 64 MiB. */
 export const DEFAULT_REST_MAX_BODY_BYTES = 64 * 1024 * 1024;
@@ -33,6 +34,15 @@ export interface RestOptions {
   readonly log: (line: string) => void;
   /** Sampled gauges (tensors, RSS, queue depth) refreshed before each scrape. */
   readonly refreshMetrics?: () => void;
+  /** In-flight requests and the drain, shared with the other front end. Default: its own. */
+  readonly requests?: InFlight;
+}
+
+/** A REST answer: status and body (JSON unless `contentType` says otherwise). */
+interface Reply {
+  readonly status: number;
+  readonly body: string;
+  readonly contentType?: string;
 }
 
 const MODEL_PATH = /^\/v1\/models\/([^/:]+)(?:\/versions\/([0-9]+)|\/labels\/([^/:]+))?(?:(\/metadata)|:([a-z]+))?$/;
@@ -70,9 +80,7 @@ function signatureDefJson(metadata: Parameters<typeof signatureDefMap>[0]): unkn
 
 export class RestFrontEnd {
   readonly server: http.Server;
-  private inflight = 0;
-  private draining = false;
-  private idleWaiters: (() => void)[] = [];
+  private readonly requests: InFlight;
   private readonly maxBody: number;
   private readonly timeoutMs: number;
 
@@ -82,6 +90,7 @@ export class RestFrontEnd {
   ) {
     this.maxBody = options.maxBodyBytes ?? DEFAULT_REST_MAX_BODY_BYTES;
     this.timeoutMs = options.requestTimeoutMs ?? DEFAULT_REST_TIMEOUT_MS;
+    this.requests = options.requests ?? new InFlight(service.metrics.inflight);
     this.server = http.createServer((req, res) => this.handle(req, res));
     this.server.on("clientError", (_err, socket) => {
       if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{"error":"Malformed HTTP request"}');
@@ -101,18 +110,12 @@ export class RestFrontEnd {
   }
 
   get active(): number {
-    return this.inflight;
+    return this.requests.active;
   }
 
   /** Graceful stop: 503 for new requests, wait for in-flight ones up to `graceMs`, close. */
   async shutdown(graceMs: number): Promise<void> {
-    this.draining = true;
-    if (this.inflight > 0) {
-      await Promise.race([
-        new Promise<void>((r) => this.idleWaiters.push(r)),
-        new Promise<void>((r) => setTimeout(r, graceMs).unref()),
-      ]);
-    }
+    await this.requests.drain(graceMs);
     // Idle keep-alive connections close now; any still flushing a response get a second.
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
@@ -121,158 +124,119 @@ export class RestFrontEnd {
     });
   }
 
-  private send(res: http.ServerResponse, status: number, body: string, contentType = "application/json"): void {
+  private send(res: http.ServerResponse, reply: Reply): void {
     if (res.headersSent || res.destroyed) return;
-    const headers: http.OutgoingHttpHeaders = { "Content-Type": contentType, "Content-Length": Buffer.byteLength(body) };
-    if (this.draining) headers.Connection = "close";
-    res.writeHead(status, headers);
-    res.end(body);
+    const headers: http.OutgoingHttpHeaders = { "Content-Type": reply.contentType ?? "application/json", "Content-Length": Buffer.byteLength(reply.body) };
+    if (this.requests.isDraining) headers.Connection = "close";
+    res.writeHead(reply.status, headers);
+    res.end(reply.body);
   }
 
-  private sendError(res: http.ServerResponse, code: Code, message: string): void {
-    this.send(res, httpStatusFor(code), JSON.stringify({ error: message }));
-  }
-
+  /** Every request: through the shared layers (requests.ts) to {@link route}. */
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
-    const t0 = process.hrtime.bigint();
-    this.inflight++;
-    this.service.metrics.inflight.inc();
-    let api: Api | undefined;
-    let model = "";
-    let version: number | undefined;
-    let done = false;
-    const finish = (code: Code): void => {
-      if (done) return;
-      done = true;
-      if (api) this.service.observe(api, "rest", model, version, code, Number(process.hrtime.bigint() - t0) / 1e9);
-      this.inflight--;
-      this.service.metrics.inflight.dec();
-      if (this.inflight === 0) for (const w of this.idleWaiters.splice(0)) w();
-    };
     const controller = new AbortController();
     res.on("close", () => {
       // Closed before the answer was written: the client went away.
-      if (!res.writableFinished) {
-        controller.abort();
-        finish(GrpcStatus.CANCELLED);
-      }
+      if (!res.writableFinished) controller.abort();
     });
-    const fail = (err: unknown): void => {
-      const { error, unexpected } = toServingError(err);
-      if (unexpected) {
-        this.options.log(`REST ${req.method} ${req.url} failed unexpectedly: ${(err as Error)?.stack ?? String(err)}`);
-        this.sendError(res, GrpcStatus.INTERNAL, GENERIC_INTERNAL_MESSAGE);
-        return finish(GrpcStatus.INTERNAL);
-      }
-      this.send(res, error.httpStatus ?? httpStatusFor(error.code), JSON.stringify({ error: error.message }));
-      finish(error.code);
+    const call: RequestCall = {
+      protocol: "rest",
+      api: undefined,
+      model: "",
+      version: undefined,
+      deadline: undefined,
+      signal: controller.signal,
+      abort: controller.signal,
+      describe: `REST ${req.method} ${req.url}`,
     };
-    if (this.draining) {
+    const handle = compose(
+      requestLayers<Reply>({
+        service: this.service,
+        requests: this.requests,
+        log: this.options.log,
+        timeoutMs: this.timeoutMs,
+        send: (_c, outcome) => {
+          // A request refused or failed before its body was read: drain the body so the
+          // connection stays usable.
+          if (!outcome.ok && !req.complete) req.resume();
+          if (outcome.ok) this.send(res, outcome.value);
+          else this.send(res, { status: outcome.error.httpStatus ?? httpStatusFor(outcome.error.code), body: JSON.stringify({ error: outcome.error.message }) });
+        },
+      }),
+      (c) => this.route(req, c),
+    );
+    // The outcome has been sent (and observed) by the layers.
+    handle(call).catch(() => undefined);
+  }
+
+  /** The API: what the path and method ask for, answered. */
+  private async route(req: http.IncomingMessage, call: RequestCall): Promise<Reply> {
+    const url = new URL(req.url ?? "/", "http://localhost");
+    const method = req.method ?? "GET";
+    if (url.pathname === "/monitoring/prometheus/metrics" && method === "GET") {
       req.resume();
-      this.sendError(res, GrpcStatus.UNAVAILABLE, "The server is shutting down");
-      return finish(GrpcStatus.UNAVAILABLE);
+      return { status: 200, body: await this.service.metrics.render(this.options.refreshMetrics), contentType: PROMETHEUS_CONTENT_TYPE };
     }
+    const malformed = (): never => {
+      throw invalidArgument(`Malformed request: ${method} ${url.pathname}`);
+    };
+    const r = parsePath(url.pathname) ?? malformed();
+    call.model = r.ref.name;
+    if (method === "GET" && r.verb === undefined) {
+      req.resume();
+      if (r.metadata) {
+        call.api = "metadata";
+        const a = this.service.metadata(r.ref);
+        call.version = a.version;
+        const metadata: Record<string, unknown> = { signature_def: signatureDefJson(a.value) };
+        if (url.searchParams.get("include") === MLPLATFORM_METADATA_FIELD) metadata[MLPLATFORM_METADATA_FIELD] = a.value;
+        return { status: 200, body: JSON.stringify({ model_spec: { name: a.name, signature_name: "", version: String(a.version) }, metadata }) };
+      }
+      call.api = "status";
+      return { status: 200, body: JSON.stringify({ model_version_status: this.service.status(r.ref).map(versionStatusObject) }) };
+    }
+    if (method !== "POST" || r.metadata || (r.verb !== "predict" && r.verb !== "classify" && r.verb !== "regress")) malformed();
+    call.api = r.verb === "classify" ? "classify" : "predict";
+    if (r.verb === "regress") throw new ServingError(GrpcStatus.UNIMPLEMENTED, "Regress is not supported by this server");
+    // Fail fast for unknown models before reading a large body.
+    this.service.manager(r.ref);
+    const body = await this.readBody(req);
+    return { status: 200, body: await this.run(r.ref, call, body) };
+  }
+
+  /** Predict or classify on a JSON body; resolves to the response JSON. */
+  private async run(ref: ModelRef, call: RequestCall, body: Buffer): Promise<string> {
+    let parsed: unknown;
+    const text = body.toString("utf8");
+    const hasB64 = text.includes('"b64"');
     try {
-      const url = new URL(req.url ?? "/", "http://localhost");
-      const method = req.method ?? "GET";
-      if (url.pathname === "/monitoring/prometheus/metrics" && method === "GET") {
-        req.resume();
-        this.service.metrics.render(this.options.refreshMetrics).then(
-          (text) => {
-            this.send(res, 200, text, PROMETHEUS_CONTENT_TYPE);
-            finish(GrpcStatus.OK);
-          },
-          fail,
-        );
-        return;
-      }
-      const route = parsePath(url.pathname);
-      const malformed = (): never => {
-        throw invalidArgument(`Malformed request: ${method} ${url.pathname}`);
-      };
-      if (!route) malformed();
-      const r = route!;
-      model = r.ref.name;
-      if (method === "GET" && r.verb === undefined) {
-        req.resume();
-        if (r.metadata) {
-          api = "metadata";
-          const a = this.service.metadata(r.ref);
-          version = a.version;
-          const metadata: Record<string, unknown> = { signature_def: signatureDefJson(a.value) };
-          if (url.searchParams.get("include") === MLPLATFORM_METADATA_FIELD) metadata[MLPLATFORM_METADATA_FIELD] = a.value;
-          this.send(res, 200, JSON.stringify({ model_spec: { name: a.name, signature_name: "", version: String(a.version) }, metadata }));
-          return finish(GrpcStatus.OK);
-        }
-        api = "status";
-        const statuses = this.service.status(r.ref);
-        this.send(
-          res,
-          200,
-          JSON.stringify({
-            model_version_status: statuses.map((s) => ({
-              version: String(s.version),
-              state: s.state,
-              status: { error_code: GrpcStatus[s.errorCode] ?? "UNKNOWN", error_message: s.errorMessage },
-            })),
-          }),
-        );
-        return finish(GrpcStatus.OK);
-      }
-      if (method !== "POST" || r.metadata || (r.verb !== "predict" && r.verb !== "classify" && r.verb !== "regress")) malformed();
-      api = r.verb === "classify" ? "classify" : "predict";
-      if (r.verb === "regress") {
-        req.resume();
-        throw new ServingError(GrpcStatus.UNIMPLEMENTED, "Regress is not supported by this server");
-      }
-      // Fail fast for unknown models before reading a large body.
-      this.service.manager(r.ref);
-      const ctx: CallContext = { deadline: Date.now() + this.timeoutMs, signal: controller.signal };
-      this.readBody(req)
-        .then(async (body) => {
-          let parsed: unknown;
-          const text = body.toString("utf8");
-          const hasB64 = text.includes('"b64"');
-          try {
-            parsed = JSON.parse(text);
-          } catch (e) {
-            throw invalidArgument(`JSON Parse error: ${(e as Error).message}`);
-          }
-          const signatureName = readSignatureName(parsed);
-          const ref = { ...r.ref, signatureName };
-          if (api === "classify") {
-            const { examples } = parseClassifyBody(parsed);
-            const a = await this.service.classify(ref, examples, ctx);
-            version = a.version;
-            return formatClassifyResponse(a.value);
-          }
-          let format: "row" | "columnar" = "row";
-          const a = await this.service.predict(
-            ref,
-            (sigName, sig, images) => {
-              // `{"b64": ...}` for an image input: one encoded JPEG/PNG per example.
-              const wire = images.size > 0 && hasB64 ? encodedImageSignature(sig, images) : sig;
-              const p = parsePredictBody(parsed, sigName, wire, this.service.options.tensorLimits);
-              format = p.format;
-              return p.inputs;
-            },
-            [],
-            ctx,
-          );
-          version = a.version;
-          return formatPredictResponse(a.value, format);
-        })
-        .then(
-          (out) => {
-            this.send(res, 200, out);
-            finish(GrpcStatus.OK);
-          },
-          fail,
-        );
-    } catch (err) {
-      req.resume();
-      fail(err);
+      parsed = JSON.parse(text);
+    } catch (e) {
+      throw invalidArgument(`JSON Parse error: ${(e as Error).message}`);
     }
+    const signatureName = readSignatureName(parsed);
+    const signed = { ...ref, signatureName };
+    if (call.api === "classify") {
+      const { examples } = parseClassifyBody(parsed);
+      const a = await this.service.classify(signed, examples, call);
+      call.version = a.version;
+      return formatClassifyResponse(a.value);
+    }
+    let format: "row" | "columnar" = "row";
+    const a = await this.service.predict(
+      signed,
+      (sigName, sig, images) => {
+        // `{"b64": ...}` for an image input: one encoded JPEG/PNG per example.
+        const wire = images.size > 0 && hasB64 ? encodedImageSignature(sig, images) : sig;
+        const p = parsePredictBody(parsed, sigName, wire, this.service.options.tensorLimits);
+        format = p.format;
+        return p.inputs;
+      },
+      [],
+      call,
+    );
+    call.version = a.version;
+    return formatPredictResponse(a.value, format);
   }
 
   /** The whole body; RESOURCE_EXHAUSTED (HTTP 413) past the limit. */

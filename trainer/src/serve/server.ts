@@ -10,6 +10,7 @@ import { ModelManager, type ModelConfig, type VersionStatus } from "./manager";
 import { ServingMetrics } from "./metrics";
 import { parseModelConfig } from "./model-config";
 import { HEALTH_SERVICE, MODEL_SERVICE, PREDICTION_SERVICE } from "./protos";
+import { InFlight } from "./requests";
 import { RestFrontEnd } from "./rest";
 import { DEFAULT_SERVICE_OPTIONS, InferenceService } from "./service";
 import { openStorage } from "./storage";
@@ -126,6 +127,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   };
 
   const host = options.host ?? "0.0.0.0";
+  // One count of requests in flight for both front ends: a drain waits for all of them.
+  const requests = new InFlight(metrics.inflight);
   let grpc: GrpcFrontEnd | undefined;
   let rest: RestFrontEnd | undefined;
   let grpcPort: number | undefined;
@@ -133,7 +136,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   try {
     await Promise.all([...managers.values()].map((m) => m.start(pollMs)));
     if (options.grpcPort !== null) {
-      grpc = new GrpcFrontEnd(service, health, { maxMessageBytes: options.grpcMaxMessageBytes, flowControlWindowBytes: options.grpcFlowControlWindowBytes, log });
+      grpc = new GrpcFrontEnd(service, health, { maxMessageBytes: options.grpcMaxMessageBytes, flowControlWindowBytes: options.grpcFlowControlWindowBytes, log, requests });
       grpcPort = await grpc.bind(host, options.grpcPort ?? 8500);
     }
     if (options.restPort !== null) {
@@ -142,6 +145,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         requestTimeoutMs: options.restRequestTimeoutMs,
         log,
         refreshMetrics,
+        requests,
       });
       restPort = await rest.listen(host, options.restPort ?? 8501);
     }

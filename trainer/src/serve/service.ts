@@ -5,7 +5,7 @@
  */
 import type { ImagePreprocessing, SignatureSpec, TensorSpec } from "../metadata";
 import { Batcher, type BatchingOptions, type CallContext } from "./batcher";
-import { cancelled, deadlineExceeded, failedPrecondition, GrpcStatus, invalidArgument, notFound, ServingError, type Code } from "./errors";
+import { cancelled, deadlineExceeded, failedPrecondition, GrpcStatus, invalidArgument, notFound, type Code } from "./errors";
 import { decodeImageInputs } from "./images";
 import type { ExampleFeatures } from "./json";
 import type { Lease, ModelManager, VersionStatus } from "./manager";
@@ -322,10 +322,4 @@ export function examplesToInputs(
     }
   }
   return inputs;
-}
-
-/** Turns any thrown value into a ServingError; anything unexpected is INTERNAL (caller logs it). */
-export function toServingError(err: unknown): { error: ServingError; unexpected: boolean } {
-  if (err instanceof ServingError) return { error: err, unexpected: false };
-  return { error: new ServingError(GrpcStatus.INTERNAL, "internal"), unexpected: true };
 }
