@@ -574,6 +574,9 @@ const kueueSchema = z
   })
   .strict();
 
+/** AKS VM sizes whose GPUs can be MIG-partitioned (A100, H100). */
+export const AKS_MIG_VM_SIZES = /(A100|H100|ND96asr_v4)/i;
+
 /** GKE accelerator types that can be MIG-partitioned (A100, H100, H200). */
 export const MIG_ACCELERATORS = /^nvidia-(tesla-a100|a100-80gb|h100-80gb|h100-mega-80gb|h200-141gb)$/;
 
@@ -587,7 +590,11 @@ const gpuSharingSchema = z
     strategy: z.enum(["none", "timeSlicing", "mps"]).default("none"),
     /** How many pods share one GPU (device-plugin replicas; GKE maxSharedClientsPerGpu). */
     maxSharedClientsPerGpu: z.number().int().min(2).max(48).default(4),
-    /** GKE only: MIG partition size on A100/H100 pools, e.g. `1g.5gb`; each partition is one `nvidia.com/gpu`. */
+    /**
+     * MIG partitions of A100/H100 GPUs, e.g. `1g.5gb`; each partition is one `nvidia.com/gpu`.
+     * GKE: the pool's gpuPartitionSize. AKS: the pool's GPU instance profile `MIG<N>g` (from the
+     * `<N>g` compute slices; memory follows the GPU model).
+     */
     migPartitionSize: z.string().regex(/^[1-7]g\.\d+gb$/, "must be a MIG profile such as 1g.5gb, 2g.10gb or 3g.20gb").optional(),
   })
   .strict();
@@ -802,8 +809,11 @@ function teamProblems(c: z.infer<z.ZodObject<typeof keys>>, ctx: z.RefinementCtx
     if (shares && cl.provider !== "gke" && c.devicePlugin.install === "never") {
       ctx.addIssue({ code: "custom", path: ["gpuSharing", "strategy"], message: 'is set through the NVIDIA device plugin this stack installs, but devicePlugin.install is "never"; use "auto"', input: s.strategy });
     }
-    if (s.migPartitionSize && cl.provider !== "gke") {
-      ctx.addIssue({ code: "custom", path: ["gpuSharing", "migPartitionSize"], message: `is only supported on GKE (gpuPartitionSize); got cluster.provider "${cl.provider}"`, input: s.migPartitionSize });
+    if (s.migPartitionSize && cl.provider === "existing") {
+      ctx.addIssue({ code: "custom", path: ["gpuSharing", "migPartitionSize"], message: 'is set on GKE and AKS node pools; on an existing cluster partition the GPUs with the NVIDIA GPU Operator and remove it; got cluster.provider "existing"', input: s.migPartitionSize });
+    }
+    if (s.migPartitionSize && cl.provider === "aks" && !AKS_MIG_VM_SIZES.test(cl.gpuPool.vmSize)) {
+      ctx.addIssue({ code: "custom", path: ["gpuSharing", "migPartitionSize"], message: `needs an A100 or H100 VM size; cluster.gpuPool.vmSize is "${cl.gpuPool.vmSize}"`, input: s.migPartitionSize });
     }
     if (s.migPartitionSize && cl.provider === "gke" && !MIG_ACCELERATORS.test(cl.gpuPool.acceleratorType)) {
       ctx.addIssue({ code: "custom", path: ["gpuSharing", "migPartitionSize"], message: `needs an A100, H100 or H200 pool; cluster.gpuPool.acceleratorType is "${cl.gpuPool.acceleratorType}"`, input: s.migPartitionSize });

@@ -14,7 +14,7 @@ async function createCluster(cfg: Readonly<PlatformConfig>): Promise<PlatformClu
   switch (c.provider) {
     case "aks": {
       const { AksCluster } = await import("./components/aksCluster");
-      return new AksCluster("platform", { cluster: c, burst: cfg.burst, tags: cfg.tags, managedPrometheus: metricsMode(cfg) === "azure-managed" });
+      return new AksCluster("platform", { cluster: c, burst: cfg.burst, tags: cfg.tags, managedPrometheus: metricsMode(cfg) === "azure-managed", migPartitionSize: cfg.gpuSharing.migPartitionSize });
     }
     case "gke": {
       const { GkeCluster } = await import("./components/gkeCluster");

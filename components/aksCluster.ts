@@ -47,6 +47,15 @@ export interface AksClusterArgs {
   readonly tags?: Readonly<Record<string, string>>;
   /** The metrics add-on for Azure Monitor managed Prometheus (observability mode azure-managed). Default false. */
   readonly managedPrometheus?: boolean;
+  /** MIG partition size of the GPU pool (`gpuSharing.migPartitionSize`, e.g. `1g.10gb`); default none: whole GPUs. */
+  readonly migPartitionSize?: string;
+}
+
+/** AKS's GPU instance profile for a MIG partition size: `2g.20gb` → `MIG2g`. */
+export function aksGpuInstanceProfile(migPartitionSize: string): string {
+  const m = /^([1-7])g\./.exec(migPartitionSize);
+  if (!m) throw new Error(`gpuSharing.migPartitionSize must look like 1g.10gb; got "${migPartitionSize}"`);
+  return `MIG${m[1]}g`;
 }
 
 /** First /16 of the VNet: the node (and, with Azure CNI, pod) subnet. */
@@ -59,6 +68,7 @@ export function nodeSubnetCidr(vnetCidr: string): string {
 export function gpuAgentPool(
   c: AksClusterConfig,
   subnetId?: pulumi.Input<string>,
+  migPartitionSize?: string,
 ): Omit<containerservice.AgentPoolArgs, "resourceGroupName" | "resourceName"> {
   const pool = c.gpuPool;
   return {
@@ -75,6 +85,7 @@ export function gpuAgentPool(
     nodeLabels: { ...GPU_POOL_LABEL },
     // AKS installs the NVIDIA driver on GPU node images; the device plugin is ours.
     gpuProfile: { driver: "Install" },
+    ...(migPartitionSize ? { gpuInstanceProfile: aksGpuInstanceProfile(migPartitionSize) } : {}),
     vnetSubnetID: subnetId,
     ...(pool.spot.enabled
       ? {
@@ -141,7 +152,7 @@ export class AksCluster extends pulumi.ComponentResource implements PlatformClus
         )
       : undefined;
 
-    const gpuPool = gpuAgentPool(c, nodeSubnet.id);
+    const gpuPool = gpuAgentPool(c, nodeSubnet.id, args.migPartitionSize);
     const cluster = new containerservice.ManagedCluster(
       `${name}-aks`,
       {

@@ -42,9 +42,11 @@ export function sharingConfig(s: Pick<GpuSharingConfig, "strategy" | "maxSharedC
 }
 
 /** Helm values: run only on GPU nodes, tolerate their taint, and drop the chart's NFD-based affinity. */
-export function devicePluginValues(gpu: Placement, sharing?: Pick<GpuSharingConfig, "strategy" | "maxSharedClientsPerGpu">): Record<string, unknown> {
+export function devicePluginValues(gpu: Placement, sharing?: Pick<GpuSharingConfig, "strategy" | "maxSharedClientsPerGpu" | "migPartitionSize">): Record<string, unknown> {
   const config = sharing && sharingConfig(sharing);
   return {
+    // MIG-partitioned pools (AKS gpuInstanceProfile): each partition is one nvidia.com/gpu.
+    ...(sharing?.migPartitionSize ? { migStrategy: "single" } : {}),
     // The chart builds a ConfigMap from `map` and points the plugin at `default`.
     ...(config ? { config: { map: { default: YAML.stringify(config) }, default: "default" } } : {}),
     nodeSelector: gpu.nodeSelector,
@@ -68,7 +70,7 @@ export interface NvidiaDevicePluginArgs {
   /** Chart version; default pinned in versions.ts. */
   readonly version?: string;
   /** GPU sharing (`gpuSharing`); default none: whole GPUs. */
-  readonly sharing?: Pick<GpuSharingConfig, "strategy" | "maxSharedClientsPerGpu">;
+  readonly sharing?: Pick<GpuSharingConfig, "strategy" | "maxSharedClientsPerGpu" | "migPartitionSize">;
   /** Do not wait for the DaemonSet to become ready (API servers without nodes). Default false. */
   readonly skipAwait?: boolean;
 }

@@ -137,6 +137,22 @@ describe("teams under mocks, every stack file", () => {
     expect(server.inputs.spec.template.spec.nodeSelector).toMatchObject(shared);
   });
 
+  it("aks: MIG on an A100 pool: the agent pool's GPU instance profile and the device plugin's single MIG strategy; refused on a T4 size", async () => {
+    const base = stackConfig("aks")["mlplatform:cluster"] as Record<string, any>;
+    const a100 = { ...base, gpuPool: { ...base.gpuPool, vmSize: "Standard_NC24ads_A100_v4" } };
+    const r = await runStack("aks", { "mlplatform:cluster": a100, "mlplatform:gpuSharing": { migPartitionSize: "2g.20gb" } });
+    const pool = ofType(r, "azure-native:containerservice:AgentPool").find((p) => p.inputs.agentPoolName === "gpu")!.inputs;
+    expect(pool.gpuInstanceProfile).toBe("MIG2g");
+    const plugin = ofType(r, "kubernetes:helm.sh/v4:Chart").find((c) => c.name === "gpu-chart")!.inputs.values;
+    expect(plugin.migStrategy).toBe("single");
+    expect(plugin.config).toBeUndefined();
+    const plain = ofType(await runStack("aks"), "azure-native:containerservice:AgentPool").find((p) => p.inputs.agentPoolName === "gpu")!.inputs;
+    expect(plain.gpuInstanceProfile).toBeUndefined();
+    await expect(runStack("aks", { "mlplatform:gpuSharing": { migPartitionSize: "1g.10gb" } })).rejects.toThrow(
+      'mlplatform:gpuSharing.migPartitionSize needs an A100 or H100 VM size; cluster.gpuPool.vmSize is "Standard_NC4as_T4_v3"',
+    );
+  });
+
   it("gke: time-sharing is TIME_SHARING with the time-sharing node label; the default stack shares nothing and installs no Kueue", async () => {
     const r = await runStack("gke", { "mlplatform:gpuSharing": { strategy: "timeSlicing" } });
     const gpu = ofType(r, "gcp:container/nodePool:NodePool").find((p) => p.name === "platform-gpu")!.inputs;
@@ -210,7 +226,7 @@ describe("config refuses what cannot work", () => {
     expect(problems({ teams: TEAMS, kueue: { enabled: false } })).toContain("mlplatform:kueue.enabled must not be false while teams are set");
     expect(problems({ gpuSharing: { strategy: "mps" }, devicePlugin: { install: "never" } })).toContain('mlplatform:gpuSharing.strategy is set through the NVIDIA device plugin this stack installs, but devicePlugin.install is "never"');
     expect(problems({ gpuSharing: { strategy: "timeSlicing" }, serving: { gpus: 2 } })).toContain("mlplatform:serving.gpus must be 0 or 1");
-    expect(problems({ gpuSharing: { migPartitionSize: "1g.5gb" } })).toContain('mlplatform:gpuSharing.migPartitionSize is only supported on GKE (gpuPartitionSize); got cluster.provider "existing"');
+    expect(problems({ gpuSharing: { migPartitionSize: "1g.5gb" } })).toContain("mlplatform:gpuSharing.migPartitionSize is set on GKE and AKS node pools; on an existing cluster partition the GPUs with the NVIDIA GPU Operator");
     expect(problems({ cluster: { provider: "existing", gpu: "none" }, teams: [TEAMS[0]] })).toContain("mlplatform:teams[0].quota.gpu needs GPU nodes");
   });
 
