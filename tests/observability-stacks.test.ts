@@ -3,8 +3,25 @@
  * that GPU stacks get GPU telemetry, that nothing is exposed, and that the generated Grafana
  * credentials stay secret.
  */
+import { execFileSync, spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import { describe, expect, it } from "vitest";
-import { GRAFANA_ADMIN_SECRET, kubePrometheusStackValues, scrapeTargets, wantsDcgm } from "../components/observability";
+import * as YAML from "yaml";
+import {
+  DASHBOARD_LABEL,
+  GRAFANA_ADMIN_SECRET,
+  GRAFANA_PORT,
+  GRAFANA_SERVICE,
+  KPS_RELEASE,
+  PROMETHEUS_PORT,
+  PROMETHEUS_SERVICE,
+  dcgmValues,
+  kubePrometheusStackValues,
+  scrapeTargets,
+  wantsDcgm,
+} from "../components/observability";
 import { TRAINER_METRICS_PORT, tfJobManifest } from "../components/trainingOperator";
 import { FIXTURE_KUBECONFIG, ofType, one, runStack, type RecordedResource, type StackRun } from "./harness";
 
@@ -196,5 +213,65 @@ describe("pure parts", () => {
     const c = job.spec.tfReplicaSpecs.Chief.template.spec.containers[0];
     expect(c.env).toContainEqual({ name: "MLP_METRICS_PORT", value: String(TRAINER_METRICS_PORT) });
     expect(c.ports).toEqual([{ name: "metrics", containerPort: TRAINER_METRICS_PORT, protocol: "TCP" }]);
+  });
+});
+
+/**
+ * The pinned charts rendered with our values by a real Helm (`helm template`, built by
+ * scripts/tools/build-helm.sh), from the vendored archives in ../shared/charts: what the
+ * Kubernetes provider's Helm engine would create.
+ */
+describe("the vendored charts render with our values (helm template)", () => {
+  const charts = process.env.MLPLATFORM_CHARTS_DIR ?? path.join(__dirname, "..", "..", "shared", "charts");
+  const tools = process.env.MLPLATFORM_TOOLS_DIR ?? path.join(os.homedir(), ".cache", "mlplatform", "tools");
+  const helm = [path.join(tools, "bin", "helm")].find((f) => fs.existsSync(f)) ?? (spawnSync("sh", ["-c", "command -v helm"]).status === 0 ? "helm" : undefined);
+  const render = (release: string, archive: string, values: unknown): any[] | undefined => {
+    const file = path.join(charts, archive);
+    const missing = !helm ? "helm (scripts/tools/build-helm.sh)" : !fs.existsSync(file) ? file : undefined;
+    if (missing) {
+      if (process.env.CI === "true") throw new Error(`${missing} is missing: CI needs it to render the metrics charts`);
+      console.log(`SKIPPED rendering ${archive}: ${missing} is missing`);
+      return undefined;
+    }
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mlp-render-"));
+    try {
+      fs.writeFileSync(path.join(dir, "values.json"), JSON.stringify(values));
+      const out = execFileSync(helm!, ["template", release, file, "-n", "monitoring", "--kube-version", "1.33.0", "-f", path.join(dir, "values.json")], { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
+      return YAML.parseAllDocuments(out).map((d) => d.toJS()).filter(Boolean);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  };
+
+  it("kube-prometheus-stack: ClusterIP only, admin credentials from our Secret, our dashboard label, every monitor and rule selected", () => {
+    const docs = render(KPS_RELEASE, "kube-prometheus-stack-88.5.3.tgz", kubePrometheusStackValues({ retention: "15d" }));
+    if (!docs) return;
+    const services = docs.filter((d) => d.kind === "Service");
+    expect(services.map((s) => s.spec.type ?? "ClusterIP").filter((t) => t !== "ClusterIP")).toEqual([]);
+    const port = (name: string) => services.find((s) => s.metadata.name === name)?.spec.ports.map((p: any) => p.port);
+    expect(port(GRAFANA_SERVICE)).toContain(GRAFANA_PORT);
+    expect(port(PROMETHEUS_SERVICE)).toContain(PROMETHEUS_PORT);
+    const grafana = docs.find((d) => d.kind === "Deployment" && d.metadata.name === GRAFANA_SERVICE)!.spec.template.spec.containers;
+    const envOf = (name: string) => Object.fromEntries((grafana.find((c: any) => c.name === name)?.env ?? []).map((e: any) => [e.name, e.value ?? e.valueFrom]));
+    const env = envOf("grafana");
+    expect(env.GF_SECURITY_ADMIN_USER).toEqual({ secretKeyRef: { name: GRAFANA_ADMIN_SECRET, key: "admin-user" } });
+    expect(env.GF_SECURITY_ADMIN_PASSWORD).toEqual({ secretKeyRef: { name: GRAFANA_ADMIN_SECRET, key: "admin-password" } });
+    const sidecar = envOf("grafana-sc-dashboard");
+    expect([sidecar.LABEL, sidecar.LABEL_VALUE, sidecar.NAMESPACE]).toEqual([...Object.entries(DASHBOARD_LABEL)[0]!, "ALL"]);
+    // The chart renders no Secret holding a Grafana password of its own.
+    expect(docs.filter((d) => d.kind === "Secret").map((d) => d.metadata.name)).toEqual(["alertmanager-kube-prometheus-stack-alertmanager"]);
+    const prom = docs.find((d) => d.kind === "Prometheus")!.spec;
+    expect([prom.serviceMonitorSelector, prom.podMonitorSelector, prom.ruleSelector, prom.serviceMonitorNamespaceSelector, prom.podMonitorNamespaceSelector]).toEqual([{}, {}, {}, {}, {}]);
+    expect(prom.retention).toBe("15d");
+  });
+
+  it("dcgm-exporter: a DaemonSet on GPU nodes only, its ServiceMonitor in the group Azure's add-on reads", () => {
+    const gpu = { nodeSelector: { "mlplatform.io/accelerator": "nvidia" }, tolerations: [{ key: "nvidia.com/gpu", operator: "Equal" as const, value: "present", effect: "NoSchedule" as const }] };
+    const docs = render("dcgm-exporter", "dcgm-exporter-4.8.2.tgz", dcgmValues(gpu, "azmonitoring.coreos.com/v1"));
+    if (!docs) return;
+    const ds = docs.find((d) => d.kind === "DaemonSet")!.spec.template.spec;
+    expect(ds.nodeSelector).toEqual(gpu.nodeSelector);
+    expect(ds.tolerations).toEqual(gpu.tolerations);
+    expect(docs.filter((d) => d.kind === "ServiceMonitor").map((d) => d.apiVersion)).toEqual(["azmonitoring.coreos.com/v1"]);
   });
 });
