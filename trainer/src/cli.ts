@@ -73,7 +73,10 @@ export async function main(argv: string[], io: CommandIo): Promise<number> {
   let entry: CommandEntry;
   try {
     if (helpOnly && rest.length > 1) throw new UsageError(`help takes one command name; got ${rest.length}: ${rest.join(" ")}`);
-    if (commandName.startsWith("-")) throw new UsageError(`unknown flag ${commandName}: give a command first\nRun 'mlp --help' for the list of commands.`);
+    if (commandName.startsWith("-")) {
+      const hint = didYouMean(commandName.replace(/^-+/, ""), ["help", "version"], (c) => `--${c}`);
+      throw new UsageError(`unknown flag ${commandName}${hint || ": give a command first"}\nRun 'mlp --help' for the list of commands.`);
+    }
     entry = find(commandName);
   } catch (e) {
     io.stderr.write(`mlp: ${(e as Error).message}\n`);

@@ -67,6 +67,8 @@ describe("mlp", () => {
       [["trian"], 'mlp: unknown command "trian"; did you mean train-mnist?\nRun \'mlp --help\' for the list of commands.\n'],
       [["help", "serv"], 'mlp: unknown command "serv"; did you mean serve?\nRun \'mlp --help\' for the list of commands.\n'],
       [["deploy"], 'mlp: unknown command "deploy"\nRun \'mlp --help\' for the list of commands.\n'],
+      [["--versoin"], "mlp: unknown flag --versoin; did you mean --version?\nRun 'mlp --help' for the list of commands.\n"],
+      [["--data", "x"], "mlp: unknown flag --data: give a command first\nRun 'mlp --help' for the list of commands.\n"],
       [["publish", "--form", "x"], "mlp publish: unknown flag --form; did you mean --from?\nRun 'mlp publish --help' for its flags.\n"],
       [["publish", "--from", "x", "--name", "m"], "mlp publish: --model-base is required: root of published models; a missing directory is created\nRun 'mlp publish --help' for its flags.\n"],
     ];
