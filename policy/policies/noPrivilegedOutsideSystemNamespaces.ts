@@ -8,9 +8,11 @@ import { findContainers, isKubernetesObject, namespaceOf } from "./workloads";
 
 /**
  * Namespaces whose workloads need host access: the NVIDIA device plugin (the kubelet's device
- * plugin socket), the in-cluster NFS server (the kernel NFS server), and kube-system.
+ * plugin socket), the in-cluster NFS server (the kernel NFS server), the metrics stack's
+ * `monitoring` (node-exporter reads the host with hostNetwork, hostPID and hostPath; the DCGM
+ * exporter needs SYS_ADMIN and the kubelet's pod-resources socket), and kube-system.
  */
-export const DEFAULT_PRIVILEGED_NAMESPACES: readonly string[] = ["nvidia-device-plugin", "mlplatform-storage", "kube-system"];
+export const DEFAULT_PRIVILEGED_NAMESPACES: readonly string[] = ["nvidia-device-plugin", "mlplatform-storage", "monitoring", "kube-system"];
 
 /** The Pod Security Admission label whose `privileged` value lets privileged pods in. */
 export const POD_SECURITY_ENFORCE = "pod-security.kubernetes.io/enforce";

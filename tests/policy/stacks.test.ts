@@ -63,7 +63,8 @@ beforeAll(async () => {
     runs[stack] = await runStack(stack, {}, stack === "dev" ? { KUBECONFIG: FIXTURE_KUBECONFIG } : {});
     checked[stack] = await checkStack(stack, runs[stack]);
   }
-});
+  // Three whole stacks under mocks and every policy over them: beyond the 10 s hook default on a loaded machine.
+}, 60_000);
 
 describe("the stack files pass every policy", () => {
   it.each(STACKS)("%s: no violations", (stack) => {

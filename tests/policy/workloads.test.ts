@@ -153,12 +153,12 @@ describe("no-privileged-outside-system-namespaces", () => {
   const defaults = schemaDefaults(policy);
   const privileged = { ...good, securityContext: { privileged: true } };
 
-  it("the allow-list is configurable and defaults to the device plugin, NFS server and kube-system namespaces", () => {
-    expect(defaults).toEqual({ allowedNamespaces: ["nvidia-device-plugin", "mlplatform-storage", "kube-system"] });
+  it("the allow-list is configurable and defaults to the device plugin, NFS server, metrics stack and kube-system namespaces", () => {
+    expect(defaults).toEqual({ allowedNamespaces: ["nvidia-device-plugin", "mlplatform-storage", "monitoring", "kube-system"] });
   });
 
   it("allows privileged containers in the allowed namespaces (with or without the engine's defaults applied)", async () => {
-    for (const ns of ["nvidia-device-plugin", "mlplatform-storage", "kube-system"]) {
+    for (const ns of ["nvidia-device-plugin", "mlplatform-storage", "monitoring", "kube-system"]) {
       expect((await check(policy, kinds.DaemonSet!(podSpec([privileged]), ns), defaults)).violations).toEqual([]);
       expect((await check(policy, kinds.DaemonSet!(podSpec([privileged]), ns))).violations).toEqual([]);
     }
