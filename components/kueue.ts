@@ -19,8 +19,8 @@ import { charts, type ChartPin } from "./versions";
 
 /** API version of the Kueue objects we author (the chart's storage version). */
 export const KUEUE_API_VERSION = "kueue.x-k8s.io/v1beta2";
-/** The label that puts a job (TFJob, Job, pod) into a LocalQueue of its namespace. */
-export const QUEUE_NAME_LABEL = "kueue.x-k8s.io/queue-name";
+/** The label that puts a job (TFJob, Job, pod) into a LocalQueue of its namespace (part of the output contract). */
+export { QUEUE_NAME_LABEL } from "../stacks/contract";
 /** Namespace label that marks a team namespace (its value is the team's name). */
 export const TEAM_LABEL = "mlplatform.io/team";
 /** Namespace of the Kueue controller. */

@@ -6,6 +6,9 @@
  * is built. Adding an output is compatible; renaming or removing one is a breaking change.
  */
 
+/** The label that submits a job to the Kueue LocalQueue of its namespace (a `teamQueues` value). */
+export const QUEUE_NAME_LABEL = "kueue.x-k8s.io/queue-name";
+
 /** A Kubernetes toleration as the platform exports it. */
 export interface TolerationOutput {
   key: string;

@@ -9,6 +9,18 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { PLATFORM_OUTPUT_NAMES, SECRET_OUTPUT_NAMES, type PlatformOutputs } from "./contract";
 
+/**
+ * One team's entry of a team map output (`teamNamespaces`, `teamQueues`).
+ * @throws Error naming the team, the output and the teams there are, when the platform has no such team.
+ */
+export function teamEntry(map: Readonly<Record<string, string>>, team: string, output: "teamNamespaces" | "teamQueues"): string {
+  const v = map[team];
+  if (v === undefined) {
+    throw new Error(`the platform stack has no team "${team}" (${output}; its teams: ${Object.keys(map).join(", ") || "none"}); add it to mlplatform:teams or name one of those`);
+  }
+  return v;
+}
+
 export type PlatformOutputValues = { readonly [K in keyof PlatformOutputs]: pulumi.Output<PlatformOutputs[K]> };
 
 export class PlatformReference {

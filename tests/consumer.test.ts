@@ -2,6 +2,7 @@ import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { PLATFORM_OUTPUT_NAMES } from "../stacks/contract";
 import { SMOKE_IMAGES } from "../stacks/consumer/smokeJob";
+import { teamEntry } from "../stacks/reference";
 import { FIXTURE_KUBECONFIG, ROOT, one, runProgram, runStack } from "./harness";
 
 const PLATFORM = "organization/mlplatform/dev";
@@ -44,6 +45,29 @@ describe("consumer program (stacks/consumer) under mocks", () => {
     const provider = one(run, "pulumi:providers:kubernetes").inputs;
     expect(provider.kubeconfig.value).toBe(platform.outputs.kubeconfig);
     expect(one(run, "kubernetes:batch/v1:Job").provider).toMatch(/pulumi:providers:kubernetes::platform::/);
+  });
+
+  it("as a team of the platform: the team's namespace and Kueue queue from the teamNamespaces/teamQueues outputs", async () => {
+    const platform = await runStack("aks", {
+      "mlplatform:teams": [
+        { name: "vision", groups: ["vision"], quota: { gpu: 2, cpu: "16", memory: "64Gi" } },
+        { name: "nlp", namespace: "nlp-lab", groups: ["nlp"], quota: { gpu: 1, cpu: "8", memory: "32Gi" } },
+      ],
+      "mlplatform:kueue": { chart: "/charts/kueue-0.19.2.tgz" },
+    });
+    const job = one(await consume(platform.outputs, { "mlplatform-consumer:team": "nlp" }), "kubernetes:batch/v1:Job").inputs;
+    expect(job.metadata.namespace).toBe("nlp-lab");
+    expect(job.metadata.labels).toEqual({ "kueue.x-k8s.io/queue-name": "nlp" });
+    // Without the setting, nothing changes.
+    const plain = one(await consume(platform.outputs), "kubernetes:batch/v1:Job").inputs;
+    expect(plain.metadata.namespace).toBe("ml-pipelines");
+    expect(plain.metadata.labels).toEqual({});
+  });
+
+  it("a team the platform does not have is an error naming the team and the ones there are", () => {
+    expect(teamEntry({ vision: "team-vision" }, "vision", "teamNamespaces")).toBe("team-vision");
+    expect(() => teamEntry({ vision: "v", nlp: "n" }, "ops", "teamQueues")).toThrow('the platform stack has no team "ops" (teamQueues; its teams: vision, nlp)');
+    expect(() => teamEntry({}, "ops", "teamNamespaces")).toThrow("its teams: none");
   });
 
   it("on a GPU platform: one GPU, the platform's node selector and tolerations", async () => {
