@@ -96,6 +96,27 @@ describe("mlp predict", () => {
     result.top.forEach((t: { score: number }, i: number) => expect(t.score).toBeCloseTo(expected[i]!.score, 5));
   });
 
+  it.each(["grpc", "rest"] as const)("--count classifies a run of IDX samples in batches over %s and scores them against the labels", async (protocol) => {
+    const addr = await start();
+    // The model's own answers, so the expected accuracy is known exactly (an untrained model gets some wrong).
+    const truth = [0, 1, 2, 3, 4].map((i) => DIGIT_LABELS.indexOf(expectedTop(i, 1)[0]!.label));
+    const labelsFile = path.join(dir, "model-labels-idx1-ubyte");
+    const wrong = Uint8Array.from(truth, (t, i) => (i === 3 ? (t + 1) % 10 : t));
+    await fs.writeFile(labelsFile, encodeIdxUint8([5], wrong));
+    const { io, out } = capture();
+    const args = ["--server", protocol === "grpc" ? addr.grpc : addr.rest, "--model", "mnist", "--idx", idxImages, "--idx-labels", labelsFile, "--count", "5", "--batch", "2", "--json"];
+    expect(await run(protocol === "rest" ? [...args, "--rest"] : args, io)).toBe(0);
+    const result = JSON.parse(out());
+    expect(result).toMatchObject({ model: "mnist", version: 3, count: 5, requests: 3, correct: 4, accuracy: 0.8 });
+    // Text form, from --index 1 on.
+    const text = capture();
+    expect(await run(["--server", addr.grpc, "--model", "mnist", "--idx", idxImages, "--idx-labels", labelsFile, "--index", "1", "--count", "4"], text.io)).toBe(0);
+    expect(text.out()).toMatch(new RegExp(`^mnist v3 via grpc ${addr.grpc}: 3 of 4 correct \\(75\\.00%\\), 1 requests in \\d+\\.\\d s\\n$`));
+    // Past the end of the file: refused before any server is contacted.
+    const bad = capture();
+    await expect(run(["--server", "127.0.0.1:1", "--model", "mnist", "--idx", idxImages, "--index", "3", "--count", "3"], bad.io)).rejects.toThrow(/--index 3 --count 3 runs past the end: .* holds 5 images/);
+  });
+
   it("draws a 28×28 input beside the answer", async () => {
     const addr = await start();
     const { io, out } = capture();

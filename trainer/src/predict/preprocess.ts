@@ -82,6 +82,11 @@ export async function readImageInput(file: string): Promise<LocalInput> {
 
 /** Reads sample `index` of an IDX image file ([count, rows, cols] uint8, optionally gzipped), and its label from `labelsFile`. */
 export async function readIdxInput(file: string, index: number, labelsFile?: string): Promise<LocalInput> {
+  return (await readIdxInputs(file, index, 1, labelsFile))[0]!;
+}
+
+/** Samples `index … index+count-1` of an IDX image file, with their labels when a label file is given (each file read once). */
+export async function readIdxInputs(file: string, index: number, count: number, labelsFile?: string): Promise<LocalInput[]> {
   let buf: Buffer;
   try {
     buf = await fs.readFile(file);
@@ -92,10 +97,17 @@ export async function readIdxInput(file: string, index: number, labelsFile?: str
   if (idx.type !== "uint8" || idx.dims.length !== 3) {
     throw new InputError(`${file}: expected images as [count, rows, cols] of uint8; got [${idx.dims.join(", ")}] of ${idx.type}`);
   }
-  const [count, rows, cols] = idx.dims as [number, number, number];
-  if (!Number.isInteger(index) || index < 0 || index >= count) throw new InputError(`--index ${index} is out of range: ${file} holds ${count} images (0..${count - 1})`);
-  const grey = new Uint8Array((idx.data as Uint8Array).subarray(index * rows * cols, (index + 1) * rows * cols));
-  return { kind: "idx", file, rows, cols, grey, label: labelsFile === undefined ? undefined : await labelFromIdx(labelsFile, index) };
+  const [total, rows, cols] = idx.dims as [number, number, number];
+  if (!Number.isInteger(index) || index < 0 || index >= total) throw new InputError(`--index ${index} is out of range: ${file} holds ${total} images (0..${total - 1})`);
+  if (index + count > total) throw new InputError(`--index ${index} --count ${count} runs past the end: ${file} holds ${total} images`);
+  const labels = labelsFile === undefined ? undefined : await labelsFromIdx(labelsFile, index, count);
+  const out: LocalInput[] = [];
+  for (let i = 0; i < count; i++) {
+    const at = index + i;
+    const grey = new Uint8Array((idx.data as Uint8Array).subarray(at * rows * cols, (at + 1) * rows * cols));
+    out.push({ kind: "idx", file, rows, cols, grey, label: labels?.[i] });
+  }
+  return out;
 }
 
 /** The input's pixels at the model's size and channels. */
@@ -143,6 +155,11 @@ export async function pixelsFromIdx(file: string, index: number, p: ImagePreproc
 
 /** The label stored for sample `index` in an IDX label file ([count] uint8). */
 export async function labelFromIdx(file: string, index: number): Promise<number> {
+  return (await labelsFromIdx(file, index, 1))[0]!;
+}
+
+/** The labels of samples `index … index+count-1` in an IDX label file ([count] uint8). */
+export async function labelsFromIdx(file: string, index: number, count: number): Promise<number[]> {
   let buf: Buffer;
   try {
     buf = await fs.readFile(file);
@@ -150,8 +167,10 @@ export async function labelFromIdx(file: string, index: number): Promise<number>
     throw new InputError(`${file}: cannot read: ${(e as Error).message}`);
   }
   const idx = parseIdx(buf, file);
-  if (idx.dims.length !== 1 || index >= idx.dims[0]!) throw new InputError(`${file}: no label for index ${index}`);
-  return idx.data[index]!;
+  if (idx.dims.length !== 1 || index + count > idx.dims[0]!) {
+    throw new InputError(`${file}: no label for index ${count === 1 ? index : `${index}..${index + count - 1}`}`);
+  }
+  return Array.from(idx.data.subarray(index, index + count) as Uint8Array);
 }
 
 /**
