@@ -24,7 +24,8 @@ function overview(): string {
     "Commands:",
     ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
     "",
-    "Run 'mlp help <command>' or 'mlp <command> --help' for a command's flags; 'mlp --version' for the version.",
+    "Run 'mlp help <command>' (or 'mlp <command> --help') for a command's flags,",
+    "'mlp --version' for the version.",
   ].join("\n");
 }
 
