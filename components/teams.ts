@@ -7,7 +7,7 @@
  */
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { teamNamespace, type TeamConfig } from "../config";
+import { sizeInGiB, teamNamespace, type TeamConfig } from "../config";
 import { TEAM_LABEL, clusterQueueManifest, localQueueManifest, type Kueue } from "./kueue";
 import { PLATFORM_LABELS, awaitAnnotations, podSecurityLabels, type PodSecurityLevel } from "./namespaces";
 import { MINIO_PORT, OBJECT_STORE_SECRET, credentialsData } from "./objectStore";
@@ -57,17 +57,27 @@ export function resourceQuotaSpec(q: TeamConfig["quota"]): k8s.types.input.core.
   return { hard: { "requests.cpu": q.cpu, "requests.memory": q.memory, "requests.nvidia.com/gpu": String(q.gpu) } };
 }
 
+/** Millicores of a CPU quantity (`8`, `500m`, `2.5`). */
+export function milliCpu(q: string): number {
+  const m = /^(\d+(?:\.\d+)?)(m?)$/.exec(q);
+  if (!m) throw new Error(`not a CPU quantity: ${q}`);
+  return m[2] ? Number(m[1]) : Math.round(Number(m[1]) * 1000);
+}
+
 /**
  * The LimitRange: defaults for containers that state no resources (the quota makes requests
- * mandatory, so without defaults such a pod would be refused), and a ceiling per container.
+ * mandatory, so without defaults such a pod would be refused), and a ceiling per container,
+ * the team's whole quota. A default never exceeds the ceiling (the API server refuses that).
  */
 export function limitRangeSpec(q: TeamConfig["quota"]): k8s.types.input.core.v1.LimitRangeSpec {
+  const cpu = (want: string) => (milliCpu(want) <= milliCpu(q.cpu) ? want : q.cpu);
+  const memory = (want: string) => (sizeInGiB(want) <= sizeInGiB(q.memory) ? want : q.memory);
   return {
     limits: [
       {
         type: "Container",
-        defaultRequest: { cpu: "250m", memory: "512Mi" },
-        default: { memory: "2Gi" },
+        defaultRequest: { cpu: cpu("250m"), memory: memory("512Mi") },
+        default: { memory: memory("2Gi") },
         max: { cpu: q.cpu, memory: q.memory },
       },
     ],

@@ -8,7 +8,7 @@ import * as YAML from "yaml";
 import { ConfigError, parseConfig } from "../config";
 import { clusterQueueManifest, kueueChartSource, QUEUE_NAME_LABEL } from "../components/kueue";
 import { sharingConfig } from "../components/devicePlugin";
-import { resourceQuotaSpec, TEAM_RULES } from "../components/teams";
+import { limitRangeSpec, milliCpu, resourceQuotaSpec, TEAM_RULES } from "../components/teams";
 import { charts } from "../components/versions";
 import { FIXTURE_KUBECONFIG, ofType, runStack, stackConfig, type RecordedResource, type StackRun } from "./harness";
 
@@ -187,6 +187,18 @@ describe("builders", () => {
     const cq = clusterQueueManifest({ name: "a", namespace: "team-a", cohort: "c", quota: { gpu: 1, cpu: "2", memory: "4Gi" }, pools: [], fairShareWeight: 1, canBorrow: false });
     expect(cq.spec.resourceGroups[0].flavors).toEqual([
       { name: "cpu", resources: [{ name: "cpu", nominalQuota: "2", borrowingLimit: "0" }, { name: "memory", nominalQuota: "4Gi", borrowingLimit: "0" }, { name: "nvidia.com/gpu", nominalQuota: "0", borrowingLimit: "0" }] },
+    ]);
+  });
+
+  it("LimitRange defaults never exceed a small team's ceiling", () => {
+    expect(milliCpu("8")).toBe(8000);
+    expect(milliCpu("500m")).toBe(500);
+    expect(milliCpu("2.5")).toBe(2500);
+    expect(limitRangeSpec({ gpu: 0, cpu: "16", memory: "64Gi" }).limits).toEqual([
+      { type: "Container", defaultRequest: { cpu: "250m", memory: "512Mi" }, default: { memory: "2Gi" }, max: { cpu: "16", memory: "64Gi" } },
+    ]);
+    expect(limitRangeSpec({ gpu: 0, cpu: "100m", memory: "1Gi" }).limits).toEqual([
+      { type: "Container", defaultRequest: { cpu: "100m", memory: "512Mi" }, default: { memory: "1Gi" }, max: { cpu: "100m", memory: "1Gi" } },
     ]);
   });
 

@@ -140,6 +140,19 @@ describe.skipIf(missing.length > 0)("teams and Kueue in a real kube-apiserver", 
     }
   });
 
+  it("accepts the LimitRange of a team whose quota is below the usual defaults (defaults capped at the ceiling)", async () => {
+    await create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "team-tiny", labels: teamNamespaceLabels("tiny", "restricted") } });
+    await create("/api/v1/namespaces/team-tiny/limitranges", { apiVersion: "v1", kind: "LimitRange", metadata: { name: "team-defaults" }, spec: limitRangeSpec({ gpu: 0, cpu: "100m", memory: "1Gi" }) });
+    // The uncapped defaults are what the API server would refuse.
+    const r = await kube.request("POST", "/api/v1/namespaces/team-tiny/limitranges", {
+      apiVersion: "v1",
+      kind: "LimitRange",
+      metadata: { name: "uncapped" },
+      spec: { limits: [{ type: "Container", defaultRequest: { cpu: "250m", memory: "512Mi" }, default: { memory: "2Gi" }, max: { cpu: "100m", memory: "1Gi" } }] },
+    });
+    expect(r.status).toBe(422);
+  });
+
   it("accepts our ResourceFlavors, ClusterQueues (one cohort) and LocalQueues, and refuses a malformed ClusterQueue", async () => {
     const pools = gpuPools(GPU);
     for (const f of resourceFlavorManifests(pools)) await create("/apis/kueue.x-k8s.io/v1beta2/resourceflavors", f);
