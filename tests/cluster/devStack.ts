@@ -210,6 +210,32 @@ export function pendingChanges(s: DevStack): string[] {
     .map((x) => `${x.op} ${x.urn.split("::").pop()}${x.diffs?.length ? ` (${x.diffs.join(", ")})` : ""}`);
 }
 
+/** The stack's outputs (`pulumi stack output --json --show-secrets`), also written to `<work>/outputs.json` for `npm run submit --outputs-file`. */
+export function stackOutputs(s: DevStack): { file: string; outputs: Record<string, any> } {
+  const r = s.cli.run(["stack", "output", "--json", "--show-secrets", "--stack", "dev"], { cwd: s.platformDir });
+  const file = path.join(s.work, "outputs.json");
+  fs.writeFileSync(file, r.stdout, { mode: 0o600 });
+  return { file, outputs: JSON.parse(r.stdout) };
+}
+
+/** The cluster IP of the first Service in `ns` whose name starts with `prefix` (Pulumi suffixes some names). */
+export async function serviceIp(kube: Kube, ns: string, prefix: string): Promise<string> {
+  const list = await kube.get(`/api/v1/namespaces/${ns}/services`);
+  const svc = (list?.items ?? []).find((x: any) => x.metadata.name === prefix || x.metadata.name.startsWith(prefix));
+  if (!svc?.spec?.clusterIP) throw new Error(`no Service ${ns}/${prefix}*`);
+  return svc.spec.clusterIP;
+}
+
+/** Forwards 127.0.0.1:<port> to `ip:port` inside the node's network namespace (up.sh --forward); returns the local port. */
+export function forward(stateDir: string, name: string, ip: string, port: number): number {
+  execFileSync(path.join(ROOT, "scripts", "localcluster", "up.sh"), ["--node", "real", "--only", "apiserver", "--forward", `${name}=${ip}:${port}`], {
+    env: { ...process.env, MLPLATFORM_LOCAL_DIR: stateDir },
+    stdio: ["ignore", "ignore", "inherit"],
+    timeout: 120_000,
+  });
+  return Number(fs.readFileSync(path.join(stateDir, `fwd-${name}.port`), "utf8").trim());
+}
+
 export function destroy(s: DevStack): void {
   s.cli.run(["destroy", "--yes", "--skip-preview", "--stack", "dev"], { cwd: s.platformDir });
 }

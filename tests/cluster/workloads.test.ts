@@ -14,8 +14,13 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { DEV_NAMESPACES, destroy, diagnose, pendingChanges, installPrerequisites, missingForDevStack, prepareDevStack, removePrerequisites, up, workloads, type DevStack } from "./devStack";
+import { DEV_NAMESPACES, destroy, diagnose, forward, pendingChanges, serviceIp, stackOutputs, installPrerequisites, missingForDevStack, prepareDevStack, removePrerequisites, up, workloads, type DevStack } from "./devStack";
 import { ROOT, missingForNode, readEnvFile, stopNode, until } from "./support";
+import { uploadMnist } from "../../scripts/dataset";
+import { run as submit } from "../../scripts/submit";
+import { main as mlp } from "../../trainer/src/cli";
+import { writeMnistIdx } from "../../trainer/tests/fixtures/mnist-idx";
+import { captureIo } from "../../trainer/tests/fixtures/tmp";
 
 const missing = [...missingForNode(), ...missingForDevStack()];
 const CI = process.env.CI === "true";
@@ -32,6 +37,7 @@ describe.skipIf(missing.length > 0)("the dev stack on the real node", () => {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), "mlp-dev-"));
   const stateDir = path.join(work, "cluster");
   let s: DevStack | undefined;
+  let mnistRun: string | undefined;
 
   afterAll(() => {
     stopNode(stateDir);
@@ -70,7 +76,66 @@ describe.skipIf(missing.length > 0)("the dev stack on the real node", () => {
     // Converged: another `pulumi up` changes nothing. (The Training Operator rewrites its
     // webhook Secret; replacing it on every up broke TFJob admission for a minute.)
     expect(pendingChanges(s)).toEqual([]);
+  });
 
+  it("MNIST pipeline: dataset uploaded, submitted, trained as a TFJob, gated, published, served; mlp predict from the host ≥ 97%", { timeout: 40 * 60_000 }, async () => {
+    if (!s) throw new Error("the dev stack is not up (see workloads ready)");
+    const { file: outputsFile } = stackOutputs(s);
+    // The documented command puts the dataset into MinIO (through a forward of its Service).
+    const minio = forward(stateDir, "minio", await serviceIp(s.kube, "mlplatform", "minio"), 9000);
+    const up = await uploadMnist(
+      { bucket: "data", prefix: "mnist", trainExamples: 8000, testExamples: 2000, endpoint: `http://127.0.0.1:${minio}`, stack: "dev", outputsFile },
+      (l) => console.log(l),
+    );
+    expect(up.files).toHaveLength(4);
+    const lines: string[] = [];
+    const io = { out: (l: string) => (console.log(l), lines.push(l)), err: (l: string) => (console.log(l), lines.push(l)) };
+    const t0 = Date.now();
+    const code = await submit(["pipeline", "--outputs-file", outputsFile, "--timeout", String(30 * 60)], io);
+    const seconds = (Date.now() - t0) / 1000;
+    console.log(`MNIST: submit → Succeeded (served, smoke-tested) in ${seconds.toFixed(0)} s`);
+    expect(code, lines.join("\n")).toBe(0);
+    mnistRun = /submitted workflow (\S+)/.exec(lines.join("\n"))?.[1];
+    expect(mnistRun).toBeDefined();
+    for (const step of ["verify-data", "train", "evaluate", "publish", "smoke-test"]) expect(lines.join("\n")).toMatch(new RegExp(`${step}(\\(\\d+\\))?\\s+Succeeded`));
+    // The TFJob had one replica: no Worker or PS pods (the operator starts one even for replicas: 0).
+    const pods = await s.kube.names("/api/v1/namespaces/ml-pipelines/pods");
+    expect(pods.filter((n) => n.startsWith(`${mnistRun}-train-`) && !n.startsWith(`${mnistRun}-train-chief-`) && /-(worker|ps)-\d+$/.test(n))).toEqual([]);
+
+    // From the host: 1,000 held-out digits (never trained on) through the Service.
+    const grpcPort = forward(stateDir, "serving-grpc", await serviceIp(s.kube, "ml-serving", "model-server"), 8500);
+    const data = path.join(work, "mnist");
+    await writeMnistIdx(data, { train: 8000, test: 2000 });
+    const c = captureIo();
+    const rc = await mlp(
+      ["predict", "--server", `127.0.0.1:${grpcPort}`, "--model", "mnist", "--idx", path.join(data, "t10k-images-idx3-ubyte"), "--idx-labels", path.join(data, "t10k-labels-idx1-ubyte"), "--count", "1000", "--json"],
+      c.io,
+    );
+    expect(rc, c.stderr()).toBe(0);
+    const r = JSON.parse(c.stdout());
+    console.log(`mlp predict from the host: ${r.correct} of ${r.count} correct (${(r.accuracy * 100).toFixed(2)}%), model mnist v${r.version}, ${r.requests} requests in ${r.seconds.toFixed(1)} s`);
+    expect(r.count).toBe(1000);
+    expect(r.accuracy).toBeGreaterThanOrEqual(0.97);
+  });
+
+  it("TensorBoard: /data/runs lists the pipeline's run, with its scalars", { timeout: 5 * 60_000 }, async () => {
+    if (!s || !mnistRun) throw new Error("no MNIST run (see the MNIST pipeline test)");
+    const port = forward(stateDir, "tensorboard", await serviceIp(s.kube, "mlplatform", "platform-tensorboard"), 80);
+    const runs = await until("TensorBoard lists the run", 120_000, async () => {
+      const list = (await (await fetch(`http://127.0.0.1:${port}/data/runs`)).json()) as string[];
+      return list.includes(`${mnistRun}/train`) ? list : undefined;
+    });
+    console.log(`TensorBoard /data/runs: ${JSON.stringify(runs)}`);
+    expect(runs).toEqual(expect.arrayContaining([`${mnistRun}/train`, `${mnistRun}/validation`]));
+    const tags = (await (await fetch(`http://127.0.0.1:${port}/data/plugin/scalars/tags`)).json()) as Record<string, Record<string, unknown>>;
+    expect(Object.keys(tags[`${mnistRun}/train`] ?? {})).toEqual(expect.arrayContaining(["loss", "accuracy"]));
+    const loss = (await (await fetch(`http://127.0.0.1:${port}/data/plugin/scalars/scalars?run=${encodeURIComponent(`${mnistRun}/train`)}&tag=loss`)).json()) as [number, number, number][];
+    expect(loss.length).toBeGreaterThan(5);
+    expect(loss.at(-1)![2]).toBeLessThan(loss[0]![2]);
+  });
+
+  it("destroy leaves nothing of ours", { timeout: 20 * 60_000 }, async () => {
+    if (!s) throw new Error("the dev stack is not up (see workloads ready)");
     destroy(s);
     await removePrerequisites(s);
     for (const ns of DEV_NAMESPACES.concat(["mlplatform-storage"])) {
