@@ -38,6 +38,7 @@ import * as http from "node:http";
 import * as os from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
+import { s3Client } from "./lib/s3";
 import { evaluateArgs, predictArgs, publishArgs, runDirs, stagedVersion, trainMnistArgs, verifyDataArgs } from "../trainer/src/pipeline/steps";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -613,39 +614,6 @@ function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
     });
     child.kill("SIGTERM");
   });
-}
-
-/** The few S3 calls this script makes itself (buckets, upload), path-style. */
-async function s3Client(endpoint: string, env: NodeJS.ProcessEnv) {
-  const sdk = await import("@aws-sdk/client-s3");
-  const client = new sdk.S3Client({
-    endpoint,
-    region: env.AWS_REGION ?? "us-east-1",
-    forcePathStyle: true,
-    credentials: { accessKeyId: env.AWS_ACCESS_KEY_ID!, secretAccessKey: env.AWS_SECRET_ACCESS_KEY! },
-    maxAttempts: 3,
-  });
-  const where = (e: unknown) => `${(e as Error).name}: ${(e as Error).message} (endpoint ${endpoint})`;
-  return {
-    client,
-    /** Creates `bucket`; false if it already existed. */
-    async ensureBucket(bucket: string): Promise<boolean> {
-      try {
-        await client.send(new sdk.CreateBucketCommand({ Bucket: bucket }));
-        return true;
-      } catch (e) {
-        if (["BucketAlreadyOwnedByYou", "BucketAlreadyExists"].includes((e as Error).name)) return false;
-        throw new Error(`cannot create bucket ${bucket}: ${where(e)}`);
-      }
-    },
-    async put(bucket: string, key: string, body: Buffer): Promise<void> {
-      try {
-        await client.send(new sdk.PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
-      } catch (e) {
-        throw new Error(`cannot upload s3://${bucket}/${key}: ${where(e)}`);
-      }
-    },
-  };
 }
 
 async function main(): Promise<number> {

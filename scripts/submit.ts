@@ -175,20 +175,23 @@ export function checkOutputs(doc: unknown, where: string): PlatformOutputs {
   };
 }
 
-/** Reads the outputs from `file`, or from `pulumi stack output --json --show-secrets -s <stack>`. */
-export async function readOutputs(opts: { stack: string; outputsFile?: string }): Promise<PlatformOutputs> {
+/**
+ * The stack outputs as parsed JSON, from `file` or from
+ * `pulumi stack output --json --show-secrets -s <stack>`; `where` names the source in errors.
+ */
+export async function readOutputsDocument(opts: { stack: string; outputsFile?: string }): Promise<{ doc: unknown; where: string }> {
   if (opts.outputsFile) {
+    const where = `--outputs-file ${opts.outputsFile}`;
     let text: string;
     try {
       text = await fs.readFile(opts.outputsFile, "utf8");
     } catch (e) {
-      throw new SubmitError(`--outputs-file ${opts.outputsFile}: ${(e as Error).message}`);
+      throw new SubmitError(`${where}: ${(e as Error).message}`);
     }
     try {
-      return checkOutputs(JSON.parse(text), `--outputs-file ${opts.outputsFile}`);
+      return { doc: JSON.parse(text), where };
     } catch (e) {
-      if (e instanceof SyntaxError) throw new SubmitError(`--outputs-file ${opts.outputsFile}: not JSON: ${e.message}`);
-      throw e;
+      throw new SubmitError(`${where}: not JSON: ${(e as Error).message}`);
     }
   }
   const args = ["stack", "output", "--json", "--show-secrets", "-s", opts.stack];
@@ -203,11 +206,16 @@ export async function readOutputs(opts: { stack: string; outputsFile?: string })
     });
   });
   try {
-    return checkOutputs(JSON.parse(stdout), `stack ${opts.stack}`);
-  } catch (e) {
-    if (e instanceof SyntaxError) throw new SubmitError(`pulumi ${args.join(" ")} printed something that is not JSON: ${stdout.slice(0, 200)}`);
-    throw e;
+    return { doc: JSON.parse(stdout), where: `stack ${opts.stack}` };
+  } catch {
+    throw new SubmitError(`pulumi ${args.join(" ")} printed something that is not JSON: ${stdout.slice(0, 200)}`);
   }
+}
+
+/** Reads and checks the outputs from `file`, or from `pulumi stack output --json --show-secrets -s <stack>`. */
+export async function readOutputs(opts: { stack: string; outputsFile?: string }): Promise<PlatformOutputs> {
+  const { doc, where } = await readOutputsDocument(opts);
+  return checkOutputs(doc, where);
 }
 
 // ---------------------------------------------------------------------------------------
