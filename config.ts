@@ -571,6 +571,14 @@ const kueueSchema = z
     chart: z.string().min(1).optional(),
     /** Cohort every team's ClusterQueue joins: the teams borrow each other's idle quota within it. */
     cohort: dnsLabel.default("mlplatform"),
+    /**
+     * Nominal quota of the platform's own pipelines (the `platform` queue). Default none: they
+     * run on quota the teams leave idle.
+     */
+    platformQuota: z
+      .object({ gpu: count.default(0), cpu: cpuQuantity.or(z.literal("0")).default("0"), memory: quantity.or(z.literal("0")).default("0") })
+      .strict()
+      .default({ gpu: 0, cpu: "0", memory: "0" }),
   })
   .strict();
 
@@ -682,7 +690,7 @@ const keys = {
   pipeline: pipelineSchema.default({ enabled: true, sweepParallelism: 4 }),
   observability: observabilitySchema.prefault({}),
   teams: teamsSchema.default([]),
-  kueue: kueueSchema.default({ cohort: "mlplatform" }),
+  kueue: kueueSchema.default({ cohort: "mlplatform", platformQuota: { gpu: 0, cpu: "0", memory: "0" } }),
   gpuSharing: gpuSharingSchema.default({ strategy: "none", maxSharedClientsPerGpu: 4 }),
   sharedStorage: sharedStorageSchema.default({
     backend: "auto",
@@ -796,6 +804,15 @@ function teamProblems(c: z.infer<z.ZodObject<typeof keys>>, ctx: z.RefinementCtx
       ctx.addIssue({ code: "custom", path: ["teams", i, "quota", "gpu"], message: "needs GPU nodes, but cluster.gpu is none; set it to 0", input: t.quota.gpu });
     }
   });
+  const q = c.kueue.platformQuota;
+  if (c.kueue.enabled === true && c.teams.length === 0 && q.gpu === 0 && q.cpu === "0" && q.memory === "0") {
+    ctx.addIssue({
+      code: "custom",
+      path: ["kueue", "enabled"],
+      message: "queues the pipelines' jobs, but with no teams and no kueue.platformQuota there is no quota to admit them with: add teams or a platformQuota, or remove kueue.enabled",
+      input: true,
+    });
+  }
   if (c.teams.length > 0 && c.kueue.enabled === false) {
     ctx.addIssue({ code: "custom", path: ["kueue", "enabled"], message: "must not be false while teams are set: each team's quota and queue are Kueue objects; remove kueue.enabled", input: false });
   }

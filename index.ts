@@ -108,6 +108,7 @@ async function main(): Promise<{ [K in keyof PlatformOutputs]: pulumi.Input<Plat
       version: cfg.kueue.version,
       chart: cfg.kueue.chart,
       cohort: cfg.kueue.cohort,
+      platformQuota: cfg.kueue.platformQuota,
       pipelinesNamespace: cfg.namespaces.pipelines,
       teamNamespaces: cfg.teams.map(teamNamespaceOf),
       dependsOn: [namespaces],

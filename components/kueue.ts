@@ -189,6 +189,8 @@ export interface KueueArgs {
   readonly chart?: string;
   /** Cohort the platform's queue joins (the teams' cohort). */
   readonly cohort: string;
+  /** Nominal quota of the platform's queue. Default 0 each: the pipelines borrow idle team quota. */
+  readonly platformQuota?: QueueQuota;
   /** Namespace of the platform's pipelines: gets the LocalQueue {@link PLATFORM_QUEUE}. */
   readonly pipelinesNamespace: string;
   /** The team namespaces: with the pipelines namespace, the only ones Kueue manages. Default none. */
@@ -244,7 +246,7 @@ export class Kueue extends pulumi.ComponentResource {
         name: PLATFORM_QUEUE,
         namespace: args.pipelinesNamespace,
         cohort: args.cohort,
-        quota: { gpu: 0, cpu: "0", memory: "0" },
+        quota: args.platformQuota ?? { gpu: 0, cpu: "0", memory: "0" },
         pools: this.pools,
         fairShareWeight: 1,
         canBorrow: true,

@@ -100,6 +100,8 @@ describe("teams under mocks, every stack file", () => {
       { name: "memory", nominalQuota: "64Gi" },
       { name: "nvidia.com/gpu", nominalQuota: "2" },
     ]);
+    const platform = custom(r, "ClusterQueue").find((q) => q.inputs.metadata.name === "platform")!.inputs.spec;
+    expect(platform.resourceGroups[0].flavors[0].resources.map((x: any) => x.nominalQuota)).toEqual(["0", "0", "0"]);
     const nlp = custom(r, "ClusterQueue").find((q) => q.inputs.metadata.name === "nlp")!.inputs.spec;
     expect(nlp.fairSharing).toEqual({ weight: "2" });
     expect(nlp.resourceGroups[0].flavors.every((f: any) => f.resources.every((x: any) => x.borrowingLimit === "0"))).toBe(true);
@@ -236,6 +238,8 @@ describe("config refuses what cannot work", () => {
     expect(problems({ teams: [{ ...TEAMS[0], namespace: "ml-pipelines" }] })).toContain("mlplatform:teams[0].namespace is the platform's pipelines namespace");
     expect(problems({ teams: [{ ...TEAMS[0], quota: { cpu: "lots", memory: "1Gi" } }] })).toContain("mlplatform:teams[0].quota.cpu must be a CPU quantity");
     expect(problems({ teams: TEAMS, kueue: { enabled: false } })).toContain("mlplatform:kueue.enabled must not be false while teams are set");
+    expect(problems({ kueue: { enabled: true } })).toContain("mlplatform:kueue.enabled queues the pipelines' jobs, but with no teams and no kueue.platformQuota there is no quota to admit them with");
+    expect(problems({ kueue: { enabled: true, platformQuota: { gpu: 1, cpu: "4", memory: "16Gi" } } })).toBe("");
     expect(problems({ gpuSharing: { strategy: "mps" }, devicePlugin: { install: "never" } })).toContain('mlplatform:gpuSharing.strategy is set through the NVIDIA device plugin this stack installs, but devicePlugin.install is "never"');
     expect(problems({ gpuSharing: { strategy: "timeSlicing" }, serving: { gpus: 2 } })).toContain("mlplatform:serving.gpus must be 0 or 1");
     expect(problems({ gpuSharing: { migPartitionSize: "1g.5gb" } })).toContain("mlplatform:gpuSharing.migPartitionSize is set on GKE and AKS node pools; on an existing cluster partition the GPUs with the NVIDIA GPU Operator");
