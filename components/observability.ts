@@ -10,7 +10,8 @@
  *    ClusterIP; Grafana's admin credentials are generated and live only in a Secret.
  *  - `gke-managed`: Google Cloud Managed Service for Prometheus. Managed collection is turned
  *    on in the cluster (components/gkeCluster.ts, with GKE's own DCGM and pod metrics);
- *    targets are PodMonitorings, alerts ClusterRules evaluated by the managed rule evaluator.
+ *    targets are PodMonitorings, alerts ClusterRules evaluated by the managed rule evaluator,
+ *    dashboards Cloud Monitoring dashboards with the same PromQL.
  *  - `azure-managed`: Azure Monitor managed Prometheus (an Azure Monitor workspace, a data
  *    collection endpoint and rule associated with the cluster, the cluster's metrics add-on)
  *    and Azure Managed Grafana linked to the workspace. Targets are the add-on's own
@@ -27,7 +28,7 @@ import { observabilityMode } from "../config";
 import { alertGroups, azureSeverity, isoDuration, prometheusRuleGroups, type RuleGroup } from "./alerts";
 import { ARGO_NAMESPACE, ARGO_RELEASE } from "./argoWorkflows";
 import type { Placement } from "./cluster";
-import { grafanaDashboard, platformDashboards, type Dashboard } from "./dashboards";
+import { cloudMonitoringDashboard, grafanaDashboard, platformDashboards, type Dashboard } from "./dashboards";
 import { GeneratedSecret } from "./generatedSecret";
 import { METRICS_PATH, REST_PORT } from "./modelServing";
 import { PLATFORM_LABELS, awaitAnnotations, podSecurityLabels } from "./namespaces";
@@ -444,6 +445,12 @@ export class Observability extends pulumi.ComponentResource {
         new k8s.apiextensions.CustomResource(`${name}-${t.name}`, podMonitoring(t) as CrArgs, k8sOpts);
       }
       new k8s.apiextensions.CustomResource(`${name}-rules`, clusterRules(groups) as CrArgs, { parent: this, provider: args.provider });
+      if (args.cluster.provider !== "gke") throw new pulumi.ResourceError('observability.mode "gke-managed" needs a GKE cluster', this);
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const gcp = require("@pulumi/gcp") as typeof import("@pulumi/gcp");
+      for (const d of platformDashboards({ gpu: gpu !== undefined })) {
+        new gcp.monitoring.Dashboard(`${name}-dashboard-${d.uid}`, { project: args.cluster.project, dashboardJson: JSON.stringify(cloudMonitoringDashboard(d)) }, { parent: this });
+      }
     } else {
       if (!args.azure) throw new pulumi.ResourceError('observability.mode "azure-managed" needs the AKS cluster (args.azure)', this);
       grafanaUrl = azureManagedPrometheus(this, name, args.azure, groups, args.tags ?? {});

@@ -22,6 +22,7 @@ import {
   scrapeTargets,
   wantsDcgm,
 } from "../components/observability";
+import { ALL_DASHBOARDS, substituteVariables } from "../components/dashboards";
 import { TRAINER_METRICS_PORT, tfJobManifest } from "../components/trainingOperator";
 import { FIXTURE_KUBECONFIG, ofType, one, runStack, type RecordedResource, type StackRun } from "./harness";
 
@@ -140,6 +141,16 @@ describe("gke: Managed Service for Prometheus", () => {
     const rules = one(r, "kubernetes:monitoring.googleapis.com/v1:ClusterRules").inputs;
     expect(rules.spec.groups.map((g: any) => g.name)).toEqual(["mlplatform.serving", "mlplatform.training", "mlplatform.gpu"]);
     expect(charts(r, "metrics-kps")).toEqual([]);
+    // Dashboards: Cloud Monitoring dashboards in the cluster's project, the same PromQL per panel.
+    const dashboards = ofType(r, "gcp:monitoring/dashboard:Dashboard").map((d) => d.inputs);
+    expect(dashboards.map((d) => d.project)).toEqual(["my-ml-project", "my-ml-project", "my-ml-project"]);
+    const byTitle = Object.fromEntries(dashboards.map((d) => JSON.parse(d.dashboardJson)).map((j) => [j.displayName, j]));
+    for (const d of ALL_DASHBOARDS) {
+      const tiles = byTitle[d.title].mosaicLayout.tiles;
+      expect(tiles).toHaveLength(d.panels.length);
+      const queries = tiles.map((t: any) => (t.widget.xyChart?.dataSets ?? [{ timeSeriesQuery: t.widget.scorecard.timeSeriesQuery }]).map((s: any) => s.timeSeriesQuery.prometheusQuery));
+      expect(queries).toEqual(d.panels.map((p) => p.queries.map((q) => substituteVariables(q.expr, d))));
+    }
     // GKE collects DCGM metrics itself.
     expect(charts(r, "metrics-dcgm")).toEqual([]);
     const policies = ofType(r, "kubernetes:networking.k8s.io/v1:NetworkPolicy").filter((p) => p.inputs.metadata.name === "metrics-from-scraper");

@@ -4,7 +4,7 @@ import type { Dashboard } from "./model";
 import { servingDashboard } from "./serving";
 import { trainingDashboard } from "./training";
 
-export { grafanaDashboard, dashboardQueries, substituteVariables, type Dashboard } from "./model";
+export { cloudMonitoringDashboard, grafanaDashboard, dashboardQueries, substituteVariables, type Dashboard } from "./model";
 
 /** Serving and training always; the GPU dashboard only on clusters with GPUs. */
 export function platformDashboards(o: { gpu: boolean }): Dashboard[] {

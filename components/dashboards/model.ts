@@ -108,3 +108,25 @@ export function grafanaDashboard(d: Dashboard): Record<string, unknown> {
     panels,
   };
 }
+
+/** Cloud Monitoring's grid is 48 columns wide; two tiles per row, as in Grafana. */
+const CM_COLUMNS = 48;
+const CM_TILE_HEIGHT = 16;
+
+/**
+ * The same dashboard for Google Cloud Monitoring (`projects.dashboards`, mosaic layout),
+ * where GKE's Managed Service for Prometheus stores the series: each panel a tile whose
+ * queries are PromQL (`timeSeriesQuery.prometheusQuery`). Cloud Monitoring dashboards have
+ * no label-value variables here, so a variable stands for every value (`.*`).
+ */
+export function cloudMonitoringDashboard(d: Dashboard): Record<string, unknown> {
+  const tiles = d.panels.map((p, i) => {
+    const queries = p.queries.map((q) => ({ prometheusQuery: substituteVariables(q.expr, d) }));
+    const widget =
+      p.kind === "stat"
+        ? { title: p.title, scorecard: { timeSeriesQuery: queries[0] } }
+        : { title: p.title, xyChart: { dataSets: queries.map((timeSeriesQuery) => ({ timeSeriesQuery, plotType: "LINE" })), yAxis: { scale: "LINEAR" } } };
+    return { xPos: (i % 2) * (CM_COLUMNS / 2), yPos: Math.floor(i / 2) * CM_TILE_HEIGHT, width: CM_COLUMNS / 2, height: CM_TILE_HEIGHT, widget };
+  });
+  return { displayName: d.title, mosaicLayout: { columns: CM_COLUMNS, tiles } };
+}
