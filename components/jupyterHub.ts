@@ -6,6 +6,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import type { KubeflowConfig } from "../config";
 import type { Placement } from "./cluster";
+import { OBJECT_STORE_ENV_KEYS, OBJECT_STORE_SECRET } from "./objectStore";
 import { SHARED_CLAIM, SHARED_MOUNT_PATH } from "./sharedStorage";
 import { chartSource, charts, images } from "./versions";
 
@@ -98,7 +99,12 @@ export function jupyterHubValues(o: {
         extraVolumes: [{ name: "shared", persistentVolumeClaim: { claimName: SHARED_CLAIM } }],
         extraVolumeMounts: [{ name: "shared", mountPath: SHARED_MOUNT_PATH }],
       },
-      extraEnv: { MLPLATFORM_SHARED: SHARED_MOUNT_PATH },
+      // The object store's endpoint and credentials, as the pipelines get them, so a notebook
+      // reads datasets and publishes models with the same code (mlp, boto3, the AWS CLI).
+      extraEnv: {
+        MLPLATFORM_SHARED: SHARED_MOUNT_PATH,
+        ...Object.fromEntries(OBJECT_STORE_ENV_KEYS.map((key) => [key, { valueFrom: { secretKeyRef: { name: OBJECT_STORE_SECRET, key } } }])),
+      },
     },
     cull: { enabled: true, timeout: o.config.idleTimeoutSeconds, every: 300 },
     ingress: ing

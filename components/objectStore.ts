@@ -34,6 +34,9 @@ export function minioEndpoint(namespace: string): string {
   return `http://${MINIO_SERVICE}.${namespace}.svc.cluster.local:${MINIO_PORT}`;
 }
 
+/** The keys of the object store Secret ({@link credentialsData}): what a pod's environment gets from it. */
+export const OBJECT_STORE_ENV_KEYS = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_REGION", "S3_FORCE_PATH_STYLE"] as const;
+
 /**
  * The credentials Secret's data: standard AWS variable names, so the AWS SDKs, `mc`, boto3
  * and our trainer all pick them up from the environment.
@@ -43,7 +46,7 @@ export function credentialsData(
   region: string,
   accessKeyId: string,
   secretAccessKey: string,
-): Record<string, string> {
+): Record<(typeof OBJECT_STORE_ENV_KEYS)[number], string> {
   return {
     AWS_ACCESS_KEY_ID: accessKeyId,
     AWS_SECRET_ACCESS_KEY: secretAccessKey,

@@ -216,6 +216,19 @@ describe("Pod Security of the pods the charts make in restricted namespaces", ()
     }
   });
 
+  it("JupyterHub user pods get the object store's endpoint and credentials from its Secret, never as literals", async () => {
+    const r = await runStack("dev", {}, kind);
+    const v = chart(r, "notebooks-chart").values;
+    const env = (v.value ?? v).singleuser.extraEnv;
+    expect(env.MLPLATFORM_SHARED).toBe("/mnt/shared");
+    for (const key of ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_REGION"]) {
+      expect(env[key], key).toEqual({ valueFrom: { secretKeyRef: { name: OBJECT_STORE_SECRET, key } } });
+    }
+    // The notebooks namespace holds that Secret.
+    const secrets = ofType(r, "kubernetes:core/v1:Secret").filter((x) => x.inputs.metadata?.name === OBJECT_STORE_SECRET).map((x) => x.inputs.metadata.namespace);
+    expect(secrets).toContain("ml-notebooks");
+  });
+
   it("Argo's init and wait containers get a restricted securityContext through the chart's executor settings", () => {
     const v = argoValues({ pipelinesNamespace: "ml-pipelines", authMode: "client", installCrds: true }) as any;
     expect(v.executor.securityContext).toEqual(EXECUTOR_SECURITY_CONTEXT);

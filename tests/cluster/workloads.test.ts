@@ -134,6 +134,52 @@ describe.skipIf(missing.length > 0)("the dev stack on the real node", () => {
     expect(loss.at(-1)![2]).toBeLessThan(loss[0]![2]);
   });
 
+  it("notebook spawn: log in to JupyterHub over HTTP, start a server; its pod runs restricted with the shared volume and the object store's credentials", { timeout: 10 * 60_000 }, async () => {
+    if (!s) throw new Error("the dev stack is not up (see workloads ready)");
+    const hub = `http://127.0.0.1:${forward(stateDir, "jupyterhub", await serviceIp(s.kube, "ml-notebooks", "proxy-public"), 80)}`;
+    const jar = new Map<string, string>();
+    const cookie = () => [...jar].map(([k, v]) => `${k}=${v}`).join("; ");
+    const remember = (r: Response) => {
+      for (const c of r.headers.getSetCookie()) {
+        const kv = c.split(";")[0]!;
+        jar.set(kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1));
+      }
+    };
+    const page = await fetch(`${hub}/hub/login`, { redirect: "manual" });
+    remember(page);
+    const xsrf = /name="_xsrf" value="([^"]+)"/.exec(await page.text())?.[1];
+    expect(xsrf, "the login form's _xsrf").toBeDefined();
+    const user = "alice";
+    const login = await fetch(`${hub}/hub/login`, {
+      method: "POST",
+      redirect: "manual",
+      headers: { cookie: cookie(), "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ username: user, password: "any", _xsrf: xsrf! }),
+    });
+    remember(login);
+    expect(login.status, await login.text()).toBe(302);
+    const t0 = Date.now();
+    const api = (method: string, p: string) => fetch(`${hub}/hub/api${p}`, { method, headers: { cookie: cookie(), "X-XSRFToken": xsrf!, "content-type": "application/json" }, body: method === "POST" ? "{}" : undefined });
+    const start = await api("POST", `/users/${user}/server`);
+    expect([201, 202], await start.text()).toContain(start.status);
+    const ready = await until("the notebook server ready", 8 * 60_000, async () => {
+      const u = (await (await api("GET", `/users/${user}`)).json()) as { servers?: Record<string, { ready: boolean; pending: string | null }> };
+      return u.servers?.[""]?.ready ? u.servers[""] : undefined;
+    });
+    console.log(`notebook server of ${user} ready in ${((Date.now() - t0) / 1000).toFixed(0)} s: ${JSON.stringify(ready).slice(0, 200)}`);
+    const pod = await s.kube.get(`/api/v1/namespaces/ml-notebooks/pods/jupyter-${user}`);
+    expect(pod?.status?.phase).toBe("Running");
+    const ns = await s.kube.get("/api/v1/namespaces/ml-notebooks");
+    expect(ns.metadata.labels["pod-security.kubernetes.io/enforce"]).toBe("restricted");
+    const c = pod.spec.containers.find((x: any) => x.name === "notebook") ?? pod.spec.containers[0];
+    expect(c.volumeMounts.map((m: any) => m.mountPath)).toContain("/mnt/shared");
+    const env = Object.fromEntries(c.env.map((e: any) => [e.name, e]));
+    for (const key of ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"]) expect(env[key]?.valueFrom?.secretKeyRef?.key, key).toBe(key);
+    const stop = await api("DELETE", `/users/${user}/server`);
+    expect([202, 204]).toContain(stop.status);
+    await until("the notebook pod gone", 3 * 60_000, async () => ((await s!.kube.get(`/api/v1/namespaces/ml-notebooks/pods/jupyter-${user}`)) ? undefined : true));
+  });
+
   it("destroy leaves nothing of ours", { timeout: 20 * 60_000 }, async () => {
     if (!s) throw new Error("the dev stack is not up (see workloads ready)");
     destroy(s);
