@@ -84,16 +84,43 @@ interface Workload {
 
 const ARGO_KINDS: ReadonlySet<string> = new Set(["Workflow", "WorkflowTemplate", "CronWorkflow", "ClusterWorkflowTemplate"]);
 
+/**
+ * A resource manifest with Argo's `{{…}}` expressions (filled in at run time) taken out so it
+ * parses: inside a string an expression becomes `x`; in a value position (`"replicas": {{…}}`)
+ * a number; elsewhere (an optional fragment such as `,"Worker":{…}` or nothing) nothing.
+ */
+export function withoutExpressions(text: string): string {
+  let out = "";
+  let inString = false;
+  let escaped = false;
+  for (let i = 0; i < text.length; i++) {
+    if (!escaped && text.startsWith("{{", i)) {
+      const end = text.indexOf("}}", i + 2);
+      if (end < 0) return out + text.slice(i);
+      out += inString ? "x" : out.trimEnd().endsWith(":") ? "1" : "";
+      i = end + 1;
+      continue;
+    }
+    const c = text[i]!;
+    if (inString && c === "\\" && !escaped) escaped = true;
+    else {
+      if (c === '"' && !escaped) inString = !inString;
+      escaped = false;
+    }
+    out += c;
+  }
+  return out;
+}
+
 /** Objects an Argo workflow spec creates from `resource.manifest` (the pipelines' TFJobs), with their queue labels. */
 function embeddedGpuManifests(spec: unknown): Workload[] {
   const found: Workload[] = [];
   for (const [i, t] of (elements(read(spec, "templates")) ?? []).entries()) {
     const manifest = at(t, "resource", "manifest");
     if (typeof manifest !== "string") continue;
-    // Argo fills `{{…}}` expressions in at run time (replica counts are bare expressions).
     let obj: unknown;
     try {
-      obj = YAML.parse(manifest.replace(/\{\{[^}]*\}\}/g, "1"));
+      obj = YAML.parse(withoutExpressions(manifest));
     } catch {
       continue; // not parseable: not this policy's to judge
     }

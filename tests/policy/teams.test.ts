@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { gpuWorkloadsQueued, teamNamespacesHaveQuota } from "../../policy/policies";
+import { withoutExpressions } from "../../policy/policies/teams";
 import { tfJobManifest } from "../../components/trainingOperator";
 import { runStack, type StackRun } from "../harness";
 import { checkStack, type Target } from "./support";
@@ -45,6 +46,13 @@ describe("team-namespaces-have-quota", () => {
   it("fails a team namespace without one, naming it; a quota elsewhere does not count", async () => {
     const v = (await checkStack(policy, [ns("team-a", "a"), quota("team-a"), ns("team-b", "b"), quota("ml-pipelines")])).violations;
     expect(v).toEqual([{ message: expect.stringMatching(/^team namespace "team-b" has no ResourceQuota; add one/), urn: "urn:pulumi:dev::mlplatform::kubernetes:core/v1:Namespace::team-b" }]);
+  });
+});
+
+describe("manifests with Argo expressions", () => {
+  it("parse once the expressions are out: in strings, as values, and as optional fragments", () => {
+    const text = '{"metadata":{"name":"{{workflow.name}}-train"},"spec":{"Chief":{"replicas":{{=asInt(workflow.parameters.workers)}}}{{=asInt(workflow.parameters.workers) > 1 ? \'x\' : \'\'}},"note":"a \\"{{x}}\\" b"}}';
+    expect(JSON.parse(withoutExpressions(text))).toEqual({ metadata: { name: "x-train" }, spec: { Chief: { replicas: 1 }, note: 'a "x" b' } });
   });
 });
 
