@@ -106,13 +106,17 @@ function dcgmDefaultCounters(): string[] {
   return [...text.matchAll(/^\s*(DCGM_FI_[A-Z0-9_]+)\s*,/gm)].map((m) => m[1]!);
 }
 
-/** A CLI process whose stderr is collected; resolves `waitFor(re)` when a line matches. */
+/**
+ * A CLI process whose stderr is collected; resolves `waitFor(re)` when a line matches. It runs
+ * in a process group of its own: tsx starts the CLI as a child, which killing tsx alone would
+ * leave running.
+ */
 class Cli {
   readonly child: ChildProcess;
   stderr = "";
   readonly exited: Promise<number | null>;
   constructor(args: string[]) {
-    this.child = spawn(TSX, [CLI, ...args], { cwd: ROOT, env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: "2" }, stdio: ["ignore", "pipe", "pipe"] });
+    this.child = spawn(TSX, [CLI, ...args], { cwd: ROOT, env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: "2" }, stdio: ["ignore", "pipe", "pipe"], detached: true });
     this.child.stderr!.on("data", (d: Buffer) => (this.stderr += d.toString()));
     this.child.stdout!.resume();
     this.exited = new Promise((resolve) => this.child.on("exit", (code) => resolve(code)));
@@ -126,8 +130,14 @@ class Cli {
       await new Promise((r) => setTimeout(r, 50));
     }
   }
-  stop(): void {
-    if (this.child.exitCode === null) this.child.kill("SIGKILL");
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null) return;
+    try {
+      process.kill(-this.child.pid!, "SIGKILL");
+    } catch {
+      // The group is gone already.
+    }
+    await this.exited;
   }
 }
 
@@ -181,8 +191,8 @@ beforeAll(async () => {
   serverText = await (await fetch(`${url}/monitoring/prometheus/metrics`)).text();
 }, 240_000);
 
-afterAll(() => {
-  for (const p of procs) p.stop();
+afterAll(async () => {
+  for (const p of procs) await p.stop();
   if (work) fs.rmSync(work, { recursive: true, force: true });
 });
 
