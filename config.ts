@@ -373,6 +373,10 @@ const kubeflowSchema = z
           .optional(),
         /** Seconds of inactivity after which a notebook server is stopped. */
         idleTimeoutSeconds: z.number().int().min(300).default(3600),
+        /** Each user's home volume (a PVC per user), or `none` (home lives and dies with the pod; /mnt/shared stays). */
+        homeStorage: z
+          .union([z.literal("none"), z.object({ capacity: quantity.default("10Gi"), storageClass: z.string().min(1).optional() }).strict()])
+          .default({ capacity: "10Gi" }),
         cpuImage: image.optional(),
         gpuImage: image.optional(),
       })
@@ -386,7 +390,7 @@ const kubeflowSchema = z
           }
         }
       })
-      .default({ enabled: true, authenticator: "github", idleTimeoutSeconds: 3600 }),
+      .default({ enabled: true, authenticator: "github", idleTimeoutSeconds: 3600, homeStorage: { capacity: "10Gi" } }),
     tensorboard: z
       .object({
         enabled: z.boolean().default(true),
@@ -674,7 +678,7 @@ const keys = {
   kubeflow: kubeflowSchema.default({
     trainingOperator: { enabled: true },
     argo: { enabled: true, authMode: "client", installCrds: true },
-    jupyterhub: { enabled: true, authenticator: "github", idleTimeoutSeconds: 3600 },
+    jupyterhub: { enabled: true, authenticator: "github", idleTimeoutSeconds: 3600, homeStorage: { capacity: "10Gi" } },
     tensorboard: { enabled: true, logDir: "logs" },
   }),
   ingress: ingressSchema.default({ controllerNamespace: "ingress-nginx" }),

@@ -70,6 +70,7 @@ async function main(): Promise<{ [K in keyof PlatformOutputs]: pulumi.Input<Plat
       config: cfg.sharedStorage,
       clusterProvider: cfg.cluster.provider,
       namespaces: cfg.namespaces,
+      namespaceResources: namespaces.resources,
       dependsOn: [namespaces],
       azure: cluster.azure,
       gcp: cluster.gcp,

@@ -8,8 +8,8 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 
-/** `lowerAlnum` for user names (and anything that ends up in a URL or a DNS name); `alnum` for keys. */
-export type Alphabet = "lowerAlnum" | "alnum";
+/** `lowerAlnum` for user names (and anything that ends up in a URL or a DNS name); `alnum` for keys; `hex` for keys read as hex bytes. */
+export type Alphabet = "lowerAlnum" | "alnum" | "hex";
 
 interface Inputs {
   length: number;
@@ -27,7 +27,9 @@ export const generatedSecretProvider: pulumi.dynamic.ResourceProvider = {
     const chars =
       inputs.alphabet === "lowerAlnum"
         ? "abcdefghijklmnopqrstuvwxyz0123456789"
-        : "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        : inputs.alphabet === "hex"
+          ? "0123456789abcdef"
+          : "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     // Rejection sampling: every character equally likely (no modulo bias).
     const limit = 256 - (256 % chars.length);
     let value = "";

@@ -6,6 +6,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import type { KubeflowConfig } from "../config";
 import type { Placement } from "./cluster";
+import { GeneratedSecret } from "./generatedSecret";
 import { OBJECT_STORE_ENV_KEYS, OBJECT_STORE_SECRET } from "./objectStore";
 import { SHARED_CLAIM, SHARED_MOUNT_PATH } from "./sharedStorage";
 import { chartSource, charts, images } from "./versions";
@@ -63,22 +64,55 @@ export function profileList(c: JupyterHubConfig, gpu: Placement | undefined): Re
   return profiles;
 }
 
+/**
+ * The hub's cookie secret, auth-state encryption key and proxy token. The chart keeps them
+ * stable only through Helm's `lookup` of its own Secret, which a Pulumi render cannot do: it
+ * drew new ones every `pulumi up`, restarting the hub and the proxy and logging everyone out.
+ * Generated once and kept in the stack's state instead.
+ */
+export interface HubKeys {
+  readonly cookieSecret: pulumi.Input<string>;
+  readonly cryptKey: pulumi.Input<string>;
+  readonly proxyToken: pulumi.Input<string>;
+}
+
+/** A notebook container under the restricted Pod Security level (its root filesystem stays writable: Jupyter writes there). */
+export const NOTEBOOK_CONTAINER_SECURITY = {
+  allowPrivilegeEscalation: false,
+  runAsNonRoot: true,
+  capabilities: { drop: ["ALL"] },
+  seccompProfile: { type: "RuntimeDefault" },
+} as const;
+
+/** The notebook pod's part (user and fsGroup come from singleuser.uid / fsGid). */
+export const NOTEBOOK_POD_SECURITY = { runAsNonRoot: true, seccompProfile: { type: "RuntimeDefault" } } as const;
+
 /** Chart values: ClusterIP proxy, network policies on, shared volume, culler, restricted-friendly user pods. */
 export function jupyterHubValues(o: {
   config: JupyterHubConfig;
   gpu: Placement | undefined;
   clientSecret?: pulumi.Output<string>;
+  /** The hub's own keys (see {@link HubKeys}); without them the chart draws new ones on every render. */
+  keys?: HubKeys;
   ingress?: { host: string; className?: string; tlsSecretName?: string; clusterIssuer?: string };
 }): Record<string, unknown> {
   const ing = o.ingress;
   return {
     hub: {
-      config: authenticatorConfig(o.config, o.clientSecret),
+      ...(o.keys ? { cookieSecret: o.keys.cookieSecret } : {}),
+      config: {
+        ...authenticatorConfig(o.config, o.clientSecret),
+        ...(o.keys ? { CryptKeeper: { keys: [o.keys.cryptKey] } } : {}),
+        // User pods run in the notebooks namespace, which enforces the restricted Pod Security
+        // level; the chart sets none of this for them, so every spawn was refused.
+        KubeSpawner: { container_security_context: NOTEBOOK_CONTAINER_SECURITY, pod_security_context: NOTEBOOK_POD_SECURITY },
+      },
       networkPolicy: { enabled: true },
       resources: { requests: { cpu: "100m", memory: "256Mi" }, limits: { memory: "1Gi" } },
     },
     // Never a LoadBalancer: reach the hub through the ingress (TLS) or a port-forward.
     proxy: {
+      ...(o.keys ? { secretToken: o.keys.proxyToken } : {}),
       service: { type: "ClusterIP" },
       chp: { networkPolicy: { enabled: true }, resources: { requests: { cpu: "50m", memory: "64Mi" }, limits: { memory: "256Mi" } } },
     },
@@ -96,6 +130,9 @@ export function jupyterHubValues(o: {
       cloudMetadata: { blockWithIptables: false },
       networkPolicy: { enabled: true, egressAllowRules: { cloudMetadataServer: false } },
       storage: {
+        ...(o.config.homeStorage === "none"
+          ? { type: "none" }
+          : { type: "dynamic", capacity: o.config.homeStorage.capacity, dynamic: { storageClass: o.config.homeStorage.storageClass } }),
         extraVolumes: [{ name: "shared", persistentVolumeClaim: { claimName: SHARED_CLAIM } }],
         extraVolumeMounts: [{ name: "shared", mountPath: SHARED_MOUNT_PATH }],
       },
@@ -159,7 +196,18 @@ export class JupyterHub extends pulumi.ComponentResource {
         name: JUPYTERHUB_RELEASE,
         ...chartSource(pin, c),
         namespace: args.namespace,
-        values: jupyterHubValues({ config: c, gpu: args.gpu, clientSecret: args.clientSecret, ingress: args.ingress }),
+        values: jupyterHubValues({
+          config: c,
+          gpu: args.gpu,
+          clientSecret: args.clientSecret,
+          ingress: args.ingress,
+          keys: {
+            // 32 bytes as hex: what JupyterHub's cookie secret and CryptKeeper expect.
+            cookieSecret: new GeneratedSecret(`${name}-cookie-secret`, { length: 64, alphabet: "hex" }, { parent: this }).value,
+            cryptKey: new GeneratedSecret(`${name}-crypt-key`, { length: 64, alphabet: "hex" }, { parent: this }).value,
+            proxyToken: new GeneratedSecret(`${name}-proxy-token`, { length: 64, alphabet: "alnum" }, { parent: this }).value,
+          },
+        }),
         skipAwait: args.skipAwait ?? false,
       },
       { parent: this, provider: args.provider, dependsOn: args.dependsOn },

@@ -46,10 +46,13 @@ export interface NamespacesArgs<R extends string> {
 export class Namespaces<R extends string> extends pulumi.ComponentResource {
   /** Role → namespace name, resolved once the namespace exists. */
   readonly names: Readonly<Record<R, pulumi.Output<string>>>;
+  /** Role → the Namespace resource (for `deletedWith` on what lives and dies with it). */
+  readonly resources: Readonly<Record<R, k8s.core.v1.Namespace>>;
 
   constructor(name: string, args: NamespacesArgs<R>, opts?: pulumi.ComponentResourceOptions) {
     super("mlplatform:platform:Namespaces", name, {}, opts);
     const names = {} as Record<R, pulumi.Output<string>>;
+    const resources = {} as Record<R, k8s.core.v1.Namespace>;
     for (const [role, ns] of Object.entries(args.names) as [R, string][]) {
       const created = new k8s.core.v1.Namespace(
         `${name}-${role}`,
@@ -63,8 +66,10 @@ export class Namespaces<R extends string> extends pulumi.ComponentResource {
         { parent: this, provider: args.provider },
       );
       names[role] = created.metadata.name;
+      resources[role] = created;
     }
     this.names = names;
+    this.resources = resources;
     this.registerOutputs({ names });
   }
 }

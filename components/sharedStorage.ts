@@ -145,6 +145,12 @@ export interface SharedStorageArgs {
   readonly clusterProvider: "aks" | "gke" | "existing";
   /** Namespaces that get a claim (role → namespace name). */
   readonly namespaces: Readonly<Record<string, string>>;
+  /**
+   * The Namespace resources by the same roles. Each claim goes with its namespace: finished
+   * workflow and TFJob pods keep using the claim, and the claim's protection finalizer would
+   * hold a separate delete until it timed out (10 min) on every destroy after a pipeline ran.
+   */
+  readonly namespaceResources?: Readonly<Record<string, pulumi.Resource>>;
   /** Resources the namespaced objects wait for (the Namespaces component). */
   readonly dependsOn?: pulumi.Resource[];
   /** AKS: resource group and region for the storage account. */
@@ -222,7 +228,7 @@ export class SharedStorage extends pulumi.ComponentResource {
             resources: { requests: { storage: size } },
           },
         },
-        k8sOpts,
+        { ...k8sOpts, deletedWith: args.namespaceResources?.[role] },
       );
     }
     this.registerOutputs({ backend: this.backend, claimName: this.claimName, mountPath: this.mountPath });

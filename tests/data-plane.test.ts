@@ -243,6 +243,9 @@ describe("GeneratedSecret provider", () => {
     expect(values.size).toBe(50);
     const key = await generatedSecretProvider.create({ length: 40, alphabet: "alnum", prefix: "" });
     expect(key.outs.value).toMatch(/^[A-Za-z0-9]{40}$/);
+    const hex = await generatedSecretProvider.create({ length: 64, alphabet: "hex", prefix: "" });
+    expect(hex.outs.value).toMatch(/^[0-9a-f]{64}$/);
+    expect(new Set(hex.outs.value).size).toBeGreaterThan(8);
   });
 
   it("replaces the value only when its shape changes", async () => {

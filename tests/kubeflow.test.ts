@@ -216,6 +216,39 @@ describe("Pod Security of the pods the charts make in restricted namespaces", ()
     }
   });
 
+  it("JupyterHub user pods pass the restricted level: KubeSpawner's container and pod security contexts", async () => {
+    for (const [stack, r] of [["dev", await runStack("dev", {}, kind)], ["aks", await runStack("aks")]] as const) {
+      const v = chart(r, "notebooks-chart").values;
+      const vals = v.value ?? v;
+      const ks = vals.hub.config.KubeSpawner;
+      const pod = { ...ks.pod_security_context, runAsUser: vals.singleuser.uid, fsGroup: vals.singleuser.fsGid };
+      expect(restrictedViolations(pod, { securityContext: ks.container_security_context }), stack).toEqual([]);
+      // What the chart alone gave them fails (the check can fail).
+      expect(restrictedViolations({ runAsUser: vals.singleuser.uid }, { securityContext: { allowPrivilegeEscalation: false } }).length, stack).toBeGreaterThan(0);
+      expect(vals.singleuser.storage.type, stack).toBe("dynamic");
+    }
+    const none = chart(await runStack("dev", { "mlplatform:kubeflow": { jupyterhub: { authenticator: "dummy", homeStorage: "none" } } }, kind), "notebooks-chart").values;
+    expect((none.value ?? none).singleuser.storage.type).toBe("none");
+  });
+
+  it("JupyterHub's cookie secret, CryptKeeper key and proxy token come from generated secrets, not the chart's per-render random ones", async () => {
+    const r = await runStack("dev", {}, kind);
+    const v = chart(r, "notebooks-chart").values;
+    const vals = v.value ?? v;
+    const gen = ofType(r, "pulumi-nodejs:dynamic/mlplatform:GeneratedSecret").filter((g) => g.name.startsWith("notebooks-"));
+    expect(gen.map((g) => [g.name, g.inputs.alphabet, g.inputs.length]).sort()).toEqual([
+      ["notebooks-cookie-secret", "hex", 64],
+      ["notebooks-crypt-key", "hex", 64],
+      ["notebooks-proxy-token", "alnum", 64],
+    ]);
+    for (const value of [vals.hub.cookieSecret, vals.hub.config.CryptKeeper.keys[0], vals.proxy.secretToken]) expect(typeof value === "string" && value.length > 0).toBe(true);
+    // The chart takes exactly these values before falling back to lookup/random.
+    const passwords = chartFile(`jupyterhub-${charts.jupyterhub.version}.tgz`, "jupyterhub/templates/hub/_helpers-passwords.tpl");
+    if (passwords !== undefined) {
+      for (const key of [".Values.proxy.secretToken", ".Values.hub.cookieSecret", '.Values.hub.config | dig "CryptKeeper" "keys"']) expect(passwords).toContain(key);
+    }
+  });
+
   it("JupyterHub user pods get the object store's endpoint and credentials from its Secret, never as literals", async () => {
     const r = await runStack("dev", {}, kind);
     const v = chart(r, "notebooks-chart").values;

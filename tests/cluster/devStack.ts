@@ -121,7 +121,8 @@ export function prepareDevStack(local: Record<string, string>, work: string): De
   dev.config["mlplatform:kubeflow"] = {
     trainingOperator: { source: trainingOperatorSource() },
     argo: { chart: ARGO_CHART, installCrds: false },
-    jupyterhub: { authenticator: "dummy", chart: JUPYTERHUB_CHART, cpuImage: img.notebook },
+    // No dynamic volume provisioner on the local node: homes are ephemeral, /mnt/shared is not.
+    jupyterhub: { authenticator: "dummy", chart: JUPYTERHUB_CHART, cpuImage: img.notebook, homeStorage: "none" },
     tensorboard: { image: img.tensorboard },
   };
   dev.config["mlplatform:objectStore"] = { image: img.minio, clientImage: img.mc, storageSize: "1Gi" };
