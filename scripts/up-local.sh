@@ -66,6 +66,7 @@ argo argo argo-workflows-server 2746
 tensorboard mlplatform platform-tensorboard 80
 serving-rest ml-serving model-server 8501
 serving-grpc ml-serving model-server 8500
+minio mlplatform minio 9000
 EOF
 scripts/localcluster/up.sh --node real --only apiserver "${forwards[@]}" >/dev/null
 echo
@@ -76,4 +77,8 @@ for f in "$state"/fwd-*.port; do
   printf '  %-14s 127.0.0.1:%s\n' "$n" "$(<"$f")"
 done
 echo "All plain HTTP (gRPC for serving-grpc). JupyterHub logs in any user name (dummy authenticator, dev only); the Argo server wants a bearer token (auth mode client)."
+outputs=${MLPLATFORM_DEV_WORK:-$HOME/.cache/mlplatform/dev-local}/outputs.json
+echo "Run the MNIST pipeline (dataset into MinIO, then submit and follow it until the model is served):"
+echo "  npm run dataset -- mnist --endpoint http://127.0.0.1:$(cat "$state/fwd-minio.port" 2>/dev/null || echo PORT) --outputs-file $outputs"
+echo "  npm run submit -- pipeline --outputs-file $outputs"
 echo "Tear down: scripts/down-local.sh"

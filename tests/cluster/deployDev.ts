@@ -4,7 +4,7 @@
  * `destroy` removes it again. State: $MLPLATFORM_DEV_WORK (default ~/.cache/mlplatform/dev-local).
  */
 import { readEnvFile } from "./support";
-import { DEV_NAMESPACES, defaultWork, destroy, diagnose, installPrerequisites, missingForDevStack, prepareDevStack, removePrerequisites, up, workloads } from "./devStack";
+import { DEV_NAMESPACES, defaultWork, destroy, diagnose, installPrerequisites, missingForDevStack, prepareDevStack, removePrerequisites, stackOutputs, up, workloads } from "./devStack";
 
 async function main(): Promise<number> {
   const [cmd, envFile] = process.argv.slice(2);
@@ -35,6 +35,7 @@ async function main(): Promise<number> {
   console.log("kind\tnamespace/name\tready\tseconds to Ready\timages");
   for (const w of ws) console.log(`${w.kind}\t${w.namespace}/${w.name}\t${w.ready}\t${w.secondsToReady ?? "-"}\t${w.images.join(",")}`);
   for (const ns of new Set(ws.filter((w) => !w.ready).map((w) => w.namespace))) console.log(await diagnose(s.kube, ns));
+  if (!failed) console.log(`stack outputs (for npm run submit / dataset --outputs-file): ${stackOutputs(s).file}`);
   return failed ? 1 : 0;
 }
 
