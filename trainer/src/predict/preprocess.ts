@@ -85,15 +85,20 @@ export async function readIdxInput(file: string, index: number, labelsFile?: str
   return (await readIdxInputs(file, index, 1, labelsFile))[0]!;
 }
 
-/** Samples `index … index+count-1` of an IDX image file, with their labels when a label file is given (each file read once). */
-export async function readIdxInputs(file: string, index: number, count: number, labelsFile?: string): Promise<LocalInput[]> {
+/** An IDX file, read and parsed; unreadable files are an {@link InputError} naming them. */
+async function readIdx(file: string): Promise<ReturnType<typeof parseIdx>> {
   let buf: Buffer;
   try {
     buf = await fs.readFile(file);
   } catch (e) {
     throw new InputError(`${file}: cannot read: ${(e as Error).message}`);
   }
-  const idx = parseIdx(buf, file);
+  return parseIdx(buf, file);
+}
+
+/** Samples `index … index+count-1` of an IDX image file, with their labels when a label file is given (each file read once). */
+export async function readIdxInputs(file: string, index: number, count: number, labelsFile?: string): Promise<LocalInput[]> {
+  const idx = await readIdx(file);
   if (idx.type !== "uint8" || idx.dims.length !== 3) {
     throw new InputError(`${file}: expected images as [count, rows, cols] of uint8; got [${idx.dims.join(", ")}] of ${idx.type}`);
   }
@@ -160,13 +165,7 @@ export async function labelFromIdx(file: string, index: number): Promise<number>
 
 /** The labels of samples `index … index+count-1` in an IDX label file ([count] uint8). */
 export async function labelsFromIdx(file: string, index: number, count: number): Promise<number[]> {
-  let buf: Buffer;
-  try {
-    buf = await fs.readFile(file);
-  } catch (e) {
-    throw new InputError(`${file}: cannot read: ${(e as Error).message}`);
-  }
-  const idx = parseIdx(buf, file);
+  const idx = await readIdx(file);
   if (idx.dims.length !== 1 || index + count > idx.dims[0]!) {
     throw new InputError(`${file}: no label for index ${count === 1 ? index : `${index}..${index + count - 1}`}`);
   }
