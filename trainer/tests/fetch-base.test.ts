@@ -184,6 +184,16 @@ describe("mlp fetch-base", () => {
     expect(again.err).toMatch(/already in .*; nothing to fetch/);
     expect(JSON.parse(again.out)).toMatchObject({ sha256: sha, cached: true, bytes: 0 });
     expect(server.requests).toEqual([]);
+
+    // Named without --url (as the retrain pipeline's fetch-base step names it): the cached
+    // model, no network; a different --sha256 is not silently accepted.
+    const byName = await fetchBase("--name", "tiny");
+    expect(byName.code, byName.err).toBe(0);
+    expect(JSON.parse(byName.out)).toMatchObject({ name: "tiny", sha256: sha, dir: path.join(root, "tiny", sha), cached: true, bytes: 0 });
+    expect(server.requests).toEqual([]);
+    const other = await fetchBase("--name", "tiny", "--sha256", "ab".repeat(32));
+    expect(other.code).toBe(2);
+    expect(other.err).toContain('unknown base model "tiny"');
   });
 
   it("without a digest records the first one, and later fetches must match it", async () => {

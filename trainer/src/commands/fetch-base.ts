@@ -6,7 +6,7 @@
 import { UsageError } from "../errors";
 import { writeResultFile } from "../pipeline/result";
 import { BASE_MODELS, catalogueEntry, DEFAULT_BASE_MODEL, type BaseInputSpec } from "../retrain/base-catalogue";
-import { baseModelsDir, checkName, DEFAULT_BASE_MODELS_DIR, fetchBaseModel } from "../retrain/fetch-base";
+import { baseModelsDir, checkName, DEFAULT_BASE_MODELS_DIR, fetchBaseModel, recordedDigest, resolveBaseModel } from "../retrain/fetch-base";
 import { defineFlags, givenFlags } from "../util/flags";
 import { defineCommand, type CommandIo } from "./command";
 import { parseRange } from "./shared-flags";
@@ -69,7 +69,21 @@ export const command = defineCommand({
         input: { ...(size && { height: size[0], width: size[1] }), ...(f.range !== undefined && { range: f.range }) },
       };
     } else {
-      if (!entry) throw new UsageError(`unknown base model ${JSON.stringify(name)}; catalogue: ${BASE_MODELS.map((m) => m.name).join(", ")} (or give --url)`);
+      if (!entry) {
+        // A model fetched earlier with --url under this name (e.g. by hand into the shared
+        // cache, before a pipeline run whose fetch-base step names it): already there.
+        const root = f["base-models"] ?? baseModelsDir(io.env);
+        const sha = await recordedDigest(root, name);
+        if (sha !== undefined && (f.sha256 === undefined || f.sha256 === sha)) {
+          const dir = await resolveBaseModel(name, root);
+          io.stderr.write(`base model ${name} sha256:${sha} is already in ${dir}; nothing to fetch\n`);
+          const result = { name, sha256: sha, dir, cached: true, recorded: false, bytes: 0 };
+          if (f["result-file"]) await writeResultFile(f["result-file"], { name, sha256: sha, dir, cached: true });
+          io.stdout.write(`${JSON.stringify(result)}\n`);
+          return 0;
+        }
+        throw new UsageError(`unknown base model ${JSON.stringify(name)}; catalogue: ${BASE_MODELS.map((m) => m.name).join(", ")} (or give --url, or fetch it under this name first)`);
+      }
       if (f["image-size"] !== undefined || f.range !== undefined) throw new UsageError("--image-size and --range describe --url models; catalogue models carry their own");
       source = entry;
     }
