@@ -5,11 +5,7 @@
  */
 import { createHash } from "node:crypto";
 import { promises as fs } from "node:fs";
-import * as http from "node:http";
-import type { AddressInfo } from "node:net";
 import * as path from "node:path";
-import sharp from "sharp";
-import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { main } from "../src/cli";
 import { parseMetadata } from "../src/metadata";
@@ -19,6 +15,7 @@ import { fetchBaseModel, formatBytes, siblingUrl, weightPaths } from "../src/ret
 import { loadServable } from "../src/serve/servable";
 import { LocalStorage } from "../src/serve/storage";
 import { tf } from "../src/tf";
+import { ModelServer, writeColourImages, writeGraphModel, writeLayersModel } from "./fixtures/base-models";
 import { captureIo, list, tempDir } from "./fixtures/tmp";
 
 /** sha256 of model.json followed by its weight files in manifest order. */
@@ -27,107 +24,6 @@ async function digestOf(dir: string): Promise<string> {
   const h = createHash("sha256").update(json);
   for (const p of weightPaths(dir, JSON.parse(json.toString("utf8")))) h.update(await fs.readFile(path.join(dir, p)));
   return h.digest("hex");
-}
-
-/** A Layers model: 8×8×3 → conv → global average pool (the bottleneck "features") → softmax. */
-async function writeLayersModel(dir: string): Promise<void> {
-  await fs.mkdir(dir, { recursive: true });
-  const model = tf.sequential({
-    layers: [
-      tf.layers.conv2d({ name: "conv", inputShape: [8, 8, 3], filters: 6, kernelSize: 3, activation: "relu", kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }),
-      tf.layers.globalAveragePooling2d({ name: "features" }),
-      tf.layers.dense({ units: 5, activation: "softmax", kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }),
-    ],
-  });
-  await model.save(`file://${dir}`);
-  model.dispose();
-}
-
-const dims = (shape: number[]) => ({ dim: shape.map((d) => ({ size: String(d) })) });
-
-/**
- * A Graph model shaped like a TF Hub image feature vector: `images` [-1, 8, 8, 3] in [0, 1] →
- * spatial mean → MatMul → Relu `feature_vector` [-1, 4], weights in two shards.
- */
-async function writeGraphModel(dir: string): Promise<void> {
-  await fs.mkdir(dir, { recursive: true });
-  const node = [
-    { name: "images", op: "Placeholder", attr: { shape: { shape: dims([-1, 8, 8, 3]) }, dtype: { type: "DT_FLOAT" } } },
-    { name: "axes", op: "Const", attr: { value: { tensor: { dtype: "DT_INT32", tensorShape: dims([2]) } }, dtype: { type: "DT_INT32" } } },
-    { name: "w", op: "Const", attr: { value: { tensor: { dtype: "DT_FLOAT", tensorShape: dims([3, 4]) } }, dtype: { type: "DT_FLOAT" } } },
-    { name: "mean", op: "Mean", input: ["images", "axes"], attr: { keep_dims: { b: false }, T: { type: "DT_FLOAT" }, Tidx: { type: "DT_INT32" } } },
-    { name: "project", op: "MatMul", input: ["mean", "w"], attr: { T: { type: "DT_FLOAT" }, transpose_a: { b: false }, transpose_b: { b: false } } },
-    { name: "feature_vector", op: "Relu", input: ["project"], attr: { T: { type: "DT_FLOAT" } } },
-  ];
-  const modelJson = {
-    format: "graph-model",
-    generatedBy: "fetch-base.test.ts",
-    convertedBy: null,
-    modelTopology: { node, library: {}, versions: {} },
-    weightsManifest: [
-      { paths: ["group1-shard1of2.bin"], weights: [{ name: "axes", shape: [2], dtype: "int32" }] },
-      { paths: ["group1-shard2of2.bin"], weights: [{ name: "w", shape: [3, 4], dtype: "float32" }] },
-    ],
-  };
-  await fs.writeFile(path.join(dir, "model.json"), JSON.stringify(modelJson));
-  await fs.writeFile(path.join(dir, "group1-shard1of2.bin"), new Uint8Array(Int32Array.from([1, 2]).buffer));
-  // Red, green and blue each drive their own features: the classes are linearly separable.
-  const w = Float32Array.from([2, 0, 0, -1, 0, 2, 0, 1, 0, 0, 2, 0.5]);
-  await fs.writeFile(path.join(dir, "group1-shard2of2.bin"), new Uint8Array(w.buffer));
-}
-
-/** `perClass` noisy 8×8 PNGs per colour under `<dir>/<colour>/`. */
-async function writeColourImages(dir: string, perClass: number): Promise<void> {
-  const colours: Record<string, [number, number, number]> = { red: [220, 40, 40], green: [40, 200, 60], blue: [50, 60, 210] };
-  let seed = 7;
-  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
-  for (const [label, rgb] of Object.entries(colours)) {
-    await fs.mkdir(path.join(dir, label), { recursive: true });
-    for (let n = 0; n < perClass; n++) {
-      const px = Buffer.alloc(8 * 8 * 3);
-      for (let i = 0; i < px.length; i++) px[i] = Math.max(0, Math.min(255, rgb[i % 3]! + Math.round((rand() - 0.5) * 120)));
-      await sharp(px, { raw: { width: 8, height: 8, channels: 3 } }).png().toFile(path.join(dir, label, `${n}.png`));
-    }
-  }
-}
-
-/** Serves `<root>/<path>` ignoring query strings; `truncate` files stop halfway through the body. */
-class ModelServer {
-  readonly requests: string[] = [];
-  readonly truncate = new Set<string>();
-  /** Paths sent gzip-encoded (Content-Length then counts compressed bytes). */
-  readonly gzip = new Set<string>();
-  private server?: http.Server;
-  constructor(private readonly root: string) {}
-  async start(): Promise<string> {
-    this.server = http.createServer(async (req, res) => {
-      const url = new URL(req.url!, "http://x");
-      this.requests.push(url.pathname + url.search);
-      const file = path.join(this.root, decodeURIComponent(url.pathname));
-      const body = await fs.readFile(file).catch(() => undefined);
-      if (!body || !file.startsWith(this.root)) {
-        res.writeHead(404).end("not found");
-        return;
-      }
-      if (this.gzip.has(url.pathname)) {
-        const z = gzipSync(body);
-        res.writeHead(200, { "content-length": z.length, "content-encoding": "gzip" }).end(z);
-        return;
-      }
-      res.writeHead(200, { "content-length": body.length });
-      if (this.truncate.has(url.pathname)) {
-        res.write(body.subarray(0, body.length >> 1), () => res.socket?.destroy());
-        return;
-      }
-      res.end(body);
-    });
-    await new Promise<void>((r) => this.server!.listen(0, "127.0.0.1", r));
-    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
-  }
-  async close(): Promise<void> {
-    this.server?.closeAllConnections();
-    await new Promise((r) => this.server?.close(r));
-  }
 }
 
 describe("mlp fetch-base", () => {
