@@ -22,6 +22,8 @@ if [[ ! -f node_modules/.mlplatform-lock-hash || $(cat node_modules/.mlplatform-
   npm ci --ignore-scripts --no-audit --no-fund
   echo "$lock_hash" >node_modules/.mlplatform-lock-hash
 fi
+# npm ci drops tfjs-node's native addon; the host-side tools (mlp predict, npm run dataset) need it.
+scripts/setup-tfjs-native.sh >/dev/null
 
 log "tools: Pulumi engine, Kubernetes provider, control plane (cached)"
 scripts/tools/build.sh pulumi pulumi-language-nodejs pulumi-resource-kubernetes etcd kube-apiserver \
