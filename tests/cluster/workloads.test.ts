@@ -15,7 +15,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { DEV_NAMESPACES, destroy, diagnose, forward, pendingChanges, serviceIp, stackOutputs, installPrerequisites, missingForDevStack, prepareDevStack, removePrerequisites, up, workloads, type DevStack } from "./devStack";
-import { ROOT, missingForNode, readEnvFile, stopNode, until } from "./support";
+import { ROOT, missingForNode, podLog, readEnvFile, stopNode, until } from "./support";
+import { distributedRun, retrainRun } from "./pipelineRuns";
 import { uploadMnist } from "../../scripts/dataset";
 import { run as submit } from "../../scripts/submit";
 import { main as mlp } from "../../trainer/src/cli";
@@ -38,6 +39,7 @@ describe.skipIf(missing.length > 0)("the dev stack on the real node", () => {
   const stateDir = path.join(work, "cluster");
   let s: DevStack | undefined;
   let mnistRun: string | undefined;
+  let outputsFile: string | undefined;
 
   afterAll(() => {
     stopNode(stateDir);
@@ -80,18 +82,18 @@ describe.skipIf(missing.length > 0)("the dev stack on the real node", () => {
 
   it("MNIST pipeline: dataset uploaded, submitted, trained as a TFJob, gated, published, served; mlp predict from the host ≥ 97%", { timeout: 40 * 60_000 }, async () => {
     if (!s) throw new Error("the dev stack is not up (see workloads ready)");
-    const { file: outputsFile } = stackOutputs(s);
+    ({ file: outputsFile } = stackOutputs(s));
     // The documented command puts the dataset into MinIO (through a forward of its Service).
     const minio = forward(stateDir, "minio", await serviceIp(s.kube, "mlplatform", "minio"), 9000);
     const up = await uploadMnist(
-      { bucket: "data", prefix: "mnist", trainExamples: 8000, testExamples: 2000, endpoint: `http://127.0.0.1:${minio}`, stack: "dev", outputsFile },
+      { bucket: "data", prefix: "mnist", trainExamples: 8000, testExamples: 2000, endpoint: `http://127.0.0.1:${minio}`, stack: "dev", outputsFile: outputsFile! },
       (l) => console.log(l),
     );
     expect(up.files).toHaveLength(4);
     const lines: string[] = [];
     const io = { out: (l: string) => (console.log(l), lines.push(l)), err: (l: string) => (console.log(l), lines.push(l)) };
     const t0 = Date.now();
-    const code = await submit(["pipeline", "--outputs-file", outputsFile, "--timeout", String(30 * 60)], io);
+    const code = await submit(["pipeline", "--outputs-file", outputsFile!, "--timeout", String(30 * 60)], io);
     const seconds = (Date.now() - t0) / 1000;
     console.log(`MNIST: submit → Succeeded (served, smoke-tested) in ${seconds.toFixed(0)} s`);
     expect(code, lines.join("\n")).toBe(0);
@@ -134,6 +136,36 @@ describe.skipIf(missing.length > 0)("the dev stack on the real node", () => {
     expect(loss.at(-1)![2]).toBeLessThan(loss[0]![2]);
   });
 
+  it("retrain pipeline: images and a base model on the shared volume, fetch-base finds it cached, retrained, published as `images`, served next to mnist; a JPEG from the host is classified", { timeout: 30 * 60_000 }, async () => {
+    if (!s || !outputsFile) throw new Error("no deployed stack or outputs (see the tests above)");
+    const r = await retrainRun(s, stateDir, outputsFile);
+    console.log(`retrain: submit → Succeeded in ${r.seconds.toFixed(0)} s; mlp predict of a red JPEG from the host: ${JSON.stringify(r.answer?.top.slice(0, 2))}`);
+    expect(r.code, r.lines.join("\n")).toBe(0);
+    for (const step of ["fetch-base", "verify-data", "train", "evaluate", "publish", "smoke-test"]) expect(r.lines.join("\n")).toMatch(new RegExp(`${step}(\\(\\d+\\))?\\s+Succeeded`));
+    expect(r.answer?.top[0]?.label).toBe("red");
+    // Both models are served side by side.
+    const rest = forward(stateDir, "serving-rest", await serviceIp(s.kube, "ml-serving", "model-server"), 8501);
+    for (const model of ["mnist", "images"]) {
+      const status = (await (await fetch(`http://127.0.0.1:${rest}/v1/models/${model}`)).json()) as { model_version_status: { state: string }[] };
+      expect(status.model_version_status.map((v) => v.state), model).toContain("AVAILABLE");
+    }
+  });
+
+  it("distributed MNIST: a two-replica TFJob (Chief + Worker) trains with all-reduce, passes the gate, is served", { timeout: 30 * 60_000 }, async () => {
+    if (!s || !outputsFile) throw new Error("no deployed stack or outputs (see the tests above)");
+    const r = await distributedRun(outputsFile);
+    console.log(`distributed MNIST (2 replicas): submit → Succeeded in ${r.seconds.toFixed(0)} s`);
+    expect(r.code, r.lines.join("\n")).toBe(0);
+    const chief = await podLog(s.kube, "ml-pipelines", `${r.workflow}-train-chief-0`);
+    const worker = await podLog(s.kube, "ml-pipelines", `${r.workflow}-train-worker-0`);
+    expect(chief).toContain("2 training replica(s), 0 PS: all-reduce");
+    expect(chief).toContain("all-reduce: 2 replicas joined at step 0");
+    // Identical updates on both replicas: the same loss at the same step.
+    const lossAt = (log: string, step: number) => new RegExp(`step ${step}/1000 \\(\\d+%\\)\\s+loss (\\S+)`).exec(log)?.[1];
+    expect(lossAt(worker, 500)).toBeDefined();
+    expect(lossAt(worker, 500)).toBe(lossAt(chief, 500));
+  });
+
   it("notebook spawn: log in to JupyterHub over HTTP, start a server; its pod runs restricted with the shared volume and the object store's credentials", { timeout: 10 * 60_000 }, async () => {
     if (!s) throw new Error("the dev stack is not up (see workloads ready)");
     const hub = `http://127.0.0.1:${forward(stateDir, "jupyterhub", await serviceIp(s.kube, "ml-notebooks", "proxy-public"), 80)}`;
@@ -158,8 +190,22 @@ describe.skipIf(missing.length > 0)("the dev stack on the real node", () => {
     });
     remember(login);
     expect(login.status, await login.text()).toBe(302);
+    // The browser's way to the REST API: the page's XSRF token with the login cookie buys an
+    // API token; the API calls then use that token.
+    const home = await fetch(`${hub}/hub/home`, { headers: { cookie: cookie() } });
+    remember(home);
+    const pageToken = /xsrf_token: "([^"]+)"/.exec(await home.text())?.[1];
+    expect(pageToken, "the hub page's xsrf_token").toBeDefined();
+    const tokenReply = await fetch(`${hub}/hub/api/users/${user}/tokens`, {
+      method: "POST",
+      headers: { cookie: cookie(), "X-XSRFToken": pageToken!, "content-type": "application/json" },
+      body: JSON.stringify({ note: "cluster test", expires_in: 3600 }),
+    });
+    expect(tokenReply.status, await tokenReply.clone().text()).toBe(201);
+    const apiToken = ((await tokenReply.json()) as { token: string }).token;
     const t0 = Date.now();
-    const api = (method: string, p: string) => fetch(`${hub}/hub/api${p}`, { method, headers: { cookie: cookie(), "X-XSRFToken": xsrf!, "content-type": "application/json" }, body: method === "POST" ? "{}" : undefined });
+    const api = (method: string, p: string) =>
+      fetch(`${hub}/hub/api${p}`, { method, headers: { authorization: `token ${apiToken}`, "content-type": "application/json" }, body: method === "POST" ? "{}" : undefined });
     const start = await api("POST", `/users/${user}/server`);
     expect([201, 202], await start.text()).toContain(start.status);
     const ready = await until("the notebook server ready", 8 * 60_000, async () => {
