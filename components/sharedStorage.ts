@@ -215,7 +215,10 @@ export class SharedStorage extends pulumi.ComponentResource {
           },
           spec: source(ns).apply((src) => sharedVolumeSpec(src, ns, size)),
         },
-        k8sOpts,
+        // Cluster-scoped: it needs no namespace, and must not wait for one on destroy. Its claim
+        // goes with the namespace (below); the volume's own delete waits for the claim to be
+        // gone, which the namespace's deletion does. Depending on the namespaces deadlocked.
+        { parent: this, provider: args.provider },
       );
       new k8s.core.v1.PersistentVolumeClaim(
         `${name}-${role}`,

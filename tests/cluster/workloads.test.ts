@@ -63,7 +63,14 @@ describe.skipIf(missing.length > 0)("the dev stack on the real node", () => {
     } catch (e) {
       upError = e;
     }
-    const ws = await workloads(s.kube, DEV_NAMESPACES);
+    // The model server is never awaited by the stack (components/modelServing.ts): give every
+    // workload a few minutes after up, then report each one's time to Ready.
+    let ws = await workloads(s.kube, DEV_NAMESPACES);
+    const deadline = Date.now() + 5 * 60_000;
+    while (!upError && ws.some((w) => !w.ready) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 5000));
+      ws = await workloads(s.kube, DEV_NAMESPACES);
+    }
     console.table(ws.map((w) => ({ workload: `${w.kind} ${w.namespace}/${w.name}`, ready: w.ready, secondsToReady: w.secondsToReady, image: w.images.join(" ") })));
     const notReady = ws.filter((w) => !w.ready);
     if (upError || notReady.length > 0) {
