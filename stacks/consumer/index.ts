@@ -14,7 +14,8 @@ export = () => {
   const platform = new PlatformReference(config.require("platformStack"));
   const provider = platform.provider("platform");
   const o = platform.outputs;
-  const team = config.get("team");
+  // Declared with default "" in Pulumi.yaml (a declared key without a default is required): "" is none.
+  const team = config.get("team") || undefined;
 
   const job = new k8s.batch.v1.Job(
     "smoke",
