@@ -37,9 +37,23 @@ async function main(): Promise<{ [K in keyof PlatformOutputs]: pulumi.Input<Plat
   const cfg = loadConfig();
   const cluster = await createCluster(cfg);
 
-  const { Namespaces } = await import("./components/namespaces");
   const skipAwait = cfg.kubernetes.skipAwait;
-  const namespaces = new Namespaces("platform", { names: cfg.namespaces, provider: cluster.provider, skipAwait });
+  // The shared volumes first, then the namespaces after them, then each namespace's claim: the
+  // only order in which a destroy after pipeline runs does not deadlock (see SharedStorage).
+  const { SharedStorage } = await import("./components/sharedStorage");
+  const shared = new SharedStorage("shared", {
+    provider: cluster.provider,
+    config: cfg.sharedStorage,
+    clusterProvider: cfg.cluster.provider,
+    namespaces: cfg.namespaces,
+    azure: cluster.azure,
+    gcp: cluster.gcp,
+    tags: cfg.tags,
+    skipAwait,
+  });
+  const { Namespaces } = await import("./components/namespaces");
+  const namespaces = new Namespaces("platform", { names: cfg.namespaces, provider: cluster.provider, skipAwait, after: shared.volumes });
+  shared.claims(namespaces.resources);
 
   // Default deny in every platform namespace, then only the flows the architecture needs.
   const { NetworkPolicies } = await import("./components/networkPolicies");
@@ -62,22 +76,6 @@ async function main(): Promise<{ [K in keyof PlatformOutputs]: pulumi.Input<Plat
     });
   }
 
-  const { SharedStorage } = await import("./components/sharedStorage");
-  const shared = new SharedStorage(
-    "shared",
-    {
-      provider: cluster.provider,
-      config: cfg.sharedStorage,
-      clusterProvider: cfg.cluster.provider,
-      namespaces: cfg.namespaces,
-      namespaceResources: namespaces.resources,
-      dependsOn: [namespaces],
-      azure: cluster.azure,
-      gcp: cluster.gcp,
-      tags: cfg.tags,
-      skipAwait,
-    },
-  );
 
   const { ObjectStore } = await import("./components/objectStore");
   const { platform, ...consumers } = cfg.namespaces;

@@ -41,6 +41,11 @@ export interface NamespacesArgs<R extends string> {
   readonly podSecurity?: PodSecurityLevel;
   /** Do not wait for deletion to finish (API servers without a namespace controller). Default false. */
   readonly skipAwait?: boolean;
+  /**
+   * What each namespace is created after and deleted before: the shared volumes, whose
+   * deletion waits for the claims that only the namespaces' deletion removes.
+   */
+  readonly after?: pulumi.Input<pulumi.Resource>[];
 }
 
 export class Namespaces<R extends string> extends pulumi.ComponentResource {
@@ -63,7 +68,7 @@ export class Namespaces<R extends string> extends pulumi.ComponentResource {
             annotations: awaitAnnotations(args.skipAwait ?? false),
           },
         },
-        { parent: this, provider: args.provider },
+        { parent: this, provider: args.provider, dependsOn: args.after },
       );
       names[role] = created.metadata.name;
       resources[role] = created;

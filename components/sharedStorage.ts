@@ -143,16 +143,8 @@ export interface SharedStorageArgs {
   readonly config: SharedStorageConfig;
   /** Which cluster it runs on (decides what `auto` means). */
   readonly clusterProvider: "aks" | "gke" | "existing";
-  /** Namespaces that get a claim (role → namespace name). */
+  /** Namespaces that get a volume and, through {@link SharedStorage.claims}, a claim (role → namespace name). */
   readonly namespaces: Readonly<Record<string, string>>;
-  /**
-   * The Namespace resources by the same roles. Each claim goes with its namespace: finished
-   * workflow and TFJob pods keep using the claim, and the claim's protection finalizer would
-   * hold a separate delete until it timed out (10 min) on every destroy after a pipeline ran.
-   */
-  readonly namespaceResources?: Readonly<Record<string, pulumi.Resource>>;
-  /** Resources the namespaced objects wait for (the Namespaces component). */
-  readonly dependsOn?: pulumi.Resource[];
   /** AKS: resource group and region for the storage account. */
   readonly azure?: { readonly resourceGroupName: pulumi.Input<string>; readonly location: string };
   /** GKE: project and cluster location for Filestore. */
@@ -163,18 +155,37 @@ export interface SharedStorageArgs {
   readonly skipAwait?: boolean;
 }
 
+/**
+ * Destroy order. Finished workflow and TFJob pods keep using a namespace's claim, and only the
+ * namespace's deletion removes them, so each claim goes with its namespace (`deletedWith`) and
+ * a volume can only be deleted once that namespace is gone (its protection finalizer holds it
+ * while a claim is bound). Pulumi deletes in waves, dependents first, so the namespaces depend
+ * on the volumes (`volumes`, created first) and the claims and anything else per namespace come
+ * after both ({@link SharedStorage.claims}). Any other order, or none, deadlocked the destroy:
+ * a volume waiting in an early wave for a namespace deleted in a later one.
+ */
 export class SharedStorage extends pulumi.ComponentResource {
   readonly backend: StorageBackend;
   /** Claim name, the same in every namespace. */
   readonly claimName = SHARED_CLAIM;
   readonly mountPath = SHARED_MOUNT_PATH;
+  /** The cluster-scoped volumes, one per namespace: the namespaces depend on these. */
+  readonly volumes: k8s.core.v1.PersistentVolume[] = [];
+  private readonly args: SharedStorageArgs;
+  private readonly baseName: string;
+  private readonly size: string;
+  /** Namespaced objects a backend needs beside each claim (Azure Files: the account key). */
+  private perNamespace: (namespace: string, opts: pulumi.CustomResourceOptions) => void = () => {};
 
   constructor(name: string, args: SharedStorageArgs, opts?: pulumi.ComponentResourceOptions) {
     super("mlplatform:data:SharedStorage", name, {}, opts);
+    this.args = args;
+    this.baseName = name;
     const c = args.config;
-    const k8sOpts = { parent: this, provider: args.provider, dependsOn: args.dependsOn };
+    const k8sOpts = { parent: this, provider: args.provider };
     this.backend = resolveBackend(c.backend, args.clusterProvider);
     const size = c.size ?? (this.backend === "filestore" ? "1Ti" : "100Gi");
+    this.size = size;
     const tags = { ...(args.tags ?? {}), "managed-by": "pulumi", platform: "mlplatform" };
 
     // Each branch yields where the volume of a namespace points (creating what it needs there).
@@ -201,12 +212,12 @@ export class SharedStorage extends pulumi.ComponentResource {
         break;
       }
       case "azureFiles":
-        source = this.azureFiles(name, c, size, args, tags, k8sOpts);
+        source = this.azureFiles(name, c, size, args, tags);
         break;
     }
 
     for (const [role, ns] of Object.entries(args.namespaces)) {
-      const pv = new k8s.core.v1.PersistentVolume(
+      this.volumes.push(new k8s.core.v1.PersistentVolume(
         `${name}-${role}`,
         {
           metadata: {
@@ -215,26 +226,40 @@ export class SharedStorage extends pulumi.ComponentResource {
           },
           spec: source(ns).apply((src) => sharedVolumeSpec(src, ns, size)),
         },
-        // Cluster-scoped: it needs no namespace, and must not wait for one on destroy. Its claim
-        // goes with the namespace (below); the volume's own delete waits for the claim to be
-        // gone, which the namespace's deletion does. Depending on the namespaces deadlocked.
-        { parent: this, provider: args.provider },
-      );
+        k8sOpts,
+      ));
+    }
+    this.registerOutputs({ backend: this.backend, claimName: this.claimName, mountPath: this.mountPath });
+  }
+
+  /**
+   * Each namespace's claim on its volume (and what the backend needs there), created once the
+   * namespaces exist and deleted with them. `namespaces` holds the Namespace resources by the
+   * roles of `args.namespaces`; they must depend on {@link volumes} (see the class comment).
+   */
+  claims(namespaces: Readonly<Record<string, pulumi.Resource>>): void {
+    const roles = Object.keys(this.args.namespaces);
+    const missing = roles.filter((r) => namespaces[r] === undefined);
+    if (missing.length > 0) throw new pulumi.ResourceError(`shared storage: no Namespace resource for ${missing.join(", ")}`, this);
+    const name = this.baseName;
+    roles.forEach((role, i) => {
+      const ns = this.args.namespaces[role]!;
+      const opts = { parent: this, provider: this.args.provider, dependsOn: [namespaces[role]!], deletedWith: namespaces[role] };
+      this.perNamespace(ns, opts);
       new k8s.core.v1.PersistentVolumeClaim(
         `${name}-${role}`,
         {
-          metadata: { name: SHARED_CLAIM, namespace: ns, labels: { ...PLATFORM_LABELS }, annotations: awaitAnnotations(args.skipAwait ?? false) },
+          metadata: { name: SHARED_CLAIM, namespace: ns, labels: { ...PLATFORM_LABELS }, annotations: awaitAnnotations(this.args.skipAwait ?? false) },
           spec: {
             accessModes: ["ReadWriteMany"],
             storageClassName: "",
-            volumeName: pv.metadata.name,
-            resources: { requests: { storage: size } },
+            volumeName: this.volumes[i]!.metadata.name,
+            resources: { requests: { storage: this.size } },
           },
         },
-        { ...k8sOpts, deletedWith: args.namespaceResources?.[role] },
+        opts,
       );
-    }
-    this.registerOutputs({ backend: this.backend, claimName: this.claimName, mountPath: this.mountPath });
+    });
   }
 
   /** A kernel NFS server in its own privileged namespace, exporting a disk from the default (or named) class. */
@@ -310,7 +335,6 @@ export class SharedStorage extends pulumi.ComponentResource {
     size: string,
     args: SharedStorageArgs,
     tags: Record<string, string>,
-    k8sOpts: pulumi.CustomResourceOptions,
   ): (namespace: string) => pulumi.Output<VolumeSource> {
     if (!args.azure) throw new pulumi.ResourceError("the azureFiles backend needs the AKS resource group and location", this);
     const { resourceGroupName, location } = args.azure;
@@ -340,15 +364,17 @@ export class SharedStorage extends pulumi.ComponentResource {
       .keys.apply((ks) => ks[0]?.value ?? "");
     const secretName = "mlplatform-azure-files";
     // The CSI driver reads the account key from a Secret in each namespace that mounts the share.
-    return (namespace: string) => {
+    this.perNamespace = (namespace, opts) => {
       new k8s.core.v1.Secret(
         `${name}-azure-files-${namespace}`,
         {
           metadata: { name: secretName, namespace, labels: { ...PLATFORM_LABELS } },
           stringData: { azurestorageaccountname: account.name, azurestorageaccountkey: pulumi.secret(key) },
         },
-        k8sOpts,
+        opts,
       );
+    };
+    return (namespace: string) => {
       return pulumi.all([resourceGroupName, account.name, share.name]).apply(([rg, acct, shareName]) => ({
         kind: "azureFile" as const,
         resourceGroup: rg,
