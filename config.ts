@@ -7,6 +7,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
+import { SERVING_DEFAULTS } from "./components/servingDefaults";
 
 /** Config namespace: keys are `mlplatform:<key>`. */
 export const CONFIG_NAMESPACE = "mlplatform";
@@ -452,7 +453,7 @@ const servedModelSchema = z
       .regex(/^(\/mnt\/shared\/[^"\\\n]+|s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/[^"\\\n]*)?)$/, "must be a path under /mnt/shared/ or s3://bucket/prefix")
       .refine((p) => !p.split("/").includes(".."), "must not contain ..")
       .optional(),
-    /** latest:N | all | specific:V1,V2; default latest:1. */
+    /** latest:N | all | specific:V1,V2; default the server's (SERVING_DEFAULTS.versionPolicy). */
     versionPolicy: z
       .string()
       .regex(/^(latest(:[1-9][0-9]*)?|all|specific:[1-9][0-9]*(,[1-9][0-9]*)*)$/, "must be latest:N, all or specific:V1,V2,... (N, V ≥ 1)")
@@ -472,14 +473,14 @@ const servingSchema = z
     models: z.array(servedModelSchema).min(1).default(() => DEFAULT_SERVED_MODELS.map((m) => ({ ...m }))),
     /** Replaced by `models`; kept in the schema only to refuse it with the fix. */
     modelName: z.unknown().optional(),
-    minReplicas: z.number().int().min(1).default(1),
-    maxReplicas: z.number().int().min(1).default(3),
+    minReplicas: z.number().int().min(1).default(SERVING_DEFAULTS.minReplicas),
+    maxReplicas: z.number().int().min(1).default(SERVING_DEFAULTS.maxReplicas),
     /** GPUs per replica; needs GPU nodes. GPU servers scale on in-flight requests, not CPU. */
-    gpus: z.number().int().min(0).max(8).default(0),
-    /** CPU and memory each server requests; default 1 CPU and 1Gi. */
+    gpus: z.number().int().min(0).max(8).default(SERVING_DEFAULTS.gpus),
+    /** CPU and memory each server requests; default the server's (SERVING_DEFAULTS.resources.requests). */
     requests: requestsSchema.optional(),
     /** GPU servers: average in-flight requests per pod the autoscaler aims for (needs a custom-metrics adapter). */
-    targetInflightRequestsPerReplica: z.number().int().min(1).max(10_000).default(8),
+    targetInflightRequestsPerReplica: z.number().int().min(1).max(10_000).default(SERVING_DEFAULTS.targetInflightRequestsPerReplica),
     /** Server-side batching: largest batch and how long to wait filling it. */
     batching: z
       .object({ maxBatchSize: z.number().int().min(2).max(1024), timeoutMicros: z.number().int().min(0).max(1_000_000) })
