@@ -513,9 +513,9 @@ const pipelineSchema = z
     schedule: z.string().regex(/^(\S+\s+){4}\S+$/, "must be a 5-field cron expression").optional(),
     /** Sweep trials running at once. */
     sweepParallelism: z.number().int().min(1).max(64).default(4),
-    /** CPU and memory each pipeline step requests (verify, evaluate, publish, smoke test); default 500m and 1Gi. */
+    /** CPU and memory each pipeline step requests (verify, evaluate, publish, smoke test); default STEP_REQUESTS (components/trainingPipeline.ts). */
     stepRequests: requestsSchema.optional(),
-    /** CPU and memory each training replica and sweep trial requests; default 1 CPU and 2Gi. */
+    /** CPU and memory each training replica and sweep trial requests; default TRAINING_REQUESTS (components/trainingOperator.ts). */
     trainingRequests: requestsSchema.optional(),
   })
   .strict();
