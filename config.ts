@@ -7,6 +7,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
+import { SERVING_DEFAULTS } from "./components/servingDefaults";
 
 /** Config namespace: keys are `mlplatform:<key>`. */
 export const CONFIG_NAMESPACE = "mlplatform";
@@ -35,7 +36,7 @@ const spot = z
     maxPrice: z.number().refine((v) => v === -1 || v > 0, "must be -1 (on-demand cap) or a positive price").default(-1),
   })
   .strict()
-  .default({ enabled: false, maxPrice: -1 });
+  .prefault({});
 
 function checkPoolBounds(pool: { minCount: number; maxCount: number }, ctx: z.RefinementCtx): void {
   if (pool.maxCount < pool.minCount) {
@@ -70,7 +71,7 @@ const aksCluster = z
       })
       .strict()
       .superRefine(checkPoolBounds)
-      .default({ vmSize: "Standard_D4s_v5", minCount: 1, maxCount: 3 }),
+      .prefault({}),
     gpuPool: z
       .object({
         /** NC/ND-series VM size. */
@@ -85,7 +86,7 @@ const aksCluster = z
       })
       .strict()
       .superRefine(checkPoolBounds)
-      .default({ vmSize: "Standard_NC4as_T4_v3", minCount: 0, maxCount: 4, osDiskSizeGB: 128, spot: { enabled: false, maxPrice: -1 } }),
+      .prefault({}),
     /** Network policy engine; all three enforce Kubernetes NetworkPolicy. */
     networkPolicy: z.enum(["azure", "calico", "cilium"]).default("azure"),
     /** Address space of the cluster VNet; node and virtual-node subnets are carved from it. */
@@ -113,7 +114,7 @@ const gkeCluster = z
       })
       .strict()
       .superRefine(checkPoolBounds)
-      .default({ machineType: "e2-standard-4", minCount: 1, maxCount: 3 }),
+      .prefault({}),
     gpuPool: z
       .object({
         machineType: z.string().min(1).default("n1-standard-8"),
@@ -132,15 +133,7 @@ const gkeCluster = z
       })
       .strict()
       .superRefine(checkPoolBounds)
-      .default({
-        machineType: "n1-standard-8",
-        acceleratorType: "nvidia-tesla-t4",
-        acceleratorCount: 1,
-        driverVersion: "LATEST",
-        minCount: 0,
-        maxCount: 4,
-        spot: { enabled: false, maxPrice: -1 },
-      }),
+      .prefault({}),
     /** Artifact Registry location; default the cluster's region. */
     registryLocation: z.string().min(1).optional(),
   })
@@ -261,7 +254,7 @@ const objectStoreSchema = z
     buckets: z
       .object({ data: bucket.default("data"), models: bucket.default("models"), logs: bucket.default("logs") })
       .strict()
-      .default({ data: "data", models: "models", logs: "logs" }),
+      .prefault({}),
     /** external only: the S3 endpoint URL, e.g. https://s3.eu-west-1.amazonaws.com. */
     endpoint: z.string().url().optional(),
     /** Region reported to S3 clients. */
@@ -327,6 +320,37 @@ const sharedStorageSchema = z
 
 const hostname = z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, "must be a DNS host name");
 
+const jupyterhubFields = z
+  .object({
+    enabled: z.boolean().default(true),
+    repository: z.string().min(1).optional(),
+    version: z.string().min(1).optional(),
+    /** A local chart archive or directory instead of the Helm repository; repository and version are then ignored. */
+    chart: z.string().min(1).optional(),
+    /** `github` (OAuth) everywhere; `dummy` (any name, no password) only in the dev stack. */
+    authenticator: z.enum(["github", "dummy"]).default("github"),
+    github: z
+      .object({
+        clientId: z.string().min(1),
+        /** Public URL of the hub's OAuth callback, e.g. https://hub.example.com/hub/oauth_callback. */
+        callbackUrl: z.string().url(),
+        allowedOrganizations: z.array(z.string().min(1)).default([]),
+        allowedUsers: z.array(z.string().min(1)).default([]),
+        adminUsers: z.array(z.string().min(1)).default([]),
+      })
+      .strict()
+      .optional(),
+    /** Seconds of inactivity after which a notebook server is stopped. */
+    idleTimeoutSeconds: z.number().int().min(300).default(3600),
+    /** Each user's home volume (a PVC per user), or `none` (home lives and dies with the pod; /mnt/shared stays). */
+    homeStorage: z
+      .union([z.literal("none"), z.object({ capacity: quantity.default("10Gi"), storageClass: z.string().min(1).optional() }).strict()])
+      .prefault({}),
+    cpuImage: image.optional(),
+    gpuImage: image.optional(),
+  })
+  .strict();
+
 const kubeflowSchema = z
   .object({
     trainingOperator: z
@@ -336,7 +360,7 @@ const kubeflowSchema = z
         source: z.string().min(1).optional(),
       })
       .strict()
-      .default({ enabled: true }),
+      .prefault({}),
     argo: z
       .object({
         enabled: z.boolean().default(true),
@@ -350,37 +374,8 @@ const kubeflowSchema = z
         installCrds: z.boolean().default(true),
       })
       .strict()
-      .default({ enabled: true, authMode: "client", installCrds: true }),
-    jupyterhub: z
-      .object({
-        enabled: z.boolean().default(true),
-        repository: z.string().min(1).optional(),
-        version: z.string().min(1).optional(),
-        /** A local chart archive or directory instead of the Helm repository; repository and version are then ignored. */
-        chart: z.string().min(1).optional(),
-        /** `github` (OAuth) everywhere; `dummy` (any name, no password) only in the dev stack. */
-        authenticator: z.enum(["github", "dummy"]).default("github"),
-        github: z
-          .object({
-            clientId: z.string().min(1),
-            /** Public URL of the hub's OAuth callback, e.g. https://hub.example.com/hub/oauth_callback. */
-            callbackUrl: z.string().url(),
-            allowedOrganizations: z.array(z.string().min(1)).default([]),
-            allowedUsers: z.array(z.string().min(1)).default([]),
-            adminUsers: z.array(z.string().min(1)).default([]),
-          })
-          .strict()
-          .optional(),
-        /** Seconds of inactivity after which a notebook server is stopped. */
-        idleTimeoutSeconds: z.number().int().min(300).default(3600),
-        /** Each user's home volume (a PVC per user), or `none` (home lives and dies with the pod; /mnt/shared stays). */
-        homeStorage: z
-          .union([z.literal("none"), z.object({ capacity: quantity.default("10Gi"), storageClass: z.string().min(1).optional() }).strict()])
-          .default({ capacity: "10Gi" }),
-        cpuImage: image.optional(),
-        gpuImage: image.optional(),
-      })
-      .strict()
+      .prefault({}),
+    jupyterhub: jupyterhubFields
       .superRefine((j, ctx) => {
         if (j.enabled && j.authenticator === "github") {
           if (!j.github) {
@@ -390,7 +385,10 @@ const kubeflowSchema = z
           }
         }
       })
-      .default({ enabled: true, authenticator: "github", idleTimeoutSeconds: 3600, homeStorage: { capacity: "10Gi" } }),
+      // Not prefault, which would run the allow-list rule above on a hub left out of the config
+      // and so refuse every config that does not mention it: such a hub gets its fields'
+      // defaults unchecked, as before (a default is not parsed).
+      .default(() => jupyterhubFields.parse({})),
     tensorboard: z
       .object({
         enabled: z.boolean().default(true),
@@ -399,7 +397,7 @@ const kubeflowSchema = z
         logDir: z.string().min(1).default("logs"),
       })
       .strict()
-      .default({ enabled: true, logDir: "logs" }),
+      .prefault({}),
   })
   .strict();
 
@@ -455,7 +453,7 @@ const servedModelSchema = z
       .regex(/^(\/mnt\/shared\/[^"\\\n]+|s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/[^"\\\n]*)?)$/, "must be a path under /mnt/shared/ or s3://bucket/prefix")
       .refine((p) => !p.split("/").includes(".."), "must not contain ..")
       .optional(),
-    /** latest:N | all | specific:V1,V2; default latest:1. */
+    /** latest:N | all | specific:V1,V2; default the server's (SERVING_DEFAULTS.versionPolicy). */
     versionPolicy: z
       .string()
       .regex(/^(latest(:[1-9][0-9]*)?|all|specific:[1-9][0-9]*(,[1-9][0-9]*)*)$/, "must be latest:N, all or specific:V1,V2,... (N, V ≥ 1)")
@@ -475,14 +473,14 @@ const servingSchema = z
     models: z.array(servedModelSchema).min(1).default(() => DEFAULT_SERVED_MODELS.map((m) => ({ ...m }))),
     /** Replaced by `models`; kept in the schema only to refuse it with the fix. */
     modelName: z.unknown().optional(),
-    minReplicas: z.number().int().min(1).default(1),
-    maxReplicas: z.number().int().min(1).default(3),
+    minReplicas: z.number().int().min(1).default(SERVING_DEFAULTS.minReplicas),
+    maxReplicas: z.number().int().min(1).default(SERVING_DEFAULTS.maxReplicas),
     /** GPUs per replica; needs GPU nodes. GPU servers scale on in-flight requests, not CPU. */
-    gpus: z.number().int().min(0).max(8).default(0),
-    /** CPU and memory each server requests; default 1 CPU and 1Gi. */
+    gpus: z.number().int().min(0).max(8).default(SERVING_DEFAULTS.gpus),
+    /** CPU and memory each server requests; default the server's (SERVING_DEFAULTS.resources.requests). */
     requests: requestsSchema.optional(),
     /** GPU servers: average in-flight requests per pod the autoscaler aims for (needs a custom-metrics adapter). */
-    targetInflightRequestsPerReplica: z.number().int().min(1).max(10_000).default(8),
+    targetInflightRequestsPerReplica: z.number().int().min(1).max(10_000).default(SERVING_DEFAULTS.targetInflightRequestsPerReplica),
     /** Server-side batching: largest batch and how long to wait filling it. */
     batching: z
       .object({ maxBatchSize: z.number().int().min(2).max(1024), timeoutMicros: z.number().int().min(0).max(1_000_000) })
@@ -515,9 +513,9 @@ const pipelineSchema = z
     schedule: z.string().regex(/^(\S+\s+){4}\S+$/, "must be a 5-field cron expression").optional(),
     /** Sweep trials running at once. */
     sweepParallelism: z.number().int().min(1).max(64).default(4),
-    /** CPU and memory each pipeline step requests (verify, evaluate, publish, smoke test); default 500m and 1Gi. */
+    /** CPU and memory each pipeline step requests (verify, evaluate, publish, smoke test); default STEP_REQUESTS (components/trainingPipeline.ts). */
     stepRequests: requestsSchema.optional(),
-    /** CPU and memory each training replica and sweep trial requests; default 1 CPU and 2Gi. */
+    /** CPU and memory each training replica and sweep trial requests; default TRAINING_REQUESTS (components/trainingOperator.ts). */
     trainingRequests: requestsSchema.optional(),
   })
   .strict();
@@ -582,7 +580,7 @@ const kueueSchema = z
     platformQuota: z
       .object({ gpu: count.default(0), cpu: cpuQuantity.or(z.literal("0")).default("0"), memory: quantity.or(z.literal("0")).default("0") })
       .strict()
-      .default({ gpu: 0, cpu: "0", memory: "0" }),
+      .prefault({}),
   })
   .strict();
 
@@ -665,43 +663,21 @@ const observabilitySchema = z
 /** Keys in the `mlplatform` namespace, their schema, and whether a stack must set them. */
 const keys = {
   cluster: clusterSchema,
-  devicePlugin: devicePluginSchema.default({ install: "auto" }),
-  burst: burstSchema.default({ enabled: false, subnetCidr: "10.239.0.0/16" }),
-  namespaces: namespacesSchema.default({ platform: "mlplatform", pipelines: "ml-pipelines", serving: "ml-serving", notebooks: "ml-notebooks" }),
-  kubernetes: kubernetesSchema.default({ skipAwait: false }),
-  objectStore: objectStoreSchema.default({
-    mode: "minio",
-    storageSize: "50Gi",
-    buckets: { data: "data", models: "models", logs: "logs" },
-    region: "us-east-1",
-  }),
-  kubeflow: kubeflowSchema.default({
-    trainingOperator: { enabled: true },
-    argo: { enabled: true, authMode: "client", installCrds: true },
-    jupyterhub: { enabled: true, authenticator: "github", idleTimeoutSeconds: 3600, homeStorage: { capacity: "10Gi" } },
-    tensorboard: { enabled: true, logDir: "logs" },
-  }),
-  ingress: ingressSchema.default({ controllerNamespace: "ingress-nginx" }),
-  trainerImage: trainerImageSchema.default({}),
-  serving: servingSchema.default(() => ({
-    enabled: true,
-    models: DEFAULT_SERVED_MODELS.map((m) => ({ ...m })),
-    minReplicas: 1,
-    maxReplicas: 3,
-    gpus: 0,
-    targetInflightRequestsPerReplica: 8,
-  })),
-  pipeline: pipelineSchema.default({ enabled: true, sweepParallelism: 4 }),
+  devicePlugin: devicePluginSchema.prefault({}),
+  burst: burstSchema.prefault({}),
+  namespaces: namespacesSchema.prefault({}),
+  kubernetes: kubernetesSchema.prefault({}),
+  objectStore: objectStoreSchema.prefault({}),
+  kubeflow: kubeflowSchema.prefault({}),
+  ingress: ingressSchema.prefault({}),
+  trainerImage: trainerImageSchema.prefault({}),
+  serving: servingSchema.prefault({}),
+  pipeline: pipelineSchema.prefault({}),
   observability: observabilitySchema.prefault({}),
   teams: teamsSchema.default([]),
-  kueue: kueueSchema.default({ cohort: "mlplatform", platformQuota: { gpu: 0, cpu: "0", memory: "0" } }),
-  gpuSharing: gpuSharingSchema.default({ strategy: "none", maxSharedClientsPerGpu: 4 }),
-  sharedStorage: sharedStorageSchema.default({
-    backend: "auto",
-    azureFilesSku: "Standard_LRS",
-    filestoreTier: "BASIC_HDD",
-    filestoreNetwork: "default",
-  }),
+  kueue: kueueSchema.prefault({}),
+  gpuSharing: gpuSharingSchema.prefault({}),
+  sharedStorage: sharedStorageSchema.prefault({}),
   /** Tags (Azure) / labels (GCP) put on every cloud resource. */
   tags: z.record(z.string().regex(/^[a-z][-_a-z0-9]{0,62}$/, "tag keys must be lowercase (GCP label rules)"), z.string().max(63)).default({}),
 } as const;

@@ -34,6 +34,9 @@ import { dnsLabel, type Placement } from "./cluster";
 import { OBJECT_STORE_SECRET, RESTRICTED_CONTAINER, restrictedPod } from "./objectStore";
 import { PLATFORM_LABELS, awaitAnnotations } from "./namespaces";
 import { SHARED_CLAIM, SHARED_MOUNT_PATH } from "./sharedStorage";
+import { SERVING_DEFAULTS } from "./servingDefaults";
+
+export { SERVING_DEFAULTS };
 
 /** gRPC port of `mlp serve` (TF Serving's `--port`). */
 export const GRPC_PORT = 8500;
@@ -48,30 +51,6 @@ export const MODEL_CONFIG_DIR = "/etc/mlp-serving";
 export const MODEL_CONFIG_FILE = `${MODEL_CONFIG_DIR}/models.config`;
 /** The per-pod metric GPU servers scale on (exported by `mlp serve`). */
 export const INFLIGHT_METRIC = "mlp_serving_inflight_requests";
-
-/** Defaults of {@link ModelServingArgs}, in one place for the docs and the tests. */
-export const SERVING_DEFAULTS = {
-  minReplicas: 1,
-  maxReplicas: 3,
-  targetCpuUtilizationPercent: 70,
-  /** GPU servers: average in-flight requests per pod the HPA aims for. */
-  targetInflightRequestsPerReplica: 8,
-  gpus: 0,
-  /** The service name when the models are given as a list. */
-  serviceName: "model-server",
-  resources: { requests: { cpu: "1", memory: "1Gi" }, limits: { memory: "2Gi" } },
-  /** `mlp serve --grpc_max_message_bytes` default. */
-  grpcMaxMessageBytes: 32 * 1024 * 1024,
-  /** `mlp serve --rest_api_max_body_bytes` default. */
-  restMaxBodyBytes: 64 * 1024 * 1024,
-  pollSeconds: 10,
-  /** `mlp serve --shutdown_grace_seconds` default. */
-  shutdownGraceSeconds: 20,
-  preStopSleepSeconds: 5,
-  startupTimeoutSeconds: 600,
-  /** `mlp serve`'s batching defaults (trainer/src/serve/batcher.ts DEFAULT_BATCHING). */
-  batching: { maxBatchSize: 32, batchTimeoutMicros: 2000, maxEnqueuedRequests: 1024 },
-} as const;
 
 /** Server-side batching (`mlp serve --enable_batching`). */
 export interface ServingBatching {
@@ -227,7 +206,7 @@ function resolveModel(where: string, m: ServedModel, legacy: boolean): ResolvedM
       `\`${key("basePath")}\` must be a path on the shared volume (under ${SHARED_MOUNT_PATH}/) or s3://bucket/prefix; got ${JSON.stringify(basePath)}`,
     );
   }
-  const versionPolicy = m.versionPolicy ?? "latest:1";
+  const versionPolicy = m.versionPolicy ?? SERVING_DEFAULTS.versionPolicy;
   if (!POLICY.test(versionPolicy)) {
     throw new Error(`\`${key("versionPolicy")}\` must be latest:N, all or specific:V1,V2,... (N, V ≥ 1); got ${JSON.stringify(versionPolicy)}`);
   }
