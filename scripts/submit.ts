@@ -470,11 +470,23 @@ interface NodeView {
 
 const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
+/**
+ * A node's name as shown: its display name, under its fan-out item when it has one, so the
+ * sweep's trials read `trial(0)/train(0)` and `trial(1)/train(0)` rather than twice `train(0)`.
+ */
+function nodeName(nodes: Record<string, any>, id: string): string {
+  const n = nodes[id];
+  const own = String(n?.displayName ?? n?.name ?? id);
+  const item = /^([\w-]+)\((\d+):/.exec(String(nodes[n?.boundaryID]?.displayName ?? ""));
+  return item ? `${item[1]}(${item[2]})/${own}` : own;
+}
+
 function nodesOf(wf: any): NodeView[] {
-  return Object.entries((wf?.status?.nodes ?? {}) as Record<string, any>)
+  const all = (wf?.status?.nodes ?? {}) as Record<string, any>;
+  return Object.entries(all)
     .map(([id, n]) => ({
       id,
-      name: String(n.displayName ?? n.name ?? id),
+      name: nodeName(all, id),
       type: String(n.type ?? ""),
       phase: String(n.phase ?? "Pending"),
       startedAt: n.startedAt ?? undefined,
@@ -494,11 +506,23 @@ function duration(from?: string, to?: string): string {
   return s >= 3600 ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m` : s >= 60 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s` : `${s}s`;
 }
 
-/** Output parameters of the run: the workflow's, then every node's (later nodes win). */
+/**
+ * Output parameters of the run: every node's (later nodes win), then the workflow's. A name
+ * that fanned-out nodes gave different values (each sweep trial's `result`) is left out: no
+ * one of them is the run's.
+ */
 export function outputParameters(wf: any): Map<string, string> {
   const out = new Map<string, string>();
+  const seen = new Map<string, Set<string>>();
   const nodes = Object.values((wf?.status?.nodes ?? {}) as Record<string, any>).sort((a, b) => cmp(String(a.finishedAt ?? ""), String(b.finishedAt ?? "")));
-  for (const n of nodes) for (const p of n?.outputs?.parameters ?? []) if (p?.value !== undefined) out.set(String(p.name), String(p.value));
+  for (const n of nodes) {
+    for (const p of n?.outputs?.parameters ?? []) {
+      if (p?.value === undefined) continue;
+      out.set(String(p.name), String(p.value));
+      seen.set(String(p.name), (seen.get(String(p.name)) ?? new Set()).add(String(p.value)));
+    }
+  }
+  for (const [name, values] of seen) if (values.size > 1) out.delete(name);
   for (const p of wf?.status?.outputs?.parameters ?? []) if (p?.value !== undefined) out.set(String(p.name), String(p.value));
   return out;
 }

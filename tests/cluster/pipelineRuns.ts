@@ -1,6 +1,6 @@
 /**
  * Pipeline runs on the deployed dev stack (the real node), shared by the cluster suite and by
- * `npx tsx tests/cluster/pipelineRuns.ts retrain|distributed` against a running
+ * `npx tsx tests/cluster/pipelineRuns.ts retrain|distributed|sweep` against a running
  * scripts/up-local.sh platform.
  */
 import { execFileSync } from "node:child_process";
@@ -88,6 +88,24 @@ export async function distributedRun(outputsFile: string): Promise<PipelineRun> 
   return submitRun(["pipeline", "--outputs-file", outputsFile, "--set", "workers=2", "--set", "steps=1000", "--timeout", String(30 * 60)]);
 }
 
+/**
+ * The hyperparameter sweep: a 2 × 1 × 1 grid (two learning rates), each trial a TFJob of its
+ * own, two at once (the dev stack's `sweepParallelism`); the best trial's version is published
+ * as `mnist`. Short trials: the point is the fan-out, the choice and the publish, not accuracy.
+ */
+export async function sweepRun(outputsFile: string): Promise<PipelineRun> {
+  return submitRun([
+    "sweep",
+    "--outputs-file", outputsFile,
+    "--set", "learning-rates=0.001,0.003",
+    "--set", "hidden-units=64",
+    "--set", "batch-sizes=64",
+    "--set", "steps=300",
+    "--set", "accuracy-gate=0.8",
+    "--timeout", String(30 * 60),
+  ]);
+}
+
 async function cli(): Promise<number> {
   const what = process.argv[2];
   const state = process.env.MLPLATFORM_LOCAL_DIR ?? path.join(process.env.HOME ?? "/root", ".cache", "mlplatform", "local");
@@ -103,7 +121,12 @@ async function cli(): Promise<number> {
     console.log(JSON.stringify({ code: r.code, seconds: r.seconds }));
     return r.code;
   }
-  console.error("usage: tsx tests/cluster/pipelineRuns.ts retrain|distributed");
+  if (what === "sweep") {
+    const r = await sweepRun(file);
+    console.log(JSON.stringify({ code: r.code, seconds: r.seconds }));
+    return r.code;
+  }
+  console.error("usage: tsx tests/cluster/pipelineRuns.ts retrain|distributed|sweep");
   return 2;
 }
 

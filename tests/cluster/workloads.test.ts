@@ -16,7 +16,7 @@ import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { DEV_NAMESPACES, destroy, diagnose, forward, pendingChanges, serviceIp, stackOutputs, installPrerequisites, missingForDevStack, prepareDevStack, removePrerequisites, up, workloads, type DevStack } from "./devStack";
 import { ROOT, missingForNode, podLog, readEnvFile, stopNode, until } from "./support";
-import { distributedRun, retrainRun } from "./pipelineRuns";
+import { distributedRun, retrainRun, sweepRun } from "./pipelineRuns";
 import { uploadMnist } from "../../scripts/dataset";
 import { run as submit } from "../../scripts/submit";
 import { main as mlp } from "../../trainer/src/cli";
@@ -171,6 +171,37 @@ describe.skipIf(missing.length > 0)("the dev stack on the real node", () => {
     const lossAt = (log: string, step: number) => new RegExp(`step ${step}/1000 \\(\\d+%\\)\\s+loss (\\S+)`).exec(log)?.[1];
     expect(lossAt(worker, 500)).toBeDefined();
     expect(lossAt(worker, 500)).toBe(lossAt(chief, 500));
+  });
+
+  it("hyperparameter sweep: two trials (one TFJob each) run two at once, the best is published as mnist and served; TensorBoard lists every trial", { timeout: 30 * 60_000 }, async () => {
+    if (!s || !outputsFile) throw new Error("no deployed stack or outputs (see the tests above)");
+    const r = await sweepRun(outputsFile);
+    console.log(`sweep (2 trials): submit → Succeeded in ${r.seconds.toFixed(0)} s`);
+    expect(r.code, r.lines.join("\n")).toBe(0);
+    const text = r.lines.join("\n");
+    for (const step of ["grid", "promote", "publish-best"]) expect(text).toMatch(new RegExp(`${step}(\\(\\d+\\))?\\s+Succeeded`));
+    // Each trial was a TFJob of its own.
+    const jobs = await s.kube.names("/apis/kubeflow.org/v1/namespaces/ml-pipelines/tfjobs");
+    expect(jobs.filter((n) => n.startsWith(`${r.workflow}-trial-`)).sort()).toEqual([`${r.workflow}-trial-0`, `${r.workflow}-trial-1`]);
+    const best = /best trial:\s+(\d+) \(learning rate (\S+),.*validation accuracy (\S+); TensorBoard run (\S+)/.exec(text);
+    expect(best, text).not.toBeNull();
+    expect(Number(best![3])).toBeGreaterThanOrEqual(0.8);
+    const version = Number(/published:\s+version (\d+)/.exec(text)?.[1]);
+    expect(version).toBeGreaterThan(0);
+    // The published version is the one served.
+    const rest = forward(stateDir, "serving-rest", await serviceIp(s.kube, "ml-serving", "model-server"), 8501);
+    await until(`mnist v${version} served`, 180_000, async () => {
+      const st = (await (await fetch(`http://127.0.0.1:${rest}/v1/models/mnist`)).json()) as { model_version_status?: { version: string; state: string }[] };
+      return st.model_version_status?.some((v) => Number(v.version) === version && v.state === "AVAILABLE") || undefined;
+    });
+    // TensorBoard shows the trials side by side, each under its own run.
+    const tb = forward(stateDir, "tensorboard", await serviceIp(s.kube, "mlplatform", "platform-tensorboard"), 80);
+    const runs = await until("TensorBoard lists both trials", 120_000, async () => {
+      const list = (await (await fetch(`http://127.0.0.1:${tb}/data/runs`)).json()) as string[];
+      return [0, 1].every((i) => list.includes(`${r.workflow}/trial-${i}/train`)) ? list : undefined;
+    });
+    console.log(`sweep: ${best![0]}; published version ${version}; TensorBoard runs ${JSON.stringify(runs.filter((x) => x.startsWith(r.workflow!)))}`);
+    expect(best![4]).toBe(`${r.workflow}/trial-${best![1]}`);
   });
 
   it("notebook spawn: log in to JupyterHub over HTTP, start a server; its pod runs restricted with the shared volume and the object store's credentials", { timeout: 10 * 60_000 }, async () => {

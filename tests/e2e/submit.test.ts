@@ -277,10 +277,18 @@ describe.skipIf(missing.length > 0)("scripts/submit.ts against a real kube-apise
             ],
           },
         }),
+        // Fanned-out trials: each step is named under its item; their per-trial `result` is no run output.
+        ...node("t0", "trial(0:{\"index\":0})", "Succeeded", { type: "DAG", startedAt: iso(2), finishedAt: iso(1) }),
+        ...node("t0-train", "train(0)", "Succeeded", { boundaryID: `${name}-t0`, startedAt: iso(2), finishedAt: iso(1), outputs: { parameters: [{ name: "result", value: '{"trial":0}' }] } }),
+        ...node("t1", "trial(1:{\"index\":1})", "Succeeded", { type: "DAG", startedAt: iso(2), finishedAt: iso(1) }),
+        ...node("t1-train", "train(0)", "Succeeded", { boundaryID: `${name}-t1`, startedAt: iso(2), finishedAt: iso(1), outputs: { parameters: [{ name: "result", value: '{"trial":1}' }] } }),
       },
       outputs: { parameters: [{ name: "note", value: "lr=0.001" }] },
     });
     expect(await p.exit, p.stderr()).toBe(0);
+    expect(p.stdout()).toMatch(/^\S+ +trial\(0\)\/train\(0\) +Succeeded/m);
+    expect(p.stdout()).toMatch(/^\S+ +trial\(1\)\/train\(0\) +Succeeded/m);
+    expect(p.stdout()).not.toMatch(/output: +result/);
     const lines = p.stdout().split("\n");
     const at = (re: RegExp) => lines.findIndex((l) => re.test(l));
     // In the order they happened.
