@@ -1,20 +1,84 @@
 #!/usr/bin/env bash
-# The platform on this machine with no cluster at hand: builds what is missing (cached in
-# ~/.cache/mlplatform), starts a real single-node Kubernetes in its own network namespace
-# (scripts/localcluster/up.sh --node real), deploys the dev stack onto it with the real Pulumi
-# engine (scripts/localcluster/deploy-dev.sh), and prints where JupyterHub, the Argo server,
-# TensorBoard and the model server answer on 127.0.0.1.
+# The platform on this machine, one command. Where it goes:
+#   - a kubeconfig with a current context (kind, minikube, a cloud cluster): the dev stack is
+#     deployed there with `pulumi up`, as `pulumi stack select --create dev && pulumi up` would;
+#   - no kubeconfig: it builds what is missing (cached in ~/.cache/mlplatform), starts a real
+#     single-node Kubernetes in its own network namespace (scripts/localcluster/up.sh --node
+#     real), deploys the dev stack onto it with the real Pulumi engine
+#     (scripts/localcluster/deploy-dev.sh), and prints where JupyterHub, the Argo server,
+#     TensorBoard, the model server and MinIO answer on 127.0.0.1.
 #
-# Usage: scripts/up-local.sh            (as root: containerd, network namespaces)
-#        scripts/down-local.sh          destroys the stack and stops the node
-# A cold first run builds the Pulumi engine, Kubernetes and the images from package
-# registries (about an hour on 2 cores); later runs take a few minutes.
-# With a cluster of your own in your kubeconfig, use `pulumi up` on the dev stack instead.
+# Usage: scripts/up-local.sh [--local | --context NAME] [--yes] [--dry-run]
+#   --local         the local node even when a kubeconfig context exists (needs root:
+#                   containerd, network namespaces)
+#   --context NAME  that kubeconfig context instead of the current one
+#   --yes           on a kubeconfig context, deploy without asking (pulumi up --yes)
+#   --dry-run       say where it would deploy and how, and stop
+#        scripts/down-local.sh          destroys the local stack and stops the node
+# A cold first run of the local node builds the Pulumi engine, Kubernetes and the images from
+# package registries (about an hour on 2 cores); later runs take a few minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { printf '\n== %s\n' "$*" >&2; }
-[[ $(id -u) == 0 ]] || { echo "up-local.sh: the local node needs root (containerd, network namespaces)" >&2; exit 1; }
+die() { echo "up-local.sh: $*" >&2; exit 2; }
+
+target='' context='' yes=0 dry=0
+while (($#)); do
+  case $1 in
+    --local) target=local ;;
+    --context) [[ $# -ge 2 && -n $2 ]] || die "--context needs a context name"; target=context context=$2; shift ;;
+    --yes) yes=1 ;;
+    --dry-run) dry=1 ;;
+    -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument $1 (see --help)" ;;
+  esac
+  shift
+done
+
+# The current context of the kubeconfig kubectl would use (the first file of $KUBECONFIG
+# that names one, else ~/.kube/config); empty when there is none.
+current_context() {
+  local f ctx
+  IFS=: read -ra files <<<"${KUBECONFIG:-$HOME/.kube/config}"
+  for f in "${files[@]}"; do
+    [[ -n $f && -r $f ]] || continue
+    ctx=$(sed -n 's/^current-context:[[:space:]]*//p' "$f" | tr -d "\"'" | head -n1)
+    [[ -n $ctx ]] && { printf '%s\n' "$ctx"; return 0; }
+  done
+  return 0
+}
+if [[ -z $target ]]; then
+  context=$(current_context)
+  if [[ -n $context ]]; then target=context; else target=local; fi
+fi
+
+if [[ $target == context ]]; then
+  stack_context=$(sed -n 's/^    context:[[:space:]]*//p' Pulumi.dev.yaml | head -n1)
+  echo "up-local.sh: deploying the dev stack to kubeconfig context \"$context\" (scripts/up-local.sh --local for a node on this machine instead)"
+  cmds=("pulumi stack select --create dev")
+  [[ $context != "$stack_context" ]] && cmds+=("pulumi config set --path mlplatform:cluster.context $context")
+  if ((yes)); then cmds+=("pulumi up --yes"); else cmds+=("pulumi up"); fi
+  if ((dry)); then printf '  %s\n' "${cmds[@]}"; exit 0; fi
+  log "npm packages"
+  npm ci --no-audit --no-fund
+  command -v pulumi >/dev/null || die "the Pulumi CLI is not on PATH (it deploys to your cluster; install it, or build ours: scripts/tools/build.sh pulumi pulumi-language-nodejs pulumi-resource-kubernetes and add ~/.cache/mlplatform/tools/bin to PATH)"
+  for c in "${cmds[@]}"; do
+    log "$c"
+    # shellcheck disable=SC2086
+    $c
+  done
+  echo
+  echo "The platform runs in context \"$context\". Its endpoints: pulumi stack output (cluster-internal names; kubectl port-forward to reach them from here)."
+  echo "The trainer image is not built for an existing cluster: build and push it, then set mlplatform:trainerImage.image (see Pulumi.dev.yaml)."
+  exit 0
+fi
+
+if ((dry)); then
+  echo "up-local.sh: no kubeconfig context; starting a local node (containerd, runc, kubelet) and deploying the dev stack onto it"
+  exit 0
+fi
+[[ $(id -u) == 0 ]] || { echo "up-local.sh: the local node needs root (containerd, network namespaces); with a cluster of your own, put it in your kubeconfig" >&2; exit 1; }
 
 log "npm packages"
 lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
