@@ -60,7 +60,12 @@ const aksCluster = z
     /** Resource group to create; default `<project>-<stack>`. */
     resourceGroupName: z.string().min(1).optional(),
     /** Kubernetes version; default the region's default. */
-    kubernetesVersion: z.string().regex(/^\d+\.\d+(\.\d+)?$/, "must look like 1.33 or 1.33.2").optional(),
+    kubernetesVersion: z
+      .string()
+      .regex(/^\d+\.\d+(\.\d+)?$/, "must look like 1.33 or 1.33.2")
+      // README "Prerequisites": the model server's preStop hook is a sleep action.
+      .refine((v) => !/^\d+\.\d+/.test(v) || Number(v.split(".")[0]) > 1 || Number(v.split(".")[1]) >= 30, "must be 1.30 or later (the model server's preStop sleep action)")
+      .optional(),
     /** Control-plane tier: `Standard` has an uptime SLA; `Free` is for experiments. */
     skuTier: z.enum(["Free", "Standard"]).default("Standard"),
     systemPool: z

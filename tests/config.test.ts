@@ -71,6 +71,7 @@ describe("config: each rule names the key, the value and what is allowed", () =>
     ["system minCount ≥ 1", { cluster: { ...aks, systemPool: { minCount: 0 } } }, /^mlplatform:cluster.systemPool.minCount must be ≥ 1; got 0$/],
     ["spot maxPrice", { cluster: { ...aks, gpuPool: { spot: { enabled: true, maxPrice: 0 } } } }, /^mlplatform:cluster.gpuPool.spot.maxPrice must be -1 \(on-demand cap\) or a positive price; got 0$/],
     ["kubernetesVersion", { cluster: { ...aks, kubernetesVersion: "latest" } }, /^mlplatform:cluster.kubernetesVersion must look like 1.33 or 1.33.2; got "latest"$/],
+    ["kubernetesVersion ≥ 1.30", { cluster: { ...aks, kubernetesVersion: "1.29.9" } }, /^mlplatform:cluster.kubernetesVersion must be 1.30 or later \(the model server's preStop sleep action\); got "1.29.9"$/],
     ["networkPolicy", { cluster: { ...aks, networkPolicy: "none" } }, /^mlplatform:cluster.networkPolicy must be one of "azure", "calico", "cilium"; got "none"$/],
     ["vnetCidr", { cluster: { ...aks, vnetCidr: "10.0.0.0/24" } }, /^mlplatform:cluster.vnetCidr must be an IPv4 CIDR of \/8 to \/16; got "10.0.0.0\/24"$/],
     ["acrSku", { cluster: { ...aks, acrSku: "Gold" } }, /^mlplatform:cluster.acrSku must be one of "Basic", "Standard", "Premium"; got "Gold"$/],
