@@ -216,7 +216,7 @@ export function sweepTemplate(ctx: PipelineContext, o: SweepOptions): Record<str
   // its chief leaves the trial's line on the shared volume for the report step.
   const resultOnShared = `${SHARED_MOUNT_PATH}/staging/{{workflow.name}}/trial-${I("index")}/result.json`;
   const job = trainingJob({ ...ctx, gpus: 0 }, [], `{{workflow.name}}-trial-${I("index")}`);
-  for (const spec of Object.values<any>(job.spec.tfReplicaSpecs)) {
+  for (const spec of Object.values(job.spec.tfReplicaSpecs)) {
     const c = spec.template.spec.containers[0];
     c.command = ["sh", "-c", trialScript()];
     delete c.args;

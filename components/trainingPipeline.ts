@@ -30,7 +30,7 @@ import { PLATFORM_LABELS } from "./namespaces";
 import { OBJECT_STORE_SECRET, RESTRICTED_CONTAINER, restrictedPod } from "./objectStore";
 import { SHARED_CLAIM, SHARED_MOUNT_PATH } from "./sharedStorage";
 import { tensorBoardDeploymentSpec, tensorBoardSelector, TENSORBOARD_PORT } from "./tensorBoard";
-import { TRAINING_REQUESTS, tfJobManifest, type ResourceRequests } from "./trainingOperator";
+import { TRAINING_REQUESTS, tfJobManifest, type ResourceRequests, type TfJob } from "./trainingOperator";
 
 /** Template names (the submit CLI, scripts/submit.ts, takes them from the same module). */
 export { PIPELINE_OUTPUTS, PIPELINE_TEMPLATES };
@@ -145,6 +145,8 @@ const OPTIONAL_REPLICAS = {
 
 /** Stand-ins for the replica counts while the manifest is an object. */
 const REPLICA_PLACEHOLDER = { Worker: "__WORKER_REPLICAS__", PS: "__PS_REPLICAS__" } as const;
+/** The Worker and PS replica counts of {@link trainingJob}'s TFJob. */
+type ReplicaPlaceholder = (typeof REPLICA_PLACEHOLDER)[keyof typeof REPLICA_PLACEHOLDER];
 
 /** Argo expression for a literal string: base64, so no quote, brace or `}}` reaches the expression. */
 const literalExpr = (text: string) => `sprig.b64dec('${Buffer.from(text, "utf8").toString("base64")}')`;
@@ -178,8 +180,8 @@ export function templateTextExpression(text: string): string {
  * is given is the trainer's business (trainer/src/train/tfconfig.ts); each command's --help
  * says what it supports.
  */
-export function trainingJob(ctx: PipelineContext, trainArgs: string[], name = `${WORKFLOW_NAME}-train`): Record<string, any> {
-  const job = tfJobManifest({
+export function trainingJob(ctx: PipelineContext, trainArgs: string[], name = `${WORKFLOW_NAME}-train`): TfJob<ReplicaPlaceholder> {
+  const job: TfJob<ReplicaPlaceholder> = tfJobManifest({
     name,
     namespace: ctx.namespace,
     image: ctx.image,
@@ -194,15 +196,15 @@ export function trainingJob(ctx: PipelineContext, trainArgs: string[], name = `$
   const psPod = ps.template.spec;
   delete psPod.nodeSelector;
   delete psPod.tolerations;
-  delete psPod.containers[0].resources.limits["nvidia.com/gpu"];
+  delete psPod.containers[0].resources!.limits!["nvidia.com/gpu"];
   job.spec.tfReplicaSpecs.Worker = { ...structuredClone(chief), replicas: REPLICA_PLACEHOLDER.Worker };
   job.spec.tfReplicaSpecs.PS = { ...ps, replicas: REPLICA_PLACEHOLDER.PS };
   return job;
 }
 
 /** The TFJob manifest text as Argo gets it: the Chief as JSON, Workers and PS behind Argo expressions ({@link OPTIONAL_REPLICAS}). */
-export function trainingJobManifestText(job: Record<string, any>): string {
-  const { Chief, ...optional } = job.spec.tfReplicaSpecs as Record<string, any>;
+export function trainingJobManifestText(job: TfJob<ReplicaPlaceholder>): string {
+  const { Chief, ...optional } = job.spec.tfReplicaSpecs;
   const marker = "__OPTIONAL_REPLICAS__";
   let text = JSON.stringify({ ...job, spec: { ...job.spec, tfReplicaSpecs: { Chief, [marker]: 0 } } });
   let tags = "";
