@@ -8,6 +8,7 @@
  */
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import type { IOutputs, IRetryStrategy, ITemplate, IWorkflowTemplate } from "@kubernetes-models/argo-workflows/argoproj.io/v1alpha1";
 import {
   evaluateArgs,
   MLP_PROGRAM,
@@ -68,15 +69,15 @@ export const runDirs = runDirsOf(SHARED_MOUNT_PATH, WORKFLOW_NAME);
 export const STEP_REQUESTS: ResourceRequests = { cpu: "500m", memory: "1Gi" };
 
 /** Retries with exponential back-off for steps that can fail transiently (S3, API server, scheduling). */
-const RETRY = { limit: "3", retryPolicy: "Always", backoff: { duration: "10s", factor: "2", maxDuration: "5m" } };
+const RETRY: IRetryStrategy = { limit: "3", retryPolicy: "Always", backoff: { duration: "10s", factor: "2", maxDuration: "5m" } };
 
 /** A container step running `mlp <args>` with the object-store credentials and the shared volume. */
 export function mlpStep(
   name: string,
   ctx: PipelineContext,
   args: string[],
-  extra: { outputs?: Record<string, unknown>; retry?: boolean; placement?: Placement; sharedVolume?: boolean } = {},
-): Record<string, unknown> {
+  extra: { outputs?: IOutputs; retry?: boolean; placement?: Placement; sharedVolume?: boolean } = {},
+): ITemplate {
   const shared = extra.sharedVolume ?? true;
   return {
     name,
@@ -97,7 +98,7 @@ export function mlpStep(
 }
 
 /** Resource steps that create (and, on exit, delete) the run's TensorBoard. */
-function tensorBoardSteps(ctx: PipelineContext): Record<string, unknown>[] {
+function tensorBoardSteps(ctx: PipelineContext): ITemplate[] {
   const app = `tb-${WORKFLOW_NAME}`;
   const spec = tensorBoardDeploymentSpec({ image: ctx.tensorboardImage, logDir: `logs/${WORKFLOW_NAME}`, app });
   const deployment = { apiVersion: "apps/v1", kind: "Deployment", metadata: { name: app, labels: { ...PLATFORM_LABELS } }, spec };
@@ -250,10 +251,10 @@ export function resolveReplicaCounts(manifest: string, counts: { workers: number
 }
 
 /** The training step: creates the TFJob and waits for its chief. */
-function trainStep(ctx: PipelineContext, trainArgs: string[]): Record<string, unknown> {
+function trainStep(ctx: PipelineContext, trainArgs: string[]): ITemplate {
   const step = tfJobStepTemplate("train", trainingJob(ctx, trainArgs));
-  const resource = step.resource as { manifest: string };
-  resource.manifest = trainingJobManifestText(JSON.parse(resource.manifest));
+  const resource = step.resource!;
+  resource.manifest = trainingJobManifestText(JSON.parse(resource.manifest!));
   return step;
 }
 
@@ -276,7 +277,7 @@ function pipelineTemplate(
     evaluateArgs: string[];
     smokeArgs: string[];
   },
-): Record<string, any> {
+): IWorkflowTemplate {
   return {
     apiVersion: "argoproj.io/v1alpha1",
     kind: "WorkflowTemplate",
@@ -356,7 +357,7 @@ function pipelineTemplate(
 }
 
 /** MNIST-style training (the distributed-MNIST walkthrough). */
-export function mnistPipelineTemplate(ctx: PipelineContext): Record<string, any> {
+export function mnistPipelineTemplate(ctx: PipelineContext): IWorkflowTemplate {
   const staged = stagedVersion(runDirs.staging, workflowParam("model-name"));
   return pipelineTemplate(ctx, {
     name: PIPELINE_TEMPLATES.mnist,
@@ -394,7 +395,7 @@ export function mnistPipelineTemplate(ctx: PipelineContext): Record<string, any>
 const BASE_MODELS_DIR = `${SHARED_MOUNT_PATH}/base-models`;
 
 /** Image retraining (the Inception retraining walkthrough). */
-export function retrainPipelineTemplate(ctx: PipelineContext): Record<string, any> {
+export function retrainPipelineTemplate(ctx: PipelineContext): IWorkflowTemplate {
   const staged = stagedVersion(runDirs.staging, workflowParam("model-name"));
   return pipelineTemplate(ctx, {
     name: PIPELINE_TEMPLATES.retrain,

@@ -322,8 +322,8 @@ describe("every pipeline step's command line passes the real mlp parser", () => 
     const r = await mlp(fetch.args);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toContain(`base model ${baseName} sha256:${sha} is already in`);
-    const dag = retrain.spec.templates.find((x: any) => x.name === "pipeline").dag.tasks;
-    expect(dag.find((x: any) => x.name === "train").dependencies).toEqual(["verify-data", "fetch-base"]);
+    const dag = retrain.spec.templates!.find((x) => x.name === "pipeline")!.dag!.tasks;
+    expect(dag.find((x) => x.name === "train")!.dependencies).toEqual(["verify-data", "fetch-base"]);
   });
 
   it("a bad argument is caught: the check is not a formality", async () => {
@@ -359,9 +359,9 @@ describe("every pipeline step's command line passes the real mlp parser", () => 
     expect(r.code, r.stderr).toBe(0);
     expect(fs.readdirSync(path.join(shared, "models", "mnist"))).toEqual(["1"]);
     // The output parameter the template declares is the file publish wrote.
-    const declared = t.spec.templates.find((x: any) => x.name === "publish").outputs.parameters[0];
+    const declared = t.spec.templates!.find((x) => x.name === "publish")!.outputs!.parameters![0];
     expect(declared.name).toBe(PIPELINE_OUTPUTS.published);
-    expect(JSON.parse(fs.readFileSync(onShared(fill(declared.valueFrom.path, { params })), "utf8"))).toEqual({ version: 1, uri: path.join(shared, "models", "mnist", "1") });
+    expect(JSON.parse(fs.readFileSync(onShared(fill(declared.valueFrom!.path!, { params })), "utf8"))).toEqual({ version: 1, uri: path.join(shared, "models", "mnist", "1") });
   });
 
   for (const burst of [false, true]) {
@@ -466,7 +466,7 @@ if (a[0] === "publish") fs.writeFileSync(f("result-file"), JSON.stringify({ vers
   });
 
   it("workers and parameter-servers size the TFJob: Chief 1, Workers n−1 with the chief's GPUs, PS on CPU", () => {
-    const train = mnistPipelineTemplate(ctx).spec.templates.find((x: any) => x.name === "train").resource.manifest;
+    const train = mnistPipelineTemplate(ctx).spec.templates!.find((x) => x.name === "train")!.resource!.manifest!;
     const job = resolveReplicaCounts(train, { workers: 4, parameterServers: 2 });
     const specs = job.spec.tfReplicaSpecs;
     expect(Object.fromEntries(Object.entries<any>(specs).map(([k, v]) => [k, v.replicas]))).toEqual({ Chief: 1, Worker: 3, PS: 2 });
