@@ -146,7 +146,7 @@ describe.skipIf(missing.length > 0)("our TFJob and Argo objects in a real kube-a
     }
     // A sweep trial's TFJob (its replicas run the trial script).
     const sweep = sweepTemplate(ctx, { parallelism: 2, modelsBucket: "models" });
-    const trial = sweep.spec.templates.find((x: any) => x.name === "trial-train").resource.manifest;
+    const trial = sweep.spec.templates!.find((x) => x.name === "trial-train")!.resource!.manifest!;
     const job = resolveReplicaCounts(trial, { workers: 2, parameterServers: 1 });
     const text = JSON.stringify(job).replaceAll("{{workflow.name}}", "sweep-1").replaceAll("{{inputs.parameters.index}}", "0").replace(/\{\{[^}]+\}\}/g, "x");
     const r = await kube.request("POST", tfJobPath, JSON.parse(text));
