@@ -7,8 +7,10 @@
  */
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import type { ITemplate, IWorkflow } from "@kubernetes-models/argo-workflows/argoproj.io/v1alpha1";
 import { OBJECT_STORE_SECRET } from "./objectStore";
 import { PLATFORM_LABELS, awaitAnnotations, podSecurityLabels } from "./namespaces";
+import type { TfJob } from "./trainingOperator";
 import { chartSource, charts } from "./versions";
 
 /** Namespace of the Argo controller and server. */
@@ -36,9 +38,10 @@ export const PIPELINE_RULES: k8s.types.input.rbac.v1.PolicyRule[] = [
 
 /**
  * An Argo template step that creates a TFJob and waits for it: succeeds when the chief
- * succeeded, fails when it failed (Argo evaluates these against the TFJob's status).
+ * succeeded, fails when it failed (Argo evaluates these against the TFJob's status). The
+ * TFJob's replica counts may still be placeholders (`trainingJob` in trainingPipeline.ts).
  */
-export function tfJobStepTemplate(name: string, tfJob: Record<string, unknown>): Record<string, unknown> {
+export function tfJobStepTemplate(name: string, tfJob: TfJob<number | string>): ITemplate {
   return {
     name,
     resource: {
@@ -57,8 +60,8 @@ export function trainingWorkflowManifest(o: {
   generateName: string;
   namespace: string;
   serviceAccountName: string;
-  tfJob: Record<string, unknown>;
-}): Record<string, any> {
+  tfJob: TfJob;
+}): IWorkflow {
   return {
     apiVersion: "argoproj.io/v1alpha1",
     kind: "Workflow",

@@ -13,6 +13,8 @@
  */
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import type { IRetryStrategy, ITemplate, IWorkflowTemplate } from "@kubernetes-models/argo-workflows/argoproj.io/v1alpha1";
+import type { IContainer } from "kubernetes-models/v1/Container";
 import type { Placement } from "./cluster";
 import { PLATFORM_LABELS } from "./namespaces";
 import { OBJECT_STORE_SECRET, RESTRICTED_CONTAINER, restrictedPod } from "./objectStore";
@@ -142,7 +144,7 @@ export function trialScript(): string {
 /** Where a trial's TensorBoard logs go when it runs on burst nodes (no shared volume there). */
 const BURST_LOG_ROOT = `${TRIAL_WORK}/logs`;
 
-export function sweepTemplate(ctx: PipelineContext, o: SweepOptions): Record<string, any> {
+export function sweepTemplate(ctx: PipelineContext, o: SweepOptions): IWorkflowTemplate {
   const P = (n: string) => `{{workflow.parameters.${n}}}`;
   const I = (n: string) => `{{inputs.parameters.${n}}}`;
   const sharedLogs = `${SHARED_MOUNT_PATH}/logs`;
@@ -151,7 +153,7 @@ export function sweepTemplate(ctx: PipelineContext, o: SweepOptions): Record<str
   // an artifact, which a step on a regular node unpacks into the same place.
   const burst = o.burst !== undefined;
   const env: { name: string; value: string }[] = [];
-  const container = (extra: Record<string, unknown>) => ({
+  const container = (extra: Partial<IContainer>): IContainer => ({
     name: "main",
     image: ctx.image,
     command: [MLP_PROGRAM],
@@ -166,9 +168,9 @@ export function sweepTemplate(ctx: PipelineContext, o: SweepOptions): Record<str
   const trialInputs = { parameters: [{ name: "index" }, { name: "lr" }, { name: "hu" }, { name: "bs" }] };
   const trialPass = (names: string[]) => names.map((n) => ({ name: n, value: I(n) }));
   const trialRunName_ = trialRunName("{{workflow.name}}", I("index"));
-  const retryStrategy = { limit: "2", retryPolicy: "OnError", backoff: { duration: "30s", factor: "2" } };
+  const retryStrategy: IRetryStrategy = { limit: "2", retryPolicy: "OnError", backoff: { duration: "30s", factor: "2" } };
   // Burst trials: one container on a virtual node; logs handed over as an artifact.
-  const burstTrial = [
+  const burstTrial: ITemplate[] = [
     {
       name: "trial",
       inputs: trialInputs,
@@ -216,13 +218,13 @@ export function sweepTemplate(ctx: PipelineContext, o: SweepOptions): Record<str
   // its chief leaves the trial's line on the shared volume for the report step.
   const resultOnShared = `${SHARED_MOUNT_PATH}/staging/{{workflow.name}}/trial-${I("index")}/result.json`;
   const job = trainingJob({ ...ctx, gpus: 0 }, [], `{{workflow.name}}-trial-${I("index")}`);
-  for (const spec of Object.values<any>(job.spec.tfReplicaSpecs)) {
+  for (const spec of Object.values(job.spec.tfReplicaSpecs)) {
     const c = spec.template.spec.containers[0];
     c.command = ["sh", "-c", trialScript()];
     delete c.args;
     c.env = trialEnv({ modelsBucket: o.modelsBucket, logRoot: sharedLogs, resultFile: resultOnShared });
   }
-  const clusterTrial = [
+  const clusterTrial: ITemplate[] = [
     {
       name: "trial",
       inputs: trialInputs,

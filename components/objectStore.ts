@@ -5,6 +5,8 @@
  */
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import type { IPodSecurityContext } from "kubernetes-models/v1/PodSecurityContext";
+import type { ISecurityContext } from "kubernetes-models/v1/SecurityContext";
 import type { ObjectStoreConfig } from "../config";
 import { GeneratedSecret } from "./generatedSecret";
 import { PLATFORM_LABELS, awaitAnnotations } from "./namespaces";
@@ -16,8 +18,11 @@ export const OBJECT_STORE_SECRET = "mlplatform-object-store";
 export const MINIO_SERVICE = "minio";
 export const MINIO_PORT = 9000;
 
-/** Restricted-profile security settings shared by our containers. */
-export const RESTRICTED_CONTAINER: k8s.types.input.core.v1.SecurityContext = {
+/**
+ * Restricted-profile security settings shared by our containers. Plain values (not Pulumi
+ * inputs), so they also go into manifests we build as plain objects (Argo templates, TFJobs).
+ */
+export const RESTRICTED_CONTAINER: ISecurityContext = {
   allowPrivilegeEscalation: false,
   readOnlyRootFilesystem: true,
   runAsNonRoot: true,
@@ -25,7 +30,7 @@ export const RESTRICTED_CONTAINER: k8s.types.input.core.v1.SecurityContext = {
 };
 
 /** Restricted-profile pod settings: a fixed non-root user, RuntimeDefault seccomp. */
-export function restrictedPod(uid: number): k8s.types.input.core.v1.PodSecurityContext {
+export function restrictedPod(uid: number): IPodSecurityContext {
   return { runAsNonRoot: true, runAsUser: uid, runAsGroup: uid, fsGroup: uid, seccompProfile: { type: "RuntimeDefault" } };
 }
 

@@ -5,6 +5,8 @@
  */
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import type { IPodSpec } from "kubernetes-models/v1/PodSpec";
+import type { IPodTemplateSpec } from "kubernetes-models/v1/PodTemplateSpec";
 import type { Placement } from "./cluster";
 import { OBJECT_STORE_SECRET, RESTRICTED_CONTAINER, restrictedPod } from "./objectStore";
 import { PLATFORM_LABELS } from "./namespaces";
@@ -48,14 +50,48 @@ export interface ResourceRequests {
 /** What a training replica requests unless told otherwise. */
 export const TRAINING_REQUESTS: ResourceRequests = { cpu: "1", memory: "2Gi" };
 
+/** kubernetes-models' ObjectMeta (declared in @kubernetes-models/apimachinery, not one of our dependencies). */
+type ObjectMeta = NonNullable<IPodTemplateSpec["metadata"]>;
+
+/**
+ * One replica type of a TFJob (kubeflow.org/v1 ReplicaSpec), the fields we write. No typed
+ * model of the Training Operator's CRDs is installed; the pod template is Kubernetes' own.
+ * `Replicas` is the type of the count: a number, but a string placeholder in the pipelines'
+ * Worker and PS specs until their manifest text turns it into an Argo expression
+ * (`trainingJob` and `trainingJobManifestText` in trainingPipeline.ts).
+ */
+export type TfReplicaSpec<Replicas = number> = {
+  replicas: Replicas;
+  restartPolicy: "Always" | "OnFailure" | "Never" | "ExitCode";
+  /** The replica's pods; `spec` is always set (the operator runs its container named "tensorflow"). */
+  template: { metadata?: ObjectMeta; spec: IPodSpec };
+};
+
+/**
+ * A TFJob (kubeflow.org/v1) as we write it: labelled, a Chief always, Workers and parameter
+ * servers (PS) when the run asks for them, their counts of type `Replicas` ({@link TfReplicaSpec}).
+ * Object types rather than interfaces, so a TfJob also passes where any object's fields are
+ * taken (`Record<string, unknown>`).
+ */
+export type TfJob<Replicas = number> = {
+  apiVersion: "kubeflow.org/v1";
+  kind: "TFJob";
+  metadata: ObjectMeta & { labels: { [key: string]: string } };
+  spec: {
+    runPolicy: { cleanPodPolicy: "None" | "Running" | "All"; backoffLimit: number };
+    tfReplicaSpecs: { Chief: TfReplicaSpec; Worker?: TfReplicaSpec<Replicas>; PS?: TfReplicaSpec<Replicas> };
+  };
+};
+
 /**
  * A TFJob with one chief. The pipelines add Worker and PS replica specs to it
  * (`trainingJob` in trainingPipeline.ts); the trainer trains across whatever replicas the
  * operator's TF_CONFIG lists (all-reduce, or parameter servers when PS replicas exist). The
  * chief reads data and credentials from the object store and writes logs, checkpoints and
- * exports on the shared volume.
+ * exports on the shared volume. No Worker or PS specs, hence `TfJob<never>`: it is a TfJob of
+ * any replica-count type.
  */
-export function tfJobManifest(o: TfJobOptions): Record<string, any> {
+export function tfJobManifest(o: TfJobOptions): TfJob<never> {
   if (o.gpus > 0 && !o.gpu) throw new Error(`TFJob ${o.name}: ${o.gpus} GPUs asked for but the cluster has no GPU placement`);
   const gpu = o.gpus > 0 ? o.gpu : undefined;
   return {

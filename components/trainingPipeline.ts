@@ -8,6 +8,7 @@
  */
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import type { IOutputs, IRetryStrategy, ITemplate, IWorkflowTemplate } from "@kubernetes-models/argo-workflows/argoproj.io/v1alpha1";
 import {
   evaluateArgs,
   MLP_PROGRAM,
@@ -30,7 +31,7 @@ import { PLATFORM_LABELS } from "./namespaces";
 import { OBJECT_STORE_SECRET, RESTRICTED_CONTAINER, restrictedPod } from "./objectStore";
 import { SHARED_CLAIM, SHARED_MOUNT_PATH } from "./sharedStorage";
 import { tensorBoardDeploymentSpec, tensorBoardSelector, TENSORBOARD_PORT } from "./tensorBoard";
-import { TRAINING_REQUESTS, tfJobManifest, type ResourceRequests } from "./trainingOperator";
+import { TRAINING_REQUESTS, tfJobManifest, type ResourceRequests, type TfJob } from "./trainingOperator";
 
 /** Template names (the submit CLI, scripts/submit.ts, takes them from the same module). */
 export { PIPELINE_OUTPUTS, PIPELINE_TEMPLATES };
@@ -68,15 +69,15 @@ export const runDirs = runDirsOf(SHARED_MOUNT_PATH, WORKFLOW_NAME);
 export const STEP_REQUESTS: ResourceRequests = { cpu: "500m", memory: "1Gi" };
 
 /** Retries with exponential back-off for steps that can fail transiently (S3, API server, scheduling). */
-const RETRY = { limit: "3", retryPolicy: "Always", backoff: { duration: "10s", factor: "2", maxDuration: "5m" } };
+const RETRY: IRetryStrategy = { limit: "3", retryPolicy: "Always", backoff: { duration: "10s", factor: "2", maxDuration: "5m" } };
 
 /** A container step running `mlp <args>` with the object-store credentials and the shared volume. */
 export function mlpStep(
   name: string,
   ctx: PipelineContext,
   args: string[],
-  extra: { outputs?: Record<string, unknown>; retry?: boolean; placement?: Placement; sharedVolume?: boolean } = {},
-): Record<string, unknown> {
+  extra: { outputs?: IOutputs; retry?: boolean; placement?: Placement; sharedVolume?: boolean } = {},
+): ITemplate {
   const shared = extra.sharedVolume ?? true;
   return {
     name,
@@ -97,7 +98,7 @@ export function mlpStep(
 }
 
 /** Resource steps that create (and, on exit, delete) the run's TensorBoard. */
-function tensorBoardSteps(ctx: PipelineContext): Record<string, unknown>[] {
+function tensorBoardSteps(ctx: PipelineContext): ITemplate[] {
   const app = `tb-${WORKFLOW_NAME}`;
   const spec = tensorBoardDeploymentSpec({ image: ctx.tensorboardImage, logDir: `logs/${WORKFLOW_NAME}`, app });
   const deployment = { apiVersion: "apps/v1", kind: "Deployment", metadata: { name: app, labels: { ...PLATFORM_LABELS } }, spec };
@@ -145,6 +146,8 @@ const OPTIONAL_REPLICAS = {
 
 /** Stand-ins for the replica counts while the manifest is an object. */
 const REPLICA_PLACEHOLDER = { Worker: "__WORKER_REPLICAS__", PS: "__PS_REPLICAS__" } as const;
+/** The Worker and PS replica counts of {@link trainingJob}'s TFJob. */
+type ReplicaPlaceholder = (typeof REPLICA_PLACEHOLDER)[keyof typeof REPLICA_PLACEHOLDER];
 
 /** Argo expression for a literal string: base64, so no quote, brace or `}}` reaches the expression. */
 const literalExpr = (text: string) => `sprig.b64dec('${Buffer.from(text, "utf8").toString("base64")}')`;
@@ -178,8 +181,8 @@ export function templateTextExpression(text: string): string {
  * is given is the trainer's business (trainer/src/train/tfconfig.ts); each command's --help
  * says what it supports.
  */
-export function trainingJob(ctx: PipelineContext, trainArgs: string[], name = `${WORKFLOW_NAME}-train`): Record<string, any> {
-  const job = tfJobManifest({
+export function trainingJob(ctx: PipelineContext, trainArgs: string[], name = `${WORKFLOW_NAME}-train`): TfJob<ReplicaPlaceholder> {
+  const job: TfJob<ReplicaPlaceholder> = tfJobManifest({
     name,
     namespace: ctx.namespace,
     image: ctx.image,
@@ -194,15 +197,15 @@ export function trainingJob(ctx: PipelineContext, trainArgs: string[], name = `$
   const psPod = ps.template.spec;
   delete psPod.nodeSelector;
   delete psPod.tolerations;
-  delete psPod.containers[0].resources.limits["nvidia.com/gpu"];
+  delete psPod.containers[0].resources!.limits!["nvidia.com/gpu"];
   job.spec.tfReplicaSpecs.Worker = { ...structuredClone(chief), replicas: REPLICA_PLACEHOLDER.Worker };
   job.spec.tfReplicaSpecs.PS = { ...ps, replicas: REPLICA_PLACEHOLDER.PS };
   return job;
 }
 
 /** The TFJob manifest text as Argo gets it: the Chief as JSON, Workers and PS behind Argo expressions ({@link OPTIONAL_REPLICAS}). */
-export function trainingJobManifestText(job: Record<string, any>): string {
-  const { Chief, ...optional } = job.spec.tfReplicaSpecs as Record<string, any>;
+export function trainingJobManifestText(job: TfJob<ReplicaPlaceholder>): string {
+  const { Chief, ...optional } = job.spec.tfReplicaSpecs;
   const marker = "__OPTIONAL_REPLICAS__";
   let text = JSON.stringify({ ...job, spec: { ...job.spec, tfReplicaSpecs: { Chief, [marker]: 0 } } });
   let tags = "";
@@ -248,10 +251,10 @@ export function resolveReplicaCounts(manifest: string, counts: { workers: number
 }
 
 /** The training step: creates the TFJob and waits for its chief. */
-function trainStep(ctx: PipelineContext, trainArgs: string[]): Record<string, unknown> {
+function trainStep(ctx: PipelineContext, trainArgs: string[]): ITemplate {
   const step = tfJobStepTemplate("train", trainingJob(ctx, trainArgs));
-  const resource = step.resource as { manifest: string };
-  resource.manifest = trainingJobManifestText(JSON.parse(resource.manifest));
+  const resource = step.resource!;
+  resource.manifest = trainingJobManifestText(JSON.parse(resource.manifest!));
   return step;
 }
 
@@ -274,7 +277,7 @@ function pipelineTemplate(
     evaluateArgs: string[];
     smokeArgs: string[];
   },
-): Record<string, any> {
+): IWorkflowTemplate {
   return {
     apiVersion: "argoproj.io/v1alpha1",
     kind: "WorkflowTemplate",
@@ -354,7 +357,7 @@ function pipelineTemplate(
 }
 
 /** MNIST-style training (the distributed-MNIST walkthrough). */
-export function mnistPipelineTemplate(ctx: PipelineContext): Record<string, any> {
+export function mnistPipelineTemplate(ctx: PipelineContext): IWorkflowTemplate {
   const staged = stagedVersion(runDirs.staging, workflowParam("model-name"));
   return pipelineTemplate(ctx, {
     name: PIPELINE_TEMPLATES.mnist,
@@ -392,7 +395,7 @@ export function mnistPipelineTemplate(ctx: PipelineContext): Record<string, any>
 const BASE_MODELS_DIR = `${SHARED_MOUNT_PATH}/base-models`;
 
 /** Image retraining (the Inception retraining walkthrough). */
-export function retrainPipelineTemplate(ctx: PipelineContext): Record<string, any> {
+export function retrainPipelineTemplate(ctx: PipelineContext): IWorkflowTemplate {
   const staged = stagedVersion(runDirs.staging, workflowParam("model-name"));
   return pipelineTemplate(ctx, {
     name: PIPELINE_TEMPLATES.retrain,

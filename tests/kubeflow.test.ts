@@ -155,7 +155,7 @@ describe("our TFJob and Workflow against the upstream schemas", () => {
     const tpl = tfJob.spec.tfReplicaSpecs.Chief.template;
     await validateObject({ apiVersion: "v1", kind: "PodTemplate", metadata: { name: "chief" }, template: tpl });
     expect(tpl.spec.containers[0].name).toBe("tensorflow");
-    expect(tpl.spec.securityContext.runAsNonRoot).toBe(true);
+    expect(tpl.spec.securityContext?.runAsNonRoot).toBe(true);
     expect(() => tfJobManifest({ name: "x", namespace: "n", image: "i:1", args: [], gpus: 1 })).toThrow(/1 GPUs asked for but the cluster has no GPU placement/);
   });
 });

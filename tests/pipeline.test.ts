@@ -322,8 +322,8 @@ describe("every pipeline step's command line passes the real mlp parser", () => 
     const r = await mlp(fetch.args);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toContain(`base model ${baseName} sha256:${sha} is already in`);
-    const dag = retrain.spec.templates.find((x: any) => x.name === "pipeline").dag.tasks;
-    expect(dag.find((x: any) => x.name === "train").dependencies).toEqual(["verify-data", "fetch-base"]);
+    const dag = retrain.spec.templates!.find((x) => x.name === "pipeline")!.dag!.tasks;
+    expect(dag.find((x) => x.name === "train")!.dependencies).toEqual(["verify-data", "fetch-base"]);
   });
 
   it("a bad argument is caught: the check is not a formality", async () => {
@@ -359,9 +359,9 @@ describe("every pipeline step's command line passes the real mlp parser", () => 
     expect(r.code, r.stderr).toBe(0);
     expect(fs.readdirSync(path.join(shared, "models", "mnist"))).toEqual(["1"]);
     // The output parameter the template declares is the file publish wrote.
-    const declared = t.spec.templates.find((x: any) => x.name === "publish").outputs.parameters[0];
+    const declared = t.spec.templates!.find((x) => x.name === "publish")!.outputs!.parameters![0];
     expect(declared.name).toBe(PIPELINE_OUTPUTS.published);
-    expect(JSON.parse(fs.readFileSync(onShared(fill(declared.valueFrom.path, { params })), "utf8"))).toEqual({ version: 1, uri: path.join(shared, "models", "mnist", "1") });
+    expect(JSON.parse(fs.readFileSync(onShared(fill(declared.valueFrom!.path!, { params })), "utf8"))).toEqual({ version: 1, uri: path.join(shared, "models", "mnist", "1") });
   });
 
   for (const burst of [false, true]) {
@@ -373,12 +373,12 @@ describe("every pipeline step's command line passes the real mlp parser", () => 
       // Where the script and its environment are: the burst trial's container, or every replica of the trial's TFJob.
       let container: any;
       if (burst) {
-        container = t.spec.templates.find((x: any) => x.name === "trial-run").container;
-        expect(t.spec.arguments.parameters.map((p: any) => p.name)).not.toContain("workers");
+        container = t.spec.templates!.find((x) => x.name === "trial-run")!.container;
+        expect(t.spec.arguments!.parameters!.map((p) => p.name)).not.toContain("workers");
       } else {
-        const step = t.spec.templates.find((x: any) => x.name === "trial-train");
-        expect(step.resource.successCondition).toBe("status.replicaStatuses.Chief.succeeded > 0");
-        const counted = resolveReplicaCounts(step.resource.manifest, { workers: 3, parameterServers: 1 });
+        const step = t.spec.templates!.find((x) => x.name === "trial-train")!;
+        expect(step.resource!.successCondition).toBe("status.replicaStatuses.Chief.succeeded > 0");
+        const counted = resolveReplicaCounts(step.resource!.manifest!, { workers: 3, parameterServers: 1 });
         const job = JSON.parse(fill(JSON.stringify(counted), { params, inputs }));
         expect(job.metadata.name).toBe("wf-test-trial-3");
         const specs = job.spec.tfReplicaSpecs;
@@ -430,17 +430,17 @@ if (a[0] === "publish") fs.writeFileSync(f("result-file"), JSON.stringify({ vers
       const trialRun = trialRunName(RUN, "3");
       expect(logdir).toBe(burst ? "/tmp/logs/wf-test/trial-3" : path.join(shared, "logs", trialRun));
       if (burst) {
-        const runT = t.spec.templates.find((x: any) => x.name === "trial-run");
-        expect(runT.outputs.artifacts).toEqual([{ name: "logs", path: "/tmp/logs" }]);
-        expect(runT.outputs.parameters[0].valueFrom.path).toBe(fill(container.env.find((e: any) => e.name === "RESULT").value, { params, inputs }));
-        const save = t.spec.templates.find((x: any) => x.name === "save-logs");
-        expect(onShared(fill(save.inputs.artifacts[0].path, { params, inputs }))).toBe(path.join(shared, "logs", trialRun));
-        expect(save.container.volumeMounts).toContainEqual({ name: "shared", mountPath: SHARED_MOUNT_PATH });
+        const runT = t.spec.templates!.find((x) => x.name === "trial-run")!;
+        expect(runT.outputs!.artifacts).toEqual([{ name: "logs", path: "/tmp/logs" }]);
+        expect(runT.outputs!.parameters![0].valueFrom!.path).toBe(fill(container.env.find((e: any) => e.name === "RESULT").value, { params, inputs }));
+        const save = t.spec.templates!.find((x) => x.name === "save-logs")!;
+        expect(onShared(fill(save.inputs!.artifacts![0].path!, { params, inputs }))).toBe(path.join(shared, "logs", trialRun));
+        expect(save.container!.volumeMounts).toContainEqual({ name: "shared", mountPath: SHARED_MOUNT_PATH });
       } else {
         // The report step reads the file the chief wrote, on the shared volume.
-        const report = t.spec.templates.find((x: any) => x.name === "trial-report");
-        expect(onShared(fill(report.outputs.parameters[0].valueFrom.path, { params, inputs }))).toBe(trialEnv.RESULT);
-        expect(report.container.volumeMounts).toContainEqual({ name: "shared", mountPath: SHARED_MOUNT_PATH });
+        const report = t.spec.templates!.find((x) => x.name === "trial-report")!;
+        expect(onShared(fill(report.outputs!.parameters![0].valueFrom!.path!, { params, inputs }))).toBe(trialEnv.RESULT);
+        expect(report.container!.volumeMounts).toContainEqual({ name: "shared", mountPath: SHARED_MOUNT_PATH });
       }
       // The promote step's input: one JSON line per trial, as the output contract says.
       const result = JSON.parse(fs.readFileSync(trialEnv.RESULT!, "utf8"));
@@ -449,13 +449,13 @@ if (a[0] === "publish") fs.writeFileSync(f("result-file"), JSON.stringify({ vers
       for (const a of argvs) await expectParsed({ where: `sweep trial ${a[0]}`, args: a.map((x) => x.replace(work, path.join(tmp, "w"))) });
 
       // publish-best takes the promoted trial's model from s3:// (it used to be refused).
-      const best = t.spec.templates.find((x: any) => x.name === "publish-best");
-      const args = best.container.args.map((a: string) => fill(a, { params, inputs: { [PIPELINE_OUTPUTS.best]: JSON.stringify(result) } }));
+      const best = t.spec.templates!.find((x) => x.name === "publish-best")!;
+      const args = best.container!.args!.map((a: string) => fill(a, { params, inputs: { [PIPELINE_OUTPUTS.best]: JSON.stringify(result) } }));
       expect(args.slice(0, 3)).toEqual(["publish", "--from", "s3://models/sweeps/wf-test/trial-3/mnist/1"]);
       const pub = await mlp(args);
       expect(pub.code, pub.stderr).toBe(1);
       expect(pub.stderr).toMatch(/s3:\/\/models\/sweeps\/wf-test\/trial-3\/mnist\/1.*cannot reach S3 at http:\/\/127\.0\.0\.1/);
-      expect(best.outputs.parameters).toEqual([{ name: PIPELINE_OUTPUTS.published, valueFrom: { path: args[args.indexOf("--result-file") + 1] } }]);
+      expect(best.outputs!.parameters).toEqual([{ name: PIPELINE_OUTPUTS.published, valueFrom: { path: args[args.indexOf("--result-file") + 1] } }]);
     });
   }
 
@@ -466,7 +466,7 @@ if (a[0] === "publish") fs.writeFileSync(f("result-file"), JSON.stringify({ vers
   });
 
   it("workers and parameter-servers size the TFJob: Chief 1, Workers n−1 with the chief's GPUs, PS on CPU", () => {
-    const train = mnistPipelineTemplate(ctx).spec.templates.find((x: any) => x.name === "train").resource.manifest;
+    const train = mnistPipelineTemplate(ctx).spec.templates!.find((x) => x.name === "train")!.resource!.manifest!;
     const job = resolveReplicaCounts(train, { workers: 4, parameterServers: 2 });
     const specs = job.spec.tfReplicaSpecs;
     expect(Object.fromEntries(Object.entries<any>(specs).map(([k, v]) => [k, v.replicas]))).toEqual({ Chief: 1, Worker: 3, PS: 2 });

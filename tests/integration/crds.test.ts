@@ -128,7 +128,7 @@ describe.skipIf(missing.length > 0)("our TFJob and Argo objects in a real kube-a
       [mnistPipelineTemplate(ctx), { workers: 4, parameterServers: 2 }],
       [retrainPipelineTemplate(ctx), { workers: 2, parameterServers: 1 }],
     ] as const) {
-      const manifest = template.spec.templates.find((x: any) => x.name === "train").resource.manifest;
+      const manifest = template.spec.templates!.find((x) => x.name === "train")!.resource!.manifest!;
       // Replica counts as Argo resolves them; then the run's name everywhere (also inside the Worker and PS specs).
       const run = `run-${counts.workers}-${counts.parameterServers}`;
       const job = JSON.parse(JSON.stringify(resolveReplicaCounts(manifest, counts)).replaceAll("{{workflow.name}}", run));
@@ -146,7 +146,7 @@ describe.skipIf(missing.length > 0)("our TFJob and Argo objects in a real kube-a
     }
     // A sweep trial's TFJob (its replicas run the trial script).
     const sweep = sweepTemplate(ctx, { parallelism: 2, modelsBucket: "models" });
-    const trial = sweep.spec.templates.find((x: any) => x.name === "trial-train").resource.manifest;
+    const trial = sweep.spec.templates!.find((x) => x.name === "trial-train")!.resource!.manifest!;
     const job = resolveReplicaCounts(trial, { workers: 2, parameterServers: 1 });
     const text = JSON.stringify(job).replaceAll("{{workflow.name}}", "sweep-1").replaceAll("{{inputs.parameters.index}}", "0").replace(/\{\{[^}]+\}\}/g, "x");
     const r = await kube.request("POST", tfJobPath, JSON.parse(text));
@@ -173,13 +173,14 @@ describe.skipIf(missing.length > 0)("our TFJob and Argo objects in a real kube-a
 
   it("rejects a malformed WorkflowTemplate: the real schema checks the templates", async () => {
     const t = mnistPipelineTemplate(ctx);
-    const bad = structuredClone(t);
+    // Made invalid on purpose, so no longer typed as a WorkflowTemplate.
+    const bad: Record<string, any> = structuredClone(t);
     bad.metadata.name = "bad-pipeline";
     bad.spec.templates.find((x: any) => x.name === "pipeline").dag.tasks[0].dependencies = "verify-data";
     const r = await kube.request("POST", argoPath("workflowtemplates"), bad);
     expect(r.status).toBe(422);
     expect(JSON.stringify(r.body)).toMatch(/dependencies/);
-    const unknownField = structuredClone(t);
+    const unknownField: Record<string, any> = structuredClone(t);
     unknownField.metadata.name = "bad-pipeline-2";
     unknownField.spec.templates.find((x: any) => x.name === "evaluate").container.argz = ["x"];
     const strict = await kube.request("POST", `${argoPath("workflowtemplates")}?fieldValidation=Strict`, unknownField);
@@ -201,7 +202,7 @@ describe.skipIf(missing.length > 0)("our TFJob and Argo objects in a real kube-a
     /** A pod shaped like the one Argo makes for the evaluate step: init + wait from argoexec, main from our template. */
     function workflowPod(name: string, executorSecurityContext: Record<string, unknown> | undefined) {
       const t = mnistPipelineTemplate(ctx);
-      const step = t.spec.templates.find((x: any) => x.name === "evaluate");
+      const step = t.spec.templates!.find((x) => x.name === "evaluate")!;
       const argoexec = (n: string) => ({
         name: n,
         image: "quay.io/argoproj/argoexec:v4.0.5",
