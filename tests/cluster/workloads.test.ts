@@ -167,10 +167,15 @@ describe.skipIf(missing.length > 0)("the dev stack on the real node", () => {
     const worker = await podLog(s.kube, "ml-pipelines", `${r.workflow}-train-worker-0`);
     expect(chief).toContain("2 training replica(s), 0 PS: all-reduce");
     expect(chief).toContain("all-reduce: 2 replicas joined at step 0");
-    // Identical updates on both replicas: the same loss at the same step.
-    const lossAt = (log: string, step: number) => new RegExp(`step ${step}/1000 \\(\\d+%\\)\\s+loss (\\S+)`).exec(log)?.[1];
-    expect(lossAt(worker, 500)).toBeDefined();
-    expect(lossAt(worker, 500)).toBe(lossAt(chief, 500));
+    // Identical updates on both replicas: the same loss at every step both logged. A replica
+    // logs every 50 steps or every 10 s, whichever comes first, so on a busy machine the two
+    // log different steps; the last one (1000) they always both log.
+    const losses = (log: string) => new Map([...log.matchAll(/step (\d+)\/1000 \(\d+%\)\s+loss (\S+)/g)].map((m) => [Number(m[1]), m[2]!]));
+    const [c, w] = [losses(chief), losses(worker)];
+    const common = [...c.keys()].filter((step) => w.has(step));
+    console.log(`distributed MNIST: steps logged by both replicas: ${common.join(", ")}`);
+    expect(common).toContain(1000);
+    for (const step of common) expect(w.get(step), `loss at step ${step}`).toBe(c.get(step));
   });
 
   it("hyperparameter sweep: two trials (one TFJob each) run two at once, the best is published as mnist and served; TensorBoard lists every trial", { timeout: 30 * 60_000 }, async () => {
