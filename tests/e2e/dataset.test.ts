@@ -131,10 +131,9 @@ describe("npm run dataset", () => {
     });
 
     it("images: refuses, before connecting, a folder with fewer than two labels, a label without images, or no folder at all", async () => {
-      const write = (rel: string) => {
-        if (rel.endsWith("/")) return fs.mkdirSync(path.join(work, rel), { recursive: true });
-        fs.mkdirSync(path.dirname(path.join(work, rel)), { recursive: true });
-        fs.writeFileSync(path.join(work, rel), "x");
+      const write = (rel: string): void => {
+        fs.mkdirSync(rel.endsWith("/") ? path.join(work, rel) : path.dirname(path.join(work, rel)), { recursive: true });
+        if (!rel.endsWith("/")) fs.writeFileSync(path.join(work, rel), "x");
       };
       for (const f of ["one/red/0.png", "empty/red/0.png", "empty/green/", "empty/green/readme.txt", "none/a/", "none/b/"]) write(f);
       // Nothing is listening here, and there is no outputs file: only a check made before connecting can answer.
