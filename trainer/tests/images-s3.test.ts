@@ -185,6 +185,20 @@ describe.skipIf(!haveMinio)("labelled images in S3 (real MinIO)", () => {
       }
     });
 
+    it("lists every page: images after the first 1,000 keys are mirrored", async () => {
+      const png = await fs.readFile(path.join(colours, "red", "0.png"));
+      const keys = Array.from({ length: 1000 }, (_, i) => `pages/aaa/${String(i).padStart(4, "0")}.txt`);
+      for (let i = 0; i < keys.length; i += 50) await Promise.all(keys.slice(i, i + 50).map((k) => put(k, "x")));
+      await put("pages/zz1/a.png", png);
+      await put("pages/zz2/b.png", png);
+      const loc = new S3Location("s3://data/pages", resolveS3Options({}, env));
+      try {
+        expect(await mirrorPrefix(loc, path.join(dir, "mirror-pages"), { filter: isFolderImage })).toMatchObject({ objects: 2, downloaded: 2, ignored: 1000 });
+      } finally {
+        await loc.close();
+      }
+    });
+
     it("an interrupted download leaves the previous file or none, never part of one, and no temporary file; the next sync fetches only what is missing", async () => {
       await uploadDir(s3, "data", "cut", colours);
       const proxy = await cuttingProxy(env.AWS_ENDPOINT_URL_S3!);
