@@ -400,8 +400,8 @@ export function retrainPipelineTemplate(ctx: PipelineContext): IWorkflowTemplate
   return pipelineTemplate(ctx, {
     name: PIPELINE_TEMPLATES.retrain,
     parameters: [
-      // retrain reads a local folder: the shared volume (upload there from a notebook or a Job).
-      { name: "images", value: `${SHARED_MOUNT_PATH}/datasets/images`, description: "one folder of images per label, on the shared volume" },
+      // A folder on the shared volume, or an object-store prefix (npm run dataset -- images), which retrain mirrors into its cache there.
+      { name: "images", value: `${SHARED_MOUNT_PATH}/datasets/images`, description: "one folder of images per label: a directory on the shared volume, or s3://bucket/prefix in the object store" },
       {
         name: "base-model",
         value: DEFAULT_BASE_MODEL,

@@ -8,6 +8,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import sharp from "sharp";
 import { run as submit } from "../../scripts/submit";
+import { uploadImages, type ImagesUpload } from "../../scripts/dataset";
 import { main as mlp } from "../../trainer/src/cli";
 import { ModelServer, writeColourImages, writeGraphModel } from "../../trainer/tests/fixtures/base-models";
 import { captureIo } from "../../trainer/tests/fixtures/tmp";
@@ -36,16 +37,22 @@ function chownShared(dir: string): void {
 }
 
 /**
- * The retrain pipeline: coloured images and a smoke JPEG on the shared volume, a small base
- * model fetched into its cache by `mlp fetch-base` from a local HTTP server (the pipeline's
- * own fetch-base step then finds it there), the run submitted, and the published `images`
- * model asked from the host to classify the smoke image.
+ * The retrain pipeline: coloured images put into the object store by `npm run dataset --
+ * images` (through a forward of MinIO's Service), a smoke JPEG on the shared volume, a small
+ * base model fetched into its cache by `mlp fetch-base` from a local HTTP server (the
+ * pipeline's own fetch-base step then finds it there), the run submitted, and the published
+ * `images` model asked from the host to classify the smoke image.
  */
-export async function retrainRun(s: DevStack, stateDir: string, outputsFile: string): Promise<PipelineRun & { answer?: { top: { label: string }[]; version: number } }> {
+export async function retrainRun(s: DevStack, stateDir: string, outputsFile: string): Promise<PipelineRun & { answer?: { top: { label: string }[]; version: number }; upload?: ImagesUpload }> {
   const shared = path.join(s.volumes, "shared");
-  const images = path.join(shared, "datasets", "colours");
+  const images = path.join(s.work, "colours");
   fs.rmSync(images, { recursive: true, force: true });
   await writeColourImages(images, 30);
+  const minio = forward(stateDir, "minio", await serviceIp(s.kube, "mlplatform", "minio"), 9000);
+  const upload = await uploadImages(
+    { kind: "images", from: images, bucket: "data", prefix: "colours", endpoint: `http://127.0.0.1:${minio}`, stack: "dev", outputsFile },
+    (l) => console.log(l),
+  );
   const smoke = path.join(shared, "datasets", "smoke-red.jpg");
   const red = Buffer.alloc(64 * 64 * 3);
   for (let i = 0; i < red.length; i += 3) red.set([215, 45, 40], i);
@@ -67,7 +74,7 @@ export async function retrainRun(s: DevStack, stateDir: string, outputsFile: str
   const run = await submitRun([
     "retrain",
     "--outputs-file", outputsFile,
-    "--set", "images=/mnt/shared/datasets/colours",
+    "--set", "images=s3://data/colours",
     "--set", "base-model=tiny-colours",
     "--set", "smoke-image=/mnt/shared/datasets/smoke-red.jpg",
     "--set", "learning-rate=0.1",
@@ -75,12 +82,12 @@ export async function retrainRun(s: DevStack, stateDir: string, outputsFile: str
     "--set", "batch-size=8",
     "--timeout", String(25 * 60),
   ]);
-  if (run.code !== 0) return run;
+  if (run.code !== 0) return { ...run, upload };
   const grpcPort = forward(stateDir, "serving-grpc", await serviceIp(s.kube, "ml-serving", "model-server"), 8500);
   const c = captureIo();
   const rc = await mlp(["predict", "--server", `127.0.0.1:${grpcPort}`, "--model", "images", "--image", smoke, "--json"], c.io);
   if (rc !== 0) throw new Error(`mlp predict: ${c.stderr()}`);
-  return { ...run, answer: JSON.parse(c.stdout()) };
+  return { ...run, upload, answer: JSON.parse(c.stdout()) };
 }
 
 /** The MNIST pipeline as a two-replica TFJob (Chief + 1 Worker, synchronous all-reduce). */

@@ -143,9 +143,12 @@ describe.skipIf(missing.length > 0)("the dev stack on the real node", () => {
     expect(loss.at(-1)![2]).toBeLessThan(loss[0]![2]);
   });
 
-  it("retrain pipeline: images and a base model on the shared volume, fetch-base finds it cached, retrained, published as `images`, served next to mnist; a JPEG from the host is classified", { timeout: 30 * 60_000 }, async () => {
+  it("retrain pipeline: labelled images into the object store (npm run dataset -- images), a base model cached on the shared volume, retrained, published as `images`, served next to mnist; a JPEG from the host is classified", { timeout: 30 * 60_000 }, async () => {
     if (!s || !outputsFile) throw new Error("no deployed stack or outputs (see the tests above)");
     const r = await retrainRun(s, stateDir, outputsFile);
+    console.log(`retrain: uploaded ${r.upload?.uploaded} of ${r.upload?.files} images (${r.upload?.labels.join(", ")}) to s3://data/colours`);
+    expect(r.upload?.labels.length).toBeGreaterThanOrEqual(2);
+    expect(r.upload!.uploaded + r.upload!.skipped).toBe(r.upload!.files);
     console.log(`retrain: submit → Succeeded in ${r.seconds.toFixed(0)} s; mlp predict of a red JPEG from the host: ${JSON.stringify(r.answer?.top.slice(0, 2))}`);
     expect(r.code, r.lines.join("\n")).toBe(0);
     for (const step of ["fetch-base", "verify-data", "train", "evaluate", "publish", "smoke-test"]) expect(r.lines.join("\n")).toMatch(new RegExp(`${step}(\\(\\d+\\))?\\s+Succeeded`));

@@ -7,10 +7,8 @@
  *
  * Skipped, saying why, when the minio binary is not installed (scripts/tools/build.sh minio).
  */
-import { execFile, execFileSync, spawnSync } from "node:child_process";
-import * as fsSync from "node:fs";
+import { execFile } from "node:child_process";
 import { promises as fs } from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import { CreateBucketCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
@@ -23,13 +21,11 @@ import { S3Location } from "../src/pipeline/location";
 import { CLAIM_FILE, publishS3 } from "../src/pipeline/publish";
 import { S3Storage } from "../src/serve/storage";
 import { writeDigitFolder } from "./fixtures/image-folder";
+import { haveMinio, minioClient, minioEnv, startMinio, stopMinio, TOOLS_BIN, uploadDir } from "./fixtures/minio";
 import { writeMnistIdx } from "./fixtures/mnist-idx";
 import { captureIo, tempDir } from "./fixtures/tmp";
 
-const ROOT = path.resolve(__dirname, "..", "..");
 const TRAINER = path.resolve(__dirname, "..");
-const TOOLS_BIN = path.join(process.env.MLPLATFORM_TOOLS_DIR ?? path.join(process.env.MLPLATFORM_CACHE ?? path.join(os.homedir(), ".cache", "mlplatform"), "tools"), "bin");
-const haveMinio = fsSync.existsSync(path.join(TOOLS_BIN, "minio")) || spawnSync("sh", ["-c", "command -v minio"]).status === 0;
 if (!haveMinio) console.log(`SKIPPED publish-s3 tests: no minio binary in ${TOOLS_BIN} or PATH (scripts/tools/build.sh minio)`);
 
 let dir: string;
@@ -40,29 +36,8 @@ let s3: S3Client;
 let staged: string;
 let stagedFiles: Record<string, Buffer>;
 
-/** Starts MinIO in its own state directory; returns the variables of its minio.env. */
-function startMinio(state: string): Record<string, string> {
-  execFileSync(path.join(ROOT, "scripts", "localcluster", "up.sh"), ["--only", "minio"], {
-    env: { ...process.env, MLPLATFORM_LOCAL_DIR: state },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  const vars: Record<string, string> = {};
-  for (const line of fsSync.readFileSync(path.join(state, "minio.env"), "utf8").split("\n")) {
-    const m = /^([A-Z_][A-Z0-9_]*)=(.*)$/.exec(line.trim());
-    if (m) vars[m[1]!] = m[2]!;
-  }
-  return vars;
-}
-
-async function upload(bucket: string, prefix: string, localDir: string): Promise<void> {
-  const walk = async (d: string, rel: string): Promise<void> => {
-    for (const e of await fs.readdir(d, { withFileTypes: true })) {
-      const r = rel ? `${rel}/${e.name}` : e.name;
-      if (e.isDirectory()) await walk(path.join(d, e.name), r);
-      else await s3.send(new PutObjectCommand({ Bucket: bucket, Key: `${prefix}/${r}`, Body: await fs.readFile(path.join(d, e.name)) }));
-    }
-  };
-  await walk(localDir, "");
+function upload(bucket: string, prefix: string, localDir: string): Promise<void> {
+  return uploadDir(s3, bucket, prefix, localDir);
 }
 
 async function run(args: string[]) {
@@ -79,14 +54,8 @@ describe.skipIf(!haveMinio)("pipeline steps against a real MinIO", () => {
   beforeAll(async () => {
     ({ dir, cleanup } = await tempDir("publish-s3"));
     stateDir = path.join(dir, "minio-state");
-    const vars = startMinio(stateDir);
-    env = {
-      AWS_ACCESS_KEY_ID: vars.AWS_ACCESS_KEY_ID!,
-      AWS_SECRET_ACCESS_KEY: vars.AWS_SECRET_ACCESS_KEY!,
-      AWS_REGION: "us-east-1",
-      AWS_ENDPOINT_URL_S3: vars.MINIO_ENDPOINT!,
-    };
-    s3 = new S3Client({ endpoint: env.AWS_ENDPOINT_URL_S3, forcePathStyle: true, region: "us-east-1", credentials: { accessKeyId: env.AWS_ACCESS_KEY_ID!, secretAccessKey: env.AWS_SECRET_ACCESS_KEY! } });
+    env = minioEnv(startMinio(stateDir));
+    s3 = minioClient(env);
     for (const b of ["data", "models"]) await s3.send(new CreateBucketCommand({ Bucket: b }));
     await writeMnistIdx(path.join(dir, "idx"), { train: 300, test: 200 });
     await upload("data", "mnist", path.join(dir, "idx"));
@@ -121,7 +90,7 @@ describe.skipIf(!haveMinio)("pipeline steps against a real MinIO", () => {
 
   afterAll(async () => {
     s3?.destroy();
-    if (stateDir) spawnSync(path.join(ROOT, "scripts", "localcluster", "down.sh"), ["--purge"], { env: { ...process.env, MLPLATFORM_LOCAL_DIR: stateDir }, stdio: "inherit" });
+    if (stateDir) stopMinio(stateDir);
     await cleanup?.();
   });
 

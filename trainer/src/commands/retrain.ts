@@ -1,19 +1,23 @@
 /**
- * `mlp retrain`: transfer learning on a folder of labelled images. The base model's
+ * `mlp retrain`: transfer learning on a folder of labelled images (a local directory, or an S3
+ * prefix mirrored incrementally into the cache directory first). The base model's
  * bottleneck features are computed once per image (cached by content hash and base model id),
  * a new softmax head is trained on them, and base + head are published as one model.
  */
 import * as os from "node:os";
 import * as path from "node:path";
 import { promises as fs } from "node:fs";
-import { TrainingError, UsageError } from "../errors";
+import { resolveS3Options, type S3Options } from "../data/source";
+import { DataError, TrainingError, UsageError } from "../errors";
 import { publishModelVersion } from "../export/publish";
 import { DEFAULT_SIGNATURE } from "../metadata";
 import { loadBaseModel } from "../retrain/base-model";
 import { baseModelsDir, DEFAULT_BASE_MODELS_DIR, resolveBaseModel } from "../retrain/fetch-base";
 import { bottlenecks } from "../retrain/bottlenecks";
 import { confusionMatrix, formatConfusionMatrix } from "../retrain/confusion";
-import { scanImageFolder, type SetName } from "../retrain/folder";
+import { scanImageFolder, type ImageFolder, type SetName } from "../retrain/folder";
+import { localImageFolder } from "../pipeline/dataset";
+import { S3Location } from "../pipeline/location";
 import { attachHead, createHead, featureSet, predictClasses, trainHead } from "../retrain/head";
 import { createReducer, DEFAULT_DISTRIBUTED, DISTRIBUTED_FLAGS, distributedOptions, servedAsParameterServer, type DistributedOptions } from "../distributed";
 import type { ProgressMode } from "../train/progress";
@@ -24,10 +28,13 @@ import { tf } from "../tf";
 import { defineFlags } from "../util/flags";
 import { writeFileAtomic } from "../util/fs";
 import { defineCommand, type CommandIo } from "./command";
-import { parseRange, SPLIT_FLAGS, splitPercents } from "./shared-flags";
+import { parseRange, S3_FLAGS, s3Options, SPLIT_FLAGS, splitPercents } from "./shared-flags";
 
 export interface RetrainOptions {
+  /** A local directory, or `s3://bucket/prefix` (mirrored into `<cacheDir>/images`). */
   readonly images: string;
+  /** How to reach S3 for `s3://` images. Default: from the environment ({@link resolveS3Options}). */
+  readonly s3?: S3Options;
   /** A model directory, or a name fetched into {@link baseModels} by `mlp fetch-base`. */
   readonly baseModel: string;
   /** Cache root of `mlp fetch-base`. Default {@link baseModelsDir}. */
@@ -75,6 +82,29 @@ export function defaultCacheDir(env: NodeJS.ProcessEnv): string {
   return path.join(env.MLPLATFORM_CACHE ?? path.join(os.homedir(), ".cache", "mlplatform"), "bottlenecks");
 }
 
+/** Where S3 images are mirrored: `<cacheDir>/images/<bucket>/<prefix>` (pipeline/mirror.ts mirrorDir). */
+export function imagesCacheDir(cacheDir: string): string {
+  return path.join(cacheDir, "images");
+}
+
+/**
+ * The image folder of `--images` and how to name it in messages and metadata: a local
+ * directory as given, an S3 prefix through its mirror (by its URL).
+ */
+async function openImages(opts: RetrainOptions, io: CommandIo, say: (m: string) => void): Promise<{ folder: ImageFolder; source: string }> {
+  if (!opts.images.startsWith("s3://")) {
+    const folder = await scanImageFolder(opts.images, opts.validationPercent, opts.testPercent);
+    return { folder, source: folder.root };
+  }
+  const loc = new S3Location(opts.images, opts.s3 ?? resolveS3Options({}, io.env));
+  try {
+    const { folder, source } = await localImageFolder(loc, opts.validationPercent, opts.testPercent, { cacheDir: imagesCacheDir(opts.cacheDir), log: say });
+    return { folder, source };
+  } finally {
+    await loc.close();
+  }
+}
+
 export async function retrain(opts: RetrainOptions, io: CommandIo): Promise<RetrainResult> {
   const say = (m: string) => io.stderr.write(`${m}\n`);
   // TF_CONFIG: the head trains data-parallel across the training replicas (each computes the
@@ -84,15 +114,15 @@ export async function retrain(opts: RetrainOptions, io: CommandIo): Promise<Retr
   if (task) say(`TF_CONFIG: ${replica}, ${task.numTrainingReplicas} training replica(s), ${task.ps.length} PS: ${task.strategy}`);
   if (task?.type === "ps") throw new UsageError(`TF_CONFIG makes this process ${replica}, a parameter server: run it with \`mlp retrain\`, which serves the variables`);
   const isChief = task?.isChief ?? true;
-  const folder = await scanImageFolder(opts.images, opts.validationPercent, opts.testPercent);
+  const { folder, source } = await openImages(opts, io, say);
   const baseDir = await resolveBaseModel(opts.baseModel, opts.baseModels ?? baseModelsDir(io.env));
   const base = await loadBaseModel(baseDir, { bottleneckLayer: opts.bottleneckLayer, range: opts.range });
   const count = (s: SetName) => folder.images.filter((i) => i.set === s).length;
   say(
-    `images ${folder.root}: ${folder.labels.length} labels, ${count("train")} training, ${count("validation")} validation, ${count("test")} test; ` +
+    `images ${source}: ${folder.labels.length} labels, ${count("train")} training, ${count("validation")} validation, ${count("test")} test; ` +
       `base ${base.dir} (id ${base.id}) cut at ${base.bottleneckLayer} → features [${base.featureShape.join(", ")}], input ${base.spec.height}×${base.spec.width}×${base.spec.channels}`,
   );
-  if (count("train") === 0) throw new UsageError(`${folder.root}: no image falls in the training set; add images or lower --test-percent/--validation-percent`);
+  if (count("train") === 0) throw new UsageError(`${source}: no image falls in the training set; add images or lower --test-percent/--validation-percent`);
 
   let lastLine = performance.now();
   const bn = await bottlenecks(
@@ -107,7 +137,11 @@ export async function retrain(opts: RetrainOptions, io: CommandIo): Promise<Retr
         }
       },
     },
-  );
+  ).catch((e: unknown) => {
+    // A mirrored image is named by its S3 URL.
+    if (e instanceof DataError && source !== folder.root) throw new DataError(e.message.split(folder.root).join(source), { cause: e });
+    throw e;
+  });
   say(`bottlenecks: ${bn.computed} computed, ${bn.cached} from the cache ${path.join(opts.cacheDir, base.id)}`);
 
   const sets = Object.fromEntries(
@@ -178,7 +212,7 @@ export async function retrain(opts: RetrainOptions, io: CommandIo): Promise<Retr
         metrics,
         training: {
           kind: "retrain",
-          images: folder.root,
+          images: source,
           baseModel: base.dir,
           baseModelId: base.id,
           bottleneckLayer: base.bottleneckLayer,
@@ -221,7 +255,12 @@ export async function retrain(opts: RetrainOptions, io: CommandIo): Promise<Retr
 }
 
 export const RETRAIN_FLAGS = defineFlags({
-  images: { kind: "string", arg: "<dir>", help: "one subdirectory per label", required: true },
+  images: {
+    kind: "string",
+    arg: "<dir|s3://…>",
+    help: "one subdirectory per label; an S3 prefix is mirrored into <cache-dir>/images first (only changed objects are downloaded)",
+    required: true,
+  },
   "base-model": {
     kind: "string",
     arg: "<dir|name>",
@@ -236,8 +275,9 @@ export const RETRAIN_FLAGS = defineFlags({
     defaultHelp: "fetch-base's choice, else the one feeding the last layer",
   },
   range: { kind: "parsed", arg: "<lo,hi>", help: "input pixel range", defaultHelp: "from fetch-base or the base's metadata.json, else 0,1", parse: parseRange },
-  "cache-dir": { kind: "string", arg: "<dir>", help: "bottleneck cache", defaultHelp: "$MLPLATFORM_CACHE/bottlenecks or ~/.cache/mlplatform/bottlenecks" },
+  "cache-dir": { kind: "string", arg: "<dir>", help: "bottleneck cache, and mirrors of S3 images under images/", defaultHelp: "$MLPLATFORM_CACHE/bottlenecks or ~/.cache/mlplatform/bottlenecks" },
   ...SPLIT_FLAGS,
+  ...S3_FLAGS,
   steps: { kind: "int", min: 1, help: "head training length in steps (or give --epochs)", defaultHelp: "20 epochs" },
   epochs: { kind: "float", min: 0.001, help: "head training length in epochs (or give --steps)" },
   "batch-size": { kind: "int", min: 1, max: 65536, default: 32, help: "examples per step per training replica" },
@@ -262,7 +302,9 @@ export const command = defineCommand({
     about: `Transfer learning: images in <dir>/<label>/*.{jpg,png,webp,…} are decoded with sharp, fed
 through the base model (a tfjs Layers or Graph model) up to its bottleneck, and a new
 softmax head is trained on those features. Base and head are published together as
-<model-base>/<name>/<version>/. Features are cached by image content and base model.`,
+<model-base>/<name>/<version>/. Features are cached by image content and base model.
+With --images s3://bucket/prefix the objects <prefix>/<label>/<image> are mirrored into
+<cache-dir>/images/<bucket>/<prefix> first; later runs download only what changed.`,
     notes: `--batch-size is per training replica; every replica computes (or reads from --cache-dir)
 the bottlenecks of all images.
 
@@ -279,6 +321,7 @@ Environment: TF_CONFIG (TFJob: chief/master, workers, ps), MLP_TFJS_BACKEND=gpu,
     const result = await retrain(
       {
         images: f.images,
+        s3: f.images.startsWith("s3://") ? s3Options(f, io.env) : undefined,
         baseModel: f["base-model"],
         baseModels: f["base-models"],
         bottleneckLayer: f["bottleneck-layer"],

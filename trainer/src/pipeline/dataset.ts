@@ -2,7 +2,8 @@
  * The pipeline's datasets, as the training commands read them: MNIST-style IDX pairs
  * (`train-*`, `t10k-*`, see data/images.ts) or a folder of labelled images
  * (`<root>/<label>/<image>`, see retrain/folder.ts), in a local directory or under an S3
- * prefix. Image folders in S3 are downloaded to a temporary directory and then read by the
+ * prefix. Image folders in S3 are mirrored to a local directory (pipeline/mirror.ts: a
+ * cache that later syncs update incrementally, or a temporary copy) and then read by the
  * same code as local ones, so the training/validation/test assignment is identical.
  */
 import { promises as fs } from "node:fs";
@@ -10,16 +11,14 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { DataError } from "../errors";
 import { idxPairNames } from "../data/images";
-import { scanImageFolder, type ImageFolder } from "../retrain/folder";
-import { downloadTo, type Location, LocalLocation, S3Location } from "./location";
+import { IMAGE_EXTENSIONS, scanImageFolder, type ImageFolder } from "../retrain/folder";
+import { type Location, LocalLocation, S3Location } from "./location";
+import { describeMirror, mirrorDir, mirrorPrefix, progressLines, type MirrorResult } from "./mirror";
 
 export type DataKind = "idx" | "images";
 
-/** Extensions retrain reads (retrain/folder.ts). */
-export const IMAGE_EXTENSIONS = new Set([".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff"]);
-
 /** Relative path `<label>/<file>` of an image the folder layout counts. */
-function isFolderImage(rel: string): boolean {
+export function isFolderImage(rel: string): boolean {
   const parts = rel.split("/");
   return parts.length === 2 && !parts[0]!.startsWith(".") && IMAGE_EXTENSIONS.has(path.extname(parts[1]!).toLowerCase());
 }
@@ -56,28 +55,43 @@ export async function detectKind(loc: Location, trainPrefix = "train"): Promise<
   );
 }
 
+export interface LocalImageFolderOptions {
+  /**
+   * For S3: keep the copy as a mirror under this directory ({@link mirrorDir}), updated
+   * incrementally by later calls. Default: a temporary copy, removed by `dispose`.
+   */
+  readonly cacheDir?: string;
+  /** Progress and a summary of the sync (S3 only). */
+  readonly log?: (line: string) => void;
+}
+
 /**
- * An image folder readable by retrain's code: `loc` itself when local, else a temporary copy
- * of its `<label>/<image>` objects (call `dispose` to remove it).
+ * An image folder readable by retrain's code: `loc` itself when local, else a local copy of
+ * its `<label>/<image>` objects (see {@link LocalImageFolderOptions.cacheDir}; call
+ * `dispose` when done). Errors about the copy name the S3 URL, not the local directory.
  */
 export async function localImageFolder(
   loc: Location,
   validationPercent: number,
   testPercent: number,
-): Promise<{ folder: ImageFolder; source: string; dispose: () => Promise<void> }> {
+  opts: LocalImageFolderOptions = {},
+): Promise<{ folder: ImageFolder; source: string; dispose: () => Promise<void>; sync?: MirrorResult }> {
   if (loc instanceof LocalLocation) {
     return { folder: await scanImageFolder(loc.uri, validationPercent, testPercent), source: loc.uri, dispose: async () => {} };
   }
-  const tmp = await fs.mkdtemp(path.join(os.tmpdir(), "mlp-images-"));
-  const dispose = () => fs.rm(tmp, { recursive: true, force: true });
+  const s3 = loc as S3Location;
+  const dir = opts.cacheDir ? mirrorDir(opts.cacheDir, s3) : await fs.mkdtemp(path.join(os.tmpdir(), "mlp-images-"));
+  const dispose = opts.cacheDir ? async () => {} : () => fs.rm(dir, { recursive: true, force: true });
   try {
-    await downloadTo(loc, tmp, isFolderImage);
-    const folder = await scanImageFolder(tmp, validationPercent, testPercent).catch((e: unknown) => {
-      // Name the S3 location, not the temporary copy.
-      if (e instanceof DataError) throw new DataError(e.message.split(tmp).join(loc.uri), { cause: e });
+    const log = opts.log ?? (() => {});
+    const sync = await mirrorPrefix(s3, dir, { filter: isFolderImage, onProgress: progressLines(log, `images ${s3.uri}`) });
+    log(`images ${describeMirror(s3.uri, sync)}`);
+    const folder = await scanImageFolder(dir, validationPercent, testPercent).catch((e: unknown) => {
+      // Name the S3 location, not the local copy.
+      if (e instanceof DataError) throw new DataError(e.message.split(dir).join(s3.uri), { cause: e });
       throw e;
     });
-    return { folder, source: loc.uri, dispose };
+    return { folder, source: s3.uri, dispose, sync };
   } catch (e) {
     await dispose();
     throw e;

@@ -193,7 +193,7 @@ async function evaluateIdx(model: LoadedVersion, data: Location, opts: EvaluateO
 }
 
 async function evaluateImages(model: LoadedVersion, data: Location, opts: EvaluateOptions): Promise<Evaluation> {
-  const { folder, source, dispose } = await localImageFolder(data, opts.validationPercent, opts.testPercent);
+  const { folder, source, dispose } = await localImageFolder(data, opts.validationPercent, opts.testPercent, { log: opts.log });
   try {
     const unknown = folder.labels.filter((l) => !model.labels.includes(l));
     if (unknown.length) {

@@ -6,10 +6,13 @@
  *
  * Every error message names the full path or URL and, for S3, the endpoint.
  */
-import { promises as fs } from "node:fs";
+import { createWriteStream, promises as fs } from "node:fs";
 import * as path from "node:path";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { DataFileNotFoundError, openS3Client, parseS3Uri, type S3Options } from "../data/source";
 import { MlpError, SourceError, UsageError, describeError } from "../errors";
+import { tempFileBeside } from "../util/fs";
 
 /** Makes the error thrown for a failed operation (callers pick the class: reading vs publishing). */
 export type ErrorFactory = (message: string, cause: unknown) => MlpError;
@@ -98,6 +101,15 @@ export function classifyS3Error(e: unknown): "network" | "no-bucket" | "not-foun
   return "other";
 }
 
+/** One object below an {@link S3Location}, as a listing reports it. */
+export interface ObjectInfo {
+  /** Relative path (`/`-separated) below the location. */
+  readonly rel: string;
+  readonly size: number;
+  /** The ETag without its quotes (an MD5 for single-part uploads; changes whenever the content does). */
+  readonly etag: string;
+}
+
 /** Objects under an S3 prefix. The SDK is loaded on first use. */
 export class S3Location implements Location {
   readonly uri: string;
@@ -157,22 +169,29 @@ export class S3Location implements Location {
   }
 
   async list(rel = "", make?: ErrorFactory): Promise<string[]> {
+    return (await this.listObjects(rel, make)).map((o) => o.rel);
+  }
+
+  /** Every object below `rel` (all pages of ListObjectsV2) with its size and ETag, sorted by path; "directory" markers left out. */
+  async listObjects(rel = "", make?: ErrorFactory): Promise<ObjectInfo[]> {
     const { sdk, client } = await this.getClient();
     const base = this.key(rel);
     const listPrefix = base ? `${base.replace(/\/+$/, "")}/` : "";
     const strip = this.prefix ? `${this.prefix}/` : "";
-    const out: string[] = [];
+    const out: ObjectInfo[] = [];
     let token: string | undefined;
     try {
       do {
         const page = await client.send(new sdk.ListObjectsV2Command({ Bucket: this.bucket, Prefix: listPrefix, ContinuationToken: token }));
-        for (const o of page.Contents ?? []) if (o.Key && !o.Key.endsWith("/")) out.push(o.Key.slice(strip.length));
+        for (const o of page.Contents ?? []) {
+          if (o.Key && !o.Key.endsWith("/")) out.push({ rel: o.Key.slice(strip.length), size: o.Size ?? 0, etag: (o.ETag ?? "").replace(/"/g, "") });
+        }
         token = page.IsTruncated ? page.NextContinuationToken : undefined;
       } while (token);
     } catch (e) {
       throw this.fail(e, "list", this.locate(rel), make);
     }
-    return out.sort();
+    return out.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
   }
 
   async has(rel: string): Promise<boolean> {
@@ -201,6 +220,58 @@ export class S3Location implements Location {
     } catch (e) {
       throw this.fail(e, "read", url);
     }
+  }
+
+  /**
+   * Streams the object `rel` into the local `file` through a temporary file beside it and a
+   * rename, so `file` holds either what it held before or the whole object, never part of it
+   * (the temporary file is removed when the download fails). With `etag` the read is
+   * conditional (`If-Match`): an object replaced since it was listed fails instead of
+   * mixing versions. Resolves to the bytes written; `onBytes` is told as they arrive.
+   */
+  async download(rel: string, file: string, opts: { etag?: string; onBytes?: (n: number) => void } = {}): Promise<number> {
+    const { sdk, client } = await this.getClient();
+    const url = this.locate(rel);
+    // Before the request: once the response is here its body must be read at once, or an
+    // error on it (a dropped connection) would have no listener.
+    await fs.mkdir(path.dirname(file), { recursive: true });
+    let out;
+    try {
+      out = await client.send(new sdk.GetObjectCommand({ Bucket: this.bucket, Key: this.key(rel), ...(opts.etag ? { IfMatch: `"${opts.etag}"` } : {}) }));
+    } catch (e) {
+      if (classifyS3Error(e) === "precondition") throw new SourceError(`${url}: changed while being downloaded${this.where()}; run again`, { cause: e });
+      throw this.fail(e, "download", url);
+    }
+    if (!(out.Body instanceof Readable)) throw new SourceError(`${url}${this.where()}: empty response body`);
+    const expected = out.ContentLength;
+    const tmp = tempFileBeside(file);
+    let got = 0;
+    try {
+      try {
+        await pipeline(
+          out.Body,
+          async function* (chunks: AsyncIterable<Buffer>) {
+            for await (const chunk of chunks) {
+              got += chunk.length;
+              opts.onBytes?.(chunk.length);
+              yield chunk;
+            }
+          },
+          createWriteStream(tmp),
+        );
+      } catch (e) {
+        throw new SourceError(`${url}: download interrupted after ${got}${expected === undefined ? "" : ` of ${expected}`} bytes${this.where()}: ${describeError(e)}`, { cause: e });
+      }
+      if (expected !== undefined && got !== expected) {
+        throw new SourceError(`${url}: download ended after ${got} of ${expected} bytes${this.where()}`);
+      }
+      await fs.rename(tmp, file);
+    } catch (e) {
+      await fs.rm(tmp, { force: true });
+      if (e instanceof MlpError) throw e;
+      throw new SourceError(`${file}: cannot write the download of ${url}: ${describeError(e)}`, { cause: e });
+    }
+    return got;
   }
 
   /**

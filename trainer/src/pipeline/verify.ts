@@ -85,7 +85,7 @@ async function verifyIdx(loc: Location, opts: VerifyOptions): Promise<IdxSummary
 }
 
 async function verifyImages(loc: Location, opts: VerifyOptions): Promise<ImagesSummary> {
-  const { folder, source, dispose } = await localImageFolder(loc, opts.validationPercent, opts.testPercent);
+  const { folder, source, dispose } = await localImageFolder(loc, opts.validationPercent, opts.testPercent, { log: opts.log });
   try {
     const failures: string[] = [];
     let done = 0;

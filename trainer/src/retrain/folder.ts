@@ -28,7 +28,8 @@ export interface ImageFolder {
   readonly images: readonly FolderImage[];
 }
 
-const EXTENSIONS = new Set([".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff"]);
+/** The file extensions read as images (lower case). */
+export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set([".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff"]);
 
 /** Which set `<label>/<name>` belongs to for the given percentages. */
 export function assignSet(label: string, name: string, validationPercent: number, testPercent: number): SetName {
@@ -60,8 +61,8 @@ export async function scanImageFolder(root: string, validationPercent = 10, test
   const images: FolderImage[] = [];
   for (const [labelIndex, label] of labels.entries()) {
     const dir = path.join(root, label);
-    const files = (await fs.readdir(dir)).filter((n) => EXTENSIONS.has(path.extname(n).toLowerCase())).sort();
-    if (files.length === 0) throw new DataError(`${dir}: no images (${[...EXTENSIONS].join(", ")})`);
+    const files = (await fs.readdir(dir)).filter((n) => IMAGE_EXTENSIONS.has(path.extname(n).toLowerCase())).sort();
+    if (files.length === 0) throw new DataError(`${dir}: no images (${[...IMAGE_EXTENSIONS].join(", ")})`);
     for (const name of files) {
       images.push({ file: path.join(dir, name), label, labelIndex, set: assignSet(label, name, validationPercent, testPercent) });
     }
