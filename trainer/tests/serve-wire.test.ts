@@ -218,7 +218,7 @@ describe("RunTurns", () => {
     await nextTurn();
     let ran = false;
     void turns.take().then(() => (ran = true));
-    for (let i = 0; i < 3; i++) await null;
+    for (let i = 0; i < 3; i++) await Promise.resolve();
     expect(ran).toBe(true);
   });
 });
