@@ -19,14 +19,14 @@ export async function s3Client(endpoint: string, env: NodeJS.ProcessEnv) {
         return true;
       } catch (e) {
         if (["BucketAlreadyOwnedByYou", "BucketAlreadyExists"].includes((e as Error).name)) return false;
-        throw new Error(`cannot create bucket ${bucket}: ${where(e)}`);
+        throw new Error(`cannot create bucket ${bucket}: ${where(e)}`, { cause: e });
       }
     },
     async put(bucket: string, key: string, body: Buffer): Promise<void> {
       try {
         await client.send(new sdk.PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
       } catch (e) {
-        throw new Error(`cannot upload s3://${bucket}/${key}: ${where(e)}`);
+        throw new Error(`cannot upload s3://${bucket}/${key}: ${where(e)}`, { cause: e });
       }
     },
   };
