@@ -346,7 +346,7 @@ export function parseClassifyBody(body: unknown): { signatureName: string; examp
   const examples = o.examples;
   if (!Array.isArray(examples)) throw invalidArgument('"examples" must be a list');
   if (examples.length === 0) throw invalidArgument('"examples" is an empty list');
-  const context = o.context === undefined ? new Map() : readExample("context", o.context);
+  const context = o.context === undefined ? (new Map() as ExampleFeatures) : readExample("context", o.context);
   return {
     signatureName,
     examples: examples.map((e, i) => {
