@@ -85,6 +85,7 @@ function describe(v: unknown): string {
   if (Array.isArray(v)) return "a list";
   if (v === null) return "null";
   if (typeof v === "object") return "an object";
+  // eslint-disable-next-line @typescript-eslint/no-base-to-string -- objects returned above: String() sees only undefined here
   const s = JSON.stringify(v) ?? String(v);
   return s.length > 40 ? `${s.slice(0, 37)}...` : s;
 }
