@@ -35,7 +35,7 @@ export function selectContext(where: string, text: string, context?: string): Ku
   try {
     doc = YAML.parse(text);
   } catch (e) {
-    throw new Error(`${where} is not valid YAML: ${(e as Error).message}`);
+    throw new Error(`${where} is not valid YAML: ${(e as Error).message}`, { cause: e });
   }
   const kc = (doc ?? {}) as { contexts?: { name?: string; context?: { cluster?: string } }[]; "current-context"?: string };
   const names = (kc.contexts ?? []).map((c) => c.name).filter((n): n is string => typeof n === "string");

@@ -23,6 +23,7 @@ interface Inputs {
  */
 export const generatedSecretProvider: pulumi.dynamic.ResourceProvider = {
   async create(inputs: Inputs) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- the serialized provider may reference no module-level import
     const nodeCrypto = require("node:crypto") as typeof import("node:crypto");
     const chars =
       inputs.alphabet === "lowerAlnum"

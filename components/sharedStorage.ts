@@ -312,6 +312,7 @@ export class SharedStorage extends pulumi.ComponentResource {
     const loc = args.gcp.location;
     const zone = c.filestoreLocation ?? (/-[a-z]$/.test(loc) ? loc : `${loc}-a`);
     // Loaded only when used: each cloud SDK costs hundreds of milliseconds to import.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- lazy load, as said above
     const gcp = require("@pulumi/gcp") as typeof gcpTypes;
     const instance = new gcp.filestore.Instance(
       `${name}-filestore`,
@@ -338,6 +339,7 @@ export class SharedStorage extends pulumi.ComponentResource {
   ): (namespace: string) => pulumi.Output<VolumeSource> {
     if (!args.azure) throw new pulumi.ResourceError("the azureFiles backend needs the AKS resource group and location", this);
     const { resourceGroupName, location } = args.azure;
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- lazy load, like @pulumi/gcp above
     const storage = require("@pulumi/azure-native/storage") as typeof storageTypes;
     const premium = c.azureFilesSku.startsWith("Premium");
     const account = new storage.StorageAccount(

@@ -81,6 +81,7 @@ export class TrainerImage extends pulumi.ComponentResource {
         );
       }
       // Loaded only when building: stacks that use a prebuilt image never pay for it.
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- lazy load, as said above
       const dockerbuild = require("@pulumi/docker-build") as typeof dockerbuildTypes;
       const root = args.repoRoot ?? path.resolve(__dirname, "..");
       const tag = contentTag(root, args.variant);

@@ -66,7 +66,7 @@ export async function validateObject(obj: Record<string, any>, where = `${obj.ki
   try {
     new Model(body).validate();
   } catch (e) {
-    throw new Error(`${where} (${apiVersion} ${kind}) fails its schema: ${(e as Error).message}`);
+    throw new Error(`${where} (${apiVersion} ${kind}) fails its schema: ${(e as Error).message}`, { cause: e });
   }
 }
 

@@ -302,7 +302,12 @@ describe("ModelServing builders", () => {
       spec({ minReplicas: 1, maxReplicas: 1, preStopSleepSeconds: 0, command: ["node", "/app/dist/src/cli.js"] }),
     ];
     let n = 0;
-    for (const s of variants) for (const o of objects(s)) (await validateObject(o), n++);
+    for (const s of variants) {
+      for (const o of objects(s)) {
+        await validateObject(o);
+        n++;
+      }
+    }
     expect(n).toBe(5 + 5 + 5 + 3);
   });
 

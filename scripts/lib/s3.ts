@@ -19,7 +19,7 @@ export async function s3Client(endpoint: string, env: NodeJS.ProcessEnv) {
         return true;
       } catch (e) {
         if (["BucketAlreadyOwnedByYou", "BucketAlreadyExists"].includes((e as Error).name)) return false;
-        throw new Error(`cannot create bucket ${bucket}: ${where(e)}`);
+        throw new Error(`cannot create bucket ${bucket}: ${where(e)}`, { cause: e });
       }
     },
     /** Every object whose key starts with `prefix` (all pages), by key: size and ETag without quotes. */
@@ -42,7 +42,7 @@ export async function s3Client(endpoint: string, env: NodeJS.ProcessEnv) {
       try {
         await client.send(new sdk.PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: opts.contentType, ContentMD5: opts.md5 }));
       } catch (e) {
-        throw new Error(`cannot upload s3://${bucket}/${key}: ${where(e)}`);
+        throw new Error(`cannot upload s3://${bucket}/${key}: ${where(e)}`, { cause: e });
       }
     },
   };

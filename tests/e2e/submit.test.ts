@@ -74,7 +74,7 @@ describe.skipIf(missing.length > 0)("scripts/submit.ts against a real kube-apise
     const wf = await kube.get(`${WORKFLOWS}/${name}`);
     // Argo's schema requires each node's name; the controller names a task's node `<workflow>.<task>`.
     const nodes = Object.fromEntries(
-      Object.entries((status.nodes ?? {}) as Record<string, Record<string, unknown>>).map(([id, n]) => [id, { name: n.id === name ? name : `${name}.${n.displayName}`, ...n }]),
+      Object.entries((status.nodes ?? {}) as Record<string, Record<string, unknown>>).map(([id, n]) => [id, { name: n.id === name ? name : `${name}.${String(n.displayName)}`, ...n }]),
     );
     const r = await kube.request("PUT", `${WORKFLOWS}/${name}`, { ...wf, status: { ...status, ...(status.nodes ? { nodes } : {}) } });
     expect(r.status, JSON.stringify(r.body)).toBe(200);

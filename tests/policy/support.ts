@@ -19,7 +19,7 @@ type AnyPolicy = ResourceValidationPolicy | StackValidationPolicy;
 
 // Internal to @pulumi/policy (its .d.ts is empty), but it is exactly what the analyzer runs.
 const { deserializeProperties } = policyDeserialize as unknown as {
-  deserializeProperties(struct: Struct, proxySecrets: boolean): Record<string, unknown>;
+  deserializeProperties: (struct: Struct, proxySecrets: boolean) => Record<string, unknown>;
 };
 
 /** The engine's sentinel for a string that is not known during preview. */

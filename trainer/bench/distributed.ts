@@ -172,6 +172,7 @@ async function main(): Promise<void> {
       tfjs: tf.version.tfjs,
       tfjsNode: (tf.version as Record<string, string>)["tfjs-node"],
       libtensorflow: backend.binding?.TF_Version,
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- the installed package's version, read at run time
       grpcJs: (require("@grpc/grpc-js/package.json") as { version: string }).version,
     },
     settings: { ...a, reps, threadsPerReplica: 1, goal: "communication ≤ 10% of step time at 4 replicas" },

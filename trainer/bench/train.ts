@@ -35,6 +35,23 @@ interface Case {
   readonly options: Partial<TrainMnistOptions>;
 }
 
+/** A dataset's line of the table; the JSON result holds the same. */
+interface Row {
+  readonly dataset: string;
+  readonly epochs: number;
+  readonly steps: unknown;
+  readonly seeds: number;
+  readonly medianTestAccuracy: number;
+  readonly minTestAccuracy: number;
+  readonly maxTestAccuracy: number;
+  readonly target: number;
+  readonly pass: boolean;
+  readonly trainImagesPerSec: number;
+  readonly inferenceImagesPerSec: number;
+  readonly trainSeconds: number;
+  readonly runs: Record<string, unknown>[];
+}
+
 const CASES: readonly Case[] = [
   {
     name: "mnist",
@@ -91,7 +108,7 @@ async function main() {
   const cases = CASES.filter((c) => !values.only || c.name === values.only);
   const work = await fs.mkdtemp(path.join(os.tmpdir(), "mlp-bench-"));
   const io: CommandIo = { stdout: process.stdout, stderr: process.stderr, env: {} } as CommandIo;
-  const rows: Record<string, unknown>[] = [];
+  const rows: Row[] = [];
   try {
     for (const c of cases) {
       const data = await c.prepare(work);
@@ -144,7 +161,7 @@ async function main() {
         target: c.target,
         pass: median(acc) >= c.target,
         trainImagesPerSec: median(runs.map((r) => r.trainImagesPerSec as number)),
-        inferenceImagesPerSec: runs[0]!.inferenceImagesPerSec,
+        inferenceImagesPerSec: runs[0]!.inferenceImagesPerSec as number,
         trainSeconds: median(runs.map((r) => r.trainSeconds as number)),
         runs,
       });
@@ -156,7 +173,7 @@ async function main() {
   console.log("\n| dataset | epochs | seeds | test acc (median) | min–max | target | pass | train img/s | infer img/s | train s |");
   console.log("|---|---|---|---|---|---|---|---|---|---|");
   for (const r of rows) {
-    const f = (x: unknown) => (x as number).toFixed(4);
+    const f = (x: number) => x.toFixed(4);
     console.log(
       `| ${r.dataset} | ${r.epochs} | ${r.seeds} | ${f(r.medianTestAccuracy)} | ${f(r.minTestAccuracy)}–${f(r.maxTestAccuracy)} | ${r.target} | ${r.pass ? "yes" : "NO"} | ${r.trainImagesPerSec} | ${r.inferenceImagesPerSec} | ${r.trainSeconds} |`,
     );

@@ -152,7 +152,7 @@ const isNonRoot = (user: string | undefined) => user !== undefined && /^[1-9]\d*
 /** Output path of `src/cli.ts` relative to trainer/, as `tsc -p trainer` computes it. */
 function compiledCliPath(): string {
   const configFile = path.join(TRAINER, "tsconfig.json");
-  const parsed = ts.getParsedCommandLineOfConfigFile(configFile, {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: (d) => { throw new Error(String(d.messageText)); } });
+  const parsed = ts.getParsedCommandLineOfConfigFile(configFile, {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: (d) => { throw new Error(ts.flattenDiagnosticMessageText(d.messageText, "\n")); } });
   if (!parsed) throw new Error(`cannot parse ${configFile}`);
   const cli = path.join(TRAINER, "src", "cli.ts");
   expect(parsed.fileNames).toContain(cli);

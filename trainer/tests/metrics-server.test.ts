@@ -19,9 +19,9 @@ describe("training metrics", () => {
     let now = 1_700_000_000_000;
     const m = new TrainingMetrics({ replica: replicaLabel({ type: "worker", index: 2 }), model: "digits" }, () => now);
     server = await serveTrainingMetrics(m, { host: "127.0.0.1", port: 0 });
-    m.step({ step: 41, totalSteps: 100, loss: 0.5, accuracy: 0.75, seconds: 0.02, examples: 32 });
+    await m.step({ step: 41, totalSteps: 100, loss: 0.5, accuracy: 0.75, seconds: 0.02, examples: 32 });
     now += 1000;
-    m.step({ step: 42, totalSteps: 100, loss: 0.25, accuracy: 0.875, seconds: 0.04, examples: 32 });
+    await m.step({ step: 42, totalSteps: 100, loss: 0.25, accuracy: 0.875, seconds: 0.04, examples: 32 });
     const res = await fetch(`http://127.0.0.1:${server.port}/metrics`);
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toMatch(/^text\/plain/);
@@ -44,7 +44,7 @@ describe("training metrics", () => {
   it("the last step ends the run's in-progress flag; other paths are 404", async () => {
     const m = new TrainingMetrics({ replica: replicaLabel(undefined), model: "m" });
     server = await serveTrainingMetrics(m, { host: "127.0.0.1", port: 0 });
-    m.step({ step: 3, totalSteps: 3, loss: 1, accuracy: 0, seconds: 0.1, examples: 8 });
+    await m.step({ step: 3, totalSteps: 3, loss: 1, accuracy: 0, seconds: 0.1, examples: 8 });
     expect(await (await fetch(`http://127.0.0.1:${server.port}/metrics`)).text()).toContain('mlp_training_in_progress{replica="local-0",model="m"} 0');
     expect((await fetch(`http://127.0.0.1:${server.port}/`)).status).toBe(404);
     expect((await fetch(`http://127.0.0.1:${server.port}/metrics`, { method: "POST" })).status).toBe(404);

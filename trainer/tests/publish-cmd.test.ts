@@ -218,7 +218,7 @@ describe("concurrent publishers and readers (local)", () => {
             const got = await storage.readFile(v, f).catch((e: Error) => e);
             if (got instanceof Error) problems.push(`version ${v}: ${f}: ${got.message}`);
             else if (f !== "metadata.json" && !got.equals(bytes)) problems.push(`version ${v}: ${f} differs`);
-            else if (f === "metadata.json" && JSON.parse(got.toString("utf8")).version !== v) problems.push(`version ${v}: metadata says ${got}`);
+            else if (f === "metadata.json" && JSON.parse(got.toString("utf8")).version !== v) problems.push(`version ${v}: metadata says ${got.toString("utf8")}`);
           }
         }
         polls++;

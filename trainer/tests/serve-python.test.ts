@@ -149,7 +149,7 @@ describe.skipIf(!haveVenv && process.env.CI !== "true")("tensorflow-serving-api 
             m.resolve();
             const theirs = real.services[full]?.[m.name];
             const mine = [m.resolvedRequestType!.fullName.slice(1), m.resolvedResponseType!.fullName.slice(1)];
-            if (!full.startsWith("grpc.") && JSON.stringify(theirs) !== JSON.stringify(mine)) problems.push(`${full}/${m.name}: ${mine} vs upstream ${theirs}`);
+            if (!full.startsWith("grpc.") && JSON.stringify(theirs) !== JSON.stringify(mine)) problems.push(`${full}/${m.name}: ${mine.join()} vs upstream ${theirs}`);
           }
         }
         if ((obj as protobuf.Namespace).nestedArray) visit(obj as protobuf.Namespace);

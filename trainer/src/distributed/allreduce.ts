@@ -369,7 +369,7 @@ export class AllReduceWorker implements Reducer {
     });
     const step = Number(st.step);
     this.log(`all-reduce: joined ${this.chief} as rank ${this.rank}, starting at step ${step}`);
-    return { step, position: st.position ? JSON.parse(st.position) : undefined };
+    return { step, position: st.position ? (JSON.parse(st.position) as StartState["position"]) : undefined };
   }
 
   async beforeStep(): Promise<void> {

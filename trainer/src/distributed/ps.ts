@@ -396,7 +396,7 @@ export class PsTrainer implements Reducer {
     const first = joined[0]!;
     const step = Number(first.step);
     this.log(`parameter servers: joined ${this.servers.length} (${this.mode}) as rank ${this.rank}, starting at step ${step}`);
-    return { step, position: first.position ? JSON.parse(first.position) : undefined };
+    return { step, position: first.position ? (JSON.parse(first.position) as StartState["position"]) : undefined };
   }
 
   async beforeStep(): Promise<void> {

@@ -55,7 +55,7 @@ export async function readSourceVersion(dir: string): Promise<SourceVersion> {
   }
   let manifest: { weightsManifest?: { paths?: string[] }[] };
   try {
-    manifest = JSON.parse(await fs.readFile(path.join(root, "model.json"), "utf8"));
+    manifest = JSON.parse(await fs.readFile(path.join(root, "model.json"), "utf8")) as typeof manifest;
   } catch (e) {
     throw new ExportError(`${path.join(root, "model.json")}: not valid JSON: ${describeError(e)}`);
   }

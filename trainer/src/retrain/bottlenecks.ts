@@ -35,7 +35,7 @@ export async function bottlenecks(
   opts: { batchSize?: number; onProgress?: (done: number, total: number) => void } = {},
 ): Promise<BottleneckResult> {
   const dim = base.featureShape.reduce((a, b) => a * b, 1);
-  const features: Float32Array[] = new Array(files.length);
+  const features = new Array<Float32Array>(files.length);
   const pending: { i: number; bytes: Buffer; digest: string }[] = [];
   let cached = 0;
   for (const [i, file] of files.entries()) {

@@ -100,7 +100,7 @@ export function classifyExamples(req: ClassificationRequest): ExampleFeatures[] 
   const examples = list?.examples ?? [];
   if (examples.length === 0) throw invalidArgument("Invalid argument: Input is empty");
   const context =
-    input.kind === "example_list_with_context" ? featureValues("context", input.example_list_with_context?.context?.features?.feature) : new Map();
+    input.kind === "example_list_with_context" ? featureValues("context", input.example_list_with_context?.context?.features?.feature) : (new Map() as ExampleFeatures);
   return examples.map((e, i) => {
     const m = featureValues(`examples[${i}]`, e.features?.feature);
     for (const [k, v] of context) if (!m.has(k)) m.set(k, v);
@@ -117,7 +117,7 @@ function withTolerantDeserializers(def: grpc.ServiceDefinition): grpc.ServiceDef
   const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
   for (const [name, m] of Object.entries(def)) {
     const predict = m.path === `/${PREDICTION_SERVICE}/Predict`;
-    const orig = predict ? decodePredictRequest : m.requestDeserialize;
+    const orig: (buf: Buffer) => unknown = predict ? decodePredictRequest : m.requestDeserialize;
     out[name] = {
       ...m,
       ...(predict ? { responseSerialize: (a: unknown) => encodePredictResponse(a as PredictAnswer) } : {}),

@@ -85,6 +85,7 @@ function describe(v: unknown): string {
   if (Array.isArray(v)) return "a list";
   if (v === null) return "null";
   if (typeof v === "object") return "an object";
+  // eslint-disable-next-line @typescript-eslint/no-base-to-string -- objects returned above: String() sees only undefined here
   const s = JSON.stringify(v) ?? String(v);
   return s.length > 40 ? `${s.slice(0, 37)}...` : s;
 }
@@ -346,7 +347,7 @@ export function parseClassifyBody(body: unknown): { signatureName: string; examp
   const examples = o.examples;
   if (!Array.isArray(examples)) throw invalidArgument('"examples" must be a list');
   if (examples.length === 0) throw invalidArgument('"examples" is an empty list');
-  const context = o.context === undefined ? new Map() : readExample("context", o.context);
+  const context = o.context === undefined ? (new Map() as ExampleFeatures) : readExample("context", o.context);
   return {
     signatureName,
     examples: examples.map((e, i) => {

@@ -148,7 +148,7 @@ export function parseModelConfigJson(file: string, text: string): ModelConfig[] 
     names.add(m.name as string);
     let versionPolicy: VersionPolicy | undefined;
     if (m.versionPolicy !== undefined) {
-      versionPolicy = policyFromString(String(m.versionPolicy)) ?? undefined;
+      versionPolicy = (typeof m.versionPolicy === "string" ? policyFromString(m.versionPolicy) : null) ?? undefined;
       if (!versionPolicy) throw new ModelConfigError(`${where}.versionPolicy must be latest:N (N ≥ 1), all, or specific:V1,V2,...; got ${JSON.stringify(m.versionPolicy)}`);
     }
     return {

@@ -105,7 +105,7 @@ export function readSavedModelInfo(where: string, bytes: Uint8Array): SavedModel
   try {
     doc = type.toObject(type.decode(bytes), { longs: Number, enums: String, defaults: true }) as typeof doc;
   } catch (e) {
-    throw new Error(`${where} is not a SavedModel: ${(e as Error).message}`);
+    throw new Error(`${where} is not a SavedModel: ${(e as Error).message}`, { cause: e });
   }
   const graphs = doc.meta_graphs ?? [];
   const mg = graphs.find((g) => (g.meta_info_def?.tags ?? []).includes(SERVE_TAG));

@@ -244,6 +244,7 @@ export function parseTextFormat(where: string, text: string, type: protobuf.Type
       if (field instanceof protobuf.MapField) {
         const m = (out[field.name] ??= {}) as Record<string, unknown>;
         for (const e of values as Record<string, unknown>[]) {
+          // eslint-disable-next-line @typescript-eslint/no-base-to-string -- a map key, as scalar() parsed it: a string, number or boolean
           const key = String(e.key ?? (field.keyType === "string" ? "" : 0));
           const ft = field.resolvedType;
           m[key] = e.value ?? (ft instanceof protobuf.Type ? {} : ft instanceof protobuf.Enum ? Object.keys(ft.values)[0] : field.type === "string" ? "" : 0);

@@ -45,7 +45,7 @@ export function loadBackend(log: (line: string) => void = (l) => process.stderr.
       return loaded;
     } catch (err) {
       reason = (err as Error).message.split("\n")[0] ?? String(err);
-      if (wanted === "node") throw new Error(`MLP_TFJS_BACKEND=node but @tensorflow/tfjs-node does not load: ${reason}`);
+      if (wanted === "node") throw new Error(`MLP_TFJS_BACKEND=node but @tensorflow/tfjs-node does not load: ${reason}`, { cause: err });
     }
   }
   const tf = require("@tensorflow/tfjs") as Tf;

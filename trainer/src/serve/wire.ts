@@ -66,6 +66,7 @@ function closed(r: protobuf.Reader, e: number, what: string): void {
 }
 
 function int64String(v: number | protobuf.Long): string {
+  // eslint-disable-next-line @typescript-eslint/no-base-to-string -- protobufjs types Long without toString; at run time it is long.js's Long, which has one
   return typeof v === "number" ? String(v) : v.toString();
 }
 

@@ -88,7 +88,7 @@ export abstract class AdamState {
     rest.forEach((w, k) => {
       const target = weights[k % weights.length]!;
       if (w.tensor.shape.join() !== target.shape.join()) {
-        throw new Error(`optimizer state ${w.name} has shape [${w.tensor.shape}] but weight ${target.name} is [${target.shape}]`);
+        throw new Error(`optimizer state ${w.name} has shape [${w.tensor.shape.join()}] but weight ${target.name} is [${target.shape.join()}]`);
       }
     });
     this.writeMoments(

@@ -128,6 +128,7 @@ export function planNativeStep(model: LayersModel): NativePlan | string {
         break;
       }
       case "Flatten":
+        // eslint-disable-next-line @typescript-eslint/no-base-to-string -- a Keras layer config's dataFormat is a string
         if (c.dataFormat != null && c.dataFormat !== "channelsLast") return `${where}: dataFormat ${String(c.dataFormat)}`;
         stages.push({ kind: "flatten", layer: layer.name, features: (layer.outputShape as number[])[1]! });
         break;

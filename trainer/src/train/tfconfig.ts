@@ -109,11 +109,11 @@ export function parseTfConfig(raw: string | undefined): TfTask | undefined {
     throw new TfConfigError(`TF_CONFIG.task.type must be one of ${TYPES.join(", ")}; got ${JSON.stringify(type)}`);
   }
   const idx = index ?? 0;
-  if (!Number.isInteger(idx) || (idx as number) < 0) {
+  if (typeof idx !== "number" || !Number.isInteger(idx) || idx < 0) {
     throw new TfConfigError(`TF_CONFIG.task.index must be a non-negative integer; got ${JSON.stringify(index)}`);
   }
   const members = clusterSpec[type] ?? [];
-  if ((idx as number) >= members.length) {
+  if (idx >= members.length) {
     throw new TfConfigError(`TF_CONFIG.task is ${type} #${idx} but cluster.${type} lists ${members.length} address(es); the task must be one of the cluster's replicas`);
   }
 
@@ -138,7 +138,7 @@ export function parseTfConfig(raw: string | undefined): TfTask | undefined {
     );
   }
   const strategy: Strategy = ps.length > 0 ? "parameter-server" : trainers.length > 1 ? "all-reduce" : "single";
-  const self = { type: type as ReplicaType, index: idx as number, address: members[idx as number]! };
+  const self = { type: type as ReplicaType, index: idx, address: members[idx]! };
   const rank = self.type === "ps" ? undefined : trainers.findIndex((t) => t.type === self.type && t.index === self.index);
   return {
     ...self,

@@ -234,6 +234,7 @@ function defaultNote(spec: FlagSpec): string {
   if (spec.required) return "(required)";
   if (spec.defaultHelp !== undefined) return `(default ${spec.defaultHelp})`;
   if (spec.default === undefined) return "";
+  // eslint-disable-next-line @typescript-eslint/no-base-to-string -- a parsed flag whose value is an object states its default in defaultHelp (see `range`)
   return `(default ${Array.isArray(spec.default) ? spec.default.join(",") : String(spec.default)})`;
 }
 
