@@ -31,7 +31,7 @@ import { PLATFORM_LABELS } from "./namespaces";
 import { OBJECT_STORE_SECRET, RESTRICTED_CONTAINER, restrictedPod } from "./objectStore";
 import { SHARED_CLAIM, SHARED_MOUNT_PATH } from "./sharedStorage";
 import { tensorBoardDeploymentSpec, tensorBoardSelector, TENSORBOARD_PORT } from "./tensorBoard";
-import { TRAINING_REQUESTS, tfJobManifest, type ResourceRequests, type TfJob } from "./trainingOperator";
+import { tfJobManifest, type ResourceRequests, type TfJob } from "./trainingOperator";
 
 /** Template names (the submit CLI, scripts/submit.ts, takes them from the same module). */
 export { PIPELINE_OUTPUTS, PIPELINE_TEMPLATES };
@@ -51,7 +51,7 @@ export interface PipelineContext {
   readonly modelBase: string;
   /** gRPC address of the model server, `host:port`. */
   readonly servingGrpc: string;
-  /** CPU and memory of each step container (default 500m, 1Gi) and each training replica or trial (default {@link TRAINING_REQUESTS}). */
+  /** CPU and memory of each step container (default 500m, 1Gi) and each training replica or trial (default `TRAINING_REQUESTS` of ./trainingOperator). */
   readonly stepRequests?: ResourceRequests;
   readonly trainingRequests?: ResourceRequests;
   /** Kueue LocalQueue the training TFJobs are submitted to (label `kueue.x-k8s.io/queue-name`); default none. */

@@ -230,7 +230,7 @@ export async function uploadImages(o: ImagesOptions, log: (line: string) => void
       if (await s3.ensureBucket(o.bucket)) log(`dataset: created bucket ${o.bucket}`);
       existing = await s3.list(o.bucket, `${o.prefix}/`);
     } catch (e) {
-      throw new Error(`${base}: ${(e as Error).message}`);
+      throw new Error(`${base}: ${(e as Error).message}`, { cause: e });
     }
     let done = 0;
     let uploaded = 0;

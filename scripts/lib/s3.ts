@@ -33,7 +33,7 @@ export async function s3Client(endpoint: string, env: NodeJS.ProcessEnv) {
           token = page.IsTruncated ? page.NextContinuationToken : undefined;
         } while (token);
       } catch (e) {
-        throw new Error(`cannot list s3://${bucket}/${prefix}: ${where(e)}`);
+        throw new Error(`cannot list s3://${bucket}/${prefix}: ${where(e)}`, { cause: e });
       }
       return out;
     },

@@ -269,7 +269,7 @@ export async function workloads(kube: Kube, namespaces: string[]): Promise<Workl
         const created = o.metadata.creationTimestamp as string;
         const images = (o.spec.template.spec.containers as any[]).map((c) => c.image as string);
         const cond = (t: string) => (o.status?.conditions ?? []).find((c: any) => c.type === t && c.status === "True");
-        let ready = false;
+        let ready: boolean;
         let at: string | undefined;
         if (kind === "Deployment") {
           const c = cond("Available");
@@ -284,7 +284,7 @@ export async function workloads(kube: Kube, namespaces: string[]): Promise<Workl
           ready = (o.status?.readyReplicas ?? o.status?.numberReady ?? 0) >= want && (o.status?.observedGeneration ?? 0) >= o.metadata.generation;
           // StatefulSets carry no Available condition: the latest Ready time of their pods.
           if (ready) {
-            const sel = Object.entries(o.spec.selector.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`).join(",");
+            const sel = Object.entries(o.spec.selector.matchLabels ?? {}).map(([k, v]) => `${k}=${String(v)}`).join(",");
             const pods = await kube.get(`/api/v1/namespaces/${ns}/pods?labelSelector=${encodeURIComponent(sel)}`);
             at = (pods?.items ?? [])
               .map((p: any) => (p.status?.conditions ?? []).find((c: any) => c.type === "Ready")?.lastTransitionTime as string)

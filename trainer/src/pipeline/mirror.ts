@@ -196,6 +196,7 @@ export async function mirrorPrefix(loc: S3Location, dir: string, opts: MirrorOpt
   const keep: Manifest["objects"] = {};
   for (const rel of Object.keys(manifest).sort()) if (failure !== undefined || targets.has(rel)) keep[rel] = manifest[rel]!;
   await writeFileAtomic(path.join(dir, MIRROR_MANIFEST), JSON.stringify({ uri: loc.uri, objects: keep } satisfies Manifest) + "\n");
+  // eslint-disable-next-line @typescript-eslint/only-throw-error -- the download's own error, rethrown as caught once the manifest is saved
   if (failure !== undefined) throw failure;
 
   return {
