@@ -13,9 +13,7 @@ import { SERVING_DEFAULTS } from "./components/servingDefaults";
 export const CONFIG_NAMESPACE = "mlplatform";
 
 // DNS-1123 label: what Kubernetes accepts as a namespace name.
-const dnsLabel = z
-  .string()
-  .regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, "must be a DNS-1123 label (lowercase letters, digits and '-', at most 63)");
+const dnsLabel = z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, "must be a DNS-1123 label (lowercase letters, digits and '-', at most 63)");
 
 const count = z.number().int().min(0);
 
@@ -33,7 +31,10 @@ const spot = z
     /** Run the GPU pool on spot/preemptible capacity (evictions are survived by checkpoints). */
     enabled: z.boolean().default(false),
     /** AKS only: highest price per hour in USD; -1 pays up to the on-demand price. */
-    maxPrice: z.number().refine((v) => v === -1 || v > 0, "must be -1 (on-demand cap) or a positive price").default(-1),
+    maxPrice: z
+      .number()
+      .refine((v) => v === -1 || v > 0, "must be -1 (on-demand cap) or a positive price")
+      .default(-1),
   })
   .strict()
   .prefault({});
@@ -95,7 +96,10 @@ const aksCluster = z
     /** Network policy engine; all three enforce Kubernetes NetworkPolicy. */
     networkPolicy: z.enum(["azure", "calico", "cilium"]).default("azure"),
     /** Address space of the cluster VNet; node and virtual-node subnets are carved from it. */
-    vnetCidr: z.string().regex(/^\d+\.\d+\.\d+\.\d+\/(8|9|10|11|12|13|14|15|16)$/, "must be an IPv4 CIDR of /8 to /16").default("10.224.0.0/12"),
+    vnetCidr: z
+      .string()
+      .regex(/^\d+\.\d+\.\d+\.\d+\/(8|9|10|11|12|13|14|15|16)$/, "must be an IPv4 CIDR of /8 to /16")
+      .default("10.224.0.0/12"),
     /** Azure Container Registry SKU. */
     acrSku: z.enum(["Basic", "Standard", "Premium"]).default("Standard"),
   })
@@ -194,7 +198,10 @@ const burstSchema = z
     /** AKS only: virtual nodes (ACI connector) for CPU sweep trials. */
     enabled: z.boolean().default(false),
     /** Address prefix of the virtual-node subnet; must lie inside `cluster.vnetCidr`. */
-    subnetCidr: z.string().regex(/^\d+\.\d+\.\d+\.\d+\/\d+$/, "must be an IPv4 CIDR").default("10.239.0.0/16"),
+    subnetCidr: z
+      .string()
+      .regex(/^\d+\.\d+\.\d+\.\d+\/\d+$/, "must be an IPv4 CIDR")
+      .default("10.239.0.0/16"),
   })
   .strict();
 
@@ -348,9 +355,7 @@ const jupyterhubFields = z
     /** Seconds of inactivity after which a notebook server is stopped. */
     idleTimeoutSeconds: z.number().int().min(300).default(3600),
     /** Each user's home volume (a PVC per user), or `none` (home lives and dies with the pod; /mnt/shared stays). */
-    homeStorage: z
-      .union([z.literal("none"), z.object({ capacity: quantity.default("10Gi"), storageClass: z.string().min(1).optional() }).strict()])
-      .prefault({}),
+    homeStorage: z.union([z.literal("none"), z.object({ capacity: quantity.default("10Gi"), storageClass: z.string().min(1).optional() }).strict()]).prefault({}),
     cpuImage: image.optional(),
     gpuImage: image.optional(),
   })
@@ -384,9 +389,19 @@ const kubeflowSchema = z
       .superRefine((j, ctx) => {
         if (j.enabled && j.authenticator === "github") {
           if (!j.github) {
-            ctx.addIssue({ code: "custom", path: ["github"], message: "is required with authenticator github ({ clientId, callbackUrl, allowedOrganizations or allowedUsers })", input: undefined });
+            ctx.addIssue({
+              code: "custom",
+              path: ["github"],
+              message: "is required with authenticator github ({ clientId, callbackUrl, allowedOrganizations or allowedUsers })",
+              input: undefined,
+            });
           } else if (j.github.allowedOrganizations.length === 0 && j.github.allowedUsers.length === 0) {
-            ctx.addIssue({ code: "custom", path: ["github", "allowedOrganizations"], message: "or allowedUsers must name someone: without an allow list every GitHub user could log in", input: [] });
+            ctx.addIssue({
+              code: "custom",
+              path: ["github", "allowedOrganizations"],
+              message: "or allowedUsers must name someone: without an allow list every GitHub user could log in",
+              input: [],
+            });
           }
         }
       })
@@ -414,8 +429,14 @@ const ingressSchema = z
     controllerNamespace: dnsLabel.default("ingress-nginx"),
     /** cert-manager ClusterIssuer that signs the TLS certificates; without it, bring `tlsSecretName`s. */
     clusterIssuer: z.string().min(1).optional(),
-    jupyterhub: z.object({ host: hostname, tlsSecretName: z.string().min(1).optional() }).strict().optional(),
-    argo: z.object({ host: hostname, tlsSecretName: z.string().min(1).optional() }).strict().optional(),
+    jupyterhub: z
+      .object({ host: hostname, tlsSecretName: z.string().min(1).optional() })
+      .strict()
+      .optional(),
+    argo: z
+      .object({ host: hostname, tlsSecretName: z.string().min(1).optional() })
+      .strict()
+      .optional(),
     tensorboard: z
       .object({
         host: hostname,
@@ -427,7 +448,10 @@ const ingressSchema = z
       .strict()
       .optional(),
     /** Grafana (observability.mode kube-prometheus-stack); it has its own login (generated admin credentials). */
-    grafana: z.object({ host: hostname, tlsSecretName: z.string().min(1).optional() }).strict().optional(),
+    grafana: z
+      .object({ host: hostname, tlsSecretName: z.string().min(1).optional() })
+      .strict()
+      .optional(),
     /** Prometheus (observability.mode kube-prometheus-stack) has no login: authUrl is required, as for TensorBoard. */
     prometheus: z
       .object({ host: hostname, tlsSecretName: z.string().min(1).optional(), authUrl: z.string().url(), authSignIn: z.string().url().optional() })
@@ -475,7 +499,10 @@ const servingSchema = z
   .object({
     enabled: z.boolean().default(true),
     /** The models served, each with its version policy and labels. */
-    models: z.array(servedModelSchema).min(1).default(() => DEFAULT_SERVED_MODELS.map((m) => ({ ...m }))),
+    models: z
+      .array(servedModelSchema)
+      .min(1)
+      .default(() => DEFAULT_SERVED_MODELS.map((m) => ({ ...m }))),
     /** Replaced by `models`; kept in the schema only to refuse it with the fix. */
     modelName: z.unknown().optional(),
     minReplicas: z.number().int().min(1).default(SERVING_DEFAULTS.minReplicas),
@@ -515,7 +542,10 @@ const pipelineSchema = z
     /** Install the pipeline and sweep WorkflowTemplates (needs kubeflow.argo and the Training Operator). */
     enabled: z.boolean().default(true),
     /** Retrain MNIST on a schedule (cron syntax, e.g. "0 3 * * 1"); default none. */
-    schedule: z.string().regex(/^(\S+\s+){4}\S+$/, "must be a 5-field cron expression").optional(),
+    schedule: z
+      .string()
+      .regex(/^(\S+\s+){4}\S+$/, "must be a 5-field cron expression")
+      .optional(),
     /** Sweep trials running at once. */
     sweepParallelism: z.number().int().min(1).max(64).default(4),
     /** CPU and memory each pipeline step requests (verify, evaluate, publish, smoke test); default STEP_REQUESTS (components/trainingPipeline.ts). */
@@ -524,7 +554,6 @@ const pipelineSchema = z
     trainingRequests: requestsSchema.optional(),
   })
   .strict();
-
 
 /** One team of `mlplatform:teams`: who is in it and what it may use. */
 const teamSchema = z
@@ -610,7 +639,10 @@ const gpuSharingSchema = z
      * GKE: the pool's gpuPartitionSize. AKS: the pool's GPU instance profile `MIG<N>g` (from the
      * `<N>g` compute slices; memory follows the GPU model).
      */
-    migPartitionSize: z.string().regex(/^[1-7]g\.\d+gb$/, "must be a MIG profile such as 1g.5gb, 2g.10gb or 3g.20gb").optional(),
+    migPartitionSize: z
+      .string()
+      .regex(/^[1-7]g\.\d+gb$/, "must be a MIG profile such as 1g.5gb, 2g.10gb or 3g.20gb")
+      .optional(),
   })
   .strict();
 
@@ -644,7 +676,10 @@ const observabilitySchema = z
     /** Namespace of the in-cluster stack and the DCGM exporter. */
     namespace: dnsLabel.default("monitoring"),
     /** kube-prometheus-stack: how long Prometheus keeps samples. */
-    retention: z.string().regex(/^[1-9]\d*(h|d|w)$/, "must be a Prometheus retention such as 36h, 15d or 4w").default("15d"),
+    retention: z
+      .string()
+      .regex(/^[1-9]\d*(h|d|w)$/, "must be a Prometheus retention such as 36h, 15d or 4w")
+      .default("15d"),
     /** kube-prometheus-stack: Prometheus volume size; default none (an emptyDir: samples go with the pod). */
     storageSize: quantity.optional(),
     /** NVIDIA DCGM exporter (GPU metrics). `auto`: AKS, and existing clusters with gpu nvidia (GKE collects DCGM metrics itself). */
@@ -794,12 +829,18 @@ function teamProblems(c: z.infer<z.ZodObject<typeof keys>>, ctx: z.RefinementCtx
     ctx.addIssue({
       code: "custom",
       path: ["kueue", "enabled"],
-      message: "queues the pipelines' jobs, but with no teams and no kueue.platformQuota there is no quota to admit them with: add teams or a platformQuota, or remove kueue.enabled",
+      message:
+        "queues the pipelines' jobs, but with no teams and no kueue.platformQuota there is no quota to admit them with: add teams or a platformQuota, or remove kueue.enabled",
       input: true,
     });
   }
   if (c.teams.length > 0 && c.kueue.enabled === false) {
-    ctx.addIssue({ code: "custom", path: ["kueue", "enabled"], message: "must not be false while teams are set: each team's quota and queue are Kueue objects; remove kueue.enabled", input: false });
+    ctx.addIssue({
+      code: "custom",
+      path: ["kueue", "enabled"],
+      message: "must not be false while teams are set: each team's quota and queue are Kueue objects; remove kueue.enabled",
+      input: false,
+    });
   }
   const s = c.gpuSharing;
   const shares = s.strategy !== "none";
@@ -809,19 +850,44 @@ function teamProblems(c: z.infer<z.ZodObject<typeof keys>>, ctx: z.RefinementCtx
       ctx.addIssue({ code: "custom", path: ["gpuSharing", "strategy"], message: "needs GPU nodes, but cluster.gpu is none", input: s.strategy });
     }
     if (shares && cl.provider !== "gke" && c.devicePlugin.install === "never") {
-      ctx.addIssue({ code: "custom", path: ["gpuSharing", "strategy"], message: 'is set through the NVIDIA device plugin this stack installs, but devicePlugin.install is "never"; use "auto"', input: s.strategy });
+      ctx.addIssue({
+        code: "custom",
+        path: ["gpuSharing", "strategy"],
+        message: 'is set through the NVIDIA device plugin this stack installs, but devicePlugin.install is "never"; use "auto"',
+        input: s.strategy,
+      });
     }
     if (s.migPartitionSize && cl.provider === "existing") {
-      ctx.addIssue({ code: "custom", path: ["gpuSharing", "migPartitionSize"], message: 'is set on GKE and AKS node pools; on an existing cluster partition the GPUs with the NVIDIA GPU Operator and remove it; got cluster.provider "existing"', input: s.migPartitionSize });
+      ctx.addIssue({
+        code: "custom",
+        path: ["gpuSharing", "migPartitionSize"],
+        message: 'is set on GKE and AKS node pools; on an existing cluster partition the GPUs with the NVIDIA GPU Operator and remove it; got cluster.provider "existing"',
+        input: s.migPartitionSize,
+      });
     }
     if (s.migPartitionSize && cl.provider === "aks" && !AKS_MIG_VM_SIZES.test(cl.gpuPool.vmSize)) {
-      ctx.addIssue({ code: "custom", path: ["gpuSharing", "migPartitionSize"], message: `needs an A100 or H100 VM size; cluster.gpuPool.vmSize is "${cl.gpuPool.vmSize}"`, input: s.migPartitionSize });
+      ctx.addIssue({
+        code: "custom",
+        path: ["gpuSharing", "migPartitionSize"],
+        message: `needs an A100 or H100 VM size; cluster.gpuPool.vmSize is "${cl.gpuPool.vmSize}"`,
+        input: s.migPartitionSize,
+      });
     }
     if (s.migPartitionSize && cl.provider === "gke" && !MIG_ACCELERATORS.test(cl.gpuPool.acceleratorType)) {
-      ctx.addIssue({ code: "custom", path: ["gpuSharing", "migPartitionSize"], message: `needs an A100, H100 or H200 pool; cluster.gpuPool.acceleratorType is "${cl.gpuPool.acceleratorType}"`, input: s.migPartitionSize });
+      ctx.addIssue({
+        code: "custom",
+        path: ["gpuSharing", "migPartitionSize"],
+        message: `needs an A100, H100 or H200 pool; cluster.gpuPool.acceleratorType is "${cl.gpuPool.acceleratorType}"`,
+        input: s.migPartitionSize,
+      });
     }
     if (shares && c.serving.gpus > 1) {
-      ctx.addIssue({ code: "custom", path: ["serving", "gpus"], message: `must be 0 or 1 with gpuSharing.strategy "${s.strategy}": a shared GPU is asked for as one nvidia.com/gpu`, input: c.serving.gpus });
+      ctx.addIssue({
+        code: "custom",
+        path: ["serving", "gpus"],
+        message: `must be 0 or 1 with gpuSharing.strategy "${s.strategy}": a shared GPU is asked for as one nvidia.com/gpu`,
+        input: c.serving.gpus,
+      });
     }
   }
 }
@@ -868,11 +934,7 @@ export const CONFIG_KEYS: readonly string[] = Object.keys(keys);
 /** A configuration value the program cannot use. The message names key, value and fix. */
 export class ConfigError extends Error {
   constructor(readonly problems: readonly string[]) {
-    super(
-      problems.length === 1
-        ? `Invalid configuration: ${problems[0]}`
-        : `Invalid configuration (${problems.length} problems):\n  - ${problems.join("\n  - ")}`,
-    );
+    super(problems.length === 1 ? `Invalid configuration: ${problems[0]}` : `Invalid configuration (${problems.length} problems):\n  - ${problems.join("\n  - ")}`);
     this.name = "ConfigError";
   }
 }
@@ -976,11 +1038,7 @@ export function missingSecrets(cfg: PlatformConfig, all: Readonly<Record<string,
   if (hub.enabled && hub.authenticator === "github") needed.push(["githubOAuthClientSecret", 'kubeflow.jupyterhub.authenticator "github"']);
   return needed
     .filter(([k]) => !all[`${CONFIG_NAMESPACE}:${k}`])
-    .map(
-      ([k, why]) =>
-        `${CONFIG_NAMESPACE}:${k} is required with ${why}; set it with ` +
-        `\`pulumi config set --secret ${CONFIG_NAMESPACE}:${k} <value>\``,
-    );
+    .map(([k, why]) => `${CONFIG_NAMESPACE}:${k} is required with ${why}; set it with ` + `\`pulumi config set --secret ${CONFIG_NAMESPACE}:${k} <value>\``);
 }
 
 /** Rules that depend on which stack this is. */

@@ -14,7 +14,13 @@ async function createCluster(cfg: Readonly<PlatformConfig>): Promise<PlatformClu
   switch (c.provider) {
     case "aks": {
       const { AksCluster } = await import("./components/aksCluster");
-      return new AksCluster("platform", { cluster: c, burst: cfg.burst, tags: cfg.tags, managedPrometheus: metricsMode(cfg) === "azure-managed", migPartitionSize: cfg.gpuSharing.migPartitionSize });
+      return new AksCluster("platform", {
+        cluster: c,
+        burst: cfg.burst,
+        tags: cfg.tags,
+        managedPrometheus: metricsMode(cfg) === "azure-managed",
+        migPartitionSize: cfg.gpuSharing.migPartitionSize,
+      });
     }
     case "gke": {
       const { GkeCluster } = await import("./components/gkeCluster");
@@ -75,7 +81,6 @@ async function main(): Promise<{ [K in keyof PlatformOutputs]: pulumi.Input<Plat
       skipAwait,
     });
   }
-
 
   const { ObjectStore } = await import("./components/objectStore");
   const { platform, ...consumers } = cfg.namespaces;
@@ -161,7 +166,12 @@ async function main(): Promise<{ [K in keyof PlatformOutputs]: pulumi.Input<Plat
     kubeflowParts.push(argo);
     pipelineServiceAccount = argo.serviceAccountName;
     if (ing.argo) {
-      createUiIngress("argo-ui", ARGO_NAMESPACE, { ...ing.argo, className: ing.className, clusterIssuer: ing.clusterIssuer, serviceName: argo.serverService, servicePort: ARGO_SERVER_PORT, backendHttps: true }, { provider: cluster.provider, dependsOn: [argo] });
+      createUiIngress(
+        "argo-ui",
+        ARGO_NAMESPACE,
+        { ...ing.argo, className: ing.className, clusterIssuer: ing.clusterIssuer, serviceName: argo.serverService, servicePort: ARGO_SERVER_PORT, backendHttps: true },
+        { provider: cluster.provider, dependsOn: [argo] },
+      );
     }
   }
   let jupyterhubUrl = "";
@@ -192,7 +202,12 @@ async function main(): Promise<{ [K in keyof PlatformOutputs]: pulumi.Input<Plat
     });
     tensorboardUrl = tb.url;
     if (ing.tensorboard) {
-      createUiIngress("tensorboard-ui", cfg.namespaces.platform, { ...ing.tensorboard, className: ing.className, clusterIssuer: ing.clusterIssuer, serviceName: tb.serviceName, servicePort: 80, unauthenticatedUi: true }, { provider: cluster.provider, dependsOn: [tb] });
+      createUiIngress(
+        "tensorboard-ui",
+        cfg.namespaces.platform,
+        { ...ing.tensorboard, className: ing.className, clusterIssuer: ing.clusterIssuer, serviceName: tb.serviceName, servicePort: 80, unauthenticatedUi: true },
+        { provider: cluster.provider, dependsOn: [tb] },
+      );
     }
   }
 

@@ -11,14 +11,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import type { AksClusterConfig } from "../config";
-import {
-  GPU_POOL_LABEL,
-  GPU_TAINT,
-  GPU_TOLERATION,
-  alphanumeric,
-  type Placement,
-  type PlatformCluster,
-} from "./cluster";
+import { GPU_POOL_LABEL, GPU_TAINT, GPU_TOLERATION, alphanumeric, type Placement, type PlatformCluster } from "./cluster";
 
 /** Built-in Azure role definition ids (the same in every tenant). */
 export const AZURE_ROLES = {
@@ -121,17 +114,9 @@ export class AksCluster extends pulumi.ComponentResource implements PlatformClus
     const tags = { ...(args.tags ?? {}), "managed-by": "pulumi", platform: "mlplatform" };
     const parent = { parent: this };
 
-    const rg = new resources.ResourceGroup(
-      `${name}-rg`,
-      { resourceGroupName: c.resourceGroupName, location: c.location, tags },
-      parent,
-    );
+    const rg = new resources.ResourceGroup(`${name}-rg`, { resourceGroupName: c.resourceGroupName, location: c.location, tags }, parent);
 
-    const vnet = new network.VirtualNetwork(
-      `${name}-vnet`,
-      { resourceGroupName: rg.name, location: c.location, addressSpace: { addressPrefixes: [c.vnetCidr] }, tags },
-      parent,
-    );
+    const vnet = new network.VirtualNetwork(`${name}-vnet`, { resourceGroupName: rg.name, location: c.location, addressSpace: { addressPrefixes: [c.vnetCidr] }, tags }, parent);
     const nodeSubnet = new network.Subnet(
       `${name}-nodes`,
       { resourceGroupName: rg.name, virtualNetworkName: vnet.name, subnetName: "nodes", addressPrefix: nodeSubnetCidr(c.vnetCidr) },
@@ -192,9 +177,7 @@ export class AksCluster extends pulumi.ComponentResource implements PlatformClus
         autoScalerProfile: { scaleDownUnneededTime: "10m", expander: "least-waste" },
         // The ama-metrics add-on scrapes into the Azure Monitor workspace (components/observability.ts).
         azureMonitorProfile: args.managedPrometheus ? { metrics: { enabled: true } } : undefined,
-        addonProfiles: burst
-          ? { aciConnectorLinux: { enabled: true, config: { SubnetName: VIRTUAL_NODE_SUBNET } } }
-          : undefined,
+        addonProfiles: burst ? { aciConnectorLinux: { enabled: true, config: { SubnetName: VIRTUAL_NODE_SUBNET } } } : undefined,
         tags,
       },
       // The GPU pool is its own resource (below), so AKS must not diff it away.
@@ -209,11 +192,7 @@ export class AksCluster extends pulumi.ComponentResource implements PlatformClus
     );
 
     // Registry names are global and alphanumeric only: a stable random suffix keeps them unique.
-    const suffix = new random.RandomString(
-      `${name}-acr-suffix`,
-      { length: 8, special: false, upper: false },
-      parent,
-    );
+    const suffix = new random.RandomString(`${name}-acr-suffix`, { length: 8, special: false, upper: false }, parent);
     const registry = new containerregistry.Registry(
       `${name}-acr`,
       {
@@ -229,8 +208,7 @@ export class AksCluster extends pulumi.ComponentResource implements PlatformClus
     );
 
     const client = authorization.getClientConfigOutput(parent);
-    const role = (id: string) =>
-      pulumi.interpolate`/subscriptions/${client.subscriptionId}/providers/Microsoft.Authorization/roleDefinitions/${id}`;
+    const role = (id: string) => pulumi.interpolate`/subscriptions/${client.subscriptionId}/providers/Microsoft.Authorization/roleDefinitions/${id}`;
 
     // Nodes pull our images with the kubelet identity: no registry password anywhere.
     new authorization.RoleAssignment(
@@ -272,13 +250,8 @@ export class AksCluster extends pulumi.ComponentResource implements PlatformClus
       );
     }
 
-    const creds = containerservice.listManagedClusterUserCredentialsOutput(
-      { resourceGroupName: rg.name, resourceName: cluster.name },
-      parent,
-    );
-    this.kubeconfig = pulumi.secret(
-      creds.kubeconfigs.apply((kcs) => Buffer.from(kcs[0]?.value ?? "", "base64").toString("utf8")),
-    );
+    const creds = containerservice.listManagedClusterUserCredentialsOutput({ resourceGroupName: rg.name, resourceName: cluster.name }, parent);
+    this.kubeconfig = pulumi.secret(creds.kubeconfigs.apply((kcs) => Buffer.from(kcs[0]?.value ?? "", "base64").toString("utf8")));
     this.provider = new k8s.Provider(`${name}-k8s`, { kubeconfig: this.kubeconfig, enableServerSideApply: true }, parent);
     this.clusterName = cluster.name;
     this.clusterId = cluster.id;

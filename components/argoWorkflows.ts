@@ -56,12 +56,7 @@ export function tfJobStepTemplate(name: string, tfJob: TfJob<number | string>): 
 }
 
 /** A Workflow that runs one TFJob as the pipeline's service account. */
-export function trainingWorkflowManifest(o: {
-  generateName: string;
-  namespace: string;
-  serviceAccountName: string;
-  tfJob: TfJob;
-}): IWorkflow {
+export function trainingWorkflowManifest(o: { generateName: string; namespace: string; serviceAccountName: string; tfJob: TfJob }): IWorkflow {
   return {
     apiVersion: "argoproj.io/v1alpha1",
     kind: "Workflow",
@@ -119,12 +114,7 @@ export function artifactRepositoryValues(a: ArtifactStore): Record<string, unkno
 }
 
 /** Helm values: controller watches only the pipelines namespace; server ClusterIP, safe auth mode; restricted executor. */
-export function argoValues(o: {
-  pipelinesNamespace: string;
-  authMode: "client" | "sso";
-  installCrds: boolean;
-  artifacts?: ArtifactStore;
-}): Record<string, unknown> {
+export function argoValues(o: { pipelinesNamespace: string; authMode: "client" | "sso"; installCrds: boolean; artifacts?: ArtifactStore }): Record<string, unknown> {
   return {
     ...(o.artifacts ? { useStaticCredentials: true, artifactRepository: artifactRepositoryValues(o.artifacts) } : {}),
     crds: { install: o.installCrds, keep: true },
@@ -223,11 +213,7 @@ export class ArgoWorkflows extends pulumi.ComponentResource {
       { metadata: { name: PIPELINE_SERVICE_ACCOUNT, namespace: args.pipelinesNamespace, labels: { ...PLATFORM_LABELS } } },
       k8sOpts,
     );
-    const role = new k8s.rbac.v1.Role(
-      `${name}-pipeline`,
-      { metadata: { namespace: args.pipelinesNamespace, labels: { ...PLATFORM_LABELS } }, rules: PIPELINE_RULES },
-      k8sOpts,
-    );
+    const role = new k8s.rbac.v1.Role(`${name}-pipeline`, { metadata: { namespace: args.pipelinesNamespace, labels: { ...PLATFORM_LABELS } }, rules: PIPELINE_RULES }, k8sOpts);
     new k8s.rbac.v1.RoleBinding(
       `${name}-pipeline`,
       {

@@ -11,10 +11,7 @@ import { PLATFORM_LABELS, awaitAnnotations, podSecurityLabels } from "./namespac
 import { charts } from "./versions";
 
 /** Whether the stack installs the device plugin (config `devicePlugin.install`). */
-export function wantsDevicePlugin(
-  install: PlatformConfig["devicePlugin"]["install"],
-  cluster: ClusterConfig,
-): boolean {
+export function wantsDevicePlugin(install: PlatformConfig["devicePlugin"]["install"], cluster: ClusterConfig): boolean {
   if (install === "never") return false;
   if (install === "always") return true;
   switch (cluster.provider) {

@@ -45,9 +45,7 @@ export function selectContext(where: string, text: string, context?: string): Ku
   }
   const found = (kc.contexts ?? []).find((c) => c.name === wanted);
   if (!found) {
-    throw new Error(
-      `mlplatform:cluster.context "${wanted}" is not in ${where}; its contexts are: ${names.join(", ") || "(none)"}`,
-    );
+    throw new Error(`mlplatform:cluster.context "${wanted}" is not in ${where}; its contexts are: ${names.join(", ") || "(none)"}`);
   }
   return { context: wanted, cluster: found.context?.cluster ?? wanted };
 }
@@ -90,11 +88,7 @@ export class ExistingCluster extends pulumi.ComponentResource implements Platfor
         throw new pulumi.ResourceError((e as Error).message, this);
       }
       clusterName = c.name ?? selection.context;
-      this.provider = new k8s.Provider(
-        `${name}-k8s`,
-        { kubeconfig: pulumi.secret(kubeconfigText), context: selection.context, enableServerSideApply: true },
-        { parent: this },
-      );
+      this.provider = new k8s.Provider(`${name}-k8s`, { kubeconfig: pulumi.secret(kubeconfigText), context: selection.context, enableServerSideApply: true }, { parent: this });
     } else {
       // No kubeconfig: the provider uses the pod's service account.
       this.provider = new k8s.Provider(`${name}-k8s`, { enableServerSideApply: true }, { parent: this });

@@ -146,11 +146,7 @@ export class GkeCluster extends pulumi.ComponentResource implements PlatformClus
       parent,
     );
     const member = pulumi.interpolate`serviceAccount:${nodeSa.email}`;
-    new gcp.projects.IAMMember(
-      `${name}-nodes-role`,
-      { project, role: "roles/container.defaultNodeServiceAccount", member },
-      parent,
-    );
+    new gcp.projects.IAMMember(`${name}-nodes-role`, { project, role: "roles/container.defaultNodeServiceAccount", member }, parent);
 
     const cluster = new gcp.container.Cluster(
       `${name}-gke`,
@@ -229,9 +225,7 @@ export class GkeCluster extends pulumi.ComponentResource implements PlatformClus
 
     this.clusterName = cluster.name;
     this.kubeconfig = pulumi.secret(
-      pulumi
-        .all([cluster.name, cluster.endpoint, cluster.masterAuth])
-        .apply(([n, endpoint, auth]) => gkeKubeconfig(n, endpoint, auth.clusterCaCertificate ?? "")),
+      pulumi.all([cluster.name, cluster.endpoint, cluster.masterAuth]).apply(([n, endpoint, auth]) => gkeKubeconfig(n, endpoint, auth.clusterCaCertificate ?? "")),
     );
     this.provider = new k8s.Provider(`${name}-k8s`, { kubeconfig: this.kubeconfig, enableServerSideApply: true }, parent);
     this.registryServer = pulumi.interpolate`${registryLocation}-docker.pkg.dev/${project}/${repo.repositoryId}`;

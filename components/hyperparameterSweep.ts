@@ -36,7 +36,10 @@ export interface SweepOptions {
 /** The grid: every combination of the comma-separated parameter lists, as the JSON list Argo fans out over. */
 export function sweepGrid(learningRates: string, hiddenUnits: string, batchSizes: string): { index: number; lr: string; hu: string; bs: string }[] {
   const list = (s: string, what: string) => {
-    const xs = s.split(",").map((x) => x.trim()).filter((x) => x !== "");
+    const xs = s
+      .split(",")
+      .map((x) => x.trim())
+      .filter((x) => x !== "");
     if (xs.length === 0 || xs.some((x) => !Number.isFinite(Number(x)) || Number(x) <= 0)) {
       throw new Error(`${what} must be a comma-separated list of positive numbers; got "${s}"`);
     }
@@ -44,8 +47,7 @@ export function sweepGrid(learningRates: string, hiddenUnits: string, batchSizes
   };
   const out: { index: number; lr: string; hu: string; bs: string }[] = [];
   for (const lr of list(learningRates, "learning-rates"))
-    for (const hu of list(hiddenUnits, "hidden-units"))
-      for (const bs of list(batchSizes, "batch-sizes")) out.push({ index: out.length, lr, hu, bs });
+    for (const hu of list(hiddenUnits, "hidden-units")) for (const bs of list(batchSizes, "batch-sizes")) out.push({ index: out.length, lr, hu, bs });
   return out;
 }
 
@@ -121,9 +123,7 @@ export function trialCommands(): { train: string[]; publish: string[] } {
 }
 
 /** Prints the replica's role from TF_CONFIG: `chief` outside a TFJob, or for its Chief/Master. */
-const ROLE_SCRIPT =
-  'const c = process.env.TF_CONFIG ? JSON.parse(process.env.TF_CONFIG) : {}, t = c.task ? c.task.type : "chief";' +
-  ' console.log(t === "master" ? "chief" : t);';
+const ROLE_SCRIPT = 'const c = process.env.TF_CONFIG ? JSON.parse(process.env.TF_CONFIG) : {}, t = c.task ? c.task.type : "chief";' + ' console.log(t === "master" ? "chief" : t);';
 
 /**
  * The trial's shell script: train (every replica of a multi-replica trial), then the chief
@@ -322,7 +322,12 @@ export function sweepTemplate(ctx: PipelineContext, o: SweepOptions): IWorkflowT
           script: {
             ...container({}),
             command: ["node"],
-            env: [...env, { name: "LEARNING_RATES", value: P("learning-rates") }, { name: "HIDDEN_UNITS", value: P("hidden-units") }, { name: "BATCH_SIZES", value: P("batch-sizes") }],
+            env: [
+              ...env,
+              { name: "LEARNING_RATES", value: P("learning-rates") },
+              { name: "HIDDEN_UNITS", value: P("hidden-units") },
+              { name: "BATCH_SIZES", value: P("batch-sizes") },
+            ],
             source: GRID_SCRIPT,
           },
         },

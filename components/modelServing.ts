@@ -202,9 +202,7 @@ function resolveModel(where: string, m: ServedModel, legacy: boolean): ResolvedM
       throw new Error(`\`${key("basePath")}\` must be s3://bucket/prefix with a valid bucket name; got ${JSON.stringify(basePath)}`);
     }
   } else if (!basePath.startsWith(`${SHARED_MOUNT_PATH}/`) || basePath.split("/").includes("..") || /["\\\n]/.test(basePath)) {
-    throw new Error(
-      `\`${key("basePath")}\` must be a path on the shared volume (under ${SHARED_MOUNT_PATH}/) or s3://bucket/prefix; got ${JSON.stringify(basePath)}`,
-    );
+    throw new Error(`\`${key("basePath")}\` must be a path on the shared volume (under ${SHARED_MOUNT_PATH}/) or s3://bucket/prefix; got ${JSON.stringify(basePath)}`);
   }
   const versionPolicy = m.versionPolicy ?? SERVING_DEFAULTS.versionPolicy;
   if (!POLICY.test(versionPolicy)) {
@@ -227,9 +225,8 @@ export function resolveServingSpec(instance: string, o: ServingOptions): Serving
   if (o.models !== undefined && (o.modelName !== undefined || o.modelBasePath !== undefined)) {
     throw new Error("`models` and the deprecated `modelName`/`modelBasePath` cannot both be given; move the model into `models: [{ name, basePath }]`");
   }
-  const list: readonly ServedModel[] =
-    o.models ?? (o.modelName !== undefined ? [{ name: o.modelName, basePath: o.modelBasePath }] : []);
-  if (list.length === 0) throw new Error("`models` must list at least one model, e.g. [{ name: \"mnist\" }]");
+  const list: readonly ServedModel[] = o.models ?? (o.modelName !== undefined ? [{ name: o.modelName, basePath: o.modelBasePath }] : []);
+  if (list.length === 0) throw new Error('`models` must list at least one model, e.g. [{ name: "mnist" }]');
   const seen = new Set<string>();
   const models = list.map((m, i) => resolveModel(`models[${i}]`, m, o.models === undefined));
   for (const m of models) {
@@ -259,12 +256,7 @@ export function resolveServingSpec(instance: string, o: ServingOptions): Serving
     minReplicas,
     maxReplicas,
     targetCpuUtilizationPercent: int("targetCpuUtilizationPercent", o.targetCpuUtilizationPercent ?? SERVING_DEFAULTS.targetCpuUtilizationPercent, 1, 100),
-    targetInflightRequestsPerReplica: int(
-      "targetInflightRequestsPerReplica",
-      o.targetInflightRequestsPerReplica ?? SERVING_DEFAULTS.targetInflightRequestsPerReplica,
-      1,
-      10_000,
-    ),
+    targetInflightRequestsPerReplica: int("targetInflightRequestsPerReplica", o.targetInflightRequestsPerReplica ?? SERVING_DEFAULTS.targetInflightRequestsPerReplica, 1, 10_000),
     resources: o.resources ?? SERVING_DEFAULTS.resources,
     gpus,
     gpuPlacement: gpus > 0 ? o.gpuPlacement : undefined,
@@ -295,7 +287,10 @@ export function modelServerConfigText(s: ServingSpec): string {
     const [kind, rest] = p.split(":");
     if (kind === "all") return "all {}";
     if (kind === "latest") return `latest { num_versions: ${rest ?? 1} }`;
-    return `specific { ${rest!.split(",").map((v) => `versions: ${v}`).join(" ")} }`;
+    return `specific { ${rest!
+      .split(",")
+      .map((v) => `versions: ${v}`)
+      .join(" ")} }`;
   };
   const configs = s.models.map((m) =>
     [
@@ -402,9 +397,7 @@ export function modelServingPodTemplate(s: ServingSpec, configMapName: pulumi.In
       nodeSelector: s.gpuPlacement ? { ...s.gpuPlacement.nodeSelector } : undefined,
       tolerations: s.gpuPlacement ? s.gpuPlacement.tolerations.map((t) => ({ ...t })) : undefined,
       // Replicas on different nodes, so one node drain or failure takes one replica at most.
-      topologySpreadConstraints: [
-        { maxSkew: 1, topologyKey: "kubernetes.io/hostname", whenUnsatisfiable: "ScheduleAnyway", labelSelector: { matchLabels: servingSelector(s) } },
-      ],
+      topologySpreadConstraints: [{ maxSkew: 1, topologyKey: "kubernetes.io/hostname", whenUnsatisfiable: "ScheduleAnyway", labelSelector: { matchLabels: servingSelector(s) } }],
       containers: [
         {
           name: "serve",

@@ -46,12 +46,7 @@ export const OBJECT_STORE_ENV_KEYS = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KE
  * The credentials Secret's data: standard AWS variable names, so the AWS SDKs, `mc`, boto3
  * and our trainer all pick them up from the environment.
  */
-export function credentialsData(
-  endpoint: string,
-  region: string,
-  accessKeyId: string,
-  secretAccessKey: string,
-): Record<(typeof OBJECT_STORE_ENV_KEYS)[number], string> {
+export function credentialsData(endpoint: string, region: string, accessKeyId: string, secretAccessKey: string): Record<(typeof OBJECT_STORE_ENV_KEYS)[number], string> {
   return {
     AWS_ACCESS_KEY_ID: accessKeyId,
     AWS_SECRET_ACCESS_KEY: secretAccessKey,
@@ -65,12 +60,7 @@ export function credentialsData(
 const MINIO_LABELS = { ...PLATFORM_LABELS, "app.kubernetes.io/name": "minio", "app.kubernetes.io/component": "object-store" };
 
 /** MinIO StatefulSet: one replica, its own volume, non-root, probes, no web console. */
-export function minioStatefulSetSpec(o: {
-  image: string;
-  storageSize: string;
-  storageClassName?: string;
-  secretName: string;
-}): k8s.types.input.apps.v1.StatefulSetSpec {
+export function minioStatefulSetSpec(o: { image: string; storageSize: string; storageClassName?: string; secretName: string }): k8s.types.input.apps.v1.StatefulSetSpec {
   const fromSecret = (key: string) => ({ secretKeyRef: { name: o.secretName, key } });
   return {
     serviceName: MINIO_SERVICE,
@@ -205,9 +195,7 @@ export class ObjectStore extends pulumi.ComponentResource {
       this.secretAccessKey = pulumi.secret(password.value);
     }
 
-    const data = pulumi
-      .all([this.endpoint, this.accessKeyId, this.secretAccessKey])
-      .apply(([endpoint, id, key]) => credentialsData(endpoint, c.region, id, key));
+    const data = pulumi.all([this.endpoint, this.accessKeyId, this.secretAccessKey]).apply(([endpoint, id, key]) => credentialsData(endpoint, c.region, id, key));
     const namespaces = { store: args.namespace, ...args.consumerNamespaces };
     const secrets: k8s.core.v1.Secret[] = [];
     for (const [role, ns] of Object.entries(namespaces)) {

@@ -259,9 +259,7 @@ export function kubePrometheusStackValues(o: { retention: string; storageSize?: 
         podMonitorSelectorNilUsesHelmValues: false,
         ruleSelectorNilUsesHelmValues: false,
         resources: { requests: { cpu: "200m", memory: "512Mi" }, limits: { memory: "2Gi" } },
-        ...(o.storageSize
-          ? { storageSpec: { volumeClaimTemplate: { spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: o.storageSize } } } } } }
-          : {}),
+        ...(o.storageSize ? { storageSpec: { volumeClaimTemplate: { spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: o.storageSize } } } } } } : {}),
       },
     },
     alertmanager: { service: { type: "ClusterIP" } },
@@ -291,7 +289,11 @@ export function dcgmValues(gpu: Placement, serviceMonitorApiVersion: "monitoring
  * default (components/networkPolicies.ts): the model server's REST port, the trainers'
  * metrics port.
  */
-export function metricsNetworkPolicies(o: { serving: string; pipelines: string; scraperNamespace: string }): { namespace: string; name: string; spec: k8s.types.input.networking.v1.NetworkPolicySpec }[] {
+export function metricsNetworkPolicies(o: {
+  serving: string;
+  pipelines: string;
+  scraperNamespace: string;
+}): { namespace: string; name: string; spec: k8s.types.input.networking.v1.NetworkPolicySpec }[] {
   const from = [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": o.scraperNamespace } } }];
   return [
     {
@@ -419,17 +421,30 @@ export class Observability extends pulumi.ComponentResource {
 
       for (const d of platformDashboards({ gpu: gpu !== undefined })) {
         const m = dashboardConfigMap(d, monitoringNs);
-        new k8s.core.v1.ConfigMap(`${name}-dashboard-${d.uid}`, { metadata: { ...m.metadata, namespace: ns!.metadata.name }, data: m.data }, { parent: this, provider: args.provider });
+        new k8s.core.v1.ConfigMap(
+          `${name}-dashboard-${d.uid}`,
+          { metadata: { ...m.metadata, namespace: ns!.metadata.name }, data: m.data },
+          { parent: this, provider: args.provider },
+        );
       }
       const rule = prometheusRule(groups, monitoringNs);
-      new k8s.apiextensions.CustomResource(`${name}-rules`, { ...(rule as CrArgs), metadata: { ...rule.metadata, namespace: ns!.metadata.name } }, { parent: this, provider: args.provider, dependsOn: [chart] });
+      new k8s.apiextensions.CustomResource(
+        `${name}-rules`,
+        { ...(rule as CrArgs), metadata: { ...rule.metadata, namespace: ns!.metadata.name } },
+        { parent: this, provider: args.provider, dependsOn: [chart] },
+      );
       for (const t of targets) {
         new k8s.apiextensions.CustomResource(`${name}-${t.name}`, podMonitor(t, "monitoring.coreos.com") as CrArgs, { ...k8sOpts, dependsOn: crdsFirst });
       }
 
       const ing = args.ingress;
       if (ing?.grafana) {
-        createUiIngress(`${name}-grafana-ui`, ns!.metadata.name, { ...ing.grafana, className: ing.className, clusterIssuer: ing.clusterIssuer, serviceName: GRAFANA_SERVICE, servicePort: GRAFANA_PORT }, { provider: args.provider, parent: this, dependsOn: [chart] });
+        createUiIngress(
+          `${name}-grafana-ui`,
+          ns!.metadata.name,
+          { ...ing.grafana, className: ing.className, clusterIssuer: ing.clusterIssuer, serviceName: GRAFANA_SERVICE, servicePort: GRAFANA_PORT },
+          { provider: args.provider, parent: this, dependsOn: [chart] },
+        );
       }
       if (ing?.prometheus) {
         createUiIngress(

@@ -50,11 +50,7 @@ export type VolumeSource =
 export const AZURE_FILE_MOUNT_OPTIONS = ["dir_mode=0775", "file_mode=0664", "uid=1000", "gid=1000", "mfsymlinks", "cache=strict", "actimeo=30", "nosharesock"];
 
 /** A static PersistentVolume for `namespace`'s claim, pointing at the shared backend. */
-export function sharedVolumeSpec(
-  source: VolumeSource,
-  namespace: string,
-  size: string,
-): k8s.types.input.core.v1.PersistentVolumeSpec {
+export function sharedVolumeSpec(source: VolumeSource, namespace: string, size: string): k8s.types.input.core.v1.PersistentVolumeSpec {
   const common = {
     capacity: { storage: size },
     accessModes: ["ReadWriteMany"],
@@ -217,17 +213,19 @@ export class SharedStorage extends pulumi.ComponentResource {
     }
 
     for (const [role, ns] of Object.entries(args.namespaces)) {
-      this.volumes.push(new k8s.core.v1.PersistentVolume(
-        `${name}-${role}`,
-        {
-          metadata: {
-            labels: { ...PLATFORM_LABELS, "mlplatform.io/shared-volume": name },
-            annotations: awaitAnnotations(args.skipAwait ?? false),
+      this.volumes.push(
+        new k8s.core.v1.PersistentVolume(
+          `${name}-${role}`,
+          {
+            metadata: {
+              labels: { ...PLATFORM_LABELS, "mlplatform.io/shared-volume": name },
+              annotations: awaitAnnotations(args.skipAwait ?? false),
+            },
+            spec: source(ns).apply((src) => sharedVolumeSpec(src, ns, size)),
           },
-          spec: source(ns).apply((src) => sharedVolumeSpec(src, ns, size)),
-        },
-        k8sOpts,
-      ));
+          k8sOpts,
+        ),
+      );
     }
     this.registerOutputs({ backend: this.backend, claimName: this.claimName, mountPath: this.mountPath });
   }
@@ -263,13 +261,7 @@ export class SharedStorage extends pulumi.ComponentResource {
   }
 
   /** A kernel NFS server in its own privileged namespace, exporting a disk from the default (or named) class. */
-  private inClusterNfs(
-    name: string,
-    c: SharedStorageConfig,
-    size: string,
-    k8sOpts: pulumi.CustomResourceOptions,
-    skipAwait: boolean,
-  ): pulumi.Output<VolumeSource> {
+  private inClusterNfs(name: string, c: SharedStorageConfig, size: string, k8sOpts: pulumi.CustomResourceOptions, skipAwait: boolean): pulumi.Output<VolumeSource> {
     const annotations = awaitAnnotations(skipAwait);
     const ns = new k8s.core.v1.Namespace(
       `${name}-nfs`,
@@ -361,9 +353,7 @@ export class SharedStorage extends pulumi.ComponentResource {
       { resourceGroupName, accountName: account.name, shareName: "shared", shareQuota: Math.ceil(sizeInGiB(size)), enabledProtocols: "SMB" },
       { parent: this, protect: true },
     );
-    const key = storage
-      .listStorageAccountKeysOutput({ resourceGroupName, accountName: account.name }, { parent: this })
-      .keys.apply((ks) => ks[0]?.value ?? "");
+    const key = storage.listStorageAccountKeysOutput({ resourceGroupName, accountName: account.name }, { parent: this }).keys.apply((ks) => ks[0]?.value ?? "");
     const secretName = "mlplatform-azure-files";
     // The CSI driver reads the account key from a Secret in each namespace that mounts the share.
     this.perNamespace = (namespace, opts) => {

@@ -98,9 +98,16 @@ export function teamNetworkPolicies(o: { platform: string; serving: string }, ap
     { name: "allow-dns", spec: { podSelector: {}, policyTypes: ["Egress"], egress: [{ to: [inNamespace("kube-system")], ports: [{ protocol: "UDP", port: 53 }, tcp(53)] }] } },
     {
       name: "egress-to-object-store",
-      spec: { podSelector: {}, policyTypes: ["Egress"], egress: [{ to: [{ ...inNamespace(o.platform), podSelector: { matchLabels: { "app.kubernetes.io/name": "minio" } } }], ports: [tcp(MINIO_PORT)] }] },
+      spec: {
+        podSelector: {},
+        policyTypes: ["Egress"],
+        egress: [{ to: [{ ...inNamespace(o.platform), podSelector: { matchLabels: { "app.kubernetes.io/name": "minio" } } }], ports: [tcp(MINIO_PORT)] }],
+      },
     },
-    { name: "within-namespace", spec: { podSelector: {}, policyTypes: ["Ingress", "Egress"], ingress: [{ from: [{ podSelector: {} }] }], egress: [{ to: [{ podSelector: {} }] }] } },
+    {
+      name: "within-namespace",
+      spec: { podSelector: {}, policyTypes: ["Ingress", "Egress"], ingress: [{ from: [{ podSelector: {} }] }], egress: [{ to: [{ podSelector: {} }] }] },
+    },
     {
       name: "egress-to-api-and-serving",
       spec: { podSelector: {}, policyTypes: ["Egress"], egress: [{ ports: apiServerPorts.map(tcp) }, { to: [inNamespace(o.serving)], ports: [tcp(8500), tcp(8501)] }] },
@@ -229,4 +236,3 @@ export class Teams extends pulumi.ComponentResource {
     this.registerOutputs({ namespaces, queues });
   }
 }
-

@@ -85,11 +85,7 @@ export class TensorBoard extends pulumi.ComponentResource {
     const k8sOpts = { parent: this, provider: args.provider, dependsOn: args.dependsOn };
     const annotations = awaitAnnotations(args.skipAwait ?? false);
     const spec = tensorBoardDeploymentSpec({ image: args.image ?? images.tensorboard, logDir: args.logDir ?? "logs", app: name });
-    new k8s.apps.v1.Deployment(
-      `${name}-tensorboard`,
-      { metadata: { namespace: args.namespace, labels: { ...PLATFORM_LABELS }, annotations }, spec },
-      k8sOpts,
-    );
+    new k8s.apps.v1.Deployment(`${name}-tensorboard`, { metadata: { namespace: args.namespace, labels: { ...PLATFORM_LABELS }, annotations }, spec }, k8sOpts);
     const svc = new k8s.core.v1.Service(
       `${name}-tensorboard`,
       {

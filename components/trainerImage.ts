@@ -75,10 +75,7 @@ export class TrainerImage extends pulumi.ComponentResource {
       this.ref = pulumi.output(args.image);
     } else {
       if (!args.registryServer) {
-        throw new pulumi.ResourceError(
-          "trainerImage.build needs a registry: this cluster has none (set cluster.registry, or trainerImage.build: false with an image)",
-          this,
-        );
+        throw new pulumi.ResourceError("trainerImage.build needs a registry: this cluster has none (set cluster.registry, or trainerImage.build: false with an image)", this);
       }
       // Loaded only when building: stacks that use a prebuilt image never pay for it.
       // eslint-disable-next-line @typescript-eslint/no-require-imports -- lazy load, as said above

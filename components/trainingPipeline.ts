@@ -111,7 +111,12 @@ function tensorBoardSteps(ctx: PipelineContext): ITemplate[] {
   return [
     {
       name: "tensorboard",
-      dag: { tasks: [{ name: "deployment", template: "tensorboard-deployment" }, { name: "service", template: "tensorboard-service" }] },
+      dag: {
+        tasks: [
+          { name: "deployment", template: "tensorboard-deployment" },
+          { name: "service", template: "tensorboard-service" },
+        ],
+      },
     },
     { name: "tensorboard-deployment", resource: { action: "create", manifest: JSON.stringify(deployment) } },
     { name: "tensorboard-service", resource: { action: "create", manifest: JSON.stringify(service) } },
@@ -244,7 +249,12 @@ export function resolveReplicaCounts(manifest: string, counts: { workers: number
     const end = text.indexOf(" : ''}}", at);
     const wanted = role === "Worker" ? counts.workers > 1 : counts.parameterServers > 0;
     const body = text.slice(at + open.length, end);
-    const rendered = wanted ? body.split(" + ").map((t) => evaluateTerm(t, counts)).join("") : "";
+    const rendered = wanted
+      ? body
+          .split(" + ")
+          .map((t) => evaluateTerm(t, counts))
+          .join("")
+      : "";
     text = text.slice(0, at) + rendered + text.slice(end + " : ''}}".length);
   }
   return JSON.parse(text);
@@ -325,7 +335,12 @@ function pipelineTemplate(
         mlpStep(
           "publish",
           ctx,
-          publishArgs({ from: stagedVersion(runDirs.staging, workflowParam("model-name")), modelBase: ctx.modelBase, name: workflowParam("model-name"), resultFile: resultFiles.published }),
+          publishArgs({
+            from: stagedVersion(runDirs.staging, workflowParam("model-name")),
+            modelBase: ctx.modelBase,
+            name: workflowParam("model-name"),
+            resultFile: resultFiles.published,
+          }),
           { outputs: { parameters: [{ name: PIPELINE_OUTPUTS.published, valueFrom: { path: resultFiles.published } }] } },
         ),
         // The server polls for new versions; retries give it time to load the one just published.
@@ -401,7 +416,11 @@ export function retrainPipelineTemplate(ctx: PipelineContext): IWorkflowTemplate
     name: PIPELINE_TEMPLATES.retrain,
     parameters: [
       // A folder on the shared volume, or an object-store prefix (npm run dataset -- images), which retrain mirrors into its cache there.
-      { name: "images", value: `${SHARED_MOUNT_PATH}/datasets/images`, description: "one folder of images per label: a directory on the shared volume, or s3://bucket/prefix in the object store" },
+      {
+        name: "images",
+        value: `${SHARED_MOUNT_PATH}/datasets/images`,
+        description: "one folder of images per label: a directory on the shared volume, or s3://bucket/prefix in the object store",
+      },
       {
         name: "base-model",
         value: DEFAULT_BASE_MODEL,
@@ -449,11 +468,19 @@ export class TrainingPipeline extends pulumi.ComponentResource {
     super("mlplatform:pipeline:TrainingPipeline", name, {}, opts);
     const k8sOpts = { parent: this, provider: args.provider, dependsOn: args.dependsOn };
     const ctx = pulumi.output(args.context);
-    for (const [role, build] of [["mnist", mnistPipelineTemplate], ["retrain", retrainPipelineTemplate]] as const) {
+    for (const [role, build] of [
+      ["mnist", mnistPipelineTemplate],
+      ["retrain", retrainPipelineTemplate],
+    ] as const) {
       const t = ctx.apply((c) => build(c as PipelineContext));
       new k8s.apiextensions.CustomResource(
         `${name}-${role}`,
-        { apiVersion: "argoproj.io/v1alpha1", kind: "WorkflowTemplate", metadata: t.apply((x) => x.metadata), spec: t.apply((x) => x.spec) } as k8s.apiextensions.CustomResourceArgs,
+        {
+          apiVersion: "argoproj.io/v1alpha1",
+          kind: "WorkflowTemplate",
+          metadata: t.apply((x) => x.metadata),
+          spec: t.apply((x) => x.spec),
+        } as k8s.apiextensions.CustomResourceArgs,
         k8sOpts,
       );
     }

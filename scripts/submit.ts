@@ -237,12 +237,16 @@ export interface KubeTarget {
 const SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /** Runs a kubeconfig `exec` credential plugin (GKE's gke-gcloud-auth-plugin, kubelogin, …). */
-function execCredential(exec: { command: string; args?: string[]; env?: { name: string; value: string }[] | null }, where: string): { token?: string; cert?: Buffer; key?: Buffer } {
+function execCredential(
+  exec: { command: string; args?: string[]; env?: { name: string; value: string }[] | null },
+  where: string,
+): { token?: string; cert?: Buffer; key?: Buffer } {
   const env = { ...process.env };
   for (const e of exec.env ?? []) env[e.name] = e.value;
   const r = spawnSync(exec.command, exec.args ?? [], { env, encoding: "utf8", timeout: 60_000 });
   if (r.error || r.status !== 0) {
-    const why = (r.error as NodeJS.ErrnoException | undefined)?.code === "ENOENT" ? "not found on PATH" : (r.stderr || String(r.error ?? `exit ${r.status}`)).trim().split("\n").pop();
+    const why =
+      (r.error as NodeJS.ErrnoException | undefined)?.code === "ENOENT" ? "not found on PATH" : (r.stderr || String(r.error ?? `exit ${r.status}`)).trim().split("\n").pop();
     throw new SubmitError(`${where}: the credential plugin ${exec.command} failed: ${why}`);
   }
   let status: { token?: string; clientCertificateData?: string; clientKeyData?: string } | undefined;
@@ -366,7 +370,14 @@ export class KubeClient {
       );
       req.on("timeout", () => req.destroy(new Error("no answer within 15 s")));
       req.on("error", (e) =>
-        reject(new SubmitError(`cannot reach the Kubernetes API at ${this.target.server.origin} (from ${this.target.source}): ${(e as NodeJS.ErrnoException).code ?? ""} ${e.message}`.replace(/ {2,}/g, " "))),
+        reject(
+          new SubmitError(
+            `cannot reach the Kubernetes API at ${this.target.server.origin} (from ${this.target.source}): ${(e as NodeJS.ErrnoException).code ?? ""} ${e.message}`.replace(
+              / {2,}/g,
+              " ",
+            ),
+          ),
+        ),
       );
       req.end(payload);
     });
@@ -483,19 +494,21 @@ function nodeName(nodes: Record<string, any>, id: string): string {
 
 function nodesOf(wf: any): NodeView[] {
   const all = (wf?.status?.nodes ?? {}) as Record<string, any>;
-  return Object.entries(all)
-    .map(([id, n]) => ({
-      id,
-      name: nodeName(all, id),
-      type: String(n.type ?? ""),
-      phase: String(n.phase ?? "Pending"),
-      startedAt: n.startedAt ?? undefined,
-      finishedAt: n.finishedAt ?? undefined,
-      message: n.message ?? undefined,
-    }))
-    .filter((n) => !STRUCTURAL.has(n.type) && n.id !== wf?.metadata?.name)
-    // By start time (nodes that never started last), then name; plain code-unit order, not locale.
-    .sort((a, b) => cmp(a.startedAt ?? "~", b.startedAt ?? "~") || cmp(a.name, b.name));
+  return (
+    Object.entries(all)
+      .map(([id, n]) => ({
+        id,
+        name: nodeName(all, id),
+        type: String(n.type ?? ""),
+        phase: String(n.phase ?? "Pending"),
+        startedAt: n.startedAt ?? undefined,
+        finishedAt: n.finishedAt ?? undefined,
+        message: n.message ?? undefined,
+      }))
+      .filter((n) => !STRUCTURAL.has(n.type) && n.id !== wf?.metadata?.name)
+      // By start time (nodes that never started last), then name; plain code-unit order, not locale.
+      .sort((a, b) => cmp(a.startedAt ?? "~", b.startedAt ?? "~") || cmp(a.name, b.name))
+  );
 }
 
 function duration(from?: string, to?: string): string {
@@ -503,7 +516,11 @@ function duration(from?: string, to?: string): string {
   const ms = (to ? Date.parse(to) : Date.now()) - Date.parse(from);
   if (!Number.isFinite(ms) || ms < 0) return "";
   const s = Math.round(ms / 1000);
-  return s >= 3600 ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m` : s >= 60 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s` : `${s}s`;
+  return s >= 3600
+    ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`
+    : s >= 60
+      ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`
+      : `${s}s`;
 }
 
 /**
@@ -629,7 +646,9 @@ export async function follow(kube: KubeClient, namespace: string, name: string, 
 export function summary(wf: any, outputs: PlatformOutputs): string[] {
   const phase = wf?.status?.phase ?? "Pending";
   const name = wf?.metadata?.name;
-  const lines = [`phase:       ${phase}${wf?.status?.startedAt ? ` after ${duration(wf.status.startedAt, wf.status.finishedAt)}` : ""}${wf?.status?.message && phase !== "Succeeded" ? `: ${wf.status.message}` : ""}`];
+  const lines = [
+    `phase:       ${phase}${wf?.status?.startedAt ? ` after ${duration(wf.status.startedAt, wf.status.finishedAt)}` : ""}${wf?.status?.message && phase !== "Succeeded" ? `: ${wf.status.message}` : ""}`,
+  ];
   if (phase === "Failed" || phase === "Error") {
     for (const n of nodesOf(wf).filter((n) => n.phase === "Failed" || n.phase === "Error")) lines.push(`  failed:    ${n.name}${n.message ? `: ${n.message}` : ""}`);
   }
@@ -650,7 +669,9 @@ export function summary(wf: any, outputs: PlatformOutputs): string[] {
   for (const [k, v] of o.other) lines.push(`output:      ${k} = ${v.length > 200 ? `${v.slice(0, 200)}…` : v}`);
   lines.push(`TensorBoard: ${outputs.tensorboardUrl ?? "(not enabled on this stack)"}${outputs.tensorboardUrl && name ? ` (this run's logs: logs/${name})` : ""}`);
   if (outputs.servingGrpcEndpoint || outputs.servingRestUrl) {
-    lines.push(`serving:     ${[outputs.servingGrpcEndpoint && `gRPC ${outputs.servingGrpcEndpoint}`, outputs.servingRestUrl && `REST ${outputs.servingRestUrl}`].filter(Boolean).join(", ")}`);
+    lines.push(
+      `serving:     ${[outputs.servingGrpcEndpoint && `gRPC ${outputs.servingGrpcEndpoint}`, outputs.servingRestUrl && `REST ${outputs.servingRestUrl}`].filter(Boolean).join(", ")}`,
+    );
   } else {
     lines.push("serving:     (no serving endpoint output on this stack)");
   }
@@ -671,8 +692,18 @@ export async function run(argv: string[], io: Io = consoleIo): Promise<number> {
   }
   if (opts === "help") {
     const text = await fs.readFile(__filename, "utf8");
-    io.out((/\/\*\*([\s\S]*?)\*\//.exec(text)?.[1] ?? "").split("\n").map((l) => l.replace(/^ \* ?/, "")).join("\n").trim());
-    io.out(`\nWorkflowTemplates: ${Object.entries(TEMPLATES).map(([kind, name]) => `${kind} → ${name}`).join(", ")}`);
+    io.out(
+      (/\/\*\*([\s\S]*?)\*\//.exec(text)?.[1] ?? "")
+        .split("\n")
+        .map((l) => l.replace(/^ \* ?/, ""))
+        .join("\n")
+        .trim(),
+    );
+    io.out(
+      `\nWorkflowTemplates: ${Object.entries(TEMPLATES)
+        .map(([kind, name]) => `${kind} → ${name}`)
+        .join(", ")}`,
+    );
     return 0;
   }
   let kube: KubeClient | undefined;
@@ -685,7 +716,9 @@ export async function run(argv: string[], io: Io = consoleIo): Promise<number> {
     if (!name) {
       const template = await kube.get(`${ARGO}/namespaces/${ns}/workflowtemplates/${templateName}`);
       if (!template) {
-        throw new SubmitError(`WorkflowTemplate ${templateName} not found in namespace ${ns} (at ${kube.target.server.origin}); is the training pipeline deployed on stack ${opts.stack}?`);
+        throw new SubmitError(
+          `WorkflowTemplate ${templateName} not found in namespace ${ns} (at ${kube.target.server.origin}); is the training pipeline deployed on stack ${opts.stack}?`,
+        );
       }
       const parameters = checkParameters(templateName, templateParameters(template), opts.set);
       const manifest = workflowManifest({ templateName, namespace: ns, serviceAccountName: outputs.pipelineServiceAccount, parameters });

@@ -127,8 +127,4 @@ export const PLATFORM_OUTPUT_NAMES = [
 ] as const satisfies readonly (keyof PlatformOutputs)[];
 
 /** Outputs that are secrets and must stay secrets in every consumer. */
-export const SECRET_OUTPUT_NAMES: readonly (keyof PlatformOutputs)[] = [
-  "kubeconfig",
-  "objectStoreAccessKeyId",
-  "objectStoreSecretAccessKey",
-];
+export const SECRET_OUTPUT_NAMES: readonly (keyof PlatformOutputs)[] = ["kubeconfig", "objectStoreAccessKeyId", "objectStoreSecretAccessKey"];

@@ -62,29 +62,57 @@ describe("config: each rule names the key, the value and what is allowed", () =>
     ["unknown key", { cluster: existing, clsuter: {} }, /^mlplatform:clsuter is not a key this program reads; known keys: cluster, devicePlugin/],
     ["unknown nested key", { cluster: { ...aks, gpupool: {} } }, /^mlplatform:cluster.gpupool is not a known setting \(typo\?\); remove it$/],
     ["aks location", { cluster: { provider: "aks" } }, /^mlplatform:cluster.location is required \(a string\)$/],
-    ["aks GPU VM size", { cluster: { ...aks, gpuPool: { vmSize: "Standard_D4s_v5" } } }, /^mlplatform:cluster.gpuPool.vmSize must be an NC, ND or NV series size .*; got "Standard_D4s_v5"$/],
+    [
+      "aks GPU VM size",
+      { cluster: { ...aks, gpuPool: { vmSize: "Standard_D4s_v5" } } },
+      /^mlplatform:cluster.gpuPool.vmSize must be an NC, ND or NV series size .*; got "Standard_D4s_v5"$/,
+    ],
     ["GPU minCount ≥ 0", { cluster: { ...aks, gpuPool: { minCount: -1 } } }, /^mlplatform:cluster.gpuPool.minCount must be ≥ 0; got -1$/],
     ["GPU minCount integer", { cluster: { ...aks, gpuPool: { minCount: 1.5 } } }, /^mlplatform:cluster.gpuPool.minCount must be a whole number; got 1.5$/],
     ["GPU minCount type", { cluster: { ...aks, gpuPool: { minCount: "0" } } }, /^mlplatform:cluster.gpuPool.minCount must be a number; got "0"$/],
     ["GPU maxCount ≥ minCount", { cluster: { ...aks, gpuPool: { minCount: 3, maxCount: 2 } } }, /^mlplatform:cluster.gpuPool.maxCount must be ≥ minCount \(3\); got 2$/],
     ["GPU maxCount ≥ 1", { cluster: { ...gke, gpuPool: { minCount: 0, maxCount: 0 } } }, /^mlplatform:cluster.gpuPool.maxCount must be ≥ 1 so the pool can scale up; got 0$/],
     ["system minCount ≥ 1", { cluster: { ...aks, systemPool: { minCount: 0 } } }, /^mlplatform:cluster.systemPool.minCount must be ≥ 1; got 0$/],
-    ["spot maxPrice", { cluster: { ...aks, gpuPool: { spot: { enabled: true, maxPrice: 0 } } } }, /^mlplatform:cluster.gpuPool.spot.maxPrice must be -1 \(on-demand cap\) or a positive price; got 0$/],
+    [
+      "spot maxPrice",
+      { cluster: { ...aks, gpuPool: { spot: { enabled: true, maxPrice: 0 } } } },
+      /^mlplatform:cluster.gpuPool.spot.maxPrice must be -1 \(on-demand cap\) or a positive price; got 0$/,
+    ],
     ["kubernetesVersion", { cluster: { ...aks, kubernetesVersion: "latest" } }, /^mlplatform:cluster.kubernetesVersion must look like 1.33 or 1.33.2; got "latest"$/],
-    ["kubernetesVersion ≥ 1.30", { cluster: { ...aks, kubernetesVersion: "1.29.9" } }, /^mlplatform:cluster.kubernetesVersion must be 1.30 or later \(the model server's preStop sleep action\); got "1.29.9"$/],
+    [
+      "kubernetesVersion ≥ 1.30",
+      { cluster: { ...aks, kubernetesVersion: "1.29.9" } },
+      /^mlplatform:cluster.kubernetesVersion must be 1.30 or later \(the model server's preStop sleep action\); got "1.29.9"$/,
+    ],
     ["networkPolicy", { cluster: { ...aks, networkPolicy: "none" } }, /^mlplatform:cluster.networkPolicy must be one of "azure", "calico", "cilium"; got "none"$/],
     ["vnetCidr", { cluster: { ...aks, vnetCidr: "10.0.0.0/24" } }, /^mlplatform:cluster.vnetCidr must be an IPv4 CIDR of \/8 to \/16; got "10.0.0.0\/24"$/],
     ["acrSku", { cluster: { ...aks, acrSku: "Gold" } }, /^mlplatform:cluster.acrSku must be one of "Basic", "Standard", "Premium"; got "Gold"$/],
     ["skuTier", { cluster: { ...aks, skuTier: "Premium" } }, /^mlplatform:cluster.skuTier must be one of "Free", "Standard"; got "Premium"$/],
     ["gke project", { cluster: { ...gke, project: "My Project" } }, /^mlplatform:cluster.project must be a Google Cloud project id; got "My Project"$/],
     ["gke location", { cluster: { provider: "gke", project: "my-ml-project" } }, /^mlplatform:cluster.location is required/],
-    ["gke accelerator", { cluster: { ...gke, gpuPool: { acceleratorType: "tesla-t4" } } }, /^mlplatform:cluster.gpuPool.acceleratorType must be a GKE accelerator type .*; got "tesla-t4"$/],
+    [
+      "gke accelerator",
+      { cluster: { ...gke, gpuPool: { acceleratorType: "tesla-t4" } } },
+      /^mlplatform:cluster.gpuPool.acceleratorType must be a GKE accelerator type .*; got "tesla-t4"$/,
+    ],
     ["gke accelerator count", { cluster: { ...gke, gpuPool: { acceleratorCount: 32 } } }, /^mlplatform:cluster.gpuPool.acceleratorCount must be ≤ 16; got 32$/],
-    ["gke driver version", { cluster: { ...gke, gpuPool: { driverVersion: "INSTALLATION_DISABLED" } } }, /^mlplatform:cluster.gpuPool.driverVersion must be one of "DEFAULT", "LATEST"; got "INSTALLATION_DISABLED"$/],
+    [
+      "gke driver version",
+      { cluster: { ...gke, gpuPool: { driverVersion: "INSTALLATION_DISABLED" } } },
+      /^mlplatform:cluster.gpuPool.driverVersion must be one of "DEFAULT", "LATEST"; got "INSTALLATION_DISABLED"$/,
+    ],
     ["gke release channel", { cluster: { ...gke, releaseChannel: "stable" } }, /^mlplatform:cluster.releaseChannel must be one of "RAPID", "REGULAR", "STABLE"; got "stable"$/],
     ["existing gpu", { cluster: { ...existing, gpu: "amd" } }, /^mlplatform:cluster.gpu must be one of "none", "nvidia"; got "amd"$/],
-    ["existing inCluster with kubeconfig", { cluster: { ...existing, inCluster: true, context: "kind" } }, /^mlplatform:cluster.inCluster cannot be combined with kubeconfig or context .*; got true$/],
-    ["existing toleration operator", { cluster: { ...existing, gpu: "nvidia", gpuTolerations: [{ key: "k", operator: "In" }] } }, /^mlplatform:cluster.gpuTolerations\[0\].operator must be one of "Equal", "Exists"; got "In"$/],
+    [
+      "existing inCluster with kubeconfig",
+      { cluster: { ...existing, inCluster: true, context: "kind" } },
+      /^mlplatform:cluster.inCluster cannot be combined with kubeconfig or context .*; got true$/,
+    ],
+    [
+      "existing toleration operator",
+      { cluster: { ...existing, gpu: "nvidia", gpuTolerations: [{ key: "k", operator: "In" }] } },
+      /^mlplatform:cluster.gpuTolerations\[0\].operator must be one of "Equal", "Exists"; got "In"$/,
+    ],
     ["namespace name", { cluster: existing, namespaces: { serving: "ML_Serving" } }, /^mlplatform:namespaces.serving must be a DNS-1123 label .*; got "ML_Serving"$/],
     ["namespaces distinct", { cluster: existing, namespaces: { serving: "mlplatform" } }, /^mlplatform:namespaces.serving must differ from namespaces.platform; got "mlplatform"$/],
     ["burst only on aks", { cluster: gke, burst: { enabled: true } }, /^mlplatform:burst.enabled is only supported with cluster.provider "aks" .*got provider "gke".*; got true$/],
@@ -101,7 +129,10 @@ describe("config: each rule names the key, the value and what is allowed", () =>
   for (const [rule, raw, message] of cases) {
     it(rule, () => {
       const found = problems(raw);
-      expect(found.some((p) => message.test(p)), `problems were:\n${found.join("\n")}`).toBe(true);
+      expect(
+        found.some((p) => message.test(p)),
+        `problems were:\n${found.join("\n")}`,
+      ).toBe(true);
     });
   }
 
@@ -114,16 +145,14 @@ describe("config: each rule names the key, the value and what is allowed", () =>
 
 describe("config: read from the stack", () => {
   it("a bad value stops the program before any resource is registered", async () => {
-    await expect(
-      runStack("aks", { "mlplatform:cluster": { provider: "aks", location: "westeurope", gpuPool: { minCount: -1 } } }),
-    ).rejects.toThrow("Invalid configuration: mlplatform:cluster.gpuPool.minCount must be ≥ 0; got -1");
+    await expect(runStack("aks", { "mlplatform:cluster": { provider: "aks", location: "westeurope", gpuPool: { minCount: -1 } } })).rejects.toThrow(
+      "Invalid configuration: mlplatform:cluster.gpuPool.minCount must be ≥ 0; got -1",
+    );
     expect(lastRunResources).toEqual([]);
   });
 
   it("a typo in a key stops the program too", async () => {
-    await expect(runStack("gke", { "mlplatform:namespace": { serving: "x" } })).rejects.toThrow(
-      /mlplatform:namespace is not a key this program reads/,
-    );
+    await expect(runStack("gke", { "mlplatform:namespace": { serving: "x" } })).rejects.toThrow(/mlplatform:namespace is not a key this program reads/);
     expect(lastRunResources).toEqual([]);
   });
 });

@@ -66,7 +66,9 @@ describe("object store (MinIO) under mocks", () => {
   });
 
   it("the credentials Secret exists in the store's and every consumer namespace, as a secret", () => {
-    const secrets = ofType(dev, "kubernetes:core/v1:Secret").filter((s) => s.name.startsWith("objects-")).map((s) => s.inputs);
+    const secrets = ofType(dev, "kubernetes:core/v1:Secret")
+      .filter((s) => s.name.startsWith("objects-"))
+      .map((s) => s.inputs);
     expect(secrets.map((s) => s.metadata.namespace).sort()).toEqual(NAMESPACES);
     for (const s of secrets) {
       expect(s.metadata.name).toBe(OBJECT_STORE_SECRET);
@@ -88,11 +90,7 @@ describe("object store (MinIO) under mocks", () => {
     const script = job.spec.template.spec.containers[0].command.join(" ");
     expect(script).toContain("for b in data models logs; do mc mb --ignore-existing");
     expect(job.spec.template.spec.containers[0].envFrom).toEqual([{ secretRef: { name: OBJECT_STORE_SECRET } }]);
-    expect([dev.outputs.objectStoreDataBucket, dev.outputs.objectStoreModelsBucket, dev.outputs.objectStoreLogsBucket]).toEqual([
-      "data",
-      "models",
-      "logs",
-    ]);
+    expect([dev.outputs.objectStoreDataBucket, dev.outputs.objectStoreModelsBucket, dev.outputs.objectStoreLogsBucket]).toEqual(["data", "models", "logs"]);
   });
 
   it("no credential appears in plaintext in any resource input or stack output, in any stack", async () => {
@@ -111,7 +109,12 @@ describe("object store (MinIO) under mocks", () => {
     const r = await runStack(
       "dev",
       {
-        "mlplatform:objectStore": { mode: "external", endpoint: "https://s3.eu-west-1.amazonaws.com", region: "eu-west-1", buckets: { data: "acme-ml-data", models: "acme-ml-models", logs: "acme-ml-logs" } },
+        "mlplatform:objectStore": {
+          mode: "external",
+          endpoint: "https://s3.eu-west-1.amazonaws.com",
+          region: "eu-west-1",
+          buckets: { data: "acme-ml-data", models: "acme-ml-models", logs: "acme-ml-logs" },
+        },
         "mlplatform:objectStoreAccessKeyId": secretId,
         "mlplatform:objectStoreSecretAccessKey": secretKey,
       },
@@ -126,9 +129,9 @@ describe("object store (MinIO) under mocks", () => {
   });
 
   it("external mode without the secret keys fails naming them and how to set them", async () => {
-    await expect(
-      runStack("dev", { "mlplatform:objectStore": { mode: "external", endpoint: "https://s3.example.test" } }, kind),
-    ).rejects.toThrow(/mlplatform:objectStoreAccessKeyId is required with objectStore.mode "external"; set it with `pulumi config set --secret/);
+    await expect(runStack("dev", { "mlplatform:objectStore": { mode: "external", endpoint: "https://s3.example.test" } }, kind)).rejects.toThrow(
+      /mlplatform:objectStoreAccessKeyId is required with objectStore.mode "external"; set it with `pulumi config set --secret/,
+    );
   });
 });
 
@@ -215,7 +218,9 @@ describe("shared RWX storage under mocks", () => {
       expect(pv.nfs).toBeUndefined();
       expect(pv.accessModes).toEqual(["ReadWriteMany"]);
     }
-    await expect(runStack("dev", { "mlplatform:sharedStorage": { backend: "hostPath" } }, kind)).rejects.toThrow(/mlplatform:sharedStorage.hostPath is required with backend hostPath/);
+    await expect(runStack("dev", { "mlplatform:sharedStorage": { backend: "hostPath" } }, kind)).rejects.toThrow(
+      /mlplatform:sharedStorage.hostPath is required with backend hostPath/,
+    );
     await expect(runStack("aks", { ...stackConfig("aks"), "mlplatform:sharedStorage": { backend: "hostPath", hostPath: "/x" } })).rejects.toThrow(
       /mlplatform:sharedStorage.backend "hostPath" needs cluster.provider "existing"; got "aks"/,
     );
@@ -226,9 +231,7 @@ describe("shared RWX storage under mocks", () => {
     await expect(runStack("gke", { ...base, "mlplatform:sharedStorage": { backend: "azureFiles" } })).rejects.toThrow(
       /mlplatform:sharedStorage.backend "azureFiles" needs cluster.provider "aks"; got "gke"/,
     );
-    await expect(runStack("gke", { "mlplatform:sharedStorage": { size: "100Gi" } })).rejects.toThrow(
-      /mlplatform:sharedStorage.size must be at least 1Ti with Filestore/,
-    );
+    await expect(runStack("gke", { "mlplatform:sharedStorage": { size: "100Gi" } })).rejects.toThrow(/mlplatform:sharedStorage.size must be at least 1Ti with Filestore/);
   });
 });
 

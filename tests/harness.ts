@@ -63,9 +63,7 @@ export function stackConfig(stack: string): Record<string, unknown> {
 }
 
 function engineConfig(values: Record<string, unknown>): Record<string, string> {
-  return Object.fromEntries(
-    Object.entries(values).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]),
-  );
+  return Object.fromEntries(Object.entries(values).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]));
 }
 
 /** Outputs the mock cloud computes for a resource, by type. */
@@ -141,10 +139,7 @@ async function settle(resources: readonly RecordedResource[]): Promise<void> {
 /** Resolves an Output (or plain value) and reports whether it was secret. */
 export async function unwrap<T>(value: pulumi.Input<T>): Promise<{ value: T; secret: boolean }> {
   const out = pulumi.output(value) as any;
-  const [v, secret] = await Promise.all([
-    new Promise<T>((resolve) => out.apply((x: T) => resolve(x))),
-    out.isSecret as Promise<boolean>,
-  ]);
+  const [v, secret] = await Promise.all([new Promise<T>((resolve) => out.apply((x: T) => resolve(x))), out.isSecret as Promise<boolean>]);
   return { value: v, secret };
 }
 
@@ -230,11 +225,7 @@ export const TEST_SECRETS: Record<string, string> = { "mlplatform:githubOAuthCli
  * Runs index.ts for `stack`, with `overrides` replacing or adding config keys
  * (`mlplatform:cluster` etc.; `undefined` removes a key) and `env` set during the run.
  */
-export async function runStack(
-  stack: string,
-  overrides: Record<string, unknown> = {},
-  env: Record<string, string | undefined> = {},
-): Promise<StackRun> {
+export async function runStack(stack: string, overrides: Record<string, unknown> = {}, env: Record<string, string | undefined> = {}): Promise<StackRun> {
   const config = { ...TEST_SECRETS, ...stackConfig(stack), ...overrides };
   for (const [k, v] of Object.entries(overrides)) if (v === undefined) delete config[k];
   return runProgram({ module: path.join(ROOT, "index.ts"), project: "mlplatform", stack, config, env });

@@ -33,13 +33,18 @@ describe("every Kubernetes object we author validates against the Kubernetes Ope
   });
 
   it("the validator rejects what the API server would reject", async () => {
-    await expect(
-      validateObject({ apiVersion: "v1", kind: "Namespace", metadata: { name: "x", labels: { a: 1 } } }),
-    ).rejects.toThrow(/fails its schema: data\/metadata\/labels\/a must be string/);
+    await expect(validateObject({ apiVersion: "v1", kind: "Namespace", metadata: { name: "x", labels: { a: 1 } } })).rejects.toThrow(
+      /fails its schema: data\/metadata\/labels\/a must be string/,
+    );
     await expect(validateObject({ apiVersion: "example.com/v1", kind: "Thing" })).rejects.toThrow(/no schema known/);
     // Monitoring kinds: a PodMonitoring without its endpoint's interval, a PodMonitor endpoint with a wrong type.
     await expect(
-      validateObject({ apiVersion: "monitoring.googleapis.com/v1", kind: "PodMonitoring", metadata: { name: "x", namespace: "n" }, spec: { selector: {}, endpoints: [{ port: "http" }] } }),
+      validateObject({
+        apiVersion: "monitoring.googleapis.com/v1",
+        kind: "PodMonitoring",
+        metadata: { name: "x", namespace: "n" },
+        spec: { selector: {}, endpoints: [{ port: "http" }] },
+      }),
     ).rejects.toThrow(/must have required property 'interval'/);
     await expect(
       validateObject({ apiVersion: "azmonitoring.coreos.com/v1", kind: "PodMonitor", metadata: { name: "x" }, spec: { selector: {}, podMetricsEndpoints: [{ port: 8501 }] } }),

@@ -28,12 +28,7 @@ export function revealSecrets(v: unknown): unknown {
 /** Pulumi type tokens that are not Kubernetes objects (components, providers, Helm charts). */
 export function isKubernetesObject(type: string): boolean {
   // Charts and kustomize directories are rendered by the provider; their objects are upstream's.
-  return (
-    type.startsWith("kubernetes:") &&
-    !type.startsWith("kubernetes:helm.sh/") &&
-    !type.startsWith("kubernetes:yaml/") &&
-    !type.startsWith("kubernetes:kustomize/")
-  );
+  return type.startsWith("kubernetes:") && !type.startsWith("kubernetes:helm.sh/") && !type.startsWith("kubernetes:yaml/") && !type.startsWith("kubernetes:kustomize/");
 }
 
 /** Module that holds the model class for an apiVersion. */

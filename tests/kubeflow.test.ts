@@ -36,7 +36,10 @@ describe("Kubeflow stack under mocks", () => {
 
   it("a local chart archive (kubeflow.argo.chart, kubeflow.jupyterhub.chart) replaces the repository and version", async () => {
     const r = await runStack("dev", { "mlplatform:kubeflow": { argo: { chart: "/charts/argo.tgz" }, jupyterhub: { authenticator: "dummy", chart: "/charts/hub.tgz" } } }, kind);
-    for (const [name, file] of [["argo-chart", "/charts/argo.tgz"], ["notebooks-chart", "/charts/hub.tgz"]] as const) {
+    for (const [name, file] of [
+      ["argo-chart", "/charts/argo.tgz"],
+      ["notebooks-chart", "/charts/hub.tgz"],
+    ] as const) {
       const c = chart(r, name);
       expect(c.chart).toBe(file);
       expect(c.version).toBeUndefined();
@@ -100,9 +103,9 @@ describe("Kubeflow stack under mocks", () => {
 
   it("the dummy authenticator outside dev is refused, naming the stack", async () => {
     const base = stackConfig("aks")["mlplatform:kubeflow"] as any;
-    await expect(
-      runStack("aks", { "mlplatform:kubeflow": { ...base, jupyterhub: { authenticator: "dummy" } } }),
-    ).rejects.toThrow(/authenticator "dummy" lets anyone in and is only allowed in the dev stack; got stack "aks"/);
+    await expect(runStack("aks", { "mlplatform:kubeflow": { ...base, jupyterhub: { authenticator: "dummy" } } })).rejects.toThrow(
+      /authenticator "dummy" lets anyone in and is only allowed in the dev stack; got stack "aks"/,
+    );
   });
 
   it("github without an allow list, or without the client secret, is refused", async () => {
@@ -134,7 +137,14 @@ describe("Kubeflow stack under mocks", () => {
   });
 
   it("each part can be switched off", async () => {
-    const r = await runStack("dev", { "mlplatform:kubeflow": { trainingOperator: { enabled: false }, argo: { enabled: false }, jupyterhub: { enabled: false }, tensorboard: { enabled: false } }, "mlplatform:pipeline": { enabled: false } }, kind);
+    const r = await runStack(
+      "dev",
+      {
+        "mlplatform:kubeflow": { trainingOperator: { enabled: false }, argo: { enabled: false }, jupyterhub: { enabled: false }, tensorboard: { enabled: false } },
+        "mlplatform:pipeline": { enabled: false },
+      },
+      kind,
+    );
     // Only the metrics stack's chart is left (observability is not a Kubeflow part).
     expect(ofType(r, "kubernetes:helm.sh/v4:Chart").map((c) => c.name)).toEqual(["metrics-kps"]);
     expect(ofType(r, "kubernetes:kustomize/v2:Directory")).toEqual([]);
@@ -198,7 +208,10 @@ function restrictedViolations(pod: Record<string, any>, c: Record<string, any>):
 
 describe("Pod Security of the pods the charts make in restricted namespaces", () => {
   it("JupyterHub user pods: no privileged iptables init container; the user pods' NetworkPolicy blocks the metadata server instead", async () => {
-    for (const [stack, r] of [["dev", await runStack("dev", {}, kind)], ["aks", await runStack("aks")]] as const) {
+    for (const [stack, r] of [
+      ["dev", await runStack("dev", {}, kind)],
+      ["aks", await runStack("aks")],
+    ] as const) {
       const v = chart(r, "notebooks-chart").values;
       const su = (v.value ?? v).singleuser;
       expect(su.cloudMetadata, stack).toEqual({ blockWithIptables: false });
@@ -217,7 +230,10 @@ describe("Pod Security of the pods the charts make in restricted namespaces", ()
   });
 
   it("JupyterHub user pods pass the restricted level: KubeSpawner's container and pod security contexts", async () => {
-    for (const [stack, r] of [["dev", await runStack("dev", {}, kind)], ["aks", await runStack("aks")]] as const) {
+    for (const [stack, r] of [
+      ["dev", await runStack("dev", {}, kind)],
+      ["aks", await runStack("aks")],
+    ] as const) {
       const v = chart(r, "notebooks-chart").values;
       const vals = v.value ?? v;
       const ks = vals.hub.config.KubeSpawner;
@@ -258,7 +274,9 @@ describe("Pod Security of the pods the charts make in restricted namespaces", ()
       expect(env[key], key).toEqual({ valueFrom: { secretKeyRef: { name: OBJECT_STORE_SECRET, key } } });
     }
     // The notebooks namespace holds that Secret.
-    const secrets = ofType(r, "kubernetes:core/v1:Secret").filter((x) => x.inputs.metadata?.name === OBJECT_STORE_SECRET).map((x) => x.inputs.metadata.namespace);
+    const secrets = ofType(r, "kubernetes:core/v1:Secret")
+      .filter((x) => x.inputs.metadata?.name === OBJECT_STORE_SECRET)
+      .map((x) => x.inputs.metadata.namespace);
     expect(secrets).toContain("ml-notebooks");
   });
 
@@ -280,11 +298,24 @@ describe("the Training Operator's webhook certificate", () => {
   it("Pulumi creates the Secret but leaves its data to the operator's cert rotator; nothing else is touched", async () => {
     const secret = await keepOperatorWebhookCert({ type: "kubernetes:core/v1:Secret", name: "s", props: { metadata: { name: WEBHOOK_CERT_SECRET } }, opts: {} } as any);
     expect(secret?.opts.ignoreChanges).toEqual(["data", "stringData"]);
-    for (const [type, name] of [["kubernetes:core/v1:Secret", "other"], ["kubernetes:apps/v1:Deployment", WEBHOOK_CERT_SECRET]]) {
+    for (const [type, name] of [
+      ["kubernetes:core/v1:Secret", "other"],
+      ["kubernetes:apps/v1:Deployment", WEBHOOK_CERT_SECRET],
+    ]) {
       expect(await keepOperatorWebhookCert({ type, name: "x", props: { metadata: { name } }, opts: {} } as any)).toBeUndefined();
     }
     // The release's kustomization generates that Secret, empty, under that name.
-    const kustomization = join(process.env.HOME ?? "", ".cache", "mlplatform", "tools", "manifests", `training-operator-${manifests.trainingOperator.version}`, "overlays", "standalone", "kustomization.yaml");
+    const kustomization = join(
+      process.env.HOME ?? "",
+      ".cache",
+      "mlplatform",
+      "tools",
+      "manifests",
+      `training-operator-${manifests.trainingOperator.version}`,
+      "overlays",
+      "standalone",
+      "kustomization.yaml",
+    );
     if (existsSync(kustomization)) expect(readFileSync(kustomization, "utf8")).toMatch(new RegExp(`secretGenerator:\\n\\s+- name: ${WEBHOOK_CERT_SECRET}\\n`));
   });
 });
@@ -308,7 +339,12 @@ describe("Argo's artifact repository", () => {
         secretKeySecret: { name: OBJECT_STORE_SECRET, key: "AWS_SECRET_ACCESS_KEY" },
       },
     });
-    const tls = argoValues({ pipelinesNamespace: "p", authMode: "client", installCrds: true, artifacts: { endpoint: "https://s3.example.test", bucket: "b", region: "eu" } }) as any;
+    const tls = argoValues({
+      pipelinesNamespace: "p",
+      authMode: "client",
+      installCrds: true,
+      artifacts: { endpoint: "https://s3.example.test", bucket: "b", region: "eu" },
+    }) as any;
     expect(tls.artifactRepository.s3).toMatchObject({ endpoint: "s3.example.test", insecure: false, region: "eu" });
     expect(argoValues({ pipelinesNamespace: "p", authMode: "client", installCrds: true })).not.toHaveProperty("artifactRepository");
     // The chart renders artifactRepository.s3 (with its secret refs) into the controller's config.

@@ -24,9 +24,8 @@ beforeAll(async () => {
         recorded.push({ type: args.type, name: args.name, inputs: args.inputs, provider: args.provider });
         const inputs = args.inputs;
         // The Kubernetes provider auto-names objects without a name.
-        const state = args.type.startsWith("kubernetes:") && inputs.metadata && !inputs.metadata.name
-          ? { ...inputs, metadata: { ...inputs.metadata, name: `${args.name}-x1y2z3` } }
-          : inputs;
+        const state =
+          args.type.startsWith("kubernetes:") && inputs.metadata && !inputs.metadata.name ? { ...inputs, metadata: { ...inputs.metadata, name: `${args.name}-x1y2z3` } } : inputs;
         return { id: `${args.name}-id`, state };
       },
       call(args: pulumi.runtime.MockCallArgs) {
@@ -107,7 +106,10 @@ describe("ModelServing builders", () => {
       const file = path.join(dir, "models.config");
       await fs.writeFile(file, modelServing.modelServerConfigText(s));
       return serve.parseServeArgs(
-        modelServing.servingArgs(s).slice(1).map((a) => a.replace(modelServing.MODEL_CONFIG_FILE, file)),
+        modelServing
+          .servingArgs(s)
+          .slice(1)
+          .map((a) => a.replace(modelServing.MODEL_CONFIG_FILE, file)),
         {},
       );
     };
@@ -348,7 +350,9 @@ describe("ModelServing builders", () => {
       ],
     });
     const text = modelServing.modelServerConfigText(s);
-    expect(text).toContain('config {\n    name: "mnist"\n    base_path: "/mnt/shared/models/mnist"\n    model_platform: "tensorflow"\n    model_version_policy { specific { versions: 3 versions: 4 } }\n    version_labels { key: "stable" value: 3 }\n    version_labels { key: "canary" value: 4 }\n  }');
+    expect(text).toContain(
+      'config {\n    name: "mnist"\n    base_path: "/mnt/shared/models/mnist"\n    model_platform: "tensorflow"\n    model_version_policy { specific { versions: 3 versions: 4 } }\n    version_labels { key: "stable" value: 3 }\n    version_labels { key: "canary" value: 4 }\n  }',
+    );
     expect(text).toContain('name: "images"');
     expect(text).toContain("model_version_policy { all {} }");
     const mc = (await import(path.join(ROOT, "trainer", "src", "serve", "model-config.ts"))) as { parseModelConfigText(file: string, text: string): unknown[] };
@@ -425,7 +429,10 @@ describe("ModelServing under mocks", () => {
     expect(d.metadata.name).toBeUndefined();
     // The pod mounts the ConfigMap by its (auto-generated) name, which holds the models.
     const cm = r.byType("kubernetes:core/v1:ConfigMap")[0]!.inputs;
-    expect(d.spec.template.spec.volumes).toContainEqual({ name: "model-config", configMap: { name: "mnist-models-x1y2z3", items: [{ key: "models.config", path: "models.config" }] } });
+    expect(d.spec.template.spec.volumes).toContainEqual({
+      name: "model-config",
+      configMap: { name: "mnist-models-x1y2z3", items: [{ key: "models.config", path: "models.config" }] },
+    });
     expect(cm.data["models.config"]).toContain('name: "mnist"');
     expect(await validateRecorded(r.k8sObjects)).toBe(5);
   });
@@ -466,9 +473,7 @@ describe("ModelServing under mocks", () => {
 
   it("bad options fail as a ResourceError naming the option", async () => {
     const provider = new k8s.Provider("bad-k8s", { kubeconfig: "{}" });
-    expect(() => new modelServing.ModelServing("bad", { provider, namespace: "ml-serving", image: IMAGE, modelName: "mnist", gpus: 1 })).toThrow(
-      pulumi.ResourceError,
-    );
+    expect(() => new modelServing.ModelServing("bad", { provider, namespace: "ml-serving", image: IMAGE, modelName: "mnist", gpus: 1 })).toThrow(pulumi.ResourceError);
     expect(() => new modelServing.ModelServing("bad2", { provider, namespace: "ml-serving", image: IMAGE, modelName: "mnist", gpus: 1 })).toThrow(/`gpus` is 1/);
   });
 });

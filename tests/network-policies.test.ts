@@ -9,7 +9,12 @@ function describeFlows(): string[] {
   return platformNetworkPolicies(ns, "ingress-nginx").map((p) => {
     const sel = JSON.stringify(p.spec.podSelector);
     const ports = (rules: any[] | undefined) =>
-      (rules ?? []).map((r) => `${(r.from ?? r.to ?? []).map((x: any) => x.namespaceSelector?.matchLabels?.["kubernetes.io/metadata.name"] ?? (x.podSelector ? "same-ns" : "opt-in")).join("+") || "any"}:${(r.ports ?? []).map((x: any) => x.port).join(",") || "all"}`).join(" ");
+      (rules ?? [])
+        .map(
+          (r) =>
+            `${(r.from ?? r.to ?? []).map((x: any) => x.namespaceSelector?.matchLabels?.["kubernetes.io/metadata.name"] ?? (x.podSelector ? "same-ns" : "opt-in")).join("+") || "any"}:${(r.ports ?? []).map((x: any) => x.port).join(",") || "all"}`,
+        )
+        .join(" ");
     return `${p.namespace}/${p.name} ${sel} in[${ports(p.spec.ingress as any[])}] out[${ports(p.spec.egress as any[])}] types=${(p.spec.policyTypes as string[]).join(",")}`;
   });
 }

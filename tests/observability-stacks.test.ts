@@ -40,7 +40,12 @@ describe("dev (existing cluster): kube-prometheus-stack", () => {
     run = await runStack("dev", {}, kind);
     const [kps] = charts(run, "metrics-kps");
     expect(kps).toBeDefined();
-    expect(kps!.inputs).toMatchObject({ chart: "kube-prometheus-stack", version: "88.5.3", namespace: "monitoring", repositoryOpts: { repo: "https://prometheus-community.github.io/helm-charts" } });
+    expect(kps!.inputs).toMatchObject({
+      chart: "kube-prometheus-stack",
+      version: "88.5.3",
+      namespace: "monitoring",
+      repositoryOpts: { repo: "https://prometheus-community.github.io/helm-charts" },
+    });
     const v = kps!.inputs.values;
     expect(v.grafana.service.type).toBe("ClusterIP");
     expect(v.prometheus.service.type).toBe("ClusterIP");
@@ -110,7 +115,11 @@ describe("dev (existing cluster): kube-prometheus-stack", () => {
     expect(kps!.inputs.repositoryOpts).toBeUndefined();
     expect(kps!.inputs.values.prometheus.prometheusSpec.retention).toBe("7d");
     expect(kps!.inputs.values.prometheus.prometheusSpec.storageSpec.volumeClaimTemplate.spec.resources.requests.storage).toBe("20Gi");
-    const ing = byName(ofType(r, "kubernetes:networking.k8s.io/v1:Ingress").filter((i) => i.name.startsWith("metrics-")).map((i) => ({ ...i, inputs: { ...i.inputs, metadata: { ...i.inputs.metadata, name: i.name } } })));
+    const ing = byName(
+      ofType(r, "kubernetes:networking.k8s.io/v1:Ingress")
+        .filter((i) => i.name.startsWith("metrics-"))
+        .map((i) => ({ ...i, inputs: { ...i.inputs, metadata: { ...i.inputs.metadata, name: i.name } } })),
+    );
     expect(ing["metrics-grafana-ui"].spec.rules[0].http.paths[0].backend.service).toEqual({ name: "kube-prometheus-stack-grafana", port: { number: 80 } });
     expect(ing["metrics-prometheus-ui"].metadata.annotations["nginx.ingress.kubernetes.io/auth-url"]).toBe("https://auth.example.com/oauth2/auth");
     expect(ing["metrics-prometheus-ui"].spec.rules[0].http.paths[0].backend.service).toEqual({ name: "kube-prometheus-stack-prometheus", port: { number: 9090 } });
@@ -148,7 +157,9 @@ describe("gke: Managed Service for Prometheus", () => {
     for (const d of ALL_DASHBOARDS) {
       const tiles = byTitle[d.title].mosaicLayout.tiles;
       expect(tiles).toHaveLength(d.panels.length);
-      const queries = tiles.map((t: any) => (t.widget.xyChart?.dataSets ?? [{ timeSeriesQuery: t.widget.scorecard.timeSeriesQuery }]).map((s: any) => s.timeSeriesQuery.prometheusQuery));
+      const queries = tiles.map((t: any) =>
+        (t.widget.xyChart?.dataSets ?? [{ timeSeriesQuery: t.widget.scorecard.timeSeriesQuery }]).map((s: any) => s.timeSeriesQuery.prometheusQuery),
+      );
       expect(queries).toEqual(d.panels.map((p) => p.queries.map((q) => substituteVariables(q.expr, d))));
     }
     // GKE collects DCGM metrics itself.
@@ -215,7 +226,11 @@ describe("pure parts", () => {
   it("targets follow the installed parts; the chart selects every monitor and rule", () => {
     expect(scrapeTargets({ serving: "s", pipelines: "p", argo: false, trainingOperator: false }).map((t) => t.name)).toEqual(["model-server", "trainer"]);
     const v = kubePrometheusStackValues({ retention: "15d" }) as any;
-    expect(v.prometheus.prometheusSpec).toMatchObject({ serviceMonitorSelectorNilUsesHelmValues: false, podMonitorSelectorNilUsesHelmValues: false, ruleSelectorNilUsesHelmValues: false });
+    expect(v.prometheus.prometheusSpec).toMatchObject({
+      serviceMonitorSelectorNilUsesHelmValues: false,
+      podMonitorSelectorNilUsesHelmValues: false,
+      ruleSelectorNilUsesHelmValues: false,
+    });
     expect(v.prometheus.prometheusSpec.storageSpec).toBeUndefined();
   });
 
@@ -247,8 +262,13 @@ describe("the vendored charts render with our values (helm template)", () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mlp-render-"));
     try {
       fs.writeFileSync(path.join(dir, "values.json"), JSON.stringify(values));
-      const out = execFileSync(helm!, ["template", release, file, "-n", "monitoring", "--kube-version", "1.33.0", "-f", path.join(dir, "values.json")], { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
-      return YAML.parseAllDocuments(out).map((d) => d.toJS()).filter(Boolean);
+      const out = execFileSync(helm!, ["template", release, file, "-n", "monitoring", "--kube-version", "1.33.0", "-f", path.join(dir, "values.json")], {
+        encoding: "utf8",
+        maxBuffer: 64 * 1024 * 1024,
+      });
+      return YAML.parseAllDocuments(out)
+        .map((d) => d.toJS())
+        .filter(Boolean);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
@@ -272,12 +292,21 @@ describe("the vendored charts render with our values (helm template)", () => {
     // The chart renders no Secret holding a Grafana password of its own.
     expect(docs.filter((d) => d.kind === "Secret").map((d) => d.metadata.name)).toEqual(["alertmanager-kube-prometheus-stack-alertmanager"]);
     const prom = docs.find((d) => d.kind === "Prometheus")!.spec;
-    expect([prom.serviceMonitorSelector, prom.podMonitorSelector, prom.ruleSelector, prom.serviceMonitorNamespaceSelector, prom.podMonitorNamespaceSelector]).toEqual([{}, {}, {}, {}, {}]);
+    expect([prom.serviceMonitorSelector, prom.podMonitorSelector, prom.ruleSelector, prom.serviceMonitorNamespaceSelector, prom.podMonitorNamespaceSelector]).toEqual([
+      {},
+      {},
+      {},
+      {},
+      {},
+    ]);
     expect(prom.retention).toBe("15d");
   });
 
   it("dcgm-exporter: a DaemonSet on GPU nodes only, its ServiceMonitor in the group Azure's add-on reads", () => {
-    const gpu = { nodeSelector: { "mlplatform.io/accelerator": "nvidia" }, tolerations: [{ key: "nvidia.com/gpu", operator: "Equal" as const, value: "present", effect: "NoSchedule" as const }] };
+    const gpu = {
+      nodeSelector: { "mlplatform.io/accelerator": "nvidia" },
+      tolerations: [{ key: "nvidia.com/gpu", operator: "Equal" as const, value: "present", effect: "NoSchedule" as const }],
+    };
     const docs = render("dcgm-exporter", "dcgm-exporter-4.8.2.tgz", dcgmValues(gpu, "azmonitoring.coreos.com/v1"));
     if (!docs) return;
     const ds = docs.find((d) => d.kind === "DaemonSet")!.spec.template.spec;

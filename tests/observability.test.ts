@@ -154,8 +154,23 @@ beforeAll(async () => {
 
   // Train, scraping the metrics port until a scrape lands mid-run.
   const train = new Cli([
-    "train-mnist", "--data", path.join(work, "data"), "--model-base", path.join(work, "models"), "--name", "mnist",
-    "--steps", "300", "--batch-size", "32", "--hidden-units", "32", "--progress", "none", "--metrics-port", "0",
+    "train-mnist",
+    "--data",
+    path.join(work, "data"),
+    "--model-base",
+    path.join(work, "models"),
+    "--name",
+    "mnist",
+    "--steps",
+    "300",
+    "--batch-size",
+    "32",
+    "--hidden-units",
+    "32",
+    "--progress",
+    "none",
+    "--metrics-port",
+    "0",
   ]);
   procs.push(train);
   const port = Number((await train.waitFor(/metrics: http:\/\/0\.0\.0\.0:(\d+)\/metrics/, 60_000))[1]);
@@ -175,8 +190,20 @@ beforeAll(async () => {
 
   // Serve the version it published; predictions, one bad request, then scrape.
   const serve = new Cli([
-    "serve", "--model_name", "mnist", "--model_base_path", path.join(work, "models", "mnist"), "--host", "127.0.0.1",
-    "--port", "auto", "--rest_api_port", "auto", "--enable_batching", "--file_system_poll_wait_seconds", "0",
+    "serve",
+    "--model_name",
+    "mnist",
+    "--model_base_path",
+    path.join(work, "models", "mnist"),
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "auto",
+    "--rest_api_port",
+    "auto",
+    "--enable_batching",
+    "--file_system_poll_wait_seconds",
+    "0",
   ]);
   procs.push(serve);
   const rest = Number((await serve.waitFor(/REST 127\.0\.0\.1:(\d+)/, 60_000))[1]);
@@ -213,7 +240,9 @@ describe("dashboards and alerts query only what is emitted", () => {
 
     const queries = [
       ...ALL_DASHBOARDS.flatMap((d) => dashboardQueries(d).map((q) => [`dashboard ${d.uid}`, substituteVariables(q, d)] as const)),
-      ...alertQueries(alertGroups({ servingErrorRatio: 0.05, servingP99Seconds: 0.5, trainingStallMinutes: 15, gpuIdlePercent: 10 }, { gpu: true })).map((q) => ["alert", q] as const),
+      ...alertQueries(alertGroups({ servingErrorRatio: 0.05, servingP99Seconds: 0.5, trainingStallMinutes: 15, gpuIdlePercent: 10 }, { gpu: true })).map(
+        (q) => ["alert", q] as const,
+      ),
     ];
     expect(queries.length).toBeGreaterThan(25);
     const problems: string[] = [];

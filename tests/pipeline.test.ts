@@ -19,9 +19,7 @@ import { FAKE, FIXTURE_KUBECONFIG, ROOT, ofType, one, runStack, type StackRun } 
 const DIGEST = "sha256:" + "ab".repeat(32);
 
 function templates(run: StackRun): Record<string, any> {
-  return Object.fromEntries(
-    ofType(run, "kubernetes:argoproj.io/v1alpha1:WorkflowTemplate").map((t) => [t.inputs.metadata.name, t.inputs]),
-  );
+  return Object.fromEntries(ofType(run, "kubernetes:argoproj.io/v1alpha1:WorkflowTemplate").map((t) => [t.inputs.metadata.name, t.inputs]));
 }
 
 const isTfJob = (manifest: string) => manifest.startsWith('{"apiVersion":"kubeflow.org/v1","kind":"TFJob"');
@@ -121,7 +119,15 @@ describe("trainer image and pipelines under mocks", () => {
       "smoke-test<-publish",
     ]);
     expect(t.spec.arguments.parameters.map((p: any) => p.name)).toEqual([
-      "dataset", "model-name", "steps", "learning-rate", "batch-size", "hidden-units", "accuracy-gate", "workers", "parameter-servers",
+      "dataset",
+      "model-name",
+      "steps",
+      "learning-rate",
+      "batch-size",
+      "hidden-units",
+      "accuracy-gate",
+      "workers",
+      "parameter-servers",
     ]);
     const evaluate = t.spec.templates.find((x: any) => x.name === "evaluate");
     expect(evaluate.container.args).toContain("--gate");
@@ -264,7 +270,13 @@ describe("every pipeline step's command line passes the real mlp parser", () => 
     shared = path.join(tmp, "shared");
     fs.mkdirSync(shared);
     const closed = await closedPort();
-    env = { AWS_ACCESS_KEY_ID: "k", AWS_SECRET_ACCESS_KEY: "s", AWS_REGION: "us-east-1", AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${closed}`, MLPLATFORM_CACHE: path.join(tmp, "cache") };
+    env = {
+      AWS_ACCESS_KEY_ID: "k",
+      AWS_SECRET_ACCESS_KEY: "s",
+      AWS_REGION: "us-east-1",
+      AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${closed}`,
+      MLPLATFORM_CACHE: path.join(tmp, "cache"),
+    };
     ctx = {
       namespace: "ml-pipelines",
       serviceAccountName: "pipeline",
@@ -308,9 +320,10 @@ describe("every pipeline step's command line passes the real mlp parser", () => 
     for (const t of [mnistPipelineTemplate(ctx), retrain]) {
       const all = invocations(t, defaults(t));
       const fetchBase = t === retrain ? ["fetch-base"] : [];
-      expect(all.map((i) => i.where.replace(/^[^/]+\//, "")), t.metadata.name).toEqual([
-        "verify-data", ...fetchBase, "train (Chief)", "train (Worker)", "train (PS)", "evaluate", "publish", "smoke-test",
-      ]);
+      expect(
+        all.map((i) => i.where.replace(/^[^/]+\//, "")),
+        t.metadata.name,
+      ).toEqual(["verify-data", ...fetchBase, "train (Chief)", "train (Worker)", "train (PS)", "evaluate", "publish", "smoke-test"]);
       for (const inv of all) {
         await expectParsed(inv);
         seen.push(`${t.metadata.name} ${inv.args[0]}`);
@@ -342,7 +355,11 @@ describe("every pipeline step's command line passes the real mlp parser", () => 
     // What train left in the run's staging area.
     const staging = onShared(runDirs(SHARED_MOUNT_PATH, RUN).staging);
     const model = createMnistModel({ hiddenUnits: 4, filters: [2, 2], seed: 1 });
-    const v = await publishModelVersion({ modelBase: staging, name: params["model-name"]!, model, metadata: {
+    const v = await publishModelVersion({
+      modelBase: staging,
+      name: params["model-name"]!,
+      model,
+      metadata: {
         modelType: "layers",
         signatures: {
           serving_default: {
@@ -351,7 +368,9 @@ describe("every pipeline step's command line passes the real mlp parser", () => 
             outputs: { probabilities: { dtype: "float32", shape: [-1, 10] } },
           },
         },
-        labels: ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"] } });
+        labels: ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
+      },
+    });
     model.dispose();
     expect(v.dir).toBe(onShared(stagedVersion(runDirs(SHARED_MOUNT_PATH, RUN).staging, params["model-name"]!)));
     expect(fs.existsSync(path.join(shared, "models"))).toBe(false);
@@ -413,7 +432,11 @@ if (a[0] === "publish") fs.writeFileSync(f("result-file"), JSON.stringify({ vers
           encoding: "utf8",
         });
         expect(r.status, r.stderr).toBe(0);
-        return fs.readFileSync(calls, "utf8").trim().split("\n").map((l) => JSON.parse(l) as string[]);
+        return fs
+          .readFileSync(calls, "utf8")
+          .trim()
+          .split("\n")
+          .map((l) => JSON.parse(l) as string[]);
       };
       if (!burst) {
         // A worker replica trains and stops there: only the chief publishes and reports.
@@ -444,7 +467,15 @@ if (a[0] === "publish") fs.writeFileSync(f("result-file"), JSON.stringify({ vers
       }
       // The promote step's input: one JSON line per trial, as the output contract says.
       const result = JSON.parse(fs.readFileSync(trialEnv.RESULT!, "utf8"));
-      expect(result).toEqual({ trial: 3, lr: "0.001", hu: "64", bs: "32", run: trialRun, metrics: { validationAccuracy: 0.93 }, model: "s3://models/sweeps/wf-test/trial-3/mnist/1" });
+      expect(result).toEqual({
+        trial: 3,
+        lr: "0.001",
+        hu: "64",
+        bs: "32",
+        run: trialRun,
+        metrics: { validationAccuracy: 0.93 },
+        model: "s3://models/sweeps/wf-test/trial-3/mnist/1",
+      });
       // The recorded calls through the real parser.
       for (const a of argvs) await expectParsed({ where: `sweep trial ${a[0]}`, args: a.map((x) => x.replace(work, path.join(tmp, "w"))) });
 
@@ -460,7 +491,7 @@ if (a[0] === "publish") fs.writeFileSync(f("result-file"), JSON.stringify({ vers
   }
 
   it("shell words: a value with quotes, $ and backticks stays one literal word; ${NAME} references expand", () => {
-    const script = shellCommand(["a b", 'q"uote', "$HOME `x` \\", "${V}/x"], "printf '%s|'") ;
+    const script = shellCommand(["a b", 'q"uote', "$HOME `x` \\", "${V}/x"], "printf '%s|'");
     const r = spawnSync("sh", ["-c", script.replace(/^"printf '%s\|'"/, "printf '%s|'")], { env: { V: "v v" }, encoding: "utf8" });
     expect(r.stdout).toBe('a b|q"uote|$HOME `x` \\|v v/x|');
   });

@@ -50,18 +50,14 @@ describe("aks stack (Pulumi.aks.yaml) under mocks", () => {
     expect(c.agentPoolProfiles[0].mode).toBe("System");
     expect(c.addonProfiles.aciConnectorLinux).toEqual({ enabled: true, config: { SubnetName: "virtual-nodes" } });
     const vnSubnet = ofType(run, "azure-native:network:Subnet").find((s) => s.inputs.subnetName === "virtual-nodes");
-    expect(vnSubnet?.inputs.delegations).toEqual([
-      { name: "aci", serviceName: "Microsoft.ContainerInstance/containerGroups" },
-    ]);
+    expect(vnSubnet?.inputs.delegations).toEqual([{ name: "aci", serviceName: "Microsoft.ContainerInstance/containerGroups" }]);
   });
 
   it("kubelet identity gets AcrPull on the registry; ACI connector gets the subnet", () => {
     const roles = ofType(run, ROLE);
     const acrPull = roles.find((r) => r.inputs.roleDefinitionId.endsWith(AZURE_ROLES.acrPull));
     expect(acrPull?.inputs.principalId).toBe(FAKE.kubeletObjectId);
-    expect(acrPull?.inputs.roleDefinitionId).toBe(
-      `/subscriptions/${FAKE.subscriptionId}/providers/Microsoft.Authorization/roleDefinitions/${AZURE_ROLES.acrPull}`,
-    );
+    expect(acrPull?.inputs.roleDefinitionId).toBe(`/subscriptions/${FAKE.subscriptionId}/providers/Microsoft.Authorization/roleDefinitions/${AZURE_ROLES.acrPull}`);
     expect(acrPull?.inputs.scope).toBe("platform-acr-id");
     const aci = roles.find((r) => r.inputs.principalId === FAKE.aciObjectId);
     expect(aci?.inputs.roleDefinitionId).toContain(AZURE_ROLES.networkContributor);

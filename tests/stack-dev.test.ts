@@ -82,11 +82,7 @@ describe("dev stack (Pulumi.dev.yaml) under mocks", () => {
   });
 
   it("gpu: nvidia installs the device plugin with the default GPU placement", async () => {
-    const r = await runStack(
-      "dev",
-      { "mlplatform:cluster": { provider: "existing", context: "kind-mlplatform", gpu: "nvidia" } },
-      env,
-    );
+    const r = await runStack("dev", { "mlplatform:cluster": { provider: "existing", context: "kind-mlplatform", gpu: "nvidia" } }, env);
     expect(r.outputs.gpuNodeSelector).toEqual({ "nvidia.com/gpu.present": "true" });
     expect(deviceChart(r).inputs.values.nodeSelector).toEqual({ "nvidia.com/gpu.present": "true" });
   });
@@ -98,8 +94,8 @@ describe("dev stack (Pulumi.dev.yaml) under mocks", () => {
   });
 
   it("fails naming the context and the ones that exist when the context is unknown", async () => {
-    await expect(
-      runStack("dev", { "mlplatform:cluster": { provider: "existing", context: "minikube" } }, env),
-    ).rejects.toThrow(/"minikube" is not in .*kubeconfig.yaml; its contexts are: kind-mlplatform, other/);
+    await expect(runStack("dev", { "mlplatform:cluster": { provider: "existing", context: "minikube" } }, env)).rejects.toThrow(
+      /"minikube" is not in .*kubeconfig.yaml; its contexts are: kind-mlplatform, other/,
+    );
   });
 });

@@ -22,9 +22,7 @@ describe("gke stack (Pulumi.gke.yaml) under mocks", () => {
 
   it("GPU pool: accelerators with GKE-installed drivers, taint, autoscale from zero, spot", () => {
     const gpu = ofType(run, "gcp:container/nodePool:NodePool").find((p) => p.name === "platform-gpu")!.inputs;
-    expect(gpu.nodeConfig.guestAccelerators).toEqual([
-      { type: "nvidia-l4", count: 1, gpuDriverInstallationConfig: { gpuDriverVersion: "LATEST" } },
-    ]);
+    expect(gpu.nodeConfig.guestAccelerators).toEqual([{ type: "nvidia-l4", count: 1, gpuDriverInstallationConfig: { gpuDriverVersion: "LATEST" } }]);
     expect(gpu.nodeConfig.taints).toEqual([{ key: "nvidia.com/gpu", value: "present", effect: "NO_SCHEDULE" }]);
     expect(gpu.autoscaling).toEqual({ minNodeCount: 0, maxNodeCount: 4 });
     expect(gpu.nodeConfig.spot).toBe(true);

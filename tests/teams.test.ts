@@ -21,13 +21,17 @@ const KUEUE_CHART = "/charts/kueue-0.19.2.tgz";
 const withTeams = { "mlplatform:teams": TEAMS, "mlplatform:kueue": { chart: KUEUE_CHART } };
 const env = { KUBECONFIG: FIXTURE_KUBECONFIG };
 
-const named = (r: StackRun, type: string) => Object.fromEntries(ofType(r, type).map((x) => [x.inputs.metadata.name + (x.inputs.metadata.namespace ? `@${x.inputs.metadata.namespace}` : ""), x.inputs]));
+const named = (r: StackRun, type: string) =>
+  Object.fromEntries(ofType(r, type).map((x) => [x.inputs.metadata.name + (x.inputs.metadata.namespace ? `@${x.inputs.metadata.namespace}` : ""), x.inputs]));
 const custom = (r: StackRun, kind: string): RecordedResource[] => ofType(r, `kubernetes:kueue.x-k8s.io/v1beta2:${kind}`);
 
 /** What every stack with the two teams must have, whatever its cloud. */
 function expectTeamObjects(r: StackRun, gpuFlavor: boolean, teams: readonly { name: string; quota: object }[] = TEAMS): void {
   const ns = named(r, "kubernetes:core/v1:Namespace");
-  for (const [team, n] of [["vision", "team-vision"], ["nlp", "nlp-lab"]] as const) {
+  for (const [team, n] of [
+    ["vision", "team-vision"],
+    ["nlp", "nlp-lab"],
+  ] as const) {
     expect(ns[n]?.metadata.labels).toMatchObject({ "mlplatform.io/team": team, "pod-security.kubernetes.io/enforce": "restricted" });
     const policies = ofType(r, "kubernetes:networking.k8s.io/v1:NetworkPolicy").filter((p) => p.inputs.metadata.namespace === n);
     expect(policies.map((p) => p.inputs.metadata.name).sort()).toEqual(["allow-dns", "default-deny", "egress-to-api-and-serving", "egress-to-object-store", "within-namespace"]);
@@ -35,9 +39,7 @@ function expectTeamObjects(r: StackRun, gpuFlavor: boolean, teams: readonly { na
     const secret = named(r, "kubernetes:core/v1:Secret")[`mlplatform-object-store@${n}`];
     expect(secret?.stringData[SECRET_SIG], "the team's object store Secret is a Pulumi secret").toBeDefined();
     expect(secret.stringData.value.AWS_ENDPOINT_URL).toMatch(/^https?:\/\//);
-    expect(named(r, "kubernetes:core/v1:ResourceQuota")[`team-quota@${n}`]?.spec.hard).toEqual(
-      resourceQuotaSpec(teams.find((t) => t.name === team)!.quota as any).hard,
-    );
+    expect(named(r, "kubernetes:core/v1:ResourceQuota")[`team-quota@${n}`]?.spec.hard).toEqual(resourceQuotaSpec(teams.find((t) => t.name === team)!.quota as any).hard);
     expect(named(r, "kubernetes:core/v1:LimitRange")[`team-defaults@${n}`]?.spec.limits[0].defaultRequest).toEqual({ cpu: "250m", memory: "512Mi" });
     const binding = named(r, "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding")[`mlplatform-team-member@${n}`];
     expect(binding.roleRef).toEqual({ apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "mlplatform-team-member" });
@@ -188,7 +190,14 @@ describe("builders", () => {
   it("a ClusterQueue without borrowing caps every resource at its nominal quota", () => {
     const cq = clusterQueueManifest({ name: "a", namespace: "team-a", cohort: "c", quota: { gpu: 1, cpu: "2", memory: "4Gi" }, pools: [], fairShareWeight: 1, canBorrow: false });
     expect(cq.spec.resourceGroups[0].flavors).toEqual([
-      { name: "cpu", resources: [{ name: "cpu", nominalQuota: "2", borrowingLimit: "0" }, { name: "memory", nominalQuota: "4Gi", borrowingLimit: "0" }, { name: "nvidia.com/gpu", nominalQuota: "0", borrowingLimit: "0" }] },
+      {
+        name: "cpu",
+        resources: [
+          { name: "cpu", nominalQuota: "2", borrowingLimit: "0" },
+          { name: "memory", nominalQuota: "4Gi", borrowingLimit: "0" },
+          { name: "nvidia.com/gpu", nominalQuota: "0", borrowingLimit: "0" },
+        ],
+      },
     ]);
   });
 
@@ -238,11 +247,17 @@ describe("config refuses what cannot work", () => {
     expect(problems({ teams: [{ ...TEAMS[0], namespace: "ml-pipelines" }] })).toContain("mlplatform:teams[0].namespace is the platform's pipelines namespace");
     expect(problems({ teams: [{ ...TEAMS[0], quota: { cpu: "lots", memory: "1Gi" } }] })).toContain("mlplatform:teams[0].quota.cpu must be a CPU quantity");
     expect(problems({ teams: TEAMS, kueue: { enabled: false } })).toContain("mlplatform:kueue.enabled must not be false while teams are set");
-    expect(problems({ kueue: { enabled: true } })).toContain("mlplatform:kueue.enabled queues the pipelines' jobs, but with no teams and no kueue.platformQuota there is no quota to admit them with");
+    expect(problems({ kueue: { enabled: true } })).toContain(
+      "mlplatform:kueue.enabled queues the pipelines' jobs, but with no teams and no kueue.platformQuota there is no quota to admit them with",
+    );
     expect(problems({ kueue: { enabled: true, platformQuota: { gpu: 1, cpu: "4", memory: "16Gi" } } })).toBe("");
-    expect(problems({ gpuSharing: { strategy: "mps" }, devicePlugin: { install: "never" } })).toContain('mlplatform:gpuSharing.strategy is set through the NVIDIA device plugin this stack installs, but devicePlugin.install is "never"');
+    expect(problems({ gpuSharing: { strategy: "mps" }, devicePlugin: { install: "never" } })).toContain(
+      'mlplatform:gpuSharing.strategy is set through the NVIDIA device plugin this stack installs, but devicePlugin.install is "never"',
+    );
     expect(problems({ gpuSharing: { strategy: "timeSlicing" }, serving: { gpus: 2 } })).toContain("mlplatform:serving.gpus must be 0 or 1");
-    expect(problems({ gpuSharing: { migPartitionSize: "1g.5gb" } })).toContain("mlplatform:gpuSharing.migPartitionSize is set on GKE and AKS node pools; on an existing cluster partition the GPUs with the NVIDIA GPU Operator");
+    expect(problems({ gpuSharing: { migPartitionSize: "1g.5gb" } })).toContain(
+      "mlplatform:gpuSharing.migPartitionSize is set on GKE and AKS node pools; on an existing cluster partition the GPUs with the NVIDIA GPU Operator",
+    );
     expect(problems({ cluster: { provider: "existing", gpu: "none" }, teams: [TEAMS[0]] })).toContain("mlplatform:teams[0].quota.gpu needs GPU nodes");
   });
 

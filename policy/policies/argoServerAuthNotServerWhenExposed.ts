@@ -34,7 +34,14 @@ export function authModeArgs(args: readonly unknown[]): number[] {
     if (typeof arg !== "string") return;
     const inline = /^--auth-mode[= ](.+)$/.exec(arg.trim());
     const value = inline ? inline[1] : arg.trim() === "--auth-mode" ? args[i + 1] : undefined;
-    if (typeof value === "string" && value.split(",").map((v) => v.trim()).includes("server")) found.push(i);
+    if (
+      typeof value === "string" &&
+      value
+        .split(",")
+        .map((v) => v.trim())
+        .includes("server")
+    )
+      found.push(i);
   });
   return found;
 }
@@ -181,10 +188,7 @@ export function argoServerAuthNotServerWhenExposed(opts?: PolicyOptions): StackV
       const rts = routes(args.resources);
       for (const s of [...fromHelmValues(args.resources, svcs, rts), ...fromWorkloads(args.resources, svcs, rts)]) {
         if (s.exposure.length === 0) continue;
-        reportViolation(
-          `${s.mode.join("; ")}, and the server is exposed (${s.exposure.join("; ")}); use server.authModes [client] or [sso].`,
-          s.urn,
-        );
+        reportViolation(`${s.mode.join("; ")}, and the server is exposed (${s.exposure.join("; ")}); use server.authModes [client] or [sso].`, s.urn);
       }
     },
   };

@@ -93,7 +93,6 @@ export function stackOf(urn: string): string {
 
 /** A JSON-ish rendering of a value for violation messages, cut to a readable length. */
 export function show(v: unknown): string {
-  const s = v === UNKNOWN ? "(unknown)" : JSON.stringify(v) ?? String(v);
+  const s = v === UNKNOWN ? "(unknown)" : (JSON.stringify(v) ?? String(v));
   return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }
-

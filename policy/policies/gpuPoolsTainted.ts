@@ -80,15 +80,11 @@ function gkeNodeConfig(nodeConfig: unknown, where: string): Pool {
 function poolsOf(type: string, props: unknown): Pool[] | undefined {
   if (AKS_AGENT_POOL.test(type) || type === AZURE_CLASSIC_POOL) return [aksPool(props, "")];
   if (AKS_CLUSTER.test(type)) {
-    return (elements(read(props, "agentPoolProfiles")) ?? []).map((p, i) =>
-      aksPool(p, `agentPoolProfiles[${i}]${str(read(p, "name")) ? ` ("${str(read(p, "name"))}")` : ""}`),
-    );
+    return (elements(read(props, "agentPoolProfiles")) ?? []).map((p, i) => aksPool(p, `agentPoolProfiles[${i}]${str(read(p, "name")) ? ` ("${str(read(p, "name"))}")` : ""}`));
   }
   if (type === GKE_NODE_POOL) return [gkeNodeConfig(read(props, "nodeConfig"), "")];
   if (type === GKE_CLUSTER) {
-    const inline = (elements(read(props, "nodePools")) ?? []).map((p, i) =>
-      gkeNodeConfig(read(p, "nodeConfig"), `nodePools[${i}].`),
-    );
+    const inline = (elements(read(props, "nodePools")) ?? []).map((p, i) => gkeNodeConfig(read(p, "nodeConfig"), `nodePools[${i}].`));
     return [gkeNodeConfig(read(props, "nodeConfig"), ""), ...inline];
   }
   return undefined;

@@ -47,7 +47,8 @@ export function mlplatformPolicies(opts?: PolicyOptions): (ResourceValidationPol
 /** What policy/index.ts hands to `new PolicyPack(PACK_NAME, …)`. */
 export function packArgs(): PolicyPackArgs {
   return {
-    description: "mlplatform: secure by default. GPU pools tainted, nothing exposed or privileged without approval, pinned images, bounded containers, real authentication, credentials only in Secrets.",
+    description:
+      "mlplatform: secure by default. GPU pools tainted, nothing exposed or privileged without approval, pinned images, bounded containers, real authentication, credentials only in Secrets.",
     enforcementLevel: "mandatory",
     policies: mlplatformPolicies(),
   };

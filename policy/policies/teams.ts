@@ -57,7 +57,10 @@ export function teamNamespacesHaveQuota(opts?: PolicyOptions): StackValidationPo
       }
       for (const [ns, r] of teams) {
         if (!withQuota.has(ns)) {
-          reportViolation(`team namespace "${ns}" has no ResourceQuota; add one (components/teams.ts resourceQuotaSpec) limiting requests.cpu, requests.memory and requests.${GPU_RESOURCE}.`, r.urn);
+          reportViolation(
+            `team namespace "${ns}" has no ResourceQuota; add one (components/teams.ts resourceQuotaSpec) limiting requests.cpu, requests.memory and requests.${GPU_RESOURCE}.`,
+            r.urn,
+          );
         }
       }
     },
@@ -164,7 +167,10 @@ export function gpuWorkloadsQueued(opts?: PolicyOptions): StackValidationPolicy 
         if (!kind || !BATCH_KINDS.has(kind)) continue;
         for (const w of gpuWorkloads(r, kind)) {
           if (w.queue) continue;
-          reportViolation(`${w.what} asks for ${GPU_RESOURCE} but names no Kueue queue; add the label ${QUEUE_NAME_LABEL}: <the team's LocalQueue> (stack output teamQueues).`, r.urn);
+          reportViolation(
+            `${w.what} asks for ${GPU_RESOURCE} but names no Kueue queue; add the label ${QUEUE_NAME_LABEL}: <the team's LocalQueue> (stack output teamQueues).`,
+            r.urn,
+          );
         }
       }
     },

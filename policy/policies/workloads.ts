@@ -37,11 +37,7 @@ const SINGLE_CONTAINERS = ["container", "script"] as const;
  * by one), not CRD definitions (whose schemas mention `containers` too).
  */
 export function isKubernetesObject(type: string): boolean {
-  return (
-    type.startsWith("kubernetes:") &&
-    !/^kubernetes:(helm\.sh|yaml|kustomize)[/:]/.test(type) &&
-    !type.startsWith("kubernetes:apiextensions.k8s.io/")
-  );
+  return type.startsWith("kubernetes:") && !/^kubernetes:(helm\.sh|yaml|kustomize)[/:]/.test(type) && !type.startsWith("kubernetes:apiextensions.k8s.io/");
 }
 
 function looksLikeContainer(v: unknown): v is Record<string, unknown> {
@@ -78,12 +74,7 @@ export function findContainers(props: unknown): FoundContainer[] {
   return found;
 }
 
-function container(
-  c: Record<string, unknown>,
-  path: string,
-  kind: ContainerKind,
-  podSpec: Record<string, unknown> | undefined,
-): FoundContainer {
+function container(c: Record<string, unknown>, path: string, kind: ContainerKind, podSpec: Record<string, unknown> | undefined): FoundContainer {
   const name = str(read(c, "name"));
   return { container: c, path, label: name ? `${path} ("${name}")` : path, kind, podSpec };
 }

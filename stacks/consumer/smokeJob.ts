@@ -8,10 +8,7 @@ export const SMOKE_IMAGES = { gpu: "nvcr.io/nvidia/cuda:12.4.1-base-ubuntu22.04"
  * Job spec that proves a pod can be scheduled where the platform says: on a GPU node with
  * one GPU (`nvidia-smi`), or on any node when there is no GPU. Restricted Pod Security.
  */
-export function smokeJobSpec(gpu?: {
-  nodeSelector: Record<string, string>;
-  tolerations: TolerationOutput[];
-}): k8s.types.input.batch.v1.JobSpec {
+export function smokeJobSpec(gpu?: { nodeSelector: Record<string, string>; tolerations: TolerationOutput[] }): k8s.types.input.batch.v1.JobSpec {
   return {
     backoffLimit: 1,
     ttlSecondsAfterFinished: 3600,

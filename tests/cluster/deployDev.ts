@@ -4,7 +4,19 @@
  * `destroy` removes it again. State: $MLPLATFORM_DEV_WORK (default ~/.cache/mlplatform/dev-local).
  */
 import { readEnvFile } from "./support";
-import { DEV_NAMESPACES, defaultWork, destroy, diagnose, installPrerequisites, missingForDevStack, prepareDevStack, removePrerequisites, stackOutputs, up, workloads } from "./devStack";
+import {
+  DEV_NAMESPACES,
+  defaultWork,
+  destroy,
+  diagnose,
+  installPrerequisites,
+  missingForDevStack,
+  prepareDevStack,
+  removePrerequisites,
+  stackOutputs,
+  up,
+  workloads,
+} from "./devStack";
 
 async function main(): Promise<number> {
   const [cmd, envFile] = process.argv.slice(2);

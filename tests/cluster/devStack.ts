@@ -31,10 +31,11 @@ export const HUB_DB_PV = "mlplatform-local-hub-db";
 export function localImages(): Record<string, string> {
   const file = path.join(IMAGES_DIR, "images.tsv");
   const refs: Record<string, string> = {};
-  if (fs.existsSync(file)) for (const line of fs.readFileSync(file, "utf8").split("\n")) {
-    const [name, ref] = line.split("\t");
-    if (name && ref) refs[name] = ref;
-  }
+  if (fs.existsSync(file))
+    for (const line of fs.readFileSync(file, "utf8").split("\n")) {
+      const [name, ref] = line.split("\t");
+      if (name && ref) refs[name] = ref;
+    }
   // An archive built but not yet listed (build.sh writes the list at its end): its own name.
   for (const name of DEV_IMAGES) {
     const tar = path.join(IMAGES_DIR, `${name}.tar`);
@@ -157,7 +158,10 @@ export async function installPrerequisites(s: DevStack): Promise<void> {
   fs.mkdirSync(crdDir, { recursive: true });
   execFileSync("tar", ["xzf", ARGO_CHART, "-C", crdDir, "argo-workflows/files/crds/full"]);
   const full = path.join(crdDir, "argo-workflows", "files", "crds", "full");
-  for (const f of fs.readdirSync(full).filter((f) => f.endsWith(".yaml")).sort()) {
+  for (const f of fs
+    .readdirSync(full)
+    .filter((f) => f.endsWith(".yaml"))
+    .sort()) {
     for (const doc of YAML.parseAllDocuments(fs.readFileSync(path.join(full, f), "utf8"))) {
       const crd = doc.toJS();
       if (crd?.kind === "CustomResourceDefinition") await ensure(s.kube, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd);
@@ -284,7 +288,9 @@ export async function workloads(kube: Kube, namespaces: string[]): Promise<Workl
           ready = (o.status?.readyReplicas ?? o.status?.numberReady ?? 0) >= want && (o.status?.observedGeneration ?? 0) >= o.metadata.generation;
           // StatefulSets carry no Available condition: the latest Ready time of their pods.
           if (ready) {
-            const sel = Object.entries(o.spec.selector.matchLabels ?? {}).map(([k, v]) => `${k}=${String(v)}`).join(",");
+            const sel = Object.entries(o.spec.selector.matchLabels ?? {})
+              .map(([k, v]) => `${k}=${String(v)}`)
+              .join(",");
             const pods = await kube.get(`/api/v1/namespaces/${ns}/pods?labelSelector=${encodeURIComponent(sel)}`);
             at = (pods?.items ?? [])
               .map((p: any) => (p.status?.conditions ?? []).find((c: any) => c.type === "Ready")?.lastTransitionTime as string)
@@ -319,7 +325,12 @@ export async function diagnose(kube: Kube, ns: string): Promise<string> {
     if (!(p.status?.containerStatuses ?? []).every((c: any) => c.ready)) {
       for (const c of p.spec.containers) {
         const log = await kube.request("GET", `/api/v1/namespaces/${ns}/pods/${p.metadata.name}/log?container=${c.name}&tailLines=15`);
-        lines.push(`  log ${c.name}: ${String(typeof log.body === "string" ? log.body : JSON.stringify(log.body)).trim().split("\n").join("\n    ")}`);
+        lines.push(
+          `  log ${c.name}: ${String(typeof log.body === "string" ? log.body : JSON.stringify(log.body))
+            .trim()
+            .split("\n")
+            .join("\n    ")}`,
+        );
       }
     }
   }
@@ -337,4 +348,3 @@ export const DEV_NAMESPACES = ["mlplatform", "ml-pipelines", "ml-serving", "ml-n
 export function defaultWork(): string {
   return process.env.MLPLATFORM_DEV_WORK ?? path.join(CACHE, "dev-local");
 }
-

@@ -13,21 +13,7 @@ import * as http from "node:http";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  Kube,
-  NODE,
-  create,
-  missingForNode,
-  mountsUnder,
-  pidsInNetns,
-  podExec,
-  podLog,
-  startNode,
-  stopNode,
-  testPod,
-  until,
-  waitPhase,
-} from "./support";
+import { Kube, NODE, create, missingForNode, mountsUnder, pidsInNetns, podExec, podLog, startNode, stopNode, testPod, until, waitPhase } from "./support";
 
 const missing = missingForNode();
 const CI = process.env.CI === "true";
@@ -116,11 +102,17 @@ describe.skipIf(missing.length > 0)("a real node in its own network namespace", 
   it("the namespace has no route out (only the pods' bridge, the node IP and the Service range)", () => {
     const inNs = (...args: string[]) => spawnSync("nsenter", [`--net=${netnsPath}`, "--", ...args], { encoding: "utf8" });
     const routes = inNs("ip", "-4", "route", "show").stdout.trim().split("\n");
-    expect(routes.filter((r) => r.startsWith("default")), "default route").toEqual([]);
+    expect(
+      routes.filter((r) => r.startsWith("default")),
+      "default route",
+    ).toEqual([]);
     // The pods' route appears with the bridge, at the first pod.
     const dests = routes.map((r) => r.split(" ")[0]!);
     expect(dests).toContain("10.0.0.0/24");
-    expect(dests.filter((d) => d !== NODE.POD_CIDR && d !== "10.0.0.0/24"), "other routes").toEqual([]);
+    expect(
+      dests.filter((d) => d !== NODE.POD_CIDR && d !== "10.0.0.0/24"),
+      "other routes",
+    ).toEqual([]);
     // Asking the kernel how it would route a public address sends nothing: it has no way.
     const probe = inNs("ip", "route", "get", "192.0.2.1");
     expect(probe.status).not.toBe(0);
@@ -169,7 +161,7 @@ describe.skipIf(missing.length > 0)("a real node in its own network namespace", 
   });
 
   it("a Service routes to pods via kube-proxy", async () => {
-    const serve = 'mkdir -p /tmp/www && hostname > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www';
+    const serve = "mkdir -p /tmp/www && hostname > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www";
     webPods = ["web-0", "web-1"];
     for (const name of webPods) await create(kube, pods(), testPod(name, serve, { app: "web" }, "Always"));
     const svc = await create(kube, `/api/v1/namespaces/${ns}/services`, {

@@ -43,27 +43,35 @@ function chownShared(dir: string): void {
  * pipeline's own fetch-base step then finds it there), the run submitted, and the published
  * `images` model asked from the host to classify the smoke image.
  */
-export async function retrainRun(s: DevStack, stateDir: string, outputsFile: string): Promise<PipelineRun & { answer?: { top: { label: string }[]; version: number }; upload?: ImagesUpload }> {
+export async function retrainRun(
+  s: DevStack,
+  stateDir: string,
+  outputsFile: string,
+): Promise<PipelineRun & { answer?: { top: { label: string }[]; version: number }; upload?: ImagesUpload }> {
   const shared = path.join(s.volumes, "shared");
   const images = path.join(s.work, "colours");
   fs.rmSync(images, { recursive: true, force: true });
   await writeColourImages(images, 30);
   const minio = forward(stateDir, "minio", await serviceIp(s.kube, "mlplatform", "minio"), 9000);
-  const upload = await uploadImages(
-    { kind: "images", from: images, bucket: "data", prefix: "colours", endpoint: `http://127.0.0.1:${minio}`, stack: "dev", outputsFile },
-    (l) => console.log(l),
+  const upload = await uploadImages({ kind: "images", from: images, bucket: "data", prefix: "colours", endpoint: `http://127.0.0.1:${minio}`, stack: "dev", outputsFile }, (l) =>
+    console.log(l),
   );
   const smoke = path.join(shared, "datasets", "smoke-red.jpg");
   const red = Buffer.alloc(64 * 64 * 3);
   for (let i = 0; i < red.length; i += 3) red.set([215, 45, 40], i);
-  await sharp(red, { raw: { width: 64, height: 64, channels: 3 } }).jpeg().toFile(smoke);
+  await sharp(red, { raw: { width: 64, height: 64, channels: 3 } })
+    .jpeg()
+    .toFile(smoke);
   const served = path.join(s.work, "served-base");
   await writeGraphModel(path.join(served, "graph"));
   const server = new ModelServer(served);
   const origin = await server.start();
   try {
     const c = captureIo();
-    const rc = await mlp(["fetch-base", "--name", "tiny-colours", "--url", `${origin}/graph/model.json`, "--image-size", "8x8", "--base-models", path.join(shared, "base-models")], c.io);
+    const rc = await mlp(
+      ["fetch-base", "--name", "tiny-colours", "--url", `${origin}/graph/model.json`, "--image-size", "8x8", "--base-models", path.join(shared, "base-models")],
+      c.io,
+    );
     if (rc !== 0) throw new Error(`mlp fetch-base: ${c.stderr()}`);
   } finally {
     await server.close();
@@ -73,14 +81,22 @@ export async function retrainRun(s: DevStack, stateDir: string, outputsFile: str
 
   const run = await submitRun([
     "retrain",
-    "--outputs-file", outputsFile,
-    "--set", "images=s3://data/colours",
-    "--set", "base-model=tiny-colours",
-    "--set", "smoke-image=/mnt/shared/datasets/smoke-red.jpg",
-    "--set", "learning-rate=0.1",
-    "--set", "steps=300",
-    "--set", "batch-size=8",
-    "--timeout", String(25 * 60),
+    "--outputs-file",
+    outputsFile,
+    "--set",
+    "images=s3://data/colours",
+    "--set",
+    "base-model=tiny-colours",
+    "--set",
+    "smoke-image=/mnt/shared/datasets/smoke-red.jpg",
+    "--set",
+    "learning-rate=0.1",
+    "--set",
+    "steps=300",
+    "--set",
+    "batch-size=8",
+    "--timeout",
+    String(25 * 60),
   ]);
   if (run.code !== 0) return { ...run, upload };
   const grpcPort = forward(stateDir, "serving-grpc", await serviceIp(s.kube, "ml-serving", "model-server"), 8500);
@@ -103,13 +119,20 @@ export async function distributedRun(outputsFile: string): Promise<PipelineRun> 
 export async function sweepRun(outputsFile: string): Promise<PipelineRun> {
   return submitRun([
     "sweep",
-    "--outputs-file", outputsFile,
-    "--set", "learning-rates=0.001,0.003",
-    "--set", "hidden-units=64",
-    "--set", "batch-sizes=64",
-    "--set", "steps=300",
-    "--set", "accuracy-gate=0.8",
-    "--timeout", String(30 * 60),
+    "--outputs-file",
+    outputsFile,
+    "--set",
+    "learning-rates=0.001,0.003",
+    "--set",
+    "hidden-units=64",
+    "--set",
+    "batch-sizes=64",
+    "--set",
+    "steps=300",
+    "--set",
+    "accuracy-gate=0.8",
+    "--timeout",
+    String(30 * 60),
   ]);
 }
 
@@ -137,4 +160,8 @@ async function cli(): Promise<number> {
   return 2;
 }
 
-if (require.main === module) cli().then((c) => process.exit(c), (e) => (console.error(e), process.exit(1)));
+if (require.main === module)
+  cli().then(
+    (c) => process.exit(c),
+    (e) => (console.error(e), process.exit(1)),
+  );

@@ -77,7 +77,8 @@ export async function until<T>(what: string, ms: number, fn: () => Promise<T | u
     } catch (e) {
       last = e;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms / 1000} s waiting for ${what}${last ? `: ${last instanceof Error ? last.message : JSON.stringify(last)}` : ""}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${ms / 1000} s waiting for ${what}${last ? `: ${last instanceof Error ? last.message : JSON.stringify(last)}` : ""}`);
     await new Promise((r) => setTimeout(r, 500));
   }
 }

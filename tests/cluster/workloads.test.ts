@@ -14,7 +14,22 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { DEV_NAMESPACES, destroy, diagnose, forward, pendingChanges, serviceIp, stackOutputs, installPrerequisites, missingForDevStack, prepareDevStack, removePrerequisites, up, workloads, type DevStack } from "./devStack";
+import {
+  DEV_NAMESPACES,
+  destroy,
+  diagnose,
+  forward,
+  pendingChanges,
+  serviceIp,
+  stackOutputs,
+  installPrerequisites,
+  missingForDevStack,
+  prepareDevStack,
+  removePrerequisites,
+  up,
+  workloads,
+  type DevStack,
+} from "./devStack";
 import { ROOT, missingForNode, podLog, readEnvFile, stopNode, until } from "./support";
 import { distributedRun, retrainRun, sweepRun } from "./pipelineRuns";
 import { uploadMnist } from "../../scripts/dataset";
@@ -79,8 +94,16 @@ describe.skipIf(missing.length > 0)("the dev stack on the real node", () => {
     expect(upError, String(upError)).toBeUndefined();
     expect(notReady.map((w) => `${w.kind} ${w.namespace}/${w.name}`)).toEqual([]);
     // Every part of the dev stack is there: object store, buckets Job, TensorBoard, hub, Argo, Training Operator, model server.
-    for (const ns of DEV_NAMESPACES) expect(ws.some((w) => w.namespace === ns), `a workload in ${ns}`).toBe(ns === "ml-pipelines" ? false : true);
-    for (const kind of ["Deployment", "StatefulSet", "Job"]) expect(ws.some((w) => w.kind === kind), kind).toBe(true);
+    for (const ns of DEV_NAMESPACES)
+      expect(
+        ws.some((w) => w.namespace === ns),
+        `a workload in ${ns}`,
+      ).toBe(ns === "ml-pipelines" ? false : true);
+    for (const kind of ["Deployment", "StatefulSet", "Job"])
+      expect(
+        ws.some((w) => w.kind === kind),
+        kind,
+      ).toBe(true);
 
     // Converged: another `pulumi up` changes nothing. (The Training Operator rewrites its
     // webhook Secret; replacing it on every up broke TFJob admission for a minute.)
@@ -117,12 +140,27 @@ describe.skipIf(missing.length > 0)("the dev stack on the real node", () => {
     await writeMnistIdx(data, { train: 8000, test: 2000 });
     const c = captureIo();
     const rc = await mlp(
-      ["predict", "--server", `127.0.0.1:${grpcPort}`, "--model", "mnist", "--idx", path.join(data, "t10k-images-idx3-ubyte"), "--idx-labels", path.join(data, "t10k-labels-idx1-ubyte"), "--count", "1000", "--json"],
+      [
+        "predict",
+        "--server",
+        `127.0.0.1:${grpcPort}`,
+        "--model",
+        "mnist",
+        "--idx",
+        path.join(data, "t10k-images-idx3-ubyte"),
+        "--idx-labels",
+        path.join(data, "t10k-labels-idx1-ubyte"),
+        "--count",
+        "1000",
+        "--json",
+      ],
       c.io,
     );
     expect(rc, c.stderr()).toBe(0);
     const r = JSON.parse(c.stdout());
-    console.log(`mlp predict from the host: ${r.correct} of ${r.count} correct (${(r.accuracy * 100).toFixed(2)}%), model mnist v${r.version}, ${r.requests} requests in ${r.seconds.toFixed(1)} s`);
+    console.log(
+      `mlp predict from the host: ${r.correct} of ${r.count} correct (${(r.accuracy * 100).toFixed(2)}%), model mnist v${r.version}, ${r.requests} requests in ${r.seconds.toFixed(1)} s`,
+    );
     expect(r.count).toBe(1000);
     expect(r.accuracy).toBeGreaterThanOrEqual(0.97);
   });
@@ -138,28 +176,40 @@ describe.skipIf(missing.length > 0)("the dev stack on the real node", () => {
     expect(runs).toEqual(expect.arrayContaining([`${mnistRun}/train`, `${mnistRun}/validation`]));
     const tags = (await (await fetch(`http://127.0.0.1:${port}/data/plugin/scalars/tags`)).json()) as Record<string, Record<string, unknown>>;
     expect(Object.keys(tags[`${mnistRun}/train`] ?? {})).toEqual(expect.arrayContaining(["loss", "accuracy"]));
-    const loss = (await (await fetch(`http://127.0.0.1:${port}/data/plugin/scalars/scalars?run=${encodeURIComponent(`${mnistRun}/train`)}&tag=loss`)).json()) as [number, number, number][];
+    const loss = (await (await fetch(`http://127.0.0.1:${port}/data/plugin/scalars/scalars?run=${encodeURIComponent(`${mnistRun}/train`)}&tag=loss`)).json()) as [
+      number,
+      number,
+      number,
+    ][];
     expect(loss.length).toBeGreaterThan(5);
     expect(loss.at(-1)![2]).toBeLessThan(loss[0]![2]);
   });
 
-  it("retrain pipeline: labelled images into the object store (npm run dataset -- images), a base model cached on the shared volume, retrained, published as `images`, served next to mnist; a JPEG from the host is classified", { timeout: 30 * 60_000 }, async () => {
-    if (!s || !outputsFile) throw new Error("no deployed stack or outputs (see the tests above)");
-    const r = await retrainRun(s, stateDir, outputsFile);
-    console.log(`retrain: uploaded ${r.upload?.uploaded} of ${r.upload?.files} images (${r.upload?.labels.join(", ")}) to s3://data/colours`);
-    expect(r.upload?.labels.length).toBeGreaterThanOrEqual(2);
-    expect(r.upload!.uploaded + r.upload!.skipped).toBe(r.upload!.files);
-    console.log(`retrain: submit → Succeeded in ${r.seconds.toFixed(0)} s; mlp predict of a red JPEG from the host: ${JSON.stringify(r.answer?.top.slice(0, 2))}`);
-    expect(r.code, r.lines.join("\n")).toBe(0);
-    for (const step of ["fetch-base", "verify-data", "train", "evaluate", "publish", "smoke-test"]) expect(r.lines.join("\n")).toMatch(new RegExp(`${step}(\\(\\d+\\))?\\s+Succeeded`));
-    expect(r.answer?.top[0]?.label).toBe("red");
-    // Both models are served side by side.
-    const rest = forward(stateDir, "serving-rest", await serviceIp(s.kube, "ml-serving", "model-server"), 8501);
-    for (const model of ["mnist", "images"]) {
-      const status = (await (await fetch(`http://127.0.0.1:${rest}/v1/models/${model}`)).json()) as { model_version_status: { state: string }[] };
-      expect(status.model_version_status.map((v) => v.state), model).toContain("AVAILABLE");
-    }
-  });
+  it(
+    "retrain pipeline: labelled images into the object store (npm run dataset -- images), a base model cached on the shared volume, retrained, published as `images`, served next to mnist; a JPEG from the host is classified",
+    { timeout: 30 * 60_000 },
+    async () => {
+      if (!s || !outputsFile) throw new Error("no deployed stack or outputs (see the tests above)");
+      const r = await retrainRun(s, stateDir, outputsFile);
+      console.log(`retrain: uploaded ${r.upload?.uploaded} of ${r.upload?.files} images (${r.upload?.labels.join(", ")}) to s3://data/colours`);
+      expect(r.upload?.labels.length).toBeGreaterThanOrEqual(2);
+      expect(r.upload!.uploaded + r.upload!.skipped).toBe(r.upload!.files);
+      console.log(`retrain: submit → Succeeded in ${r.seconds.toFixed(0)} s; mlp predict of a red JPEG from the host: ${JSON.stringify(r.answer?.top.slice(0, 2))}`);
+      expect(r.code, r.lines.join("\n")).toBe(0);
+      for (const step of ["fetch-base", "verify-data", "train", "evaluate", "publish", "smoke-test"])
+        expect(r.lines.join("\n")).toMatch(new RegExp(`${step}(\\(\\d+\\))?\\s+Succeeded`));
+      expect(r.answer?.top[0]?.label).toBe("red");
+      // Both models are served side by side.
+      const rest = forward(stateDir, "serving-rest", await serviceIp(s.kube, "ml-serving", "model-server"), 8501);
+      for (const model of ["mnist", "images"]) {
+        const status = (await (await fetch(`http://127.0.0.1:${rest}/v1/models/${model}`)).json()) as { model_version_status: { state: string }[] };
+        expect(
+          status.model_version_status.map((v) => v.state),
+          model,
+        ).toContain("AVAILABLE");
+      }
+    },
+  );
 
   it("distributed MNIST: a two-replica TFJob (Chief + Worker) trains with all-reduce, passes the gate, is served", { timeout: 30 * 60_000 }, async () => {
     if (!s || !outputsFile) throw new Error("no deployed stack or outputs (see the tests above)");
@@ -181,96 +231,104 @@ describe.skipIf(missing.length > 0)("the dev stack on the real node", () => {
     for (const step of common) expect(w.get(step), `loss at step ${step}`).toBe(c.get(step));
   });
 
-  it("hyperparameter sweep: two trials (one TFJob each) run two at once, the best is published as mnist and served; TensorBoard lists every trial", { timeout: 30 * 60_000 }, async () => {
-    if (!s || !outputsFile) throw new Error("no deployed stack or outputs (see the tests above)");
-    const r = await sweepRun(outputsFile);
-    console.log(`sweep (2 trials): submit → Succeeded in ${r.seconds.toFixed(0)} s`);
-    expect(r.code, r.lines.join("\n")).toBe(0);
-    const text = r.lines.join("\n");
-    for (const step of ["grid", "promote", "publish-best"]) expect(text).toMatch(new RegExp(`${step}(\\(\\d+\\))?\\s+Succeeded`));
-    // Each trial was a TFJob of its own.
-    const jobs = await s.kube.names("/apis/kubeflow.org/v1/namespaces/ml-pipelines/tfjobs");
-    expect(jobs.filter((n) => n.startsWith(`${r.workflow}-trial-`)).sort()).toEqual([`${r.workflow}-trial-0`, `${r.workflow}-trial-1`]);
-    const best = /best trial:\s+(\d+) \(learning rate (\S+),.*validation accuracy (\S+); TensorBoard run (\S+)/.exec(text);
-    expect(best, text).not.toBeNull();
-    expect(Number(best![3])).toBeGreaterThanOrEqual(0.8);
-    const version = Number(/published:\s+version (\d+)/.exec(text)?.[1]);
-    expect(version).toBeGreaterThan(0);
-    // The published version is the one served.
-    const rest = forward(stateDir, "serving-rest", await serviceIp(s.kube, "ml-serving", "model-server"), 8501);
-    await until(`mnist v${version} served`, 180_000, async () => {
-      const st = (await (await fetch(`http://127.0.0.1:${rest}/v1/models/mnist`)).json()) as { model_version_status?: { version: string; state: string }[] };
-      return st.model_version_status?.some((v) => Number(v.version) === version && v.state === "AVAILABLE") || undefined;
-    });
-    // TensorBoard shows the trials side by side, each under its own run.
-    const tb = forward(stateDir, "tensorboard", await serviceIp(s.kube, "mlplatform", "platform-tensorboard"), 80);
-    const runs = await until("TensorBoard lists both trials", 120_000, async () => {
-      const list = (await (await fetch(`http://127.0.0.1:${tb}/data/runs`)).json()) as string[];
-      return [0, 1].every((i) => list.includes(`${r.workflow}/trial-${i}/train`)) ? list : undefined;
-    });
-    console.log(`sweep: ${best![0]}; published version ${version}; TensorBoard runs ${JSON.stringify(runs.filter((x) => x.startsWith(r.workflow!)))}`);
-    expect(best![4]).toBe(`${r.workflow}/trial-${best![1]}`);
-  });
+  it(
+    "hyperparameter sweep: two trials (one TFJob each) run two at once, the best is published as mnist and served; TensorBoard lists every trial",
+    { timeout: 30 * 60_000 },
+    async () => {
+      if (!s || !outputsFile) throw new Error("no deployed stack or outputs (see the tests above)");
+      const r = await sweepRun(outputsFile);
+      console.log(`sweep (2 trials): submit → Succeeded in ${r.seconds.toFixed(0)} s`);
+      expect(r.code, r.lines.join("\n")).toBe(0);
+      const text = r.lines.join("\n");
+      for (const step of ["grid", "promote", "publish-best"]) expect(text).toMatch(new RegExp(`${step}(\\(\\d+\\))?\\s+Succeeded`));
+      // Each trial was a TFJob of its own.
+      const jobs = await s.kube.names("/apis/kubeflow.org/v1/namespaces/ml-pipelines/tfjobs");
+      expect(jobs.filter((n) => n.startsWith(`${r.workflow}-trial-`)).sort()).toEqual([`${r.workflow}-trial-0`, `${r.workflow}-trial-1`]);
+      const best = /best trial:\s+(\d+) \(learning rate (\S+),.*validation accuracy (\S+); TensorBoard run (\S+)/.exec(text);
+      expect(best, text).not.toBeNull();
+      expect(Number(best![3])).toBeGreaterThanOrEqual(0.8);
+      const version = Number(/published:\s+version (\d+)/.exec(text)?.[1]);
+      expect(version).toBeGreaterThan(0);
+      // The published version is the one served.
+      const rest = forward(stateDir, "serving-rest", await serviceIp(s.kube, "ml-serving", "model-server"), 8501);
+      await until(`mnist v${version} served`, 180_000, async () => {
+        const st = (await (await fetch(`http://127.0.0.1:${rest}/v1/models/mnist`)).json()) as { model_version_status?: { version: string; state: string }[] };
+        return st.model_version_status?.some((v) => Number(v.version) === version && v.state === "AVAILABLE") || undefined;
+      });
+      // TensorBoard shows the trials side by side, each under its own run.
+      const tb = forward(stateDir, "tensorboard", await serviceIp(s.kube, "mlplatform", "platform-tensorboard"), 80);
+      const runs = await until("TensorBoard lists both trials", 120_000, async () => {
+        const list = (await (await fetch(`http://127.0.0.1:${tb}/data/runs`)).json()) as string[];
+        return [0, 1].every((i) => list.includes(`${r.workflow}/trial-${i}/train`)) ? list : undefined;
+      });
+      console.log(`sweep: ${best![0]}; published version ${version}; TensorBoard runs ${JSON.stringify(runs.filter((x) => x.startsWith(r.workflow!)))}`);
+      expect(best![4]).toBe(`${r.workflow}/trial-${best![1]}`);
+    },
+  );
 
-  it("notebook spawn: log in to JupyterHub over HTTP, start a server; its pod runs restricted with the shared volume and the object store's credentials", { timeout: 10 * 60_000 }, async () => {
-    if (!s) throw new Error("the dev stack is not up (see workloads ready)");
-    const hub = `http://127.0.0.1:${forward(stateDir, "jupyterhub", await serviceIp(s.kube, "ml-notebooks", "proxy-public"), 80)}`;
-    const jar = new Map<string, string>();
-    const cookie = () => [...jar].map(([k, v]) => `${k}=${v}`).join("; ");
-    const remember = (r: Response) => {
-      for (const c of r.headers.getSetCookie()) {
-        const kv = c.split(";")[0]!;
-        jar.set(kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1));
-      }
-    };
-    const page = await fetch(`${hub}/hub/login`, { redirect: "manual" });
-    remember(page);
-    const xsrf = /name="_xsrf" value="([^"]+)"/.exec(await page.text())?.[1];
-    expect(xsrf, "the login form's _xsrf").toBeDefined();
-    const user = "alice";
-    const login = await fetch(`${hub}/hub/login`, {
-      method: "POST",
-      redirect: "manual",
-      headers: { cookie: cookie(), "content-type": "application/x-www-form-urlencoded" },
-      body: new URLSearchParams({ username: user, password: "any", _xsrf: xsrf! }),
-    });
-    remember(login);
-    expect(login.status, await login.text()).toBe(302);
-    // The browser's way to the REST API: the page's XSRF token with the login cookie buys an
-    // API token; the API calls then use that token.
-    const home = await fetch(`${hub}/hub/home`, { headers: { cookie: cookie() } });
-    remember(home);
-    const pageToken = /xsrf_token: "([^"]+)"/.exec(await home.text())?.[1];
-    expect(pageToken, "the hub page's xsrf_token").toBeDefined();
-    const tokenReply = await fetch(`${hub}/hub/api/users/${user}/tokens`, {
-      method: "POST",
-      headers: { cookie: cookie(), "X-XSRFToken": pageToken!, "content-type": "application/json" },
-      body: JSON.stringify({ note: "cluster test", expires_in: 3600 }),
-    });
-    expect(tokenReply.status, await tokenReply.clone().text()).toBe(201);
-    const apiToken = ((await tokenReply.json()) as { token: string }).token;
-    const t0 = Date.now();
-    const api = (method: string, p: string) =>
-      fetch(`${hub}/hub/api${p}`, { method, headers: { authorization: `token ${apiToken}`, "content-type": "application/json" }, body: method === "POST" ? "{}" : undefined });
-    const start = await api("POST", `/users/${user}/server`);
-    expect([201, 202], await start.text()).toContain(start.status);
-    const ready = await until("the notebook server ready", 8 * 60_000, async () => {
-      const u = (await (await api("GET", `/users/${user}`)).json()) as { servers?: Record<string, { ready: boolean; pending: string | null }> };
-      return u.servers?.[""]?.ready ? u.servers[""] : undefined;
-    });
-    console.log(`notebook server of ${user} ready in ${((Date.now() - t0) / 1000).toFixed(0)} s: ${JSON.stringify(ready).slice(0, 200)}`);
-    const pod = await s.kube.get(`/api/v1/namespaces/ml-notebooks/pods/jupyter-${user}`);
-    expect(pod?.status?.phase).toBe("Running");
-    const ns = await s.kube.get("/api/v1/namespaces/ml-notebooks");
-    expect(ns.metadata.labels["pod-security.kubernetes.io/enforce"]).toBe("restricted");
-    const c = pod.spec.containers.find((x: any) => x.name === "notebook") ?? pod.spec.containers[0];
-    expect(c.volumeMounts.map((m: any) => m.mountPath)).toContain("/mnt/shared");
-    const env = Object.fromEntries(c.env.map((e: any) => [e.name, e]));
-    for (const key of ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"]) expect(env[key]?.valueFrom?.secretKeyRef?.key, key).toBe(key);
-    const stop = await api("DELETE", `/users/${user}/server`);
-    expect([202, 204]).toContain(stop.status);
-    await until("the notebook pod gone", 3 * 60_000, async () => ((await s!.kube.get(`/api/v1/namespaces/ml-notebooks/pods/jupyter-${user}`)) ? undefined : true));
-  });
+  it(
+    "notebook spawn: log in to JupyterHub over HTTP, start a server; its pod runs restricted with the shared volume and the object store's credentials",
+    { timeout: 10 * 60_000 },
+    async () => {
+      if (!s) throw new Error("the dev stack is not up (see workloads ready)");
+      const hub = `http://127.0.0.1:${forward(stateDir, "jupyterhub", await serviceIp(s.kube, "ml-notebooks", "proxy-public"), 80)}`;
+      const jar = new Map<string, string>();
+      const cookie = () => [...jar].map(([k, v]) => `${k}=${v}`).join("; ");
+      const remember = (r: Response) => {
+        for (const c of r.headers.getSetCookie()) {
+          const kv = c.split(";")[0]!;
+          jar.set(kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1));
+        }
+      };
+      const page = await fetch(`${hub}/hub/login`, { redirect: "manual" });
+      remember(page);
+      const xsrf = /name="_xsrf" value="([^"]+)"/.exec(await page.text())?.[1];
+      expect(xsrf, "the login form's _xsrf").toBeDefined();
+      const user = "alice";
+      const login = await fetch(`${hub}/hub/login`, {
+        method: "POST",
+        redirect: "manual",
+        headers: { cookie: cookie(), "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ username: user, password: "any", _xsrf: xsrf! }),
+      });
+      remember(login);
+      expect(login.status, await login.text()).toBe(302);
+      // The browser's way to the REST API: the page's XSRF token with the login cookie buys an
+      // API token; the API calls then use that token.
+      const home = await fetch(`${hub}/hub/home`, { headers: { cookie: cookie() } });
+      remember(home);
+      const pageToken = /xsrf_token: "([^"]+)"/.exec(await home.text())?.[1];
+      expect(pageToken, "the hub page's xsrf_token").toBeDefined();
+      const tokenReply = await fetch(`${hub}/hub/api/users/${user}/tokens`, {
+        method: "POST",
+        headers: { cookie: cookie(), "X-XSRFToken": pageToken!, "content-type": "application/json" },
+        body: JSON.stringify({ note: "cluster test", expires_in: 3600 }),
+      });
+      expect(tokenReply.status, await tokenReply.clone().text()).toBe(201);
+      const apiToken = ((await tokenReply.json()) as { token: string }).token;
+      const t0 = Date.now();
+      const api = (method: string, p: string) =>
+        fetch(`${hub}/hub/api${p}`, { method, headers: { authorization: `token ${apiToken}`, "content-type": "application/json" }, body: method === "POST" ? "{}" : undefined });
+      const start = await api("POST", `/users/${user}/server`);
+      expect([201, 202], await start.text()).toContain(start.status);
+      const ready = await until("the notebook server ready", 8 * 60_000, async () => {
+        const u = (await (await api("GET", `/users/${user}`)).json()) as { servers?: Record<string, { ready: boolean; pending: string | null }> };
+        return u.servers?.[""]?.ready ? u.servers[""] : undefined;
+      });
+      console.log(`notebook server of ${user} ready in ${((Date.now() - t0) / 1000).toFixed(0)} s: ${JSON.stringify(ready).slice(0, 200)}`);
+      const pod = await s.kube.get(`/api/v1/namespaces/ml-notebooks/pods/jupyter-${user}`);
+      expect(pod?.status?.phase).toBe("Running");
+      const ns = await s.kube.get("/api/v1/namespaces/ml-notebooks");
+      expect(ns.metadata.labels["pod-security.kubernetes.io/enforce"]).toBe("restricted");
+      const c = pod.spec.containers.find((x: any) => x.name === "notebook") ?? pod.spec.containers[0];
+      expect(c.volumeMounts.map((m: any) => m.mountPath)).toContain("/mnt/shared");
+      const env = Object.fromEntries(c.env.map((e: any) => [e.name, e]));
+      for (const key of ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"]) expect(env[key]?.valueFrom?.secretKeyRef?.key, key).toBe(key);
+      const stop = await api("DELETE", `/users/${user}/server`);
+      expect([202, 204]).toContain(stop.status);
+      await until("the notebook pod gone", 3 * 60_000, async () => ((await s!.kube.get(`/api/v1/namespaces/ml-notebooks/pods/jupyter-${user}`)) ? undefined : true));
+    },
+  );
 
   it("destroy leaves nothing of ours", { timeout: 20 * 60_000 }, async () => {
     if (!s) throw new Error("the dev stack is not up (see workloads ready)");

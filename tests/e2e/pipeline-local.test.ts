@@ -72,7 +72,16 @@ describe.skipIf(missing.length > 0)("scripts/pipeline-local.ts", () => {
     const outcome = JSON.parse(fs.readFileSync(resultFile, "utf8"));
     expect(outcome.ok).toBe(true);
     expect(outcome.steps.map((s: { name: string; ok: boolean }) => s.name)).toEqual([
-      "minio", "buckets", "upload", "verify-data", "train", "evaluate", "publish", "serve", "predict-grpc", "predict-rest",
+      "minio",
+      "buckets",
+      "upload",
+      "verify-data",
+      "train",
+      "evaluate",
+      "publish",
+      "serve",
+      "predict-grpc",
+      "predict-rest",
     ]);
     expect(outcome.steps.every((s: { ok: boolean }) => s.ok)).toBe(true);
 
@@ -132,7 +141,10 @@ describe.skipIf(missing.length > 0)("scripts/pipeline-local.ts", () => {
       const env = { AWS_ACCESS_KEY_ID: vars.AWS_ACCESS_KEY_ID!, AWS_SECRET_ACCESS_KEY: vars.AWS_SECRET_ACCESS_KEY! };
       const resultFile = path.join(work, "gated.json");
       const workDir = path.join(work, "gated");
-      const r = await runScript(["--s3-endpoint", vars.MINIO_ENDPOINT!, "--gate", "0.999", "--steps", "20", "--name", "gated", "--work-dir", workDir, "--result-file", resultFile], env);
+      const r = await runScript(
+        ["--s3-endpoint", vars.MINIO_ENDPOINT!, "--gate", "0.999", "--steps", "20", "--name", "gated", "--work-dir", workDir, "--result-file", resultFile],
+        env,
+      );
       expect(r.code).not.toBe(0);
       expect(r.code).toBe(3);
       expect(r.stdout).toMatch(/pipeline failed at step evaluate: mlp evaluate: accuracy 0\.\d+ is below the gate 0\.999: not publishing/);
@@ -155,7 +167,10 @@ describe.skipIf(missing.length > 0)("scripts/pipeline-local.ts", () => {
         // The data did arrive (the run got as far as training on it).
         const data = await s3.send(new ListObjectsV2Command({ Bucket: "data", Prefix: `${outcome.run}/` }));
         expect((data.Contents ?? []).map((o) => o.Key!.split("/").pop()).sort()).toEqual([
-          "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+          "t10k-images-idx3-ubyte",
+          "t10k-labels-idx1-ubyte",
+          "train-images-idx3-ubyte",
+          "train-labels-idx1-ubyte",
         ]);
       } finally {
         s3.destroy();

@@ -74,7 +74,10 @@ describe.skipIf(missing.length > 0)("scripts/submit.ts against a real kube-apise
     const wf = await kube.get(`${WORKFLOWS}/${name}`);
     // Argo's schema requires each node's name; the controller names a task's node `<workflow>.<task>`.
     const nodes = Object.fromEntries(
-      Object.entries((status.nodes ?? {}) as Record<string, Record<string, unknown>>).map(([id, n]) => [id, { name: n.id === name ? name : `${name}.${String(n.displayName)}`, ...n }]),
+      Object.entries((status.nodes ?? {}) as Record<string, Record<string, unknown>>).map(([id, n]) => [
+        id,
+        { name: n.id === name ? name : `${name}.${String(n.displayName)}`, ...n },
+      ]),
     );
     const r = await kube.request("PUT", `${WORKFLOWS}/${name}`, { ...wf, status: { ...status, ...(status.nodes ? { nodes } : {}) } });
     expect(r.status, JSON.stringify(r.body)).toBe(200);
@@ -156,7 +159,12 @@ describe.skipIf(missing.length > 0)("scripts/submit.ts against a real kube-apise
     expect(wf.spec).toEqual({
       workflowTemplateRef: { name: "mnist-pipeline" },
       serviceAccountName: "pipeline",
-      arguments: { parameters: [{ name: "steps", value: "50" }, { name: "dataset", value: "s3://data/fashion" }] },
+      arguments: {
+        parameters: [
+          { name: "steps", value: "50" },
+          { name: "dataset", value: "s3://data/fashion" },
+        ],
+      },
     });
     expect(wf.metadata.labels).toMatchObject({ "workflows.argoproj.io/workflow-template": "mnist-pipeline", "app.kubernetes.io/managed-by": "mlplatform-submit" });
     expect(wf.status).toBeUndefined();
@@ -181,7 +189,9 @@ describe.skipIf(missing.length > 0)("scripts/submit.ts against a real kube-apise
   it("a template that is not deployed, and an API server that cannot be reached", async () => {
     const p = submit(["retrain", "--outputs-file", outputsFile, "--no-watch"]);
     expect(await p.exit).toBe(1);
-    expect(p.stderr()).toMatch(/submit: WorkflowTemplate retrain-pipeline not found in namespace ml-pipelines \(at https:\/\/127\.0\.0\.1:\d+\); is the training pipeline deployed on stack dev\?/);
+    expect(p.stderr()).toMatch(
+      /submit: WorkflowTemplate retrain-pipeline not found in namespace ml-pipelines \(at https:\/\/127\.0\.0\.1:\d+\); is the training pipeline deployed on stack dev\?/,
+    );
 
     const closed = await new Promise<number>((resolve) => {
       const s = net.createServer().listen(0, "127.0.0.1", () => {
@@ -195,7 +205,11 @@ describe.skipIf(missing.length > 0)("scripts/submit.ts against a real kube-apise
     fs.writeFileSync(unreachable, JSON.stringify({ ...outputs, kubeconfig: YAML.stringify(kc) }));
     const u = submit(["pipeline", "--outputs-file", unreachable, "--no-watch"]);
     expect(await u.exit).toBe(1);
-    expect(u.stderr()).toMatch(new RegExp(`submit: cannot reach the Kubernetes API at https://127\\.0\\.0\\.1:${closed} \\(from the stack's kubeconfig output \\(context mlplatform-local\\)\\): ECONNREFUSED`));
+    expect(u.stderr()).toMatch(
+      new RegExp(
+        `submit: cannot reach the Kubernetes API at https://127\\.0\\.0\\.1:${closed} \\(from the stack's kubeconfig output \\(context mlplatform-local\\)\\): ECONNREFUSED`,
+      ),
+    );
 
     const noArgo = path.join(work, "no-argo.json");
     fs.writeFileSync(noArgo, JSON.stringify({ ...outputs, pipelineServiceAccount: "" }));
@@ -226,11 +240,21 @@ describe.skipIf(missing.length > 0)("scripts/submit.ts against a real kube-apise
         [submitted]: { id: submitted, name: submitted, displayName: submitted, type: "DAG", phase: "Succeeded" },
         [`${submitted}-1`]: { id: `${submitted}-1`, displayName: "verify-data", type: "Pod", phase: "Succeeded", startedAt: iso(754), finishedAt: iso(740) },
         [`${submitted}-2`]: {
-          id: `${submitted}-2`, displayName: "evaluate", type: "Pod", phase: "Succeeded", startedAt: iso(100), finishedAt: iso(80),
+          id: `${submitted}-2`,
+          displayName: "evaluate",
+          type: "Pod",
+          phase: "Succeeded",
+          startedAt: iso(100),
+          finishedAt: iso(80),
           outputs: { parameters: [{ name: "evaluation", value: JSON.stringify({ accuracy: 0.9812, gate: 0.97, passed: true, examples: 10000 }) }] },
         },
         [`${submitted}-3`]: {
-          id: `${submitted}-3`, displayName: "publish", type: "Pod", phase: "Succeeded", startedAt: iso(80), finishedAt: iso(60),
+          id: `${submitted}-3`,
+          displayName: "publish",
+          type: "Pod",
+          phase: "Succeeded",
+          startedAt: iso(80),
+          finishedAt: iso(60),
           outputs: { parameters: [{ name: "published", value: JSON.stringify({ version: 4, uri: "s3://models/mnist/4" }) }] },
         },
       },
@@ -254,16 +278,23 @@ describe.skipIf(missing.length > 0)("scripts/submit.ts against a real kube-apise
     const p = submit(["pipeline", "--outputs-file", outputsFile, "--set", "steps=10", "--watch", "--timeout", "60", "--poll-interval", "0.2"]);
     const name = await until("the new Workflow", async () => (await workflowNames()).find((n) => !before.has(n)));
     await until("Pending printed", () => p.stdout().includes(`workflow ${name}: Pending`) || undefined);
-    const node = (id: string, displayName: string, phase: string, extra: Record<string, unknown> = {}) => ({ [`${name}-${id}`]: { id: `${name}-${id}`, displayName, type: "Pod", phase, ...extra } });
+    const node = (id: string, displayName: string, phase: string, extra: Record<string, unknown> = {}) => ({
+      [`${name}-${id}`]: { id: `${name}-${id}`, displayName, type: "Pod", phase, ...extra },
+    });
     await setStatus(name, { phase: "Running", startedAt: iso(5), progress: "0/6", nodes: { ...node("1", "verify-data", "Running", { startedAt: iso(4) }) } });
     await until("verify-data Running", () => /verify-data +Running/.test(p.stdout()) || undefined);
     await setStatus(name, {
-      phase: "Running", startedAt: iso(5), progress: "1/6",
+      phase: "Running",
+      startedAt: iso(5),
+      progress: "1/6",
       nodes: { ...node("1", "verify-data", "Succeeded", { startedAt: iso(4), finishedAt: iso(1) }), ...node("2", "train", "Running", { startedAt: iso(1) }) },
     });
     await until("train Running", () => /train +Running/.test(p.stdout()) || undefined);
     await setStatus(name, {
-      phase: "Succeeded", startedAt: iso(5), finishedAt: iso(0), progress: "2/2",
+      phase: "Succeeded",
+      startedAt: iso(5),
+      finishedAt: iso(0),
+      progress: "2/2",
       nodes: {
         ...node("1", "verify-data", "Succeeded", { startedAt: iso(4), finishedAt: iso(1) }),
         ...node("2", "train", "Succeeded", {
@@ -272,16 +303,37 @@ describe.skipIf(missing.length > 0)("scripts/submit.ts against a real kube-apise
           // The output contract (PIPELINE_OUTPUTS): a sweep's best trial and the version published from it.
           outputs: {
             parameters: [
-              { name: PIPELINE_OUTPUTS.best, value: JSON.stringify({ trial: 2, lr: "0.001", hu: "128", bs: "64", run: `${name}/trial-2`, metrics: { validationAccuracy: 0.955 }, model: "s3://models/sweeps/x/trial-2/mnist/1" }) },
+              {
+                name: PIPELINE_OUTPUTS.best,
+                value: JSON.stringify({
+                  trial: 2,
+                  lr: "0.001",
+                  hu: "128",
+                  bs: "64",
+                  run: `${name}/trial-2`,
+                  metrics: { validationAccuracy: 0.955 },
+                  model: "s3://models/sweeps/x/trial-2/mnist/1",
+                }),
+              },
               { name: PIPELINE_OUTPUTS.published, value: JSON.stringify({ version: 5, uri: "/mnt/shared/models/mnist/5" }) },
             ],
           },
         }),
         // Fanned-out trials: each step is named under its item; their per-trial `result` is no run output.
-        ...node("t0", "trial(0:{\"index\":0})", "Succeeded", { type: "DAG", startedAt: iso(2), finishedAt: iso(1) }),
-        ...node("t0-train", "train(0)", "Succeeded", { boundaryID: `${name}-t0`, startedAt: iso(2), finishedAt: iso(1), outputs: { parameters: [{ name: "result", value: '{"trial":0}' }] } }),
-        ...node("t1", "trial(1:{\"index\":1})", "Succeeded", { type: "DAG", startedAt: iso(2), finishedAt: iso(1) }),
-        ...node("t1-train", "train(0)", "Succeeded", { boundaryID: `${name}-t1`, startedAt: iso(2), finishedAt: iso(1), outputs: { parameters: [{ name: "result", value: '{"trial":1}' }] } }),
+        ...node("t0", 'trial(0:{"index":0})', "Succeeded", { type: "DAG", startedAt: iso(2), finishedAt: iso(1) }),
+        ...node("t0-train", "train(0)", "Succeeded", {
+          boundaryID: `${name}-t0`,
+          startedAt: iso(2),
+          finishedAt: iso(1),
+          outputs: { parameters: [{ name: "result", value: '{"trial":0}' }] },
+        }),
+        ...node("t1", 'trial(1:{"index":1})', "Succeeded", { type: "DAG", startedAt: iso(2), finishedAt: iso(1) }),
+        ...node("t1-train", "train(0)", "Succeeded", {
+          boundaryID: `${name}-t1`,
+          startedAt: iso(2),
+          finishedAt: iso(1),
+          outputs: { parameters: [{ name: "result", value: '{"trial":1}' }] },
+        }),
       },
       outputs: { parameters: [{ name: "note", value: "lr=0.001" }] },
     });
@@ -292,9 +344,20 @@ describe.skipIf(missing.length > 0)("scripts/submit.ts against a real kube-apise
     const lines = p.stdout().split("\n");
     const at = (re: RegExp) => lines.findIndex((l) => re.test(l));
     // In the order they happened.
-    const order = [/workflow \S+: Pending/, /workflow \S+: Running/, /verify-data +Running/, /verify-data +Succeeded/, /train +Running/, /workflow \S+: Succeeded/, /train +Succeeded/];
+    const order = [
+      /workflow \S+: Pending/,
+      /workflow \S+: Running/,
+      /verify-data +Running/,
+      /verify-data +Succeeded/,
+      /train +Running/,
+      /workflow \S+: Succeeded/,
+      /train +Succeeded/,
+    ];
     const idx = order.map(at);
-    expect(idx.every((i) => i >= 0), p.stdout()).toBe(true);
+    expect(
+      idx.every((i) => i >= 0),
+      p.stdout(),
+    ).toBe(true);
     expect([...idx.slice(0, 5)].sort((a, b) => a - b)).toEqual(idx.slice(0, 5));
     expect(Math.min(idx[5]!, idx[6]!)).toBeGreaterThan(idx[4]!);
     expect(p.stdout()).toContain(`best trial:  2 (learning rate 0.001, hidden units 128, batch size 64), validation accuracy 0.9550; TensorBoard run ${name}/trial-2`);
@@ -314,7 +377,13 @@ describe.skipIf(missing.length > 0)("scripts/submit.ts against a real kube-apise
       nodes: {
         [`${name}-1`]: { id: `${name}-1`, displayName: "train", type: "Pod", phase: "Succeeded", startedAt: iso(60), finishedAt: iso(20) },
         [`${name}-2`]: {
-          id: `${name}-2`, displayName: "evaluate", type: "Pod", phase: "Failed", message: "Error (exit code 3)", startedAt: iso(20), finishedAt: iso(1),
+          id: `${name}-2`,
+          displayName: "evaluate",
+          type: "Pod",
+          phase: "Failed",
+          message: "Error (exit code 3)",
+          startedAt: iso(20),
+          finishedAt: iso(1),
           outputs: { parameters: [{ name: "evaluation", value: JSON.stringify({ accuracy: 0.91, gate: 0.97, passed: false, examples: 10000 }) }] },
         },
         [`${name}-3`]: { id: `${name}-3`, displayName: "publish", type: "Skipped", phase: "Omitted" },

@@ -74,11 +74,7 @@ function readTar(buf: Buffer): TarEntry[] {
 const sha = (b: Buffer) => "sha256:" + crypto.createHash("sha256").update(b).digest("hex");
 
 function pack(rootfs: string[], out: string, extra: string[] = []): string {
-  return execFileSync(
-    "python3",
-    [PACKER, "--ref", "quay.io/example/app:1.2.3", "-o", out, "--print-digest", ...extra, ...rootfs],
-    { encoding: "utf8" },
-  ).trim();
+  return execFileSync("python3", [PACKER, "--ref", "quay.io/example/app:1.2.3", "-o", out, "--print-digest", ...extra, ...rootfs], { encoding: "utf8" }).trim();
 }
 
 /** A small root filesystem; `variant` changes timestamps and creation order, not content. */

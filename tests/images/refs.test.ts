@@ -84,8 +84,13 @@ describe("local image references", () => {
 
   it("are what build.sh --list builds, one archive per image", () => {
     const out = execFileSync("bash", [path.join(ROOT, "scripts", "images", "build.sh"), "--list"], { encoding: "utf8" });
-    const rows = out.trim().split("\n").map((l) => l.split(/\s+/));
-    const refs = Object.entries(pins).filter(([k]) => k.startsWith("REF_")).map(([, v]) => v);
+    const rows = out
+      .trim()
+      .split("\n")
+      .map((l) => l.split(/\s+/));
+    const refs = Object.entries(pins)
+      .filter(([k]) => k.startsWith("REF_"))
+      .map(([, v]) => v);
     expect(rows.map((r) => r[1]).sort()).toEqual([...refs].sort());
     for (const r of rows) expect(r[2]).toMatch(new RegExp(`/${r[0]}\\.tar$`));
   });
@@ -93,7 +98,10 @@ describe("local image references", () => {
   it("pin every Python package and name no package index", () => {
     const dir = path.join(ROOT, "scripts", "images", "requirements");
     for (const f of fs.readdirSync(dir)) {
-      const lines = fs.readFileSync(path.join(dir, f), "utf8").split("\n").filter((l) => l.trim() && !l.startsWith("#"));
+      const lines = fs
+        .readFileSync(path.join(dir, f), "utf8")
+        .split("\n")
+        .filter((l) => l.trim() && !l.startsWith("#"));
       expect(lines.length, f).toBeGreaterThan(0);
       for (const l of lines) expect(l, f).toMatch(/^[a-z0-9][a-z0-9.-]*==[^\s=<>~]+$/);
     }

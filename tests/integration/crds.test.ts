@@ -93,7 +93,15 @@ describe.skipIf(missing.length > 0)("our TFJob and Argo objects in a real kube-a
   const argoPath = (plural: string) => `/apis/argoproj.io/v1alpha1/namespaces/${NS}/${plural}`;
 
   const tfJob = (name: string) =>
-    tfJobManifest({ name, namespace: NS, image: IMAGE, args: ["train-mnist", "--data", "s3://data/mnist", "--steps", "2000"], gpus: 1, gpu: GPU, serviceAccountName: PIPELINE_SERVICE_ACCOUNT });
+    tfJobManifest({
+      name,
+      namespace: NS,
+      image: IMAGE,
+      args: ["train-mnist", "--data", "s3://data/mnist", "--steps", "2000"],
+      gpus: 1,
+      gpu: GPU,
+      serviceAccountName: PIPELINE_SERVICE_ACCOUNT,
+    });
 
   it("the chart's Argo CRDs are the v4.0.5 release's own (scripts/tools/fetch-argo-crds.sh)", () => {
     const fromModule = moduleArgoCrdTexts();
@@ -148,7 +156,10 @@ describe.skipIf(missing.length > 0)("our TFJob and Argo objects in a real kube-a
     const sweep = sweepTemplate(ctx, { parallelism: 2, modelsBucket: "models" });
     const trial = sweep.spec.templates!.find((x) => x.name === "trial-train")!.resource!.manifest!;
     const job = resolveReplicaCounts(trial, { workers: 2, parameterServers: 1 });
-    const text = JSON.stringify(job).replaceAll("{{workflow.name}}", "sweep-1").replaceAll("{{inputs.parameters.index}}", "0").replace(/\{\{[^}]+\}\}/g, "x");
+    const text = JSON.stringify(job)
+      .replaceAll("{{workflow.name}}", "sweep-1")
+      .replaceAll("{{inputs.parameters.index}}", "0")
+      .replace(/\{\{[^}]+\}\}/g, "x");
     const r = await kube.request("POST", tfJobPath, JSON.parse(text));
     expect(r.status, JSON.stringify(r.body)).toBe(201);
     expect(r.body.metadata.name).toBe("sweep-1-trial-0");
@@ -219,8 +230,20 @@ describe.skipIf(missing.length > 0)("our TFJob and Argo objects in a real kube-a
           securityContext: t.spec.securityContext,
           automountServiceAccountToken: false,
           initContainers: [argoexec("init")],
-          containers: [argoexec("wait"), { ...step.container, volumeMounts: [{ name: "tmp", mountPath: "/tmp" }, { name: "var-run-argo", mountPath: "/var/run/argo" }] }],
-          volumes: [{ name: "tmp", emptyDir: {} }, { name: "var-run-argo", emptyDir: {} }],
+          containers: [
+            argoexec("wait"),
+            {
+              ...step.container,
+              volumeMounts: [
+                { name: "tmp", mountPath: "/tmp" },
+                { name: "var-run-argo", mountPath: "/var/run/argo" },
+              ],
+            },
+          ],
+          volumes: [
+            { name: "tmp", emptyDir: {} },
+            { name: "var-run-argo", emptyDir: {} },
+          ],
         },
       };
     }

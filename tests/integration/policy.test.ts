@@ -165,6 +165,8 @@ describe.skipIf(missing.length > 0)("the policy pack in the real engine", () => 
     );
     expect(r.stdout).toMatch(/image "nginx:latest" uses the latest tag/);
     expect(r.stdout).toMatch(/stack "prod" \(development stacks: dev\) installs JupyterHub with the dummy authenticator/);
-    expect(r.stdout).toMatch(/runs with --auth-mode server, and the server is exposed \(Ingress argo-server-auth-exposed-server routes to Service argo-server-auth-exposed-server\)/);
+    expect(r.stdout).toMatch(
+      /runs with --auth-mode server, and the server is exposed \(Ingress argo-server-auth-exposed-server routes to Service argo-server-auth-exposed-server\)/,
+    );
   });
 });

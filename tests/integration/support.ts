@@ -171,7 +171,10 @@ export class PulumiCli {
   readonly backend: string;
   readonly env: NodeJS.ProcessEnv;
 
-  constructor(readonly workDir: string, extraEnv: Record<string, string> = {}) {
+  constructor(
+    readonly workDir: string,
+    extraEnv: Record<string, string> = {},
+  ) {
     this.home = path.join(workDir, ".pulumi-home");
     this.backend = path.join(workDir, ".pulumi-state");
     fs.mkdirSync(this.home, { recursive: true });

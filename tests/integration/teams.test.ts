@@ -17,7 +17,11 @@ import { TEAM_RULES, TEAM_ROLE, limitRangeSpec, namespaceOf, queueOf, resourceQu
 import { KUEUE_CHART, helmPath, renderKueueChart } from "../fixtures/kueue";
 import { Kube, missingTools, startLocal, stopLocal } from "./support";
 
-const missing = [...missingTools(["etcd", "kube-apiserver"]), ...(fs.existsSync(KUEUE_CHART) ? [] : [KUEUE_CHART]), ...(fs.existsSync(helmPath()) ? [] : ["helm (scripts/tools/build-helm.sh)"])];
+const missing = [
+  ...missingTools(["etcd", "kube-apiserver"]),
+  ...(fs.existsSync(KUEUE_CHART) ? [] : [KUEUE_CHART]),
+  ...(fs.existsSync(helmPath()) ? [] : ["helm (scripts/tools/build-helm.sh)"]),
+];
 if (missing.length > 0) {
   if (process.env.CI === "true") throw new Error(`team tests cannot run: missing ${missing.join(", ")}`);
   console.log(`SKIPPED team tests: missing ${missing.join(", ")} (scripts/tools/build.sh, scripts/tools/build-helm.sh; ../shared/charts)`);
@@ -94,7 +98,9 @@ describe.skipIf(missing.length > 0)("teams and Kueue in a real kube-apiserver", 
     const rendered = renderKueueChart(helmPath(), ["ml-pipelines", namespaceOf(vision), namespaceOf(nlp)]);
     const crds = rendered.filter((o) => o.kind === "CustomResourceDefinition");
     console.log(`rendered ${crds.length} Kueue CRDs in ${Date.now() - started} ms`);
-    expect(crds.map((c) => c.metadata.name)).toEqual(expect.arrayContaining(["clusterqueues.kueue.x-k8s.io", "localqueues.kueue.x-k8s.io", "resourceflavors.kueue.x-k8s.io", "workloads.kueue.x-k8s.io"]));
+    expect(crds.map((c) => c.metadata.name)).toEqual(
+      expect.arrayContaining(["clusterqueues.kueue.x-k8s.io", "localqueues.kueue.x-k8s.io", "resourceflavors.kueue.x-k8s.io", "workloads.kueue.x-k8s.io"]),
+    );
     for (const crd of crds) await create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd);
     for (const crd of crds) {
       for (let i = 0; ; i++) {
@@ -111,7 +117,9 @@ describe.skipIf(missing.length > 0)("teams and Kueue in a real kube-apiserver", 
     const scoped = hooks.filter((w: any) => w.namespaceSelector !== undefined);
     expect(scoped.map((w: any) => w.name)).toEqual(expect.arrayContaining(["mpod.kb.io", "vpod.kb.io", "mtfjob.kb.io", "vtfjob.kb.io", "mjob.kb.io"]));
     for (const w of scoped) {
-      expect(w.namespaceSelector, w.name).toEqual({ matchExpressions: [{ key: "kubernetes.io/metadata.name", operator: "In", values: ["ml-pipelines", "team-nlp", "team-vision"] }] });
+      expect(w.namespaceSelector, w.name).toEqual({
+        matchExpressions: [{ key: "kubernetes.io/metadata.name", operator: "In", values: ["ml-pipelines", "team-nlp", "team-vision"] }],
+      });
     }
     // We author the storage version: no conversion webhook is needed to store our objects.
     const cq = crds.find((c) => c.metadata.name === "clusterqueues.kueue.x-k8s.io")!;
@@ -119,14 +127,30 @@ describe.skipIf(missing.length > 0)("teams and Kueue in a real kube-apiserver", 
   });
 
   it("accepts the team namespaces, NetworkPolicies, object store Secrets, quotas, limit ranges and RBAC", async () => {
-    await create("/apis/rbac.authorization.k8s.io/v1/clusterroles", { apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRole", metadata: { name: TEAM_ROLE }, rules: TEAM_RULES });
+    await create("/apis/rbac.authorization.k8s.io/v1/clusterroles", {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "ClusterRole",
+      metadata: { name: TEAM_ROLE },
+      rules: TEAM_RULES,
+    });
     for (const t of [vision, nlp]) {
       const ns = namespaceOf(t);
       await create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: ns, labels: teamNamespaceLabels(t.name, "restricted") } });
       for (const p of teamNetworkPolicies({ platform: "mlplatform", serving: "ml-serving" })) {
-        await create(`/apis/networking.k8s.io/v1/namespaces/${ns}/networkpolicies`, { apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", metadata: { name: p.name }, spec: p.spec });
+        await create(`/apis/networking.k8s.io/v1/namespaces/${ns}/networkpolicies`, {
+          apiVersion: "networking.k8s.io/v1",
+          kind: "NetworkPolicy",
+          metadata: { name: p.name },
+          spec: p.spec,
+        });
       }
-      await create(`/api/v1/namespaces/${ns}/secrets`, { apiVersion: "v1", kind: "Secret", metadata: { name: OBJECT_STORE_SECRET }, type: "Opaque", stringData: { AWS_ACCESS_KEY_ID: `${t.name}-key`, AWS_SECRET_ACCESS_KEY: "not-a-real-secret-0123456789" } });
+      await create(`/api/v1/namespaces/${ns}/secrets`, {
+        apiVersion: "v1",
+        kind: "Secret",
+        metadata: { name: OBJECT_STORE_SECRET },
+        type: "Opaque",
+        stringData: { AWS_ACCESS_KEY_ID: `${t.name}-key`, AWS_SECRET_ACCESS_KEY: "not-a-real-secret-0123456789" },
+      });
       await create(`/api/v1/namespaces/${ns}/resourcequotas`, { apiVersion: "v1", kind: "ResourceQuota", metadata: { name: "team-quota" }, spec: resourceQuotaSpec(t.quota) });
       await quotaStatusSynced(ns, "team-quota");
       await create(`/api/v1/namespaces/${ns}/limitranges`, { apiVersion: "v1", kind: "LimitRange", metadata: { name: "team-defaults" }, spec: limitRangeSpec(t.quota) });
@@ -142,7 +166,12 @@ describe.skipIf(missing.length > 0)("teams and Kueue in a real kube-apiserver", 
 
   it("accepts the LimitRange of a team whose quota is below the usual defaults (defaults capped at the ceiling)", async () => {
     await create("/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "team-tiny", labels: teamNamespaceLabels("tiny", "restricted") } });
-    await create("/api/v1/namespaces/team-tiny/limitranges", { apiVersion: "v1", kind: "LimitRange", metadata: { name: "team-defaults" }, spec: limitRangeSpec({ gpu: 0, cpu: "100m", memory: "1Gi" }) });
+    await create("/api/v1/namespaces/team-tiny/limitranges", {
+      apiVersion: "v1",
+      kind: "LimitRange",
+      metadata: { name: "team-defaults" },
+      spec: limitRangeSpec({ gpu: 0, cpu: "100m", memory: "1Gi" }),
+    });
     // The uncapped defaults are what the API server would refuse.
     const r = await kube.request("POST", "/api/v1/namespaces/team-tiny/limitranges", {
       apiVersion: "v1",
@@ -157,14 +186,29 @@ describe.skipIf(missing.length > 0)("teams and Kueue in a real kube-apiserver", 
     const pools = gpuPools(GPU);
     for (const f of resourceFlavorManifests(pools)) await create("/apis/kueue.x-k8s.io/v1beta2/resourceflavors", f);
     for (const t of [vision, nlp]) {
-      const cq = clusterQueueManifest({ name: queueOf(t), namespace: namespaceOf(t), cohort: cfg.kueue.cohort, quota: t.quota, pools, fairShareWeight: t.fairShareWeight, canBorrow: t.canBorrow });
+      const cq = clusterQueueManifest({
+        name: queueOf(t),
+        namespace: namespaceOf(t),
+        cohort: cfg.kueue.cohort,
+        quota: t.quota,
+        pools,
+        fairShareWeight: t.fairShareWeight,
+        canBorrow: t.canBorrow,
+      });
       await create("/apis/kueue.x-k8s.io/v1beta2/clusterqueues", cq);
-      await create(`/apis/kueue.x-k8s.io/v1beta2/namespaces/${namespaceOf(t)}/localqueues`, localQueueManifest({ name: queueOf(t), namespace: namespaceOf(t), clusterQueue: queueOf(t) }));
+      await create(
+        `/apis/kueue.x-k8s.io/v1beta2/namespaces/${namespaceOf(t)}/localqueues`,
+        localQueueManifest({ name: queueOf(t), namespace: namespaceOf(t), clusterQueue: queueOf(t) }),
+      );
     }
     const stored = await kube.get("/apis/kueue.x-k8s.io/v1beta2/clusterqueues/nlp");
     expect(stored.spec.cohortName).toBe("mlplatform");
     expect(stored.spec.resourceGroups[0].flavors.map((f: any) => f.name)).toEqual(["gpu", "cpu"]);
-    expect(stored.spec.resourceGroups[0].flavors[0].resources.find((r: any) => r.name === "nvidia.com/gpu")).toEqual({ name: "nvidia.com/gpu", nominalQuota: "1", borrowingLimit: "0" });
+    expect(stored.spec.resourceGroups[0].flavors[0].resources.find((r: any) => r.name === "nvidia.com/gpu")).toEqual({
+      name: "nvidia.com/gpu",
+      nominalQuota: "1",
+      borrowingLimit: "0",
+    });
 
     const bad = clusterQueueManifest({ name: "bad", namespace: "x", cohort: "mlplatform", quota: vision.quota, pools, fairShareWeight: 1, canBorrow: true });
     delete bad.spec.resourceGroups[0].flavors[0].resources[0].nominalQuota;
@@ -210,7 +254,14 @@ describe.skipIf(missing.length > 0)("teams and Kueue in a real kube-apiserver", 
         securityContext: restrictedPod(1000),
         nodeSelector: GPU.nodeSelector,
         tolerations: GPU.tolerations,
-        containers: [{ name: "main", image: "registry.example.com/mlplatform/trainer:0.1.0", securityContext: RESTRICTED_CONTAINER, resources: { limits: { "nvidia.com/gpu": String(gpus) } } }],
+        containers: [
+          {
+            name: "main",
+            image: "registry.example.com/mlplatform/trainer:0.1.0",
+            securityContext: RESTRICTED_CONTAINER,
+            resources: { limits: { "nvidia.com/gpu": String(gpus) } },
+          },
+        ],
       },
     });
     const over = await kube.request("POST", `/api/v1/namespaces/${ns}/pods`, pod("too-many-gpus", 2));

@@ -50,7 +50,9 @@ describe("jupyterhub-not-dummy-outside-dev", () => {
   it("fails the dummy authenticator in any other stack, as a v4 Chart or a v3 Release, naming the stack and the value", async () => {
     for (const make of [chartV4, releaseV3]) {
       expect((await check(policy, make("jupyterhub", dummy, "aks"), defaults)).violations).toEqual([
-        expect.stringMatching(/^stack "aks" \(development stacks: dev\) installs JupyterHub with the dummy authenticator \("dummy" from hub.config.JupyterHub.authenticator_class\)/),
+        expect.stringMatching(
+          /^stack "aks" \(development stacks: dev\) installs JupyterHub with the dummy authenticator \("dummy" from hub.config.JupyterHub.authenticator_class\)/,
+        ),
       ]);
     }
     const byClass = { hub: { config: { JupyterHub: { authenticator_class: "dummyauthenticator.DummyAuthenticator" } } } };
@@ -123,7 +125,12 @@ describe("argo-server-auth-not-server-when-exposed (a stack policy)", () => {
     for (const [server, message] of cases) {
       for (const make of [chartV4, releaseV3]) {
         const { violations } = await checkStack(policy, [argo(server, make)]);
-        expect(violations, JSON.stringify(server)).toEqual([{ message: expect.stringMatching(message), urn: "urn:pulumi:prod::mlplatform::" + (make === chartV4 ? "kubernetes:helm.sh/v4:Chart" : "kubernetes:helm.sh/v3:Release") + "::argo-chart" }]);
+        expect(violations, JSON.stringify(server)).toEqual([
+          {
+            message: expect.stringMatching(message),
+            urn: "urn:pulumi:prod::mlplatform::" + (make === chartV4 ? "kubernetes:helm.sh/v4:Chart" : "kubernetes:helm.sh/v3:Release") + "::argo-chart",
+          },
+        ]);
       }
     }
   });
@@ -133,7 +140,10 @@ describe("argo-server-auth-not-server-when-exposed (a stack policy)", () => {
       type: "kubernetes:networking.k8s.io/v1:Ingress",
       name: "argo-ui",
       stack: "prod",
-      props: { metadata: { name: "argo-ui", namespace }, spec: { rules: [{ host: "argo.example.com", http: { paths: [{ path: "/", pathType: "Prefix", backend: { service: { name: service, port: { number: 2746 } } } }] } }] } },
+      props: {
+        metadata: { name: "argo-ui", namespace },
+        spec: { rules: [{ host: "argo.example.com", http: { paths: [{ path: "/", pathType: "Prefix", backend: { service: { name: service, port: { number: 2746 } } } }] } }] },
+      },
     });
     expect(await messages([argo({ authModes: ["server"] }), ingress("argo", "argo-workflows-server")])).toEqual([
       expect.stringMatching(/the server is exposed \(Ingress argo-ui routes to Service argo-workflows-server\)/),
@@ -181,7 +191,11 @@ describe("argo-server-auth-not-server-when-exposed (a stack policy)", () => {
         const { violations } = await checkStack(policy, [deployment(serverMode), service(type)]);
         expect(violations).toEqual([
           {
-            message: expect.stringMatching(new RegExp(`^spec.template.spec.containers\\[0\\] \\("argo-server"\\) runs with --auth-mode server, and the server is exposed \\(Service argo-workflows-server is ${type}\\)`)),
+            message: expect.stringMatching(
+              new RegExp(
+                `^spec.template.spec.containers\\[0\\] \\("argo-server"\\) runs with --auth-mode server, and the server is exposed \\(Service argo-workflows-server is ${type}\\)`,
+              ),
+            ),
             urn: "urn:pulumi:prod::mlplatform::kubernetes:apps/v1:Deployment::argo-chart:argo/argo-workflows-server",
           },
         ]);

@@ -101,13 +101,11 @@ describe("no-unapproved-load-balancer", () => {
     expect((await check(policy, { type: "kubernetes:core/v1:Service", props: { spec: { ports: [{ port: 80 }] } } })).violations).toEqual([]);
   });
 
-  it("fails a LoadBalancer Service unless annotated mlplatform.io/allow-load-balancer: \"true\"", async () => {
+  it('fails a LoadBalancer Service unless annotated mlplatform.io/allow-load-balancer: "true"', async () => {
     expect((await check(policy, service("LoadBalancer"))).violations).toEqual([
       expect.stringMatching(/^spec.type is LoadBalancer without the annotation mlplatform.io\/allow-load-balancer: "true" \(found none\)/),
     ]);
-    expect((await check(policy, service("LoadBalancer", { "mlplatform.io/allow-load-balancer": "yes" }))).violations).toEqual([
-      expect.stringMatching(/\(found "yes"\)/),
-    ]);
+    expect((await check(policy, service("LoadBalancer", { "mlplatform.io/allow-load-balancer": "yes" }))).violations).toEqual([expect.stringMatching(/\(found "yes"\)/)]);
     expect((await check(policy, service("LoadBalancer", { "mlplatform.io/allow-load-balancer": "true" }))).violations).toEqual([]);
   });
 

@@ -116,18 +116,36 @@ describe("the same resources, broken, fail the right policy", () => {
     r.name === name && r.type === type ? { ...r, inputs: f(structuredClone(r.inputs)) } : r;
 
   it("aks: the GPU agent pool without its taint", async () => {
-    const { violations } = await checkStack("aks", runs.aks, replace("platform-gpu", "azure-native:containerservice:AgentPool", (i) => ({ ...i, nodeTaints: [] })));
+    const { violations } = await checkStack(
+      "aks",
+      runs.aks,
+      replace("platform-gpu", "azure-native:containerservice:AgentPool", (i) => ({ ...i, nodeTaints: [] })),
+    );
     expect(violations).toEqual([expect.stringMatching(/^gpu-pools-tainted: azure-native:containerservice:AgentPool platform-gpu: GPU pool \(vmSize "Standard_NC4as_T4_v3"\)/)]);
   });
 
   it("gke: the GPU node pool without its taint", async () => {
-    const { violations } = await checkStack("gke", runs.gke, replace("platform-gpu", "gcp:container/nodePool:NodePool", (i) => ({ ...i, nodeConfig: { ...i.nodeConfig, taints: [] } })));
-    expect(violations).toEqual([expect.stringMatching(/^gpu-pools-tainted: gcp:container\/nodePool:NodePool platform-gpu: nodeConfig: GPU pool \(machineType "g2-standard-8" with guestAccelerators\)/)]);
+    const { violations } = await checkStack(
+      "gke",
+      runs.gke,
+      replace("platform-gpu", "gcp:container/nodePool:NodePool", (i) => ({ ...i, nodeConfig: { ...i.nodeConfig, taints: [] } })),
+    );
+    expect(violations).toEqual([
+      expect.stringMatching(/^gpu-pools-tainted: gcp:container\/nodePool:NodePool platform-gpu: nodeConfig: GPU pool \(machineType "g2-standard-8" with guestAccelerators\)/),
+    ]);
   });
 
   it("dev: the privileged NFS server moved out of its namespace", async () => {
-    const { violations } = await checkStack("dev", runs.dev, replace("shared-nfs", "kubernetes:apps/v1:Deployment", (i) => ({ ...i, metadata: { ...i.metadata, namespace: "ml-serving" } })));
-    expect(violations).toEqual([expect.stringMatching(/^no-privileged-outside-system-namespaces: kubernetes:apps\/v1:Deployment shared-nfs: spec.template.spec.containers\[0\] \("nfs"\) is privileged in namespace "ml-serving"/)]);
+    const { violations } = await checkStack(
+      "dev",
+      runs.dev,
+      replace("shared-nfs", "kubernetes:apps/v1:Deployment", (i) => ({ ...i, metadata: { ...i.metadata, namespace: "ml-serving" } })),
+    );
+    expect(violations).toEqual([
+      expect.stringMatching(
+        /^no-privileged-outside-system-namespaces: kubernetes:apps\/v1:Deployment shared-nfs: spec.template.spec.containers\[0\] \("nfs"\) is privileged in namespace "ml-serving"/,
+      ),
+    ]);
   });
 
   it("dev: MinIO with an untagged image and no resources, its Service a LoadBalancer, its Secret with default credentials", async () => {
@@ -138,7 +156,10 @@ describe("the same resources, broken, fail the right policy", () => {
       return i;
     });
     const svc = replace("objects-minio", "kubernetes:core/v1:Service", (i) => ({ ...i, spec: { ...i.spec, type: "LoadBalancer" } }));
-    const secret = replace("objects-credentials-store", "kubernetes:core/v1:Secret", (i) => ({ ...i, stringData: { AWS_ACCESS_KEY_ID: "minioadmin", AWS_SECRET_ACCESS_KEY: "minioadmin" } }));
+    const secret = replace("objects-credentials-store", "kubernetes:core/v1:Secret", (i) => ({
+      ...i,
+      stringData: { AWS_ACCESS_KEY_ID: "minioadmin", AWS_SECRET_ACCESS_KEY: "minioadmin" },
+    }));
     const { violations } = await checkStack("dev", runs.dev, (r) => secret(svc(sts(r))));
     expect(violations.map((v) => v.split(": ").slice(0, 2).join(": ")).sort()).toEqual([
       "containers-have-requests-and-limits: kubernetes:apps/v1:StatefulSet objects-minio",
@@ -164,7 +185,9 @@ describe("the same resources, broken, fail the right policy", () => {
     const withIngress = { ...runs.dev, resources: [...runs.dev.resources, ingress] };
     expect((await checkStack("dev", withIngress)).violations).toEqual([]);
     expect((await checkStack("dev", withIngress, serverMode)).violations).toEqual([
-      expect.stringMatching(/^argo-server-auth-not-server-when-exposed: kubernetes:helm.sh\/v4:Chart argo-chart: server.authModes contains server, and the server is exposed \(Ingress argo-ui routes to Service argo-workflows-server\)/),
+      expect.stringMatching(
+        /^argo-server-auth-not-server-when-exposed: kubernetes:helm.sh\/v4:Chart argo-chart: server.authModes contains server, and the server is exposed \(Ingress argo-ui routes to Service argo-workflows-server\)/,
+      ),
     ]);
   });
 

@@ -126,7 +126,18 @@ export async function checkStack(
   if (!("validateStack" in policy)) throw new Error(`${policy.name} is not a stack policy`);
   const resources: PolicyResource[] = targets.map((t) => {
     const a = resourceArgs(t);
-    return { type: a.type, props: a.props, urn: a.urn, name: a.name, opts: a.opts, provider: a.provider, dependencies: [], propertyDependencies: {}, isType: () => false, asType: () => undefined };
+    return {
+      type: a.type,
+      props: a.props,
+      urn: a.urn,
+      name: a.name,
+      opts: a.opts,
+      provider: a.provider,
+      dependencies: [],
+      propertyDependencies: {},
+      isType: () => false,
+      asType: () => undefined,
+    };
   });
   const args: StackValidationArgs = {
     resources,

@@ -33,7 +33,11 @@ const template = (manifest: Record<string, unknown>): Target => ({
     apiVersion: "argoproj.io/v1alpha1",
     kind: "WorkflowTemplate",
     metadata: { name: "pipeline", namespace: "ml-pipelines" },
-    spec: { templates: [{ name: "train", resource: { action: "create", manifest: JSON.stringify(manifest).replace('"replicas":1', '"replicas":{{=asInt(workflow.parameters.workers)}}') } }] },
+    spec: {
+      templates: [
+        { name: "train", resource: { action: "create", manifest: JSON.stringify(manifest).replace('"replicas":1', '"replicas":{{=asInt(workflow.parameters.workers)}}') } },
+      ],
+    },
   },
 });
 
@@ -45,13 +49,16 @@ describe("team-namespaces-have-quota", () => {
   });
   it("fails a team namespace without one, naming it; a quota elsewhere does not count", async () => {
     const v = (await checkStack(policy, [ns("team-a", "a"), quota("team-a"), ns("team-b", "b"), quota("ml-pipelines")])).violations;
-    expect(v).toEqual([{ message: expect.stringMatching(/^team namespace "team-b" has no ResourceQuota; add one/), urn: "urn:pulumi:dev::mlplatform::kubernetes:core/v1:Namespace::team-b" }]);
+    expect(v).toEqual([
+      { message: expect.stringMatching(/^team namespace "team-b" has no ResourceQuota; add one/), urn: "urn:pulumi:dev::mlplatform::kubernetes:core/v1:Namespace::team-b" },
+    ]);
   });
 });
 
 describe("manifests with Argo expressions", () => {
   it("parse once the expressions are out: in strings, as values, and as optional fragments", () => {
-    const text = '{"metadata":{"name":"{{workflow.name}}-train"},"spec":{"Chief":{"replicas":{{=asInt(workflow.parameters.workers)}}}{{=asInt(workflow.parameters.workers) > 1 ? \'x\' : \'\'}},"note":"a \\"{{x}}\\" b"}}';
+    const text =
+      '{"metadata":{"name":"{{workflow.name}}-train"},"spec":{"Chief":{"replicas":{{=asInt(workflow.parameters.workers)}}}{{=asInt(workflow.parameters.workers) > 1 ? \'x\' : \'\'}},"note":"a \\"{{x}}\\" b"}}';
     expect(JSON.parse(withoutExpressions(text))).toEqual({ metadata: { name: "x-train" }, spec: { Chief: { replicas: 1 }, note: 'a "x" b' } });
   });
 });
@@ -97,7 +104,14 @@ describe("the aks stack with two teams, through the real program", () => {
     expect((await checkStack(teamNamespacesHaveQuota(), noQuota)).violations.map((v) => v.message)).toEqual([expect.stringContaining('team namespace "team-nlp"')]);
 
     const unlabelled = all.map((t) =>
-      t.type.endsWith(":WorkflowTemplate") ? { ...t, props: JSON.parse(JSON.stringify(t.props).replaceAll('\\"kueue.x-k8s.io/queue-name\\":\\"platform\\",', "").replaceAll(',\\"kueue.x-k8s.io/queue-name\\":\\"platform\\"', "")) } : t,
+      t.type.endsWith(":WorkflowTemplate")
+        ? {
+            ...t,
+            props: JSON.parse(
+              JSON.stringify(t.props).replaceAll('\\"kueue.x-k8s.io/queue-name\\":\\"platform\\",', "").replaceAll(',\\"kueue.x-k8s.io/queue-name\\":\\"platform\\"', ""),
+            ),
+          }
+        : t,
     );
     const v = (await checkStack(gpuWorkloadsQueued(), unlabelled)).violations;
     expect(v.length).toBeGreaterThan(0);

@@ -1,10 +1,5 @@
 import { describe, expect, it } from "vitest";
-import {
-  containersHaveRequestsAndLimits,
-  credentialsOnlyAsSecrets,
-  noLatestOrUntaggedImages,
-  noPrivilegedOutsideSystemNamespaces,
-} from "../../policy/policies";
+import { containersHaveRequestsAndLimits, credentialsOnlyAsSecrets, noLatestOrUntaggedImages, noPrivilegedOutsideSystemNamespaces } from "../../policy/policies";
 import { isCredentialName } from "../../policy/policies/credentialsOnlyAsSecrets";
 import { imageProblem } from "../../policy/policies/noLatestOrUntaggedImages";
 import { findContainers } from "../../policy/policies/workloads";
@@ -44,7 +39,10 @@ describe("finding containers", () => {
     for (const [kind, make] of Object.entries(kinds)) {
       const t = make(podSpec([good], { initContainers: [{ ...good, name: "init" }], ephemeralContainers: [{ name: "debug", image: "busybox:1.37.0" }] }));
       const found = findContainers(policyProps(t.props));
-      expect(found.map((c) => `${c.kind} ${c.label}`), kind).toHaveLength(3);
+      expect(
+        found.map((c) => `${c.kind} ${c.label}`),
+        kind,
+      ).toHaveLength(3);
       expect(found.map((c) => c.kind).sort(), kind).toEqual(["container", "ephemeralContainer", "initContainer"]);
     }
     const cron = findContainers(policyProps(kinds.CronJob!(podSpec([good])).props));
@@ -205,7 +203,18 @@ describe("credentials-only-as-secrets", () => {
   const policy = credentialsOnlyAsSecrets();
 
   it("recognises credential names without matching words that merely contain them", () => {
-    for (const n of ["PASSWORD", "MINIO_ROOT_PASSWORD", "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "GITHUB_TOKEN", "HF_TOKEN", "clientSecret", "client_secret", "tls.private_key", "OPENAI_API_KEY"]) {
+    for (const n of [
+      "PASSWORD",
+      "MINIO_ROOT_PASSWORD",
+      "AWS_SECRET_ACCESS_KEY",
+      "AWS_ACCESS_KEY_ID",
+      "GITHUB_TOKEN",
+      "HF_TOKEN",
+      "clientSecret",
+      "client_secret",
+      "tls.private_key",
+      "OPENAI_API_KEY",
+    ]) {
       expect(isCredentialName(n), n).toBe(true);
     }
     for (const n of ["TOKENIZERS_PARALLELISM", "LOG_LEVEL", "OBJECT_STORE_SECRET_NAME", "PASSWORD_FILE", "OAUTH_TOKEN_URL", "SECRETARY", "MC_CONFIG_DIR"]) {
@@ -222,7 +231,10 @@ describe("credentials-only-as-secrets", () => {
         { name: "TOKENIZERS_PARALLELISM", value: "false" },
         { name: "HF_TOKEN", value: "" },
       ];
-      const { violations } = await check(policy, make(podSpec([{ ...good, env }], { initContainers: [{ ...good, name: "init", env: [{ name: "GITHUB_TOKEN", value: "ghp_x" }] }] })));
+      const { violations } = await check(
+        policy,
+        make(podSpec([{ ...good, env }], { initContainers: [{ ...good, name: "init", env: [{ name: "GITHUB_TOKEN", value: "ghp_x" }] }] })),
+      );
       expect(violations, kind).toEqual([
         expect.stringMatching(/containers\[0\] \("app"\) env\[0\] DB_PASSWORD has a literal value; use valueFrom.secretKeyRef/),
         expect.stringMatching(/initContainers\[0\] \("init"\) env\[0\] GITHUB_TOKEN has a literal value/),
@@ -237,10 +249,7 @@ describe("credentials-only-as-secrets", () => {
     });
     expect((await check(policy, cm({ "config.yaml": "logLevel: info\n", SECRET_NAME: "mlplatform-object-store" }))).violations).toEqual([]);
     const pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIB...\n-----END RSA PRIVATE KEY-----\n";
-    const { violations } = await check(
-      policy,
-      cm({ clientSecret: "abc", "tls.key.txt": pem }, { "key.bin": Buffer.from("-----BEGIN PRIVATE KEY-----\n").toString("base64") }),
-    );
+    const { violations } = await check(policy, cm({ clientSecret: "abc", "tls.key.txt": pem }, { "key.bin": Buffer.from("-----BEGIN PRIVATE KEY-----\n").toString("base64") }));
     expect(violations).toEqual([
       expect.stringMatching(/^data.clientSecret looks like a credential in a ConfigMap/),
       expect.stringMatching(/^data.tls.key.txt contains a PEM private key/),

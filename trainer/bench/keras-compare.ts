@@ -140,7 +140,11 @@ async function tfjsWorker(framework: TfjsVariant, a: WorkerArgs): Promise<Worker
     imagesPerSec = (a.steps * a.batchSize) / timedSeconds;
     trainLoss = lastLoss;
   }
-  const testAccuracy = evaluate(model, test, Uint32Array.from({ length: test.count }, (_, i) => i)).accuracy;
+  const testAccuracy = evaluate(
+    model,
+    test,
+    Uint32Array.from({ length: test.count }, (_, i) => i),
+  ).accuracy;
   const backend = tf.backend() as unknown as { binding?: { TF_Version?: string } };
   return {
     framework,
@@ -208,7 +212,11 @@ async function runWorker(framework: Framework, a: WorkerArgs, python: string): P
 function cpuFlags(): string[] {
   try {
     const info = execFileSync("grep", ["-m1", "^flags", "/proc/cpuinfo"], { encoding: "utf8" });
-    return info.split(":")[1]!.trim().split(/\s+/).filter((f) => /^(avx|avx2|avx512f|avx512_vnni|fma|amx_tile)$/.test(f));
+    return info
+      .split(":")[1]!
+      .trim()
+      .split(/\s+/)
+      .filter((f) => /^(avx|avx2|avx512f|avx512_vnni|fma|amx_tile)$/.test(f));
   } catch {
     return [];
   }

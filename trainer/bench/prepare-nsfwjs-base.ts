@@ -20,7 +20,13 @@ interface BundledModel {
 }
 
 export async function prepareNsfwjsBase(pkg: string, model: string, out: string): Promise<string> {
-  if (await fs.access(path.join(out, "model.json")).then(() => true, () => false)) return out;
+  if (
+    await fs.access(path.join(out, "model.json")).then(
+      () => true,
+      () => false,
+    )
+  )
+    return out;
   const dir = path.join(path.resolve(pkg), "dist", "models", model);
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const bundled = require(path.join(dir, "model.min.js")) as BundledModel;

@@ -37,22 +37,24 @@ async function main() {
   let ops = 0;
   // The binding object is frozen: put a timed executeOp in front of it.
   be.binding = Object.create(binding) as typeof binding;
-  Object.defineProperty(be.binding, "executeOp", { value: (name: string, attrs: never, ids: number[], outs: number) => {
-    const c = process.cpuUsage();
-    const s = performance.now();
-    const r = execute(name, attrs, ids, outs);
-    const ms = performance.now() - s;
-    const cu = process.cpuUsage(c);
-    const cpuMs = (cu.user + cu.system) / 1000;
-    const key = `${name} ${JSON.stringify(r.map((o: { shape: number[] }) => o.shape))}`;
-    const e = agg.get(key) ?? { n: 0, ms: 0, cpuMs: 0 };
-    e.n++;
-    e.ms += ms;
-    e.cpuMs += cpuMs;
-    agg.set(key, e);
-    ops++;
-    return r;
-  } });
+  Object.defineProperty(be.binding, "executeOp", {
+    value: (name: string, attrs: never, ids: number[], outs: number) => {
+      const c = process.cpuUsage();
+      const s = performance.now();
+      const r = execute(name, attrs, ids, outs);
+      const ms = performance.now() - s;
+      const cu = process.cpuUsage(c);
+      const cpuMs = (cu.user + cu.system) / 1000;
+      const key = `${name} ${JSON.stringify(r.map((o: { shape: number[] }) => o.shape))}`;
+      const e = agg.get(key) ?? { n: 0, ms: 0, cpuMs: 0 };
+      e.n++;
+      e.ms += ms;
+      e.cpuMs += cpuMs;
+      agg.set(key, e);
+      ops++;
+      return r;
+    },
+  });
   const t1 = performance.now();
   const cpu1 = process.cpuUsage();
   for (let r = 0; r < steps; r++) run();
@@ -74,7 +76,9 @@ async function main() {
   [...agg.entries()]
     .sort((x, y) => y[1].ms - x[1].ms)
     .slice(0, Number(values.top ?? 30))
-    .forEach(([k, v]) => console.log(`${(v.ms / steps).toFixed(2).padStart(10)} ${(v.cpuMs / steps).toFixed(2).padStart(7)} ${String(v.n / steps).padStart(6)}  ${k.slice(0, 120)}`));
+    .forEach(([k, v]) =>
+      console.log(`${(v.ms / steps).toFixed(2).padStart(10)} ${(v.cpuMs / steps).toFixed(2).padStart(7)} ${String(v.n / steps).padStart(6)}  ${k.slice(0, 120)}`),
+    );
   tf.dispose([xs, ys]);
   trainStep.dispose();
   model.dispose();

@@ -91,7 +91,12 @@ async function evaluatePublished(dir: string, spec: ImageSpec, samples: { png: B
   }
   const actual = samples.map((s) => s.label);
   const correct = predicted.filter((p, i) => p === actual[i]).length;
-  return { accuracy: correct / samples.length, count: samples.length, confusionMatrix: confusionMatrix(actual, predicted, numClasses), imagesPerSec: samples.length / ((performance.now() - t0) / 1000) };
+  return {
+    accuracy: correct / samples.length,
+    count: samples.length,
+    confusionMatrix: confusionMatrix(actual, predicted, numClasses),
+    imagesPerSec: samples.length / ((performance.now() - t0) / 1000),
+  };
 }
 
 async function main() {
@@ -223,7 +228,9 @@ async function main() {
   const loadAfter = os.loadavg();
 
   console.log(`\nmlp retrain on two-class Fashion-MNIST (PNG), base nsfwjs ${nsfwjsVersion ?? "?"} ${modelName} cut at ${bottleneckLayer}\n`);
-  console.log("| pair | images | test acc (retrain split) | confusion (rows actual) | t10k acc (published model) | t10k confusion | cold s | cold img/s | rerun: computed / cached | rerun s |");
+  console.log(
+    "| pair | images | test acc (retrain split) | confusion (rows actual) | t10k acc (published model) | t10k confusion | cold s | cold img/s | rerun: computed / cached | rerun s |",
+  );
   console.log("|---|---|---|---|---|---|---|---|---|---|");
   for (const r of rows as Record<string, any>[]) {
     const cm = (m: number[][]) => m.map((row) => row.join(" ")).join(" / ");

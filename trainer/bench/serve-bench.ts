@@ -90,9 +90,11 @@ async function measure(
   serverLatency?: () => Promise<Histogram>,
 ): Promise<Row> {
   const warmEnd = Date.now() + 500;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (Date.now() < warmEnd) await call().catch(() => {});
-  }));
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (Date.now() < warmEnd) await call().catch(() => {});
+    }),
+  );
   const before = await serverLatency?.();
   const loop = monitorEventLoopDelay({ resolution: 1 });
   loop.enable();
@@ -197,9 +199,24 @@ function scrapeLatency(rest: string, protocol: "grpc" | "rest"): () => Promise<H
 }
 
 function spawnServer(trainerDir: string, modelDir: string, batching: boolean): Promise<{ child: ChildProcess; grpc: string; rest: string; log: () => string }> {
-  const args = ["--import", "tsx", "src/commands/serve.ts", "--model_name=mnist", `--model_base_path=${modelDir}`, "--host=127.0.0.1", "--port=auto", "--rest_api_port=auto", "--file_system_poll_wait_seconds=0"];
+  const args = [
+    "--import",
+    "tsx",
+    "src/commands/serve.ts",
+    "--model_name=mnist",
+    `--model_base_path=${modelDir}`,
+    "--host=127.0.0.1",
+    "--port=auto",
+    "--rest_api_port=auto",
+    "--file_system_poll_wait_seconds=0",
+  ];
   if (batching) {
-    args.push("--enable_batching", `--max_batch_size=${BATCHING.maxBatchSize}`, `--batch_timeout_micros=${BATCHING.batchTimeoutMicros}`, `--max_enqueued_requests=${BATCHING.maxEnqueuedRequests}`);
+    args.push(
+      "--enable_batching",
+      `--max_batch_size=${BATCHING.maxBatchSize}`,
+      `--batch_timeout_micros=${BATCHING.batchTimeoutMicros}`,
+      `--max_enqueued_requests=${BATCHING.maxEnqueuedRequests}`,
+    );
   }
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, args, { cwd: trainerDir, stdio: ["ignore", "ignore", "pipe"] });
@@ -294,21 +311,27 @@ async function main(): Promise<void> {
     // raw predict), `model.execute` + dataSync (what the server now runs), and batches of
     // 32 for the ceiling that batching can approach.
     const x1 = tf.tensor4d(pixels, [1, 28, 28, 1]);
-    rows.push(await measure("in-process predict (batch 1)", null, null, 1, seconds, async () => {
-      const y = model.predict(x1) as TF.Tensor;
-      await y.data();
-      y.dispose();
-    }));
-    rows.push(await measure("in-process execute+dataSync (batch 1)", null, null, 1, seconds, async () => {
-      const [y] = model.execute(x1, outputNames) as TF.Tensor[];
-      y!.dataSync();
-      y!.dispose();
-    }));
-    rows.push(await measureAfterIdle("in-process execute+dataSync (batch 1, 1 ms idle before each)", 1, seconds, () => {
-      const [y] = model.execute(x1, outputNames) as TF.Tensor[];
-      y!.dataSync();
-      y!.dispose();
-    }));
+    rows.push(
+      await measure("in-process predict (batch 1)", null, null, 1, seconds, async () => {
+        const y = model.predict(x1) as TF.Tensor;
+        await y.data();
+        y.dispose();
+      }),
+    );
+    rows.push(
+      await measure("in-process execute+dataSync (batch 1)", null, null, 1, seconds, async () => {
+        const [y] = model.execute(x1, outputNames) as TF.Tensor[];
+        y!.dataSync();
+        y!.dispose();
+      }),
+    );
+    rows.push(
+      await measureAfterIdle("in-process execute+dataSync (batch 1, 1 ms idle before each)", 1, seconds, () => {
+        const [y] = model.execute(x1, outputNames) as TF.Tensor[];
+        y!.dataSync();
+        y!.dispose();
+      }),
+    );
     const x32 = tf.tensor4d(samplePixels(32, 5), [32, 28, 28, 1]);
     const b32 = await measure("in-process predict (batch 32)", null, null, 1, seconds, async () => {
       const y = model.predict(x32) as TF.Tensor;
@@ -338,10 +361,13 @@ async function main(): Promise<void> {
             const [host, port] = srv.rest.split(":");
             const restCall = (): Promise<void> =>
               new Promise((resolve, reject) => {
-                const req = http.request({ host, port: Number(port), method: "POST", path: "/v1/models/mnist:predict", agent, headers: { "Content-Type": "application/json" } }, (res) => {
-                  res.resume();
-                  res.on("end", () => (res.statusCode === 200 ? resolve() : reject(new Error(`HTTP ${res.statusCode}`))));
-                });
+                const req = http.request(
+                  { host, port: Number(port), method: "POST", path: "/v1/models/mnist:predict", agent, headers: { "Content-Type": "application/json" } },
+                  (res) => {
+                    res.resume();
+                    res.on("end", () => (res.statusCode === 200 ? resolve() : reject(new Error(`HTTP ${res.statusCode}`))));
+                  },
+                );
                 req.on("error", reject);
                 req.end(body);
               });
@@ -451,7 +477,14 @@ async function main(): Promise<void> {
       before: flags["baseline-rev"] ?? flags.baseline ?? null,
     },
     model: { kind: "dense MNIST-shaped", input: [1, 28, 28, 1], hidden, parameters },
-    settings: { secondsPerRow: seconds, rounds, batching: BATCHING, grpcEncoding: "tensor_content", restForm: "row (instances)", client: "one grpc-js channel; keep-alive http.Agent with maxSockets = concurrency" },
+    settings: {
+      secondsPerRow: seconds,
+      rounds,
+      batching: BATCHING,
+      grpcEncoding: "tensor_content",
+      restForm: "row (instances)",
+      client: "one grpc-js channel; keep-alive http.Agent with maxSockets = concurrency",
+    },
     goals,
     medians,
     rounds: roundsOut,

@@ -69,7 +69,16 @@ async function measure(seconds: number, call: () => Promise<unknown>): Promise<{
 }
 
 function spawnServer(configFile: string): Promise<{ child: ChildProcess; grpc: string }> {
-  const args = ["--import", "tsx", "src/commands/serve.ts", `--model_config_file=${configFile}`, "--host=127.0.0.1", "--port=auto", "--rest_api_port=0", "--file_system_poll_wait_seconds=0"];
+  const args = [
+    "--import",
+    "tsx",
+    "src/commands/serve.ts",
+    `--model_config_file=${configFile}`,
+    "--host=127.0.0.1",
+    "--port=auto",
+    "--rest_api_port=0",
+    "--file_system_poll_wait_seconds=0",
+  ];
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, args, { cwd: TRAINER, stdio: ["ignore", "ignore", "pipe"] });
     let log = "";
@@ -104,11 +113,26 @@ async function main(): Promise<void> {
     const probe = samplePixels(4, 9);
     await fs.writeFile(path.join(dir, "probe.json"), JSON.stringify({ shape: [4, 28, 28, 1], values: Array.from(probe) }));
     process.stderr.write(`exporting the Keras model (hidden ${hidden}) with ${TF_PYTHON}...\n`);
-    await run(TF_PYTHON, [
-      path.join(TRAINER, "tests", "fixtures", "keras_savedmodel.py"), "export", "--arch", "mnist-dense", "--hidden", String(hidden),
-      "--out", path.join(dir, "savedmodel", "1"), "--input", path.join(dir, "probe.json"),
-      "--predictions", path.join(dir, "keras.json"), "--weights", path.join(dir, "weights.json"),
-    ], { timeout: 300_000, maxBuffer: 1 << 30 });
+    await run(
+      TF_PYTHON,
+      [
+        path.join(TRAINER, "tests", "fixtures", "keras_savedmodel.py"),
+        "export",
+        "--arch",
+        "mnist-dense",
+        "--hidden",
+        String(hidden),
+        "--out",
+        path.join(dir, "savedmodel", "1"),
+        "--input",
+        path.join(dir, "probe.json"),
+        "--predictions",
+        path.join(dir, "keras.json"),
+        "--weights",
+        path.join(dir, "weights.json"),
+      ],
+      { timeout: 300_000, maxBuffer: 1 << 30 },
+    );
     const weights = JSON.parse(await fs.readFile(path.join(dir, "weights.json"), "utf8")) as { shape: number[]; values: number[] }[];
     const model = mnistDense(tf, 1, hidden);
     model.setWeights(weights.map((w) => tf.tensor(w.values, w.shape)));
@@ -128,13 +152,18 @@ async function main(): Promise<void> {
     }
 
     const configFile = path.join(dir, "models.config");
-    await fs.writeFile(configFile, `model_config_list {\n${FORMATS.map((f) => `  config { name: "${f}" base_path: "${path.join(dir, f)}" model_platform: "tensorflow" }`).join("\n")}\n}\n`);
+    await fs.writeFile(
+      configFile,
+      `model_config_list {\n${FORMATS.map((f) => `  config { name: "${f}" base_path: "${path.join(dir, f)}" model_platform: "tensorflow" }`).join("\n")}\n}\n`,
+    );
     server = await spawnServer(configFile);
     const C = clientConstructors().PredictionService;
     const client = new C(server.grpc, grpc.credentials.createInsecure());
     const predict = (name: Format, req: object): Promise<void> =>
       new Promise((resolve, reject) =>
-        (client as unknown as Record<string, (r: object, cb: (e: grpc.ServiceError | null) => void) => void>).Predict!({ model_spec: { name }, ...req }, (e) => (e ? reject(e) : resolve())),
+        (client as unknown as Record<string, (r: object, cb: (e: grpc.ServiceError | null) => void) => void>).Predict!({ model_spec: { name }, ...req }, (e) =>
+          e ? reject(e) : resolve(),
+        ),
       );
 
     const rows: Row[] = [];

@@ -49,7 +49,10 @@ export function trainerVersion(): string {
 function find(name: string): CommandEntry {
   const entry = COMMANDS.find((c) => c.name === name);
   if (entry) return entry;
-  const hint = didYouMean(name, COMMANDS.map((c) => c.name));
+  const hint = didYouMean(
+    name,
+    COMMANDS.map((c) => c.name),
+  );
   throw new UsageError(`unknown command ${JSON.stringify(name)}${hint}\nRun 'mlp --help' for the list of commands.`);
 }
 

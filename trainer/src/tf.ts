@@ -27,10 +27,7 @@ function load(): Tfjs {
       throw new NativeBackendError(`${gpu ? "MLP_TFJS_BACKEND=gpu, but " : ""}${pkg} is not installed`);
     }
     // tfjs-node's own advice ("npm rebuild") downloads from the internet; ours does not.
-    throw new NativeBackendError(
-      `${pkg} cannot load its native TensorFlow backend (${msg}); run scripts/setup-tfjs-native.sh from the repository root`,
-      { cause: e },
-    );
+    throw new NativeBackendError(`${pkg} cannot load its native TensorFlow backend (${msg}); run scripts/setup-tfjs-native.sh from the repository root`, { cause: e });
   }
 }
 

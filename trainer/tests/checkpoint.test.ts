@@ -87,9 +87,26 @@ describe("checkpoints", () => {
     const ckdir = path.join(dir, "ck3");
     const models = path.join(dir, "models");
     const args = [
-      "--import", "tsx", "src/cli.ts", "train-mnist",
-      "--data", path.join(dir, "data"), "--model-base", models, "--steps", "400", "--batch-size", "16",
-      "--checkpoint-dir", ckdir, "--checkpoint-every", "20", "--progress", "lines", "--hidden-units", "16",
+      "--import",
+      "tsx",
+      "src/cli.ts",
+      "train-mnist",
+      "--data",
+      path.join(dir, "data"),
+      "--model-base",
+      models,
+      "--steps",
+      "400",
+      "--batch-size",
+      "16",
+      "--checkpoint-dir",
+      ckdir,
+      "--checkpoint-every",
+      "20",
+      "--progress",
+      "lines",
+      "--hidden-units",
+      "16",
     ];
     const first = spawn(process.execPath, args, { cwd: trainerRoot, stdio: ["ignore", "pipe", "pipe"] });
     let firstErr = "";

@@ -20,12 +20,27 @@ describe("mlp", () => {
   it("exits 2 on an unknown command, flag, or a bad value, naming it once", async () => {
     const cases: [string[], string][] = [
       [["train-mnist", "--data", "x", "--model-base", "y", "--bogus"], "mlp train-mnist: unknown flag --bogus\nRun 'mlp train-mnist --help' for its flags.\n"],
-      [["train-mnist", "--data", "x", "--model-base", "y", "--batch-size", "0"], 'mlp train-mnist: --batch-size must be an integer in [1, 65536]; got "0"\nRun \'mlp train-mnist --help\' for its flags.\n'],
+      [
+        ["train-mnist", "--data", "x", "--model-base", "y", "--batch-size", "0"],
+        "mlp train-mnist: --batch-size must be an integer in [1, 65536]; got \"0\"\nRun 'mlp train-mnist --help' for its flags.\n",
+      ],
       [["train-mnist", "--model-base", "y"], "mlp train-mnist: --data is required: directory or S3 prefix with the IDX files\nRun 'mlp train-mnist --help' for its flags.\n"],
-      [["train-mnist", "--data", "x", "--model-base", "y", "--steps", "5", "--epochs", "1"], "mlp train-mnist: give --steps or --epochs, not both\nRun 'mlp train-mnist --help' for its flags.\n"],
-      [["train-mnist", "--data", "x", "--model-base", "y", "--ps-mode", "asnyc"], 'mlp train-mnist: --ps-mode must be one of sync, async; got "asnyc"; did you mean async?\nRun \'mlp train-mnist --help\' for its flags.\n'],
-      [["retrain", "--images", "i", "--base-model", "b", "--model-base", "m", "--range", "1,0"], 'mlp retrain: --range must be "lo,hi" with lo < hi, e.g. 0,1 or -1,1; got "1,0"\nRun \'mlp retrain --help\' for its flags.\n'],
-      [["retrain", "--images", "i", "--base-model", "b", "--model-base", "m", "--metrics-prot", "1"], "mlp retrain: unknown flag --metrics-prot; did you mean --metrics-port?\nRun 'mlp retrain --help' for its flags.\n"],
+      [
+        ["train-mnist", "--data", "x", "--model-base", "y", "--steps", "5", "--epochs", "1"],
+        "mlp train-mnist: give --steps or --epochs, not both\nRun 'mlp train-mnist --help' for its flags.\n",
+      ],
+      [
+        ["train-mnist", "--data", "x", "--model-base", "y", "--ps-mode", "asnyc"],
+        "mlp train-mnist: --ps-mode must be one of sync, async; got \"asnyc\"; did you mean async?\nRun 'mlp train-mnist --help' for its flags.\n",
+      ],
+      [
+        ["retrain", "--images", "i", "--base-model", "b", "--model-base", "m", "--range", "1,0"],
+        'mlp retrain: --range must be "lo,hi" with lo < hi, e.g. 0,1 or -1,1; got "1,0"\nRun \'mlp retrain --help\' for its flags.\n',
+      ],
+      [
+        ["retrain", "--images", "i", "--base-model", "b", "--model-base", "m", "--metrics-prot", "1"],
+        "mlp retrain: unknown flag --metrics-prot; did you mean --metrics-port?\nRun 'mlp retrain --help' for its flags.\n",
+      ],
     ];
     for (const [argv, stderr] of cases) {
       const c = captureIo();
@@ -64,13 +79,16 @@ describe("mlp", () => {
 
   it("suggests the closest command or flag, and prefixes each message once", async () => {
     const cases: [string[], string][] = [
-      [["trian"], 'mlp: unknown command "trian"; did you mean train-mnist?\nRun \'mlp --help\' for the list of commands.\n'],
-      [["help", "serv"], 'mlp: unknown command "serv"; did you mean serve?\nRun \'mlp --help\' for the list of commands.\n'],
-      [["deploy"], 'mlp: unknown command "deploy"\nRun \'mlp --help\' for the list of commands.\n'],
+      [["trian"], "mlp: unknown command \"trian\"; did you mean train-mnist?\nRun 'mlp --help' for the list of commands.\n"],
+      [["help", "serv"], "mlp: unknown command \"serv\"; did you mean serve?\nRun 'mlp --help' for the list of commands.\n"],
+      [["deploy"], "mlp: unknown command \"deploy\"\nRun 'mlp --help' for the list of commands.\n"],
       [["--versoin"], "mlp: unknown flag --versoin; did you mean --version?\nRun 'mlp --help' for the list of commands.\n"],
       [["--data", "x"], "mlp: unknown flag --data: give a command first\nRun 'mlp --help' for the list of commands.\n"],
       [["publish", "--form", "x"], "mlp publish: unknown flag --form; did you mean --from?\nRun 'mlp publish --help' for its flags.\n"],
-      [["publish", "--from", "x", "--name", "m"], "mlp publish: --model-base is required: root of published models; a missing directory is created\nRun 'mlp publish --help' for its flags.\n"],
+      [
+        ["publish", "--from", "x", "--name", "m"],
+        "mlp publish: --model-base is required: root of published models; a missing directory is created\nRun 'mlp publish --help' for its flags.\n",
+      ],
     ];
     for (const [argv, stderr] of cases) {
       const c = captureIo();

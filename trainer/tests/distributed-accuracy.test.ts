@@ -28,8 +28,28 @@ describe("parameter-server training on MNIST digits", () => {
     const cluster = { worker: [`127.0.0.1:${ports[0]}`, `127.0.0.1:${ports[1]}`], ps: [`127.0.0.1:${ports[2]}`, `127.0.0.1:${ports[3]}`] };
     const models = path.join(dir, "models");
     const run = launchCluster(cluster, [
-      "--data", path.join(dir, "data"), "--model-base", models, "--epochs", "8", "--batch-size", "32", "--learning-rate", "0.002",
-      "--dropout", "0.3", "--validation-split", "0.05", "--seed", "42", "--progress", "lines", "--replica-timeout", "120", "--startup-timeout", "120",
+      "--data",
+      path.join(dir, "data"),
+      "--model-base",
+      models,
+      "--epochs",
+      "8",
+      "--batch-size",
+      "32",
+      "--learning-rate",
+      "0.002",
+      "--dropout",
+      "0.3",
+      "--validation-split",
+      "0.05",
+      "--seed",
+      "42",
+      "--progress",
+      "lines",
+      "--replica-timeout",
+      "120",
+      "--startup-timeout",
+      "120",
     ]);
     const exits = await exitsWithin(run, 900_000);
     exits.forEach((e, i) => expect(e.code, run[i]!.err()).toBe(0));

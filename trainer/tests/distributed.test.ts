@@ -22,7 +22,6 @@ import { writeMnistIdx } from "./fixtures/mnist-idx";
 import { freePorts, launch, launchCluster, tfConfig, waitFor, exitsWithin, killReplicas } from "./fixtures/distributed-cluster";
 import { list, tempDir } from "./fixtures/tmp";
 
-
 const TIMING: DistributedOptions = { timeoutMs: 20_000, startupTimeoutMs: 30_000, psMode: "sync" };
 const quiet = () => undefined;
 
@@ -168,8 +167,26 @@ describe("distributed training across processes", () => {
     const TIMEOUT_S = 4;
     const STEPS = 150;
     const args = [
-      "--data", path.join(dir, "data"), "--model-base", models, "--steps", String(STEPS), "--batch-size", "16", "--hidden-units", "16",
-      "--checkpoint-dir", ckdir, "--checkpoint-every", "10", "--progress", "lines", "--replica-timeout", String(TIMEOUT_S), "--startup-timeout", "120",
+      "--data",
+      path.join(dir, "data"),
+      "--model-base",
+      models,
+      "--steps",
+      String(STEPS),
+      "--batch-size",
+      "16",
+      "--hidden-units",
+      "16",
+      "--checkpoint-dir",
+      ckdir,
+      "--checkpoint-every",
+      "10",
+      "--progress",
+      "lines",
+      "--replica-timeout",
+      String(TIMEOUT_S),
+      "--startup-timeout",
+      "120",
     ];
     const ckptStep = async () => (await latestCheckpointStep(ckdir).catch(() => undefined)) ?? 0;
 
@@ -179,7 +196,10 @@ describe("distributed training across processes", () => {
     run[2]!.child.kill("SIGKILL");
     const killedAt = performance.now();
     const [chief1, w0] = await exitsWithin([run[0]!, run[1]!], 30_000);
-    for (const [r, e] of [[run[0]!, chief1], [run[1]!, w0]] as const) {
+    for (const [r, e] of [
+      [run[0]!, chief1],
+      [run[1]!, w0],
+    ] as const) {
       expect(e.code, r.err()).toBe(1);
       expect(r.err()).toContain(`lost worker #1 (${cluster.worker[1]})`);
       expect(e.at - killedAt).toBeLessThan(TIMEOUT_S * 1000);
@@ -197,7 +217,10 @@ describe("distributed training across processes", () => {
     const hungAt = performance.now();
     const [chief2, w1] = await exitsWithin([run[0]!, run[2]!], 30_000);
     run[1]!.child.kill("SIGKILL");
-    for (const [r, e] of [[run[0]!, chief2], [run[2]!, w1]] as const) {
+    for (const [r, e] of [
+      [run[0]!, chief2],
+      [run[2]!, w1],
+    ] as const) {
       expect(e.code, r.err()).toBe(1);
       expect(r.err()).toMatch(new RegExp(`lost worker #0 \\(${cluster.worker[0]}\\): no gradients for step \\d+ within ${TIMEOUT_S} s`));
       expect(e.at - hungAt).toBeGreaterThan(TIMEOUT_S * 1000 - 1500);
@@ -232,8 +255,26 @@ describe("distributed training across processes", () => {
     const cluster = { worker: [`127.0.0.1:${ports[0]}`, `127.0.0.1:${ports[1]}`], ps: [`127.0.0.1:${ports[2]}`] };
     const ckdir = path.join(dir, "ck-ps");
     const args = [
-      "--data", path.join(dir, "data"), "--model-base", path.join(dir, "models-ps"), "--steps", "2000", "--batch-size", "16", "--hidden-units", "16",
-      "--checkpoint-dir", ckdir, "--checkpoint-every", "10", "--progress", "none", "--replica-timeout", "4", "--startup-timeout", "120",
+      "--data",
+      path.join(dir, "data"),
+      "--model-base",
+      path.join(dir, "models-ps"),
+      "--steps",
+      "2000",
+      "--batch-size",
+      "16",
+      "--hidden-units",
+      "16",
+      "--checkpoint-dir",
+      ckdir,
+      "--checkpoint-every",
+      "10",
+      "--progress",
+      "none",
+      "--replica-timeout",
+      "4",
+      "--startup-timeout",
+      "120",
     ];
     const ckptStep = async () => (await latestCheckpointStep(ckdir).catch(() => undefined)) ?? 0;
     // launchCluster order: worker 0 (the chief), worker 1, ps 0.
@@ -242,7 +283,10 @@ describe("distributed training across processes", () => {
     run[1]!.child.kill("SIGKILL");
     const killedAt = performance.now();
     const exits = await exitsWithin([run[0]!, run[2]!], 30_000);
-    for (const [i, e] of [[0, exits[0]!], [2, exits[1]!]] as const) {
+    for (const [i, e] of [
+      [0, exits[0]!],
+      [2, exits[1]!],
+    ] as const) {
       expect(e.code, run[i]!.err()).toBe(1);
       expect(run[i]!.err()).toContain(`lost worker #1 (${cluster.worker[1]}): its connection to ps #0 (${cluster.ps[0]}) closed mid-run`);
       expect(e.at - killedAt).toBeLessThan(4000);

@@ -117,7 +117,13 @@ function neededStages(df: Dockerfile, variant: string): Stage[] {
 function baseImages(df: Dockerfile, variant: string): string[] {
   const vars = new Map(df.globalArgs).set("VARIANT", variant);
   const names = new Set(df.stages.map((s) => s.name));
-  return [...new Set(neededStages(df, variant).map((s) => substitute(s.from, vars)).filter((f) => !names.has(f)))];
+  return [
+    ...new Set(
+      neededStages(df, variant)
+        .map((s) => substitute(s.from, vars))
+        .filter((f) => !names.has(f)),
+    ),
+  ];
 }
 
 /** An image reference is pinned when it has a digest, or a tag with a full x.y.z version. */
@@ -152,7 +158,16 @@ const isNonRoot = (user: string | undefined) => user !== undefined && /^[1-9]\d*
 /** Output path of `src/cli.ts` relative to trainer/, as `tsc -p trainer` computes it. */
 function compiledCliPath(): string {
   const configFile = path.join(TRAINER, "tsconfig.json");
-  const parsed = ts.getParsedCommandLineOfConfigFile(configFile, {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: (d) => { throw new Error(ts.flattenDiagnosticMessageText(d.messageText, "\n")); } });
+  const parsed = ts.getParsedCommandLineOfConfigFile(
+    configFile,
+    {},
+    {
+      ...ts.sys,
+      onUnRecoverableConfigFileDiagnostic: (d) => {
+        throw new Error(ts.flattenDiagnosticMessageText(d.messageText, "\n"));
+      },
+    },
+  );
   if (!parsed) throw new Error(`cannot parse ${configFile}`);
   const cli = path.join(TRAINER, "src", "cli.ts");
   expect(parsed.fileNames).toContain(cli);
@@ -243,7 +258,10 @@ describe("trainer/Dockerfile", () => {
   });
 
   it("runs npm ci for the trainer workspace, builds with tsc, and prunes dev dependencies", () => {
-    const runs = df.stages.find((s) => s.name === "builder")!.instructions.filter((i) => i.keyword === "RUN").map((i) => i.args);
+    const runs = df.stages
+      .find((s) => s.name === "builder")!
+      .instructions.filter((i) => i.keyword === "RUN")
+      .map((i) => i.args);
     const ci = runs.findIndex((r) => /npm ci --workspace trainer --include-workspace-root/.test(r));
     const build = runs.findIndex((r) => r.includes("npm run build -w trainer"));
     const prune = runs.findIndex((r) => /npm ci --workspace trainer --omit=dev/.test(r));
@@ -279,7 +297,10 @@ describe("trainer/Dockerfile", () => {
     expect(protos).toContain('"../../../proto"');
     const serveDir = path.posix.join("/app/trainer", path.posix.dirname(compiledCliPath()), "serve");
     expect(path.posix.resolve(serveDir, "../../../proto")).toBe("/app/trainer/proto");
-    const copies = df.stages.at(-1)!.instructions.filter((i) => i.keyword === "COPY").map((i) => i.args);
+    const copies = df.stages
+      .at(-1)!
+      .instructions.filter((i) => i.keyword === "COPY")
+      .map((i) => i.args);
     expect(copies).toContain("--from=builder /app/trainer/proto/ trainer/proto/");
   });
 
@@ -295,7 +316,10 @@ describe("trainer/Dockerfile", () => {
 
   it("runs no package manager in the runtime stages (the CUDA image's apt source needs NVIDIA's rotated key)", () => {
     for (const name of ["runtime-cpu", "runtime-gpu", "final"]) {
-      const runs = df.stages.find((s) => s.name === name)!.instructions.filter((i) => i.keyword === "RUN").map((i) => i.args);
+      const runs = df.stages
+        .find((s) => s.name === name)!
+        .instructions.filter((i) => i.keyword === "RUN")
+        .map((i) => i.args);
       for (const r of runs) expect(r, name).not.toMatch(/\b(apt-get|apt|dpkg|npm)\b/);
     }
     const tini = df.stages.filter((s) => s.name?.startsWith("runtime-")).map((s) => s.instructions.find((i) => i.keyword === "COPY" && i.args.includes("tini"))?.args);
@@ -307,19 +331,26 @@ describe("trainer/Dockerfile", () => {
     const ports = final.instructions.filter((i) => i.keyword === "EXPOSE").flatMap((i) => i.args.split(/\s+/));
     expect(ports).toEqual(expect.arrayContaining(["8500", "8501"]));
     expect(final.instructions.filter((i) => i.keyword === "HEALTHCHECK").map((i) => i.args)).toEqual(["NONE"]);
-    const labels = final.instructions.filter((i) => i.keyword === "LABEL").map((i) => i.args).join(" ");
+    const labels = final.instructions
+      .filter((i) => i.keyword === "LABEL")
+      .map((i) => i.args)
+      .join(" ");
     for (const key of ["org.opencontainers.image.title", "org.opencontainers.image.description", "org.opencontainers.image.licenses", "org.opencontainers.image.version"]) {
       expect(labels).toContain(`${key}=`);
     }
     for (const v of VARIANTS) {
-      const all = chain(df, v).flatMap((s) => s.instructions.filter((i) => i.keyword === "LABEL").map((i) => i.args)).join(" ");
+      const all = chain(df, v)
+        .flatMap((s) => s.instructions.filter((i) => i.keyword === "LABEL").map((i) => i.args))
+        .join(" ");
       expect(all).toContain(`ai.mlplatform.variant="${v}"`);
     }
   });
 });
 
 describe("trainer/.dockerignore", () => {
-  const patterns = DOCKERIGNORE.split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
+  const patterns = DOCKERIGNORE.split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith("#"));
   const contextCopies = df.stages
     .flatMap((s) => s.instructions)
     .filter((i) => i.keyword === "COPY" && !i.args.startsWith("--from"))
@@ -335,7 +366,10 @@ describe("trainer/.dockerignore", () => {
         pat === "*" ||
         file === pat ||
         file.startsWith(`${pat}/`) ||
-        (pat.startsWith("**/") && file.split("/").some((seg, i, segs) => seg === pat.slice(3) || segs.slice(i).join("/") === pat.slice(3) || (pat.slice(3).startsWith("*.") && seg.endsWith(pat.slice(4)))));
+        (pat.startsWith("**/") &&
+          file
+            .split("/")
+            .some((seg, i, segs) => seg === pat.slice(3) || segs.slice(i).join("/") === pat.slice(3) || (pat.slice(3).startsWith("*.") && seg.endsWith(pat.slice(4)))));
       if (match) out = !negate;
     }
     return out;
@@ -348,13 +382,26 @@ describe("trainer/.dockerignore", () => {
     // Files inside the copied directories come along; build output and modules never do.
     expect(excluded("trainer/src/cli.ts")).toBe(false);
     expect(excluded("trainer/proto/tensorflow_serving/apis/predict.proto")).toBe(false);
-    for (const f of ["node_modules/x/index.js", "trainer/node_modules/x", "trainer/dist/src/cli.js", "trainer/src/dist/a.js", "trainer/bench/results/a.json", "trainer/tests/cli.test.ts", "index.ts", ".git/HEAD", "Pulumi.yaml"]) {
+    for (const f of [
+      "node_modules/x/index.js",
+      "trainer/node_modules/x",
+      "trainer/dist/src/cli.js",
+      "trainer/src/dist/a.js",
+      "trainer/bench/results/a.json",
+      "trainer/tests/cli.test.ts",
+      "index.ts",
+      ".git/HEAD",
+      "Pulumi.yaml",
+    ]) {
       expect(excluded(f), f).toBe(true);
     }
     // Every "!" re-include is used by a COPY (no stale entries).
     for (const p of patterns.filter((x) => x.startsWith("!"))) {
       const pat = p.slice(1).replace(/\/$/, "");
-      expect(contextCopies.map((c) => c.replace(/\/$/, "")), p).toContain(pat);
+      expect(
+        contextCopies.map((c) => c.replace(/\/$/, "")),
+        p,
+      ).toContain(pat);
     }
   });
 });

@@ -28,8 +28,18 @@ beforeAll(async () => {
   await writeMnistIdx(data, { train: 2000, test: 500 });
   trained = await trainMnist(
     {
-      data, modelBase: path.join(dir, "staging"), name: "digits", steps: 150, batchSize: 32, learningRate: 0.002,
-      validationSplit: 0, hiddenUnits: 32, dropout: 0, seed: 7, checkpointEvery: 1000, progress: "none",
+      data,
+      modelBase: path.join(dir, "staging"),
+      name: "digits",
+      steps: 150,
+      batchSize: 32,
+      learningRate: 0.002,
+      validationSplit: 0,
+      hiddenUnits: 32,
+      dropout: 0,
+      seed: 7,
+      checkpointEvery: 1000,
+      progress: "none",
     },
     captureIo().io,
   );
@@ -140,7 +150,9 @@ describe("mlp evaluate on IDX data", () => {
   });
 
   it("bad usage exits 2", async () => {
-    expect((await evaluate(["--model", trained.dir, "--data", data])).stderr).toBe(`mlp evaluate: --gate is required: the minimum accuracy, e.g. 0.97\nRun 'mlp evaluate --help' for its flags.\n`);
+    expect((await evaluate(["--model", trained.dir, "--data", data])).stderr).toBe(
+      `mlp evaluate: --gate is required: the minimum accuracy, e.g. 0.97\nRun 'mlp evaluate --help' for its flags.\n`,
+    );
     const r = await evaluate(["--model", trained.dir, "--data", data, "--gate", "97"]);
     expect(r.code).toBe(2);
     expect(r.stderr).toBe(`mlp evaluate: --gate must be a number in [0, 1]; got "97"\nRun 'mlp evaluate --help' for its flags.\n`);

@@ -114,7 +114,9 @@ describe("mlp fetch-base", () => {
     await fs.rm(path.join(root, "g", sha), { recursive: true });
     const changed = await fetchBase("--name", "g", "--url", `${origin}/graph2/model.json`);
     expect(changed.code).toBe(1);
-    expect(changed.err).toMatch(/but the digest recorded by the first fetch .* is [0-9a-f]{64}; nothing was cached\. The published model changed: pass --sha256 [0-9a-f]{64} to accept it/);
+    expect(changed.err).toMatch(
+      /but the digest recorded by the first fetch .* is [0-9a-f]{64}; nothing was cached\. The published model changed: pass --sha256 [0-9a-f]{64} to accept it/,
+    );
     expect(await cacheFiles("g")).toEqual(["current"]);
   });
 
@@ -168,7 +170,11 @@ describe("mlp fetch-base", () => {
     const lines: string[] = [];
     let t = 0;
     await fetchBaseModel({
-      name: "g", url: `${origin}/graph/model.json`, root, log: (l) => lines.push(l), progressEveryMs: 1000,
+      name: "g",
+      url: `${origin}/graph/model.json`,
+      root,
+      log: (l) => lines.push(l),
+      progressEveryMs: 1000,
       now: () => (t += 600), // each chunk "takes" 0.6 s: a line every other chunk at most
     });
     const progress = lines.filter((l) => / of /.test(l));
@@ -186,7 +192,12 @@ describe("mlp fetch-base", () => {
     expect(() => weightPaths("m", { weightsManifest: [{ paths: ["../evil.bin"] }] })).toThrow(/not a plain relative file name/);
     expect(siblingUrl("https://h/a/b/model.json?tfjs-format=file", "group1-shard1of2.bin")).toBe("https://h/a/b/group1-shard1of2.bin?tfjs-format=file");
     const list = await fetchBase("--list");
-    expect(list.out.trim().split("\n").map((l) => JSON.parse(l).name)).toEqual(["inception-v3", "mobilenet-v2", "mobilenet-v1-0.25"]);
+    expect(
+      list.out
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l).name),
+    ).toEqual(["inception-v3", "mobilenet-v2", "mobilenet-v1-0.25"]);
   });
 
   it("retrain takes a fetched Graph base by name, end to end, and the server loads the result", async () => {
@@ -196,9 +207,35 @@ describe("mlp fetch-base", () => {
     const models = path.join(dir, "models-graph");
     const c = captureIo();
     const code = await main(
-      ["retrain", "--images", path.join(dir, "images"), "--base-model", "hub-like", "--base-models", root, "--model-base", models, "--name", "colours",
-        "--cache-dir", path.join(dir, "bottlenecks"), "--steps", "150", "--learning-rate", "0.1", "--batch-size", "8", "--hidden-units", "6",
-        "--validation-percent", "0", "--test-percent", "25", "--progress", "none"],
+      [
+        "retrain",
+        "--images",
+        path.join(dir, "images"),
+        "--base-model",
+        "hub-like",
+        "--base-models",
+        root,
+        "--model-base",
+        models,
+        "--name",
+        "colours",
+        "--cache-dir",
+        path.join(dir, "bottlenecks"),
+        "--steps",
+        "150",
+        "--learning-rate",
+        "0.1",
+        "--batch-size",
+        "8",
+        "--hidden-units",
+        "6",
+        "--validation-percent",
+        "0",
+        "--test-percent",
+        "25",
+        "--progress",
+        "none",
+      ],
       c.io,
     );
     expect(c.stderr()).toMatch(/cut at feature_vector → features \[4\], input 8×8×3/);
@@ -250,8 +287,29 @@ describe("mlp fetch-base", () => {
 
     const c = captureIo();
     const code = await main(
-      ["retrain", "--images", path.join(dir, "images"), "--base-model", "small", "--base-models", root, "--model-base", path.join(dir, "models-layers"),
-        "--name", "colours", "--cache-dir", path.join(dir, "bottlenecks"), "--steps", "20", "--validation-percent", "0", "--test-percent", "25", "--progress", "none"],
+      [
+        "retrain",
+        "--images",
+        path.join(dir, "images"),
+        "--base-model",
+        "small",
+        "--base-models",
+        root,
+        "--model-base",
+        path.join(dir, "models-layers"),
+        "--name",
+        "colours",
+        "--cache-dir",
+        path.join(dir, "bottlenecks"),
+        "--steps",
+        "20",
+        "--validation-percent",
+        "0",
+        "--test-percent",
+        "25",
+        "--progress",
+        "none",
+      ],
       c.io,
     );
     expect(c.stderr()).toContain(`base ${baseDir}`);

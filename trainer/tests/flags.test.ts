@@ -59,7 +59,9 @@ describe("parseFlags", () => {
     expect(usageError(() => parseFlags(TABLE, ["--data", "d", "-n", "x"]))).toBe("unknown flag -n; did you mean --name?");
     expect(usageError(() => parseFlags(TABLE, ["--data", "d", "stray"]))).toBe('unexpected argument "stray": every value follows its --flag');
     expect(usageError(() => parseFlags(TABLE, ["--data"]))).toBe("--data needs a value: <dir>");
-    expect(usageError(() => parseFlags(TABLE, ["--data", "--json"]))).toBe("--data needs a value, but the next argument is the flag --json (write --data=--json if that is the value)");
+    expect(usageError(() => parseFlags(TABLE, ["--data", "--json"]))).toBe(
+      "--data needs a value, but the next argument is the flag --json (write --data=--json if that is the value)",
+    );
     expect(usageError(() => parseFlags(TABLE, ["--data", "d", "--json=yes"]))).toBe('--json takes no value; got "--json=yes"');
     // Only own properties are flags.
     expect(usageError(() => parseFlags(TABLE, ["--data", "d", "--constructor", "x"]))).toBe("unknown flag --constructor");

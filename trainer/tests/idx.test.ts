@@ -39,9 +39,7 @@ describe("parseIdx", () => {
 
   it("rejects a bad magic number, naming the file", () => {
     const bad = Buffer.concat([Buffer.from([0x50, 0x4b, 0x03, 0x04]), Buffer.alloc(16)]);
-    expect(() => parseIdx(bad, "/data/train-images-idx3-ubyte")).toThrow(
-      /^\/data\/train-images-idx3-ubyte: not a valid IDX file: bad magic number 0x504b0304/,
-    );
+    expect(() => parseIdx(bad, "/data/train-images-idx3-ubyte")).toThrow(/^\/data\/train-images-idx3-ubyte: not a valid IDX file: bad magic number 0x504b0304/);
   });
 
   it("rejects an unknown element type", () => {
@@ -60,9 +58,7 @@ describe("parseIdx", () => {
     }
     expect(err).toBeInstanceOf(IdxFormatError);
     expect(err).toBeInstanceOf(DataError);
-    expect((err as Error).message).toBe(
-      "s3://data/mnist/train-images-idx3-ubyte: not a valid IDX file: truncated: dimensions [2, 28, 28] need 1584 bytes, file has 1484",
-    );
+    expect((err as Error).message).toBe("s3://data/mnist/train-images-idx3-ubyte: not a valid IDX file: truncated: dimensions [2, 28, 28] need 1584 bytes, file has 1484");
   });
 
   it("rejects trailing bytes and corrupt gzip", () => {

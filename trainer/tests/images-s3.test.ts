@@ -267,8 +267,24 @@ describe.skipIf(!haveMinio)("labelled images in S3 (real MinIO)", () => {
 
   describe("mlp retrain --images s3://", () => {
     const flags = () => [
-      "--base-model", path.join(dir, "graph"), "--model-base", path.join(dir, "models"), "--steps", "150", "--learning-rate", "0.1",
-      "--batch-size", "8", "--hidden-units", "6", "--validation-percent", "0", "--test-percent", "25", "--progress", "none",
+      "--base-model",
+      path.join(dir, "graph"),
+      "--model-base",
+      path.join(dir, "models"),
+      "--steps",
+      "150",
+      "--learning-rate",
+      "0.1",
+      "--batch-size",
+      "8",
+      "--hidden-units",
+      "6",
+      "--validation-percent",
+      "0",
+      "--test-percent",
+      "25",
+      "--progress",
+      "none",
     ];
     async function retrain(args: string[], withEnv = env) {
       const c = captureIo(withEnv);
@@ -323,7 +339,9 @@ describe.skipIf(!haveMinio)("labelled images in S3 (real MinIO)", () => {
 
       r = await retrain(["--images", "s3://data/colours", ...cacheDir, ...flags()], { ...env, AWS_SECRET_ACCESS_KEY: "not-the-secret" });
       expect(r.code).toBe(1);
-      expect(last(r)).toMatch(new RegExp(`^mlp retrain: s3://data/colours: access denied${where.replace(/[.:/]/g, "\\$&")} \\(check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY\\)`));
+      expect(last(r)).toMatch(
+        new RegExp(`^mlp retrain: s3://data/colours: access denied${where.replace(/[.:/]/g, "\\$&")} \\(check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY\\)`),
+      );
 
       const port = await closedPort();
       r = await retrain(["--images", "s3://data/colours", "--s3-endpoint", `http://127.0.0.1:${port}`, ...cacheDir, ...flags()]);

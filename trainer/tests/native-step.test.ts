@@ -198,9 +198,25 @@ describe("native training step: gradients", () => {
     x = tf.layers.batchNormalization({ name: "norm" }).apply(x);
     const model = tf.model({ inputs: input, outputs: tf.layers.dense({ units: 2, activation: "softmax" }).apply(x) as ReturnType<typeof tf.input> });
     const n = 16;
-    const data = { images: Uint8Array.from({ length: n * 16 }, (_, i) => (i * 37) % 256), labels: Uint8Array.from({ length: n }, (_, i) => i % 2), count: n, height: 4, width: 4, numClasses: 2 } as ImageDataset;
+    const data = {
+      images: Uint8Array.from({ length: n * 16 }, (_, i) => (i * 37) % 256),
+      labels: Uint8Array.from({ length: n }, (_, i) => i % 2),
+      count: n,
+      height: 4,
+      width: 4,
+      numClasses: 2,
+    } as ImageDataset;
     const lines: string[] = [];
-    const r = await train({ model, data, split: { train: Uint32Array.from({ length: n }, (_, i) => i), validation: new Uint32Array(0) }, steps: 3, batchSize: 8, learningRate: 0.01, seed: 1, log: (m) => lines.push(m) });
+    const r = await train({
+      model,
+      data,
+      split: { train: Uint32Array.from({ length: n }, (_, i) => i), validation: new Uint32Array(0) },
+      steps: 3,
+      batchSize: 8,
+      learningRate: 0.01,
+      seed: 1,
+      log: (m) => lines.push(m),
+    });
     expect(r.stepKind).toBe("autograd");
     expect(lines).toContain("training step: autograd (layer norm (BatchNormalization) is not one of Conv2D, MaxPooling2D, Flatten, Dense, Dropout)");
     model.dispose();
@@ -363,13 +379,22 @@ describe("compiled training step (one TensorFlow graph per step)", () => {
     b.setWeights(a.getWeights());
     const compiled = createTrainStep(a, { learningRate: 0.01, seed: 8, mode: "compiled" });
     const eager = createTrainStep(b, { learningRate: 0.01, seed: 8, mode: "eager" });
-    const frozenBefore = a.layers.find((l) => !l.trainable && l.weights.length > 0)!.getWeights()[0]!.dataSync().slice();
+    const frozenBefore = a.layers
+      .find((l) => !l.trainable && l.weights.length > 0)!
+      .getWeights()[0]!
+      .dataSync()
+      .slice();
     const { xs, ys } = batch(6, [15, 13, 3], 4, 75);
     const r1 = compiled.run(xs, ys, 1);
     const r2 = eager.run(xs, ys, 1);
     expect(r1.loss).toBeCloseTo(r2.loss, 5);
     a.weights.forEach((w, i) => expect(relDiff(w.read(), b.weights[i]!.read()), w.name).toBeLessThan(1e-5));
-    expect(a.layers.find((l) => !l.trainable && l.weights.length > 0)!.getWeights()[0]!.dataSync()).toEqual(frozenBefore);
+    expect(
+      a.layers
+        .find((l) => !l.trainable && l.weights.length > 0)!
+        .getWeights()[0]!
+        .dataSync(),
+    ).toEqual(frozenBefore);
     tf.dispose([xs, ys]);
     compiled.dispose();
     eager.dispose();

@@ -85,7 +85,21 @@ describe("mlp predict", () => {
   it.each(["grpc", "rest"] as const)("classifies an IDX sample over %s like in-process model.predict", async (protocol) => {
     const addr = await start();
     const { io, out } = capture();
-    const args = ["--server", protocol === "grpc" ? addr.grpc : addr.rest, "--model", "mnist", "--idx", idxImages, "--index", "2", "--idx-labels", idxLabels, "--top-k", "4", "--json"];
+    const args = [
+      "--server",
+      protocol === "grpc" ? addr.grpc : addr.rest,
+      "--model",
+      "mnist",
+      "--idx",
+      idxImages,
+      "--index",
+      "2",
+      "--idx-labels",
+      idxLabels,
+      "--top-k",
+      "4",
+      "--json",
+    ];
     expect(await run(protocol === "rest" ? [...args, "--rest"] : args, io)).toBe(0);
     const result = JSON.parse(out());
     expect(result.model).toBe("mnist");
@@ -104,7 +118,21 @@ describe("mlp predict", () => {
     const wrong = Uint8Array.from(truth, (t, i) => (i === 3 ? (t + 1) % 10 : t));
     await fs.writeFile(labelsFile, encodeIdxUint8([5], wrong));
     const { io, out } = capture();
-    const args = ["--server", protocol === "grpc" ? addr.grpc : addr.rest, "--model", "mnist", "--idx", idxImages, "--idx-labels", labelsFile, "--count", "5", "--batch", "2", "--json"];
+    const args = [
+      "--server",
+      protocol === "grpc" ? addr.grpc : addr.rest,
+      "--model",
+      "mnist",
+      "--idx",
+      idxImages,
+      "--idx-labels",
+      labelsFile,
+      "--count",
+      "5",
+      "--batch",
+      "2",
+      "--json",
+    ];
     expect(await run(protocol === "rest" ? [...args, "--rest"] : args, io)).toBe(0);
     const result = JSON.parse(out());
     expect(result).toMatchObject({ model: "mnist", version: 3, count: 5, requests: 3, correct: 4, accuracy: 0.8 });
@@ -114,7 +142,9 @@ describe("mlp predict", () => {
     expect(text.out()).toMatch(new RegExp(`^mnist v3 via grpc ${addr.grpc}: 3 of 4 correct \\(75\\.00%\\), 1 requests in \\d+\\.\\d s\\n$`));
     // Past the end of the file: refused before any server is contacted.
     const bad = capture();
-    await expect(run(["--server", "127.0.0.1:1", "--model", "mnist", "--idx", idxImages, "--index", "3", "--count", "3"], bad.io)).rejects.toThrow(/--index 3 --count 3 runs past the end: .* holds 5 images/);
+    await expect(run(["--server", "127.0.0.1:1", "--model", "mnist", "--idx", idxImages, "--index", "3", "--count", "3"], bad.io)).rejects.toThrow(
+      /--index 3 --count 3 runs past the end: .* holds 5 images/,
+    );
   });
 
   it("draws a 28×28 input beside the answer", async () => {
@@ -135,13 +165,25 @@ describe("mlp predict", () => {
     // A 56×56 RGB PNG of digit 1 (drawn bigger and in colour): predict must shrink and grey it.
     const png = path.join(dir, "digit.png");
     const grey = Buffer.from(digits.images.subarray(784, 2 * 784));
-    await sharp(grey, { raw: { width: 28, height: 28, channels: 1 } }).resize(56, 56).toColourspace("srgb").png().toFile(png);
+    await sharp(grey, { raw: { width: 28, height: 28, channels: 1 } })
+      .resize(56, 56)
+      .toColourspace("srgb")
+      .png()
+      .toFile(png);
     const { io, out } = capture();
     expect(await run(["--server", addr.rest, "--rest", "--model", "mnist", "--image", png, "--json", "--top-k", "10"], io)).toBe(0);
     const result = JSON.parse(out());
     const px = await pixelsFromImage(png, { kind: "image", height: 28, width: 28, channels: 1, range: [0, 1] });
     expect(px.data.length).toBe(784);
-    const ref = topK(referencePredict(tf, model, Float32Array.from(px.data, (v) => v / 255)), DIGIT_LABELS, 10);
+    const ref = topK(
+      referencePredict(
+        tf,
+        model,
+        Float32Array.from(px.data, (v) => v / 255),
+      ),
+      DIGIT_LABELS,
+      10,
+    );
     expect(result.top.map((t: { label: string }) => t.label)).toEqual(ref.map((t) => t.label));
     expect(result.top.reduce((s: number, t: { score: number }) => s + t.score, 0)).toBeCloseTo(1, 4);
   });

@@ -169,7 +169,7 @@ describe("mlp publish to a local model base", () => {
   it("bad usage exits 2", async () => {
     const r = await publish(["--from", staged, "--model-base", dir, "--name", "../evil"]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain('--name must match');
+    expect(r.stderr).toContain("--name must match");
     expect((await publish(["--from", staged, "--name", "x"])).stderr).toBe(
       "mlp publish: --model-base is required: root of published models; a missing directory is created\nRun 'mlp publish --help' for its flags.\n",
     );
@@ -191,9 +191,7 @@ describe("concurrent publishers and readers (local)", () => {
     await fs.mkdir(base);
     const run = promisify(execFile);
     const outs = await Promise.all(
-      [1, 2, 3].map(() =>
-        run(process.execPath, ["--import", "tsx", "src/cli.ts", "publish", "--from", staged, "--model-base", base, "--name", "digits"], { cwd: TRAINER }),
-      ),
+      [1, 2, 3].map(() => run(process.execPath, ["--import", "tsx", "src/cli.ts", "publish", "--from", staged, "--model-base", base, "--name", "digits"], { cwd: TRAINER })),
     );
     const versions = outs.map((o) => JSON.parse(o.stdout).version as number).sort();
     expect(versions).toEqual([1, 2, 3]);
@@ -210,7 +208,7 @@ describe("concurrent publishers and readers (local)", () => {
     const problems: string[] = [];
     const reader = (async () => {
       // The pass that starts after the publishers finished is the last one.
-      for (let last = false; !last; ) {
+      for (let last = false; !last;) {
         last = done;
         for (const v of await storage.listVersions()) {
           seen.add(v);

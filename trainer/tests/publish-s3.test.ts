@@ -108,7 +108,12 @@ describe.skipIf(!haveMinio)("pipeline steps against a real MinIO", () => {
     it("verify-data: IDX files and image folders in S3", async () => {
       const idx = await run(["verify-data", "--data", "s3://data/mnist"]);
       expect(idx.code, idx.stderr).toBe(0);
-      expect(JSON.parse(idx.stdout)).toMatchObject({ kind: "idx", data: "s3://data/mnist", train: { count: 300, images: "s3://data/mnist/train-images-idx3-ubyte" }, test: { count: 200 } });
+      expect(JSON.parse(idx.stdout)).toMatchObject({
+        kind: "idx",
+        data: "s3://data/mnist",
+        train: { count: 300, images: "s3://data/mnist/train-images-idx3-ubyte" },
+        test: { count: 200 },
+      });
       const images = await run(["verify-data", "--data", "s3://data/images"]);
       expect(images.code, images.stderr).toBe(0);
       expect(JSON.parse(images.stdout)).toMatchObject({ kind: "images", data: "s3://data/images", classes: ["0", "1", "7"], images: 90 });
@@ -188,7 +193,12 @@ describe.skipIf(!haveMinio)("pipeline steps against a real MinIO", () => {
       });
       await loc.close();
       expect(result).toEqual({ version: 1, uri: "s3://models/digits/1", name: "digits" });
-      expect(order.sort()).toEqual(Object.keys(stagedFiles).filter((f) => f !== "metadata.json").map((f) => `uploaded ${f}`).sort());
+      expect(order.sort()).toEqual(
+        Object.keys(stagedFiles)
+          .filter((f) => f !== "metadata.json")
+          .map((f) => `uploaded ${f}`)
+          .sort(),
+      );
       // While model.json and the weights were there but metadata.json was not, nothing was listed.
       expect(listedDuring.every((l) => l.length === 0)).toBe(true);
       expect(await storage.listVersions()).toEqual([1]);
@@ -211,7 +221,7 @@ describe.skipIf(!haveMinio)("pipeline steps against a real MinIO", () => {
       const problems: string[] = [];
       const seen = new Set<number>();
       const reader = (async () => {
-        for (let last = false; !last; ) {
+        for (let last = false; !last;) {
           last = done;
           for (const v of await storage.listVersions()) {
             seen.add(v);

@@ -27,12 +27,11 @@ describe("image folder", () => {
 
   it("formats a confusion matrix with actual rows and predicted columns", () => {
     const m = confusionMatrix([0, 0, 1, 1, 1], [0, 1, 1, 1, 0], 2);
-    expect(m).toEqual([[1, 1], [1, 2]]);
-    expect(formatConfusionMatrix(m, ["cat", "dog"]).split("\n")).toEqual([
-      "actual \\ predicted     0    1",
-      "0 cat                  1    1",
-      "1 dog                  1    2",
+    expect(m).toEqual([
+      [1, 1],
+      [1, 2],
     ]);
+    expect(formatConfusionMatrix(m, ["cat", "dog"]).split("\n")).toEqual(["actual \\ predicted     0    1", "0 cat                  1    1", "1 dog                  1    2"]);
   });
 });
 
@@ -47,8 +46,18 @@ describe("mlp retrain", () => {
     await writeMnistIdx(path.join(dir, "idx"), { train: 2000 });
     const base = await trainMnist(
       {
-        data: path.join(dir, "idx"), modelBase: path.join(dir, "base"), name: "digits", steps: 150, batchSize: 32,
-        learningRate: 0.001, validationSplit: 0, hiddenUnits: 64, dropout: 0, seed: 3, checkpointEvery: 1000, progress: "none",
+        data: path.join(dir, "idx"),
+        modelBase: path.join(dir, "base"),
+        name: "digits",
+        steps: 150,
+        batchSize: 32,
+        learningRate: 0.001,
+        validationSplit: 0,
+        hiddenUnits: 64,
+        dropout: 0,
+        seed: 3,
+        checkpointEvery: 1000,
+        progress: "none",
       },
       captureIo().io,
     );
@@ -57,9 +66,20 @@ describe("mlp retrain", () => {
     await writeDigitFolder(path.join(dir, "images"), { zero: 0, seven: 7 }, { perClass: 60, from: 5000 });
     await writeDigitFolder(path.join(dir, "images"), { one: 1 }, { perClass: 60, from: 5000, format: "jpg" });
     opts = {
-      images: path.join(dir, "images"), baseModel: baseDir, cacheDir: path.join(dir, "cache"), modelBase: path.join(dir, "models"),
-      name: "three", epochs: 30, batchSize: 16, learningRate: 0.01, hiddenUnits: 0, dropout: 0, validationPercent: 10,
-      testPercent: 30, seed: 1, progress: "none",
+      images: path.join(dir, "images"),
+      baseModel: baseDir,
+      cacheDir: path.join(dir, "cache"),
+      modelBase: path.join(dir, "models"),
+      name: "three",
+      epochs: 30,
+      batchSize: 16,
+      learningRate: 0.01,
+      hiddenUnits: 0,
+      dropout: 0,
+      validationPercent: 10,
+      testPercent: 30,
+      seed: 1,
+      progress: "none",
     };
   });
   afterAll(() => cleanup());
@@ -118,7 +138,10 @@ describe("mlp retrain", () => {
     const single = await retrain({ ...run, batchSize: 16, modelBase: path.join(dir, "models-single") }, captureIo().io);
     const head = async (d: string) => {
       const m = await tf.loadLayersModel(`file://${path.join(d, "model.json")}`);
-      const w = m.getLayer("probabilities").getWeights().map((t) => t.dataSync() as Float32Array);
+      const w = m
+        .getLayer("probabilities")
+        .getWeights()
+        .map((t) => t.dataSync() as Float32Array);
       m.dispose();
       return w;
     };
@@ -148,10 +171,7 @@ describe("mlp retrain", () => {
 
   it("refuses an unknown bottleneck layer and a folder with one label", async () => {
     const c = captureIo();
-    const code = await main(
-      ["retrain", "--images", opts.images, "--base-model", baseDir, "--model-base", path.join(dir, "m3"), "--bottleneck-layer", "nope"],
-      c.io,
-    );
+    const code = await main(["retrain", "--images", opts.images, "--base-model", baseDir, "--model-base", path.join(dir, "m3"), "--bottleneck-layer", "nope"], c.io);
     expect(code).toBe(2);
     expect(c.stderr()).toMatch(/layer "nope" not found in .*model.json; layers: images, conv1, pool1/);
     const one = path.join(dir, "one-label");

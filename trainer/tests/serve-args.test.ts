@@ -8,7 +8,19 @@ import { parseServeArgs, parseVersionLabels, parseVersionPolicy } from "../src/c
 describe("serve flags", () => {
   it("takes TF Serving's flag names, with dashes or underscores", async () => {
     const { options, graceMs } = await parseServeArgs(
-      ["--model_name=mnist", "--model-base-path", "/srv/m", "--port", "9000", "--rest-api-port=0", "--enable_batching", "--max_batch_size=16", "--model_version_policy=latest:2", "--version_labels=stable=1,canary=2", "--shutdown-grace-seconds=3"],
+      [
+        "--model_name=mnist",
+        "--model-base-path",
+        "/srv/m",
+        "--port",
+        "9000",
+        "--rest-api-port=0",
+        "--enable_batching",
+        "--max_batch_size=16",
+        "--model_version_policy=latest:2",
+        "--version_labels=stable=1,canary=2",
+        "--shutdown-grace-seconds=3",
+      ],
       {},
     );
     expect(options.models).toEqual([{ name: "mnist", basePath: "/srv/m", versionPolicy: { kind: "latest", numVersions: 2 }, versionLabels: { stable: 1, canary: 2 } }]);
@@ -36,14 +48,24 @@ describe("serve flags", () => {
     expect((await parseServeArgs([`--model_config_file=${file}`], {})).options.modelConfigPollMs).toBe(0);
     await fs.writeFile(file, 'model_config_list { config { name: "a" }');
     await expect(parseServeArgs([`--model_config_file=${file}`], {})).rejects.toThrow(/^--model_config_file .*models\.config:1:\d+: missing "}"$/);
-    await expect(parseServeArgs(["--model_name=a", "--model_config_file_poll_wait_seconds=5"], {})).rejects.toThrow("--model_config_file_poll_wait_seconds needs --model_config_file");
+    await expect(parseServeArgs(["--model_name=a", "--model_config_file_poll_wait_seconds=5"], {})).rejects.toThrow(
+      "--model_config_file_poll_wait_seconds needs --model_config_file",
+    );
     await fs.rm(dir, { recursive: true });
   });
 
   it("reads several models from a JSON config file", async () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), "serve-args-"));
     const file = path.join(dir, "models.json");
-    await fs.writeFile(file, JSON.stringify({ models: [{ name: "a", basePath: "a" }, { name: "b", basePath: "s3://x/b", versionPolicy: "specific:1,3", versionLabels: { stable: 3 } }] }));
+    await fs.writeFile(
+      file,
+      JSON.stringify({
+        models: [
+          { name: "a", basePath: "a" },
+          { name: "b", basePath: "s3://x/b", versionPolicy: "specific:1,3", versionLabels: { stable: 3 } },
+        ],
+      }),
+    );
     const { options } = await parseServeArgs([`--model_config_file=${file}`], {});
     expect(options.models).toEqual([
       { name: "a", basePath: path.join(dir, "a"), versionPolicy: undefined, versionLabels: undefined },

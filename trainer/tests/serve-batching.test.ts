@@ -97,13 +97,55 @@ describe("Batcher", () => {
     const req = (rows: number[][]): HostTensor => ({ dtype: "float32", shape: [rows.length, 2], values: Float32Array.from(rows.flat()) });
     const results = await Promise.allSettled([
       b.run(fake, "s", { x: req([[1, 2]]) }, 1, {}),
-      b.run(fake, "s", { x: req([[3, 4], [5, 6]]) }, 2, {}),
-      b.run(fake, "s", { x: req([[7, 8], [9, 10]]) }, 2, {}),
+      b.run(
+        fake,
+        "s",
+        {
+          x: req([
+            [3, 4],
+            [5, 6],
+          ]),
+        },
+        2,
+        {},
+      ),
+      b.run(
+        fake,
+        "s",
+        {
+          x: req([
+            [7, 8],
+            [9, 10],
+          ]),
+        },
+        2,
+        {},
+      ),
       b.run(fake, "s", { x: req([[0, 1]]) }, 1, {}),
-      b.run(fake, "s", { x: req([[1, 1], [1, 1], [1, 1], [1, 1], [1, 1], [1, 1]]) }, 6, {}),
+      b.run(
+        fake,
+        "s",
+        {
+          x: req([
+            [1, 1],
+            [1, 1],
+            [1, 1],
+            [1, 1],
+            [1, 1],
+            [1, 1],
+          ]),
+        },
+        6,
+        {},
+      ),
     ]);
     const ok = results.slice(0, 4).map((r) => (r.status === "fulfilled" ? Array.from(r.value.y!.values as Float32Array) : r.reason));
-    expect(ok).toEqual([[3, 5], [7, 5, 11, 5], [15, 5, 19, 5], [1, 1]]);
+    expect(ok).toEqual([
+      [3, 5],
+      [7, 5, 11, 5],
+      [15, 5, 19, 5],
+      [1, 1],
+    ]);
     expect(runs).toEqual([5, 1]);
     expect(results[4]).toMatchObject({ status: "rejected", reason: { code: grpc.status.INVALID_ARGUMENT } });
   });

@@ -75,7 +75,7 @@ describe("fuzz", () => {
   it(`survives ${GRPC_REQUESTS + REST_REQUESTS + RAW_HTTP_REQUESTS} malformed requests with the right codes`, async () => {
     const rand = rng(20261122);
     const int = (n: number): number => Math.floor(rand() * n);
-    const pick = <T,>(xs: readonly T[]): T => xs[int(xs.length)]!;
+    const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!;
     const word = (): string => Array.from({ length: 1 + int(12) }, () => String.fromCharCode(97 + int(26))).join("");
     const target = `127.0.0.1:${server.grpcPort}`;
     const { PredictionService, ModelService } = clientConstructors();
@@ -111,7 +111,14 @@ describe("fuzz", () => {
       });
     const rawUnary = (method: string, bytes: Buffer): Promise<number> =>
       new Promise((resolve) => {
-        rawClient.makeUnaryRequest(method, (b: Buffer) => b, (b: Buffer) => b, bytes, { deadline: Date.now() + 20_000 }, (err) => resolve(err ? err.code : Status.OK));
+        rawClient.makeUnaryRequest(
+          method,
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          bytes,
+          { deadline: Date.now() + 20_000 },
+          (err) => resolve(err ? err.code : Status.OK),
+        );
       });
     const rest = (method: string, urlPath: string, body?: Buffer | string): Promise<number | string> =>
       new Promise((resolve) => {
@@ -147,37 +154,119 @@ describe("fuzz", () => {
         const suffix = pick([Buffer.from([0x0f]), Buffer.from([0x12, 0xff, 0xff, 0x03]), Buffer.from([0x0a, 0x85]), Buffer.from([0x1b])]);
         // Valid fields, then bytes no protobuf parser accepts (bad wire type, length past the end).
         const bytes = Buffer.concat([rand() < 0.5 ? goodBytes : Buffer.alloc(0), suffix, rand() < 0.3 ? junk.subarray(0, 0) : Buffer.alloc(0)]);
-        return { kind: "protobuf", expect: Status.INVALID_ARGUMENT, send: () => rawUnary(pick(["/tensorflow.serving.PredictionService/Predict", "/tensorflow.serving.PredictionService/Classify", "/tensorflow.serving.PredictionService/GetModelMetadata", "/tensorflow.serving.ModelService/GetModelStatus"]), bytes) };
+        return {
+          kind: "protobuf",
+          expect: Status.INVALID_ARGUMENT,
+          send: () =>
+            rawUnary(
+              pick([
+                "/tensorflow.serving.PredictionService/Predict",
+                "/tensorflow.serving.PredictionService/Classify",
+                "/tensorflow.serving.PredictionService/GetModelMetadata",
+                "/tensorflow.serving.ModelService/GetModelStatus",
+              ]),
+              bytes,
+            ),
+        };
       },
       () => ({ kind: "no spec", expect: Status.INVALID_ARGUMENT, send: () => predict({ inputs: { image: goodTensor() } }) }),
       () => ({ kind: "unknown model", expect: Status.NOT_FOUND, send: () => predict({ model_spec: { name: `x${word()}` }, inputs: { image: goodTensor() } }) }),
-      () => ({ kind: "unknown version", expect: Status.NOT_FOUND, send: () => predict({ model_spec: { name: "mnist", version: { value: 2 + int(1e6) } }, inputs: { image: goodTensor() } }) }),
-      () => ({ kind: "unknown label", expect: Status.INVALID_ARGUMENT, send: () => predict({ model_spec: { name: "mnist", version_label: `l${word()}` }, inputs: { image: goodTensor() } }) }),
-      () => ({ kind: "unknown signature", expect: Status.FAILED_PRECONDITION, send: () => predict({ model_spec: { name: "mnist", signature_name: `s${word()}` }, inputs: { image: goodTensor() } }) }),
-      () => ({ kind: "dtype", expect: Status.INVALID_ARGUMENT, send: () => predict({ model_spec: { name: "mnist" }, inputs: { image: { ...goodTensor(), dtype: pick(["DT_INT32", "DT_DOUBLE", "DT_STRING", "DT_BOOL", "DT_INT64", "DT_HALF", "DT_INVALID"]), float_val: [] } } }) }),
+      () => ({
+        kind: "unknown version",
+        expect: Status.NOT_FOUND,
+        send: () => predict({ model_spec: { name: "mnist", version: { value: 2 + int(1e6) } }, inputs: { image: goodTensor() } }),
+      }),
+      () => ({
+        kind: "unknown label",
+        expect: Status.INVALID_ARGUMENT,
+        send: () => predict({ model_spec: { name: "mnist", version_label: `l${word()}` }, inputs: { image: goodTensor() } }),
+      }),
+      () => ({
+        kind: "unknown signature",
+        expect: Status.FAILED_PRECONDITION,
+        send: () => predict({ model_spec: { name: "mnist", signature_name: `s${word()}` }, inputs: { image: goodTensor() } }),
+      }),
+      () => ({
+        kind: "dtype",
+        expect: Status.INVALID_ARGUMENT,
+        send: () =>
+          predict({
+            model_spec: { name: "mnist" },
+            inputs: { image: { ...goodTensor(), dtype: pick(["DT_INT32", "DT_DOUBLE", "DT_STRING", "DT_BOOL", "DT_INT64", "DT_HALF", "DT_INVALID"]), float_val: [] } },
+          }),
+      }),
       () => {
         const dim = badShape();
         const n = dim.reduce((a, d) => a * d.size, 1);
-        return { kind: "shape", expect: Status.INVALID_ARGUMENT, send: () => predict({ model_spec: { name: "mnist" }, inputs: { image: { dtype: "DT_FLOAT", tensor_shape: { dim }, float_val: floats(n) } } }) };
+        return {
+          kind: "shape",
+          expect: Status.INVALID_ARGUMENT,
+          send: () => predict({ model_spec: { name: "mnist" }, inputs: { image: { dtype: "DT_FLOAT", tensor_shape: { dim }, float_val: floats(n) } } }),
+        };
       },
-      () => ({ kind: "count", expect: Status.INVALID_ARGUMENT, send: () => predict({ model_spec: { name: "mnist" }, inputs: { image: { ...goodTensor(), float_val: floats(2 + int(700)) } } }) }),
+      () => ({
+        kind: "count",
+        expect: Status.INVALID_ARGUMENT,
+        send: () => predict({ model_spec: { name: "mnist" }, inputs: { image: { ...goodTensor(), float_val: floats(2 + int(700)) } } }),
+      }),
       () => {
         const v = Array.from(pixels);
         v[int(784)] = pick([NaN, Infinity, -Infinity]);
-        return { kind: "non-finite", expect: Status.INVALID_ARGUMENT, send: () => predict({ model_spec: { name: "mnist" }, inputs: { image: { ...goodTensor(), float_val: v } } }) };
+        return {
+          kind: "non-finite",
+          expect: Status.INVALID_ARGUMENT,
+          send: () => predict({ model_spec: { name: "mnist" }, inputs: { image: { ...goodTensor(), float_val: v } } }),
+        };
       },
-      () => ({ kind: "content length", expect: Status.INVALID_ARGUMENT, send: () => predict({ model_spec: { name: "mnist" }, inputs: { image: { ...goodTensor(), float_val: [], tensor_content: Buffer.alloc(1 + int(3000)) } } }) }),
-      () => ({ kind: "empty", expect: Status.INVALID_ARGUMENT, send: () => predict({ model_spec: { name: "mnist" }, inputs: pick([{}, { image: { dtype: "DT_FLOAT", tensor_shape: { dim: [0, 28, 28, 1].map((size) => ({ size })) } } }]) }) }),
-      () => ({ kind: "huge dims", expect: Status.INVALID_ARGUMENT, send: () => predict({ model_spec: { name: "mnist" }, inputs: { image: { dtype: "DT_FLOAT", tensor_shape: { dim: [{ size: String(2 ** 40 + int(1000)) }, { size: 28 }, { size: 28 }, { size: 1 }] } } } }) }),
-      () => ({ kind: "extra input", expect: Status.INVALID_ARGUMENT, send: () => predict({ model_spec: { name: "mnist" }, inputs: { image: goodTensor(), [word()]: goodTensor() } }) }),
-      () => ({ kind: "oversized", expect: Status.RESOURCE_EXHAUSTED, send: () => predict({ model_spec: { name: "mnist" }, inputs: { image: { ...goodTensor(), tensor_content: Buffer.alloc(MAX_GRPC_BYTES + int(10_000)) } } }) }),
+      () => ({
+        kind: "content length",
+        expect: Status.INVALID_ARGUMENT,
+        send: () => predict({ model_spec: { name: "mnist" }, inputs: { image: { ...goodTensor(), float_val: [], tensor_content: Buffer.alloc(1 + int(3000)) } } }),
+      }),
+      () => ({
+        kind: "empty",
+        expect: Status.INVALID_ARGUMENT,
+        send: () =>
+          predict({ model_spec: { name: "mnist" }, inputs: pick([{}, { image: { dtype: "DT_FLOAT", tensor_shape: { dim: [0, 28, 28, 1].map((size) => ({ size })) } } }]) }),
+      }),
+      () => ({
+        kind: "huge dims",
+        expect: Status.INVALID_ARGUMENT,
+        send: () =>
+          predict({
+            model_spec: { name: "mnist" },
+            inputs: { image: { dtype: "DT_FLOAT", tensor_shape: { dim: [{ size: String(2 ** 40 + int(1000)) }, { size: 28 }, { size: 28 }, { size: 1 }] } } },
+          }),
+      }),
+      () => ({
+        kind: "extra input",
+        expect: Status.INVALID_ARGUMENT,
+        send: () => predict({ model_spec: { name: "mnist" }, inputs: { image: goodTensor(), [word()]: goodTensor() } }),
+      }),
+      () => ({
+        kind: "oversized",
+        expect: Status.RESOURCE_EXHAUSTED,
+        send: () => predict({ model_spec: { name: "mnist" }, inputs: { image: { ...goodTensor(), tensor_content: Buffer.alloc(MAX_GRPC_BYTES + int(10_000)) } } }),
+      }),
       () => ({ kind: "status unknown", expect: Status.NOT_FOUND, send: () => unary(models, "GetModelStatus", { model_spec: { name: `x${word()}` } }) }),
-      () => ({ kind: "metadata no field", expect: Status.INVALID_ARGUMENT, send: () => unary(prediction, "GetModelMetadata", { model_spec: { name: "mnist" }, metadata_field: pick([[], [word()]]) }) }),
-      () => ({ kind: "classify empty", expect: Status.INVALID_ARGUMENT, send: () => unary(prediction, "Classify", { model_spec: { name: "mnist" }, input: pick([{}, { example_list: { examples: [] } }]) }) }),
+      () => ({
+        kind: "metadata no field",
+        expect: Status.INVALID_ARGUMENT,
+        send: () => unary(prediction, "GetModelMetadata", { model_spec: { name: "mnist" }, metadata_field: pick([[], [word()]]) }),
+      }),
+      () => ({
+        kind: "classify empty",
+        expect: Status.INVALID_ARGUMENT,
+        send: () => unary(prediction, "Classify", { model_spec: { name: "mnist" }, input: pick([{}, { example_list: { examples: [] } }]) }),
+      }),
       () => ({
         kind: "classify feature",
         expect: Status.INVALID_ARGUMENT,
-        send: () => unary(prediction, "Classify", { model_spec: { name: "mnist" }, input: { example_list: { examples: [{ features: { feature: { image: { float_list: { value: floats(int(700)) } } } } }] } } }),
+        send: () =>
+          unary(prediction, "Classify", {
+            model_spec: { name: "mnist" },
+            input: { example_list: { examples: [{ features: { feature: { image: { float_list: { value: floats(int(700)) } } } } }] } },
+          }),
       }),
     ];
 
@@ -187,16 +276,59 @@ describe("fuzz", () => {
         const good = JSON.stringify({ instances: [[[[0.5]]]] });
         return { kind: "truncated JSON", expect: 400, send: () => rest("POST", "/v1/models/mnist:predict", good.slice(0, int(good.length - 1))) };
       },
-      () => ({ kind: "wrong structure", expect: 400, send: () => rest("POST", "/v1/models/mnist:predict", JSON.stringify(pick([{ instances: word() }, { inputs: { image: [[word()]] } }, { instances: [{ [word()]: 1 }] }, { instances: [[1, 2], [3]] }, { signature_name: int(9), instances: [1] }, [1, 2, 3], null, 42, { instances: [], inputs: [] }]))) }),
+      () => ({
+        kind: "wrong structure",
+        expect: 400,
+        send: () =>
+          rest(
+            "POST",
+            "/v1/models/mnist:predict",
+            JSON.stringify(
+              pick([
+                { instances: word() },
+                { inputs: { image: [[word()]] } },
+                { instances: [{ [word()]: 1 }] },
+                { instances: [[1, 2], [3]] },
+                { signature_name: int(9), instances: [1] },
+                [1, 2, 3],
+                null,
+                42,
+                { instances: [], inputs: [] },
+              ]),
+            ),
+          ),
+      }),
       () => ({ kind: "deep nesting", expect: 400, send: () => rest("POST", "/v1/models/mnist:predict", `{"instances":${"[".repeat(1000 + int(20_000))}1${"]".repeat(10)}}`) }),
       () => ({ kind: "non-finite", expect: 400, send: () => rest("POST", "/v1/models/mnist:predict", `{"inputs":[[[[1e${39 + int(300)}]]]]}`) }),
       () => ({ kind: "unknown model", expect: 404, send: () => rest("POST", `/v1/models/x${word()}:predict`, "{}") }),
-      () => ({ kind: "unknown version", expect: 404, send: () => rest("POST", `/v1/models/mnist/versions/${2 + int(1e6)}:predict`, JSON.stringify({ instances: nestedImages(pixels) })) }),
+      () => ({
+        kind: "unknown version",
+        expect: 404,
+        send: () => rest("POST", `/v1/models/mnist/versions/${2 + int(1e6)}:predict`, JSON.stringify({ instances: nestedImages(pixels) })),
+      }),
       () => ({ kind: "unknown label", expect: 400, send: () => rest("POST", `/v1/models/mnist/labels/l${word()}:predict`, JSON.stringify({ instances: nestedImages(pixels) })) }),
-      () => ({ kind: "bad path", expect: 400, send: () => rest(pick(["GET", "POST", "PUT", "DELETE"]), pick([`/v1/${word()}`, `/v1/models/mnist:${word()}`, `/v1/models/mnist/versions/${word()}`, `/${word()}`, "/v1/models/%E0%A4%A:predict"]), "{}") }),
+      () => ({
+        kind: "bad path",
+        expect: 400,
+        send: () =>
+          rest(
+            pick(["GET", "POST", "PUT", "DELETE"]),
+            pick([`/v1/${word()}`, `/v1/models/mnist:${word()}`, `/v1/models/mnist/versions/${word()}`, `/${word()}`, "/v1/models/%E0%A4%A:predict"]),
+            "{}",
+          ),
+      }),
       () => ({ kind: "oversized", expect: 413, send: () => rest("POST", "/v1/models/mnist:predict", Buffer.alloc(MAX_REST_BYTES + 1 + int(10_000), 0x20)) }),
       () => ({ kind: "status unknown", expect: 404, send: () => rest("GET", `/v1/models/x${word()}`) }),
-      () => ({ kind: "classify", expect: 400, send: () => rest("POST", "/v1/models/mnist:classify", JSON.stringify(pick([{ examples: [] }, { examples: [{ image: floats(int(700)) }] }, { examples: word() }, { examples: [{ image: [{ b65: 1 }] }] }]))) }),
+      () => ({
+        kind: "classify",
+        expect: 400,
+        send: () =>
+          rest(
+            "POST",
+            "/v1/models/mnist:classify",
+            JSON.stringify(pick([{ examples: [] }, { examples: [{ image: floats(int(700)) }] }, { examples: word() }, { examples: [{ image: [{ b65: 1 }] }] }])),
+          ),
+      }),
     ];
 
     const build = (gens: (() => Case)[], n: number): Case[] => Array.from({ length: n }, () => pick(gens)());
@@ -206,7 +338,16 @@ describe("fuzz", () => {
     const rawWork: Case[] = Array.from({ length: RAW_HTTP_REQUESTS }, () => ({
       kind: "raw http",
       expect: "HTTP/1.1 400 Bad Request",
-      send: () => rawHttp(pick([`${word()} / HTTP/1.1\r\n\r\n`, "GET / HTTP/9.9\r\n\r\n", `POST /v1/models/mnist:predict HTTP/1.1\r\nContent-Length: ${word()}\r\n\r\n`, "\u0000\u0001\u0002\r\n\r\n", `GET /v1/models/mnist HTTP/1.1\r\nHost: x\r\n${word()}\r\n\r\n`])),
+      send: () =>
+        rawHttp(
+          pick([
+            `${word()} / HTTP/1.1\r\n\r\n`,
+            "GET / HTTP/9.9\r\n\r\n",
+            `POST /v1/models/mnist:predict HTTP/1.1\r\nContent-Length: ${word()}\r\n\r\n`,
+            "\u0000\u0001\u0002\r\n\r\n",
+            `GET /v1/models/mnist HTTP/1.1\r\nHost: x\r\n${word()}\r\n\r\n`,
+          ]),
+        ),
     }));
 
     const deadline = Date.now() + TIME_LIMIT_MS;
@@ -246,7 +387,7 @@ describe("fuzz", () => {
       openClients();
       return best;
     };
-    const half = <T,>(xs: T[], i: number): T[] => xs.slice(i === 0 ? 0 : Math.floor(xs.length / 2), i === 0 ? Math.floor(xs.length / 2) : xs.length);
+    const half = <T>(xs: T[], i: number): T[] => xs.slice(i === 0 ? 0 : Math.floor(xs.length / 2), i === 0 ? Math.floor(xs.length / 2) : xs.length);
     const m0 = await memory();
     done = 0;
     const t0 = Date.now();

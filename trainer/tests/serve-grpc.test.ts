@@ -79,7 +79,14 @@ function raw(target: string, method: string, bytes: Buffer): Promise<grpc.Servic
   const client = new grpc.Client(target, grpc.credentials.createInsecure());
   clients.push(client);
   return new Promise((resolve) => {
-    client.makeUnaryRequest(method, (b: Buffer) => b, (b: Buffer) => b, bytes, { deadline: Date.now() + 10_000 }, (err) => resolve(err));
+    client.makeUnaryRequest(
+      method,
+      (b: Buffer) => b,
+      (b: Buffer) => b,
+      bytes,
+      { deadline: Date.now() + 10_000 },
+      (err) => resolve(err),
+    );
   });
 }
 
@@ -182,17 +189,80 @@ describe("gRPC errors", () => {
     ["unknown signature", { model_spec: { name: "mnist", signature_name: "s" } }, grpc.status.FAILED_PRECONDITION, /signature key "s" not found/],
     ["missing input", { model_spec: { name: "mnist" }, inputs: {} }, grpc.status.INVALID_ARGUMENT, /missing input "image"/],
     ["extra input", { model_spec: { name: "mnist" }, inputs: { image: imageTensor(pixels), x: imageTensor(pixels) } }, grpc.status.INVALID_ARGUMENT, /"x" is not an input/],
-    ["wrong dtype", { model_spec: { name: "mnist" }, inputs: { image: { dtype: "DT_INT32", tensor_shape: { dim: [{ size: 1 }] }, int_val: [1] } } }, grpc.status.INVALID_ARGUMENT, /must be DT_FLOAT; got DT_INT32/],
-    ["unsupported dtype", { model_spec: { name: "mnist" }, inputs: { image: { dtype: "DT_DOUBLE", double_val: [1] } } }, grpc.status.INVALID_ARGUMENT, /DT_DOUBLE is not supported/],
-    ["wrong shape", { model_spec: { name: "mnist" }, inputs: { image: { dtype: "DT_FLOAT", tensor_shape: { dim: [{ size: 1 }, { size: 784 }] }, float_val: Array.from(pixels) } } }, grpc.status.INVALID_ARGUMENT, /must have shape \[\?,28,28,1\]/],
-    ["count mismatch", { model_spec: { name: "mnist" }, inputs: { image: { dtype: "DT_FLOAT", tensor_shape: { dim: [1, 28, 28, 1].map((size) => ({ size })) }, float_val: [1, 2] } } }, grpc.status.INVALID_ARGUMENT, /float_val has 2 values; the shape needs 784/],
-    ["NaN", { model_spec: { name: "mnist" }, inputs: { image: { ...imageTensor(pixels), float_val: [NaN, ...Array.from(pixels).slice(1)] } } }, grpc.status.INVALID_ARGUMENT, /not finite/],
-    ["Inf in content", { model_spec: { name: "mnist" }, inputs: { image: imageTensor(Float32Array.from(pixels, (v, i) => (i === 5 ? Infinity : v)), true) } }, grpc.status.INVALID_ARGUMENT, /flat index 5 is not finite/],
-    ["content size", { model_spec: { name: "mnist" }, inputs: { image: { ...imageTensor(pixels, true), tensor_content: Buffer.alloc(7) } } }, grpc.status.INVALID_ARGUMENT, /tensor_content has 7 bytes/],
-    ["empty batch", { model_spec: { name: "mnist" }, inputs: { image: { dtype: "DT_FLOAT", tensor_shape: { dim: [0, 28, 28, 1].map((size) => ({ size })) } } } }, grpc.status.INVALID_ARGUMENT, /batch is empty/],
-    ["negative dim", { model_spec: { name: "mnist" }, inputs: { image: { dtype: "DT_FLOAT", tensor_shape: { dim: [{ size: -1 }, { size: 28 }] } } } }, grpc.status.INVALID_ARGUMENT, /integers ≥ 0/],
-    ["huge dims", { model_spec: { name: "mnist" }, inputs: { image: { dtype: "DT_FLOAT", tensor_shape: { dim: [{ size: "9007199254740991" }, { size: 28 }, { size: 28 }, { size: 1 }] } } } }, grpc.status.INVALID_ARGUMENT, /exceeds the limit/],
-    ["bad output_filter", { model_spec: { name: "mnist" }, inputs: { image: imageTensor(pixels) }, output_filter: ["nope"] }, grpc.status.INVALID_ARGUMENT, /output tensor alias not found in signature: nope/],
+    [
+      "wrong dtype",
+      { model_spec: { name: "mnist" }, inputs: { image: { dtype: "DT_INT32", tensor_shape: { dim: [{ size: 1 }] }, int_val: [1] } } },
+      grpc.status.INVALID_ARGUMENT,
+      /must be DT_FLOAT; got DT_INT32/,
+    ],
+    [
+      "unsupported dtype",
+      { model_spec: { name: "mnist" }, inputs: { image: { dtype: "DT_DOUBLE", double_val: [1] } } },
+      grpc.status.INVALID_ARGUMENT,
+      /DT_DOUBLE is not supported/,
+    ],
+    [
+      "wrong shape",
+      { model_spec: { name: "mnist" }, inputs: { image: { dtype: "DT_FLOAT", tensor_shape: { dim: [{ size: 1 }, { size: 784 }] }, float_val: Array.from(pixels) } } },
+      grpc.status.INVALID_ARGUMENT,
+      /must have shape \[\?,28,28,1\]/,
+    ],
+    [
+      "count mismatch",
+      { model_spec: { name: "mnist" }, inputs: { image: { dtype: "DT_FLOAT", tensor_shape: { dim: [1, 28, 28, 1].map((size) => ({ size })) }, float_val: [1, 2] } } },
+      grpc.status.INVALID_ARGUMENT,
+      /float_val has 2 values; the shape needs 784/,
+    ],
+    [
+      "NaN",
+      { model_spec: { name: "mnist" }, inputs: { image: { ...imageTensor(pixels), float_val: [NaN, ...Array.from(pixels).slice(1)] } } },
+      grpc.status.INVALID_ARGUMENT,
+      /not finite/,
+    ],
+    [
+      "Inf in content",
+      {
+        model_spec: { name: "mnist" },
+        inputs: {
+          image: imageTensor(
+            Float32Array.from(pixels, (v, i) => (i === 5 ? Infinity : v)),
+            true,
+          ),
+        },
+      },
+      grpc.status.INVALID_ARGUMENT,
+      /flat index 5 is not finite/,
+    ],
+    [
+      "content size",
+      { model_spec: { name: "mnist" }, inputs: { image: { ...imageTensor(pixels, true), tensor_content: Buffer.alloc(7) } } },
+      grpc.status.INVALID_ARGUMENT,
+      /tensor_content has 7 bytes/,
+    ],
+    [
+      "empty batch",
+      { model_spec: { name: "mnist" }, inputs: { image: { dtype: "DT_FLOAT", tensor_shape: { dim: [0, 28, 28, 1].map((size) => ({ size })) } } } },
+      grpc.status.INVALID_ARGUMENT,
+      /batch is empty/,
+    ],
+    [
+      "negative dim",
+      { model_spec: { name: "mnist" }, inputs: { image: { dtype: "DT_FLOAT", tensor_shape: { dim: [{ size: -1 }, { size: 28 }] } } } },
+      grpc.status.INVALID_ARGUMENT,
+      /integers ≥ 0/,
+    ],
+    [
+      "huge dims",
+      { model_spec: { name: "mnist" }, inputs: { image: { dtype: "DT_FLOAT", tensor_shape: { dim: [{ size: "9007199254740991" }, { size: 28 }, { size: 28 }, { size: 1 }] } } } },
+      grpc.status.INVALID_ARGUMENT,
+      /exceeds the limit/,
+    ],
+    [
+      "bad output_filter",
+      { model_spec: { name: "mnist" }, inputs: { image: imageTensor(pixels) }, output_filter: ["nope"] },
+      grpc.status.INVALID_ARGUMENT,
+      /output tensor alias not found in signature: nope/,
+    ],
   ];
   it.each(cases)("%s", async (_what, req, code, details) => {
     const target = await start();
@@ -214,7 +284,10 @@ describe("gRPC errors", () => {
     const [err] = await call(prediction, "Predict", { model_spec: { name: "mnist" }, inputs: { image: imageTensor(samplePixels(1)) } });
     expect(err?.code).toBe(grpc.status.INTERNAL);
     expect(err?.details).toBe("Internal error while serving the request; see the server log");
-    const res = await fetch(`http://127.0.0.1:${server!.restPort}/v1/models/mnist:predict`, { method: "POST", body: JSON.stringify({ inputs: [Array.from({ length: 28 }, () => Array.from({ length: 28 }, () => [0]))] }) });
+    const res = await fetch(`http://127.0.0.1:${server!.restPort}/v1/models/mnist:predict`, {
+      method: "POST",
+      body: JSON.stringify({ inputs: [Array.from({ length: 28 }, () => Array.from({ length: 28 }, () => [0]))] }),
+    });
     expect(res.status).toBe(500);
     expect(await res.json()).toEqual({ error: "Internal error while serving the request; see the server log" });
     expect(logged.filter((l) => /failed unexpectedly: TypeError: secret internal detail\n\s+at /.test(l))).toHaveLength(2);
@@ -228,7 +301,10 @@ describe("gRPC errors", () => {
       expect(err?.details).toMatch(/Could not parse the request as protobuf/);
     }
     // A well-formed message still works on the same server afterwards.
-    const bytes = servingRoot().lookupType("tensorflow.serving.GetModelStatusRequest").encode({ model_spec: { name: "mnist" } }).finish();
+    const bytes = servingRoot()
+      .lookupType("tensorflow.serving.GetModelStatusRequest")
+      .encode({ model_spec: { name: "mnist" } })
+      .finish();
     expect(await raw(target, "/tensorflow.serving.ModelService/GetModelStatus", Buffer.from(bytes))).toBeNull();
   });
 
@@ -261,7 +337,7 @@ describe("gRPC errors", () => {
     expect(onTime).toBeNull();
     expect(res.outputs.probabilities.float_val).toHaveLength(10);
     // Only the request still wanted ran: one batch of one example.
-    const text = (await server!.metrics.render());
+    const text = await server!.metrics.render();
     expect(text).toMatch(/^mlp_serving_batch_size_count\{model="mnist",version="1"\} 1$/m);
     expect(text).toMatch(/^mlp_serving_batch_size_sum\{model="mnist",version="1"\} 1$/m);
   });

@@ -79,7 +79,15 @@ afterEach(async () => {
 });
 
 async function start(): Promise<void> {
-  server = await startServer({ models: [{ name: "bands", basePath: path.join(base, "bands") }], host: "127.0.0.1", grpcPort: 0, restPort: 0, pollIntervalMs: 0, log: () => {}, tf });
+  server = await startServer({
+    models: [{ name: "bands", basePath: path.join(base, "bands") }],
+    host: "127.0.0.1",
+    grpcPort: 0,
+    restPort: 0,
+    pollIntervalMs: 0,
+    log: () => {},
+    tf,
+  });
   const C = clientConstructors().PredictionService;
   client = new C(`127.0.0.1:${server.grpcPort}`, grpc.credentials.createInsecure());
 }
@@ -88,9 +96,8 @@ type Tensor = { dtype: string; tensor_shape: { dim: { size: number }[] }; float_
 
 function predict(inputs: Record<string, Tensor>): Promise<[grpc.ServiceError | null, { outputs: Record<string, { float_val: number[] }> } | undefined]> {
   return new Promise((resolve) => {
-    (client as unknown as Record<string, (r: unknown, cb: (e: grpc.ServiceError | null, r?: never) => void) => void>).Predict!(
-      { model_spec: { name: "bands" }, inputs },
-      (e, r) => resolve([e, r]),
+    (client as unknown as Record<string, (r: unknown, cb: (e: grpc.ServiceError | null, r?: never) => void) => void>).Predict!({ model_spec: { name: "bands" }, inputs }, (e, r) =>
+      resolve([e, r]),
     );
   });
 }
@@ -140,7 +147,7 @@ describe("DT_STRING image inputs", () => {
     expect(tf.memory().numTensors).toBe(before);
   });
 
-  it("takes REST {\"b64\": ...} instances for the image input", async () => {
+  it('takes REST {"b64": ...} instances for the image input', async () => {
     await start();
     const jpeg = await encode(bandImage(7), 28, "jpeg");
     const res = await fetch(`http://127.0.0.1:${server!.restPort}/v1/models/bands:predict`, {
@@ -175,7 +182,9 @@ describe("DT_STRING image inputs", () => {
   it("answers INVALID_ARGUMENT for bytes that are not a JPEG or PNG image, and keeps serving", async () => {
     await start();
     const jpeg = await encode(bandImage(3), 28, "jpeg");
-    const gif = await sharp(bandImage(3), { raw: { width: 28, height: 28, channels: 1 } }).gif().toBuffer();
+    const gif = await sharp(bandImage(3), { raw: { width: 28, height: 28, channels: 1 } })
+      .gif()
+      .toBuffer();
     const before = tf.memory().numTensors;
     for (const [what, bytes] of [
       ["random bytes", Buffer.from(Array.from({ length: 500 }, (_, i) => (i * 37) & 255))],
@@ -191,7 +200,16 @@ describe("DT_STRING image inputs", () => {
     expect(err?.code).toBe(grpc.status.INVALID_ARGUMENT);
     // Many tiny images would decode to more floats than a tensor may hold: refused before decoding.
     await server!.stop(1000);
-    server = await startServer({ models: [{ name: "bands", basePath: path.join(base, "bands") }], host: "127.0.0.1", grpcPort: 0, restPort: null, pollIntervalMs: 0, log: () => {}, tf, tensorLimits: { maxElements: 784 * 3 } });
+    server = await startServer({
+      models: [{ name: "bands", basePath: path.join(base, "bands") }],
+      host: "127.0.0.1",
+      grpcPort: 0,
+      restPort: null,
+      pollIntervalMs: 0,
+      log: () => {},
+      tf,
+      tensorLimits: { maxElements: 784 * 3 },
+    });
     client!.close();
     client = new (clientConstructors().PredictionService)(`127.0.0.1:${server.grpcPort}`, grpc.credentials.createInsecure());
     const [big] = await predict({ image: strings([jpeg, jpeg, jpeg, jpeg]) });

@@ -38,15 +38,27 @@ model_config_list: {
   });
 
   it.each([
-    ["an unknown field, naming line, column and the fields there are", `model_config_list {\n  config { name: "a" base_pth: "/x" }\n}`, /models\.config:2:22: tensorflow\.serving\.ModelConfig has no field "base_pth"; it has: name, base_path/],
-    ["two policies at once", `model_config_list { config { name: "a" base_path: "/x" model_version_policy { all {} latest {} } } }`, /latest and all are alternatives \(oneof policy_choice\)/],
+    [
+      "an unknown field, naming line, column and the fields there are",
+      `model_config_list {\n  config { name: "a" base_pth: "/x" }\n}`,
+      /models\.config:2:22: tensorflow\.serving\.ModelConfig has no field "base_pth"; it has: name, base_path/,
+    ],
+    [
+      "two policies at once",
+      `model_config_list { config { name: "a" base_path: "/x" model_version_policy { all {} latest {} } } }`,
+      /latest and all are alternatives \(oneof policy_choice\)/,
+    ],
     ["a field given twice", `model_config_list { config { name: "a" name: "b" base_path: "/x" } }`, /name is given twice/],
     ["a string where a number goes", `model_config_list { config { name: "a" base_path: "/x" version_labels { key: "s" value: "one" } } }`, /value must be an integer; got one/],
     ["an unclosed message", `model_config_list { config { name: "a" base_path: "/x" }`, /missing "}"/],
     ["an unterminated string", `model_config_list { config { name: "a }`, /:1:36: unterminated string/],
     ["another platform", `model_config_list { config { name: "a" base_path: "/x" model_platform: "onnx" } }`, /model_platform must be "tensorflow".*got "onnx"/],
     ["no models", `model_config_list { }`, /must have at least one config/],
-    ["a duplicate name", `model_config_list { config { name: "a" base_path: "/x" } config { name: "a" base_path: "/y" } }`, /config #2 \("a"\): model name "a" is configured twice/],
+    [
+      "a duplicate name",
+      `model_config_list { config { name: "a" base_path: "/x" } config { name: "a" base_path: "/y" } }`,
+      /config #2 \("a"\): model name "a" is configured twice/,
+    ],
     ["a missing base path", `model_config_list { config { name: "a" } }`, /config #1 \("a"\): base_path must be a non-empty string/],
     ["a bad label version", `model_config_list { config { name: "a" base_path: "/x" version_labels { key: "s" value: 0 } } }`, /version label "s" must name a version ≥ 1; got 0/],
     ["specific without versions", `model_config_list { config { name: "a" base_path: "/x" model_version_policy { specific {} } } }`, /specific needs versions ≥ 1/],
@@ -63,6 +75,8 @@ describe("JSON model config (kept)", () => {
     expect(parseModelConfigJson(FILE, json)).toEqual(want);
     expect(parseModelConfig(FILE, `\n  ${json}`)).toEqual(want);
     expect(parseModelConfig(FILE, `model_config_list { config { name: "a" base_path: "a" } }`)[0]!.name).toBe("a");
-    expect(() => parseModelConfigJson(FILE, JSON.stringify({ models: [{ name: "a", basePath: "/x", versionPolicy: "newest" }] }))).toThrow(/models\[0\]\.versionPolicy must be latest:N/);
+    expect(() => parseModelConfigJson(FILE, JSON.stringify({ models: [{ name: "a", basePath: "/x", versionPolicy: "newest" }] }))).toThrow(
+      /models\[0\]\.versionPolicy must be latest:N/,
+    );
   });
 });

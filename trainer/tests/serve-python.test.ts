@@ -84,7 +84,11 @@ describe.skipIf(!haveVenv && process.env.CI !== "true")("tensorflow-serving-api 
     }
     expect(out.classify).toHaveLength(3);
     expect(out.classify[0].map((c: [string, number]) => c[0])).toEqual(DIGIT_LABELS);
-    expectClose(out.classify.flatMap((r: [string, number][]) => r.map((c) => c[1])), expected, 5);
+    expectClose(
+      out.classify.flatMap((r: [string, number][]) => r.map((c) => c[1])),
+      expected,
+      5,
+    );
     expect(out.metadata.model_spec).toEqual({ name: "mnist", version: 5 });
     expect(out.metadata.signature_def.serving_default).toEqual({
       inputs: { image: { name: "image", dtype: "DT_FLOAT", tensor_shape: { dim: ["-1", "28", "28", "1"].map((size) => ({ size })) } } },
@@ -173,7 +177,11 @@ describe("plain HTTP client (Python urllib) over REST", () => {
     expect(out.columnar[0]).toBe(200);
     expectClose(out.columnar[1].outputs.flat(), expected);
     expect(out.classify[0]).toBe(200);
-    expectClose(out.classify[1].results.flatMap((r: [string, number][]) => r.map((c) => c[1])), expected, 5);
+    expectClose(
+      out.classify[1].results.flatMap((r: [string, number][]) => r.map((c) => c[1])),
+      expected,
+      5,
+    );
     expect(out.metadata[1].model_spec).toEqual({ name: "mnist", signature_name: "", version: "5" });
     expect(out.status[1].model_version_status[0].state).toBe("AVAILABLE");
     expect(out.error).toEqual([404, { error: "Servable not found for request: Latest(no-such-model)" }]);

@@ -59,7 +59,10 @@ async function start(dir: string, extra: Partial<ServerOptions["models"][number]
 }
 
 function versions(s: RunningServer): { version: number; state: string }[] {
-  return s.managers.get("m")!.status().map(({ version, state }) => ({ version, state }));
+  return s.managers
+    .get("m")!
+    .status()
+    .map(({ version, state }) => ({ version, state }));
 }
 
 async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
@@ -114,14 +117,32 @@ describe("health with several models", () => {
     await fs.writeFile(path.join(broken, "model.json"), "{}");
     await fs.writeFile(path.join(broken, "metadata.json"), "{}");
     const opts = { host: "127.0.0.1", grpcPort: 0, restPort: null, pollIntervalMs: 0, log: () => {}, tf } as const;
-    server = await startServer({ ...opts, models: [{ name: "m", basePath: dir }, { name: "unpublished", basePath: path.join(root, "health-none") }] });
+    server = await startServer({
+      ...opts,
+      models: [
+        { name: "m", basePath: dir },
+        { name: "unpublished", basePath: path.join(root, "health-none") },
+      ],
+    });
     expect(server.health.get("")).toBe("SERVING");
     await server.stop(1000);
-    server = await startServer({ ...opts, models: [{ name: "m", basePath: dir }, { name: "broken", basePath: path.join(root, "health-broken") }] });
+    server = await startServer({
+      ...opts,
+      models: [
+        { name: "m", basePath: dir },
+        { name: "broken", basePath: path.join(root, "health-broken") },
+      ],
+    });
     expect(server.health.get("")).toBe("NOT_SERVING");
     // Once the unpublished model gets a version it is loaded, and health stays SERVING.
     await server.stop(1000);
-    server = await startServer({ ...opts, models: [{ name: "m", basePath: dir }, { name: "late", basePath: path.join(root, "health-late") }] });
+    server = await startServer({
+      ...opts,
+      models: [
+        { name: "m", basePath: dir },
+        { name: "late", basePath: path.join(root, "health-late") },
+      ],
+    });
     expect(server.health.get("")).toBe("SERVING");
     await publishVersion(tf, path.join(root, "health-late"), 2, models[1]!, mnistMetadata("late", 2));
     await server.reconcile();
@@ -147,7 +168,12 @@ describe("hot reload", () => {
     const tensor = { dtype: "DT_FLOAT", tensor_shape: { dim: [1, 28, 28, 1].map((size) => ({ size })) }, float_val: Array.from(pixels) };
     const body = JSON.stringify({ instances: nestedImages(pixels) });
 
-    interface Outcome { start: number; end: number; version: number; error?: string }
+    interface Outcome {
+      start: number;
+      end: number;
+      version: number;
+      error?: string;
+    }
     const outcomes: Outcome[] = [];
     let firstV2At = Infinity;
     const viaGrpc = (): Promise<Outcome> =>

@@ -127,10 +127,13 @@ describe("request layers", () => {
 
   it("deadline: the REST time limit is set when missing, and a passed deadline fails before the handler", async () => {
     let seen: number | undefined;
-    const s = stack(async (c) => {
-      seen = c.deadline;
-      return "x";
-    }, { timeoutMs: 5000 });
+    const s = stack(
+      async (c) => {
+        seen = c.deadline;
+        return "x";
+      },
+      { timeoutMs: 5000 },
+    );
     const t0 = Date.now();
     await s.handle(call());
     expect(seen! - t0).toBeGreaterThanOrEqual(4990);

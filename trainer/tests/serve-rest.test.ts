@@ -9,17 +9,7 @@ import type * as TF from "@tensorflow/tfjs";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startServer, type RunningServer } from "../src/serve/server";
 import { loadBackend, type Tf } from "../src/serve/tf";
-import {
-  DIGIT_LABELS,
-  mnistDense,
-  mnistMetadata,
-  nestedImages,
-  publishVersion,
-  referencePredict,
-  samplePixels,
-  twoHeaded,
-  TWO_HEADED_SIGNATURE,
-} from "./fixtures/serve-model";
+import { DIGIT_LABELS, mnistDense, mnistMetadata, nestedImages, publishVersion, referencePredict, samplePixels, twoHeaded, TWO_HEADED_SIGNATURE } from "./fixtures/serve-model";
 
 let tf: Tf;
 let base: string;
@@ -177,7 +167,12 @@ describe("REST predict", () => {
       [2, 2],
     ];
     const ref = tf.tidy(() => (two.predict([tf.tensor2d(a), tf.tensor2d(b)]) as TF.Tensor[]).map((t) => t.arraySync() as number[][]));
-    const rows = await post(`${url}/v1/models/two:predict`, { instances: [{ a: a[0], b: b[0] }, { a: a[1], b: b[1] }] });
+    const rows = await post(`${url}/v1/models/two:predict`, {
+      instances: [
+        { a: a[0], b: b[0] },
+        { a: a[1], b: b[1] },
+      ],
+    });
     expect(rows.status).toBe(200);
     expect(Object.keys(rows.json.predictions[0])).toEqual(["sum", "mix"]);
     rows.json.predictions.forEach((p: { sum: number[]; mix: number[] }, i: number) => {
@@ -199,7 +194,10 @@ describe("REST predict", () => {
     expect(status).toBe(200);
     expect(json.results).toHaveLength(2);
     expect(json.results[0].map((c: [string, number]) => c[0])).toEqual(DIGIT_LABELS);
-    expectClose(json.results.flatMap((r: [string, number][]) => r.map((c) => c[1])), expected);
+    expectClose(
+      json.results.flatMap((r: [string, number][]) => r.map((c) => c[1])),
+      expected,
+    );
   });
 });
 

@@ -117,7 +117,9 @@ describe.skipIf(skip)("a Keras SavedModel", () => {
     const before = tf.memory().numTensors;
     const res = await fetch(`http://127.0.0.1:${server.restPort}/v1/models/keras:predict`, {
       method: "POST",
-      body: JSON.stringify({ inputs: { image: Array.from({ length: 3 }, (_, i) => Array.from({ length: 28 }, (_, y) => Array.from({ length: 28 }, (_, x) => [pixels[i * 784 + y * 28 + x]!]))) } }),
+      body: JSON.stringify({
+        inputs: { image: Array.from({ length: 3 }, (_, i) => Array.from({ length: 28 }, (_, y) => Array.from({ length: 28 }, (_, x) => [pixels[i * 784 + y * 28 + x]!]))) },
+      }),
     });
     expect(res.status).toBe(200);
     const body = (await res.json()) as { outputs: number[][] };
@@ -128,7 +130,10 @@ describe.skipIf(skip)("a Keras SavedModel", () => {
   it("reports the SignatureDefs as metadata (gRPC through the Python client, and REST)", async () => {
     const r = (await client(["--server", `127.0.0.1:${server.grpcPort}`, "--model", "keras", "--metadata"])) as unknown as {
       version: number;
-      signatures: Record<string, { inputs: Record<string, { name: string; dtype: string; shape: number[] }>; outputs: Record<string, { name: string; dtype: string; shape: number[] }>; method_name: string }>;
+      signatures: Record<
+        string,
+        { inputs: Record<string, { name: string; dtype: string; shape: number[] }>; outputs: Record<string, { name: string; dtype: string; shape: number[] }>; method_name: string }
+      >;
     };
     expect(r.version).toBe(1);
     const sig = r.signatures.serving_default!;
@@ -139,7 +144,9 @@ describe.skipIf(skip)("a Keras SavedModel", () => {
     expect(Object.keys(r.signatures)).not.toContain("__saved_model_init_op");
 
     const res = await fetch(`http://127.0.0.1:${server.restPort}/v1/models/keras/metadata?include=mlplatform`);
-    const body = (await res.json()) as { metadata: { signature_def: { signature_def: Record<string, unknown> }; mlplatform: { modelType: string; savedModel: { tensorflowVersion: string; runtime: string } } } };
+    const body = (await res.json()) as {
+      metadata: { signature_def: { signature_def: Record<string, unknown> }; mlplatform: { modelType: string; savedModel: { tensorflowVersion: string; runtime: string } } };
+    };
     expect(body.metadata.signature_def.signature_def.serving_default).toMatchObject({ inputs: { image: { name: "serving_default_image:0", dtype: "DT_FLOAT" } } });
     expect(body.metadata.mlplatform.modelType).toBe("savedmodel");
     expect(body.metadata.mlplatform.savedModel.tensorflowVersion).toBe(keras.tensorflow);
@@ -206,7 +213,15 @@ describe.skipIf(skip)("a SavedModel from s3://", () => {
     s3 = await fakeS3("models", objects);
     Object.assign(process.env, { AWS_ENDPOINT_URL: s3.endpoint, AWS_ACCESS_KEY_ID: "test", AWS_SECRET_ACCESS_KEY: "test-secret", AWS_REGION: "us-east-1" });
     const tmpBefore = (await fs.readdir(os.tmpdir())).filter((f) => f.startsWith("mlp-serve-s3-")).length;
-    server = await startServer({ models: [{ name: "keras", basePath: "s3://models/models/keras" }], host: "127.0.0.1", grpcPort: 0, restPort: null, pollIntervalMs: 0, log: () => {}, tf });
+    server = await startServer({
+      models: [{ name: "keras", basePath: "s3://models/models/keras" }],
+      host: "127.0.0.1",
+      grpcPort: 0,
+      restPort: null,
+      pollIntervalMs: 0,
+      log: () => {},
+      tf,
+    });
     const r = await client(["--server", `127.0.0.1:${server.grpcPort}`, "--model", "keras", "--input", inputFile]);
     expect(r.version).toBe(7);
     expectClose(r.outputs!.probabilities!.values, keras.keras.values, 1e-5);
@@ -227,12 +242,16 @@ model_config_list {
     model_platform: "tensorflow"
 ${mnist}
   }
-${keras ? `  config {
+${
+  keras
+    ? `  config {
     name: 'keras'
     base_path: "${path.join(dir, "cfg", "keras")}"
     model_platform: "tensorflow"
     version_labels { key: "stable" value: 1 }
-  }` : ""}
+  }`
+    : ""
+}
 }
 `;
 
@@ -253,7 +272,14 @@ ${keras ? `  config {
     version_labels { key: "canary" value: 2 }`),
     );
     const { options } = await parseServeArgs(
-      [`--model_config_file=${configFile}`, "--model_config_file_poll_wait_seconds=1", "--host=127.0.0.1", "--port=auto", "--rest_api_port=auto", "--file_system_poll_wait_seconds=0"],
+      [
+        `--model_config_file=${configFile}`,
+        "--model_config_file_poll_wait_seconds=1",
+        "--host=127.0.0.1",
+        "--port=auto",
+        "--rest_api_port=auto",
+        "--file_system_poll_wait_seconds=0",
+      ],
       {},
     );
     server = await startServer({ ...options, log: () => {}, tf });
@@ -287,8 +313,14 @@ ${keras ? `  config {
   });
 
   it("applies an edited file on the next poll: new policy and labels, a removed model unloaded", async () => {
-    await fs.writeFile(configFile, config(`    model_version_policy { specific { versions: 1 } }
-    version_labels { key: "stable" value: 1 }`, false));
+    await fs.writeFile(
+      configFile,
+      config(
+        `    model_version_policy { specific { versions: 1 } }
+    version_labels { key: "stable" value: 1 }`,
+        false,
+      ),
+    );
     const deadline = Date.now() + 15_000;
     let versions: number[] = [];
     while (Date.now() < deadline) {
@@ -304,7 +336,7 @@ ${keras ? `  config {
   });
 
   it("keeps the models it has when the file stops parsing", async () => {
-    await fs.writeFile(configFile, "model_config_list { config { name: \"other\" base_pth: \"x\" } }");
+    await fs.writeFile(configFile, 'model_config_list { config { name: "other" base_pth: "x" } }');
     await server.reloadModelConfig();
     expect([...server.managers.keys()]).toEqual(["mnist"]);
     expect(server.managers.get("mnist")?.availableVersions()).toEqual([1]);

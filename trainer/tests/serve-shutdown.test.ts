@@ -92,9 +92,10 @@ describe("serve process", () => {
         (err: grpc.ServiceError | null, res: any) => resolve({ err, res }),
       );
     });
-    const restAnswer = fetch(`http://${s.rest}/v1/models/mnist:predict`, { method: "POST", body: JSON.stringify({ instances: nestedImages(pixels) }) }).then(
-      async (r) => ({ status: r.status, body: (await r.json()) as any }),
-    );
+    const restAnswer = fetch(`http://${s.rest}/v1/models/mnist:predict`, { method: "POST", body: JSON.stringify({ instances: nestedImages(pixels) }) }).then(async (r) => ({
+      status: r.status,
+      body: (await r.json()) as any,
+    }));
     await new Promise((r) => setTimeout(r, 400));
     expect(healthSeen).toEqual(["SERVING"]);
 

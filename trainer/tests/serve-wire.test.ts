@@ -276,9 +276,13 @@ describe("Predict fast path on a real server", () => {
   async function windows(target: string): Promise<{ initialWindowSize: number | undefined; connectionWindow: number }> {
     const session = http2.connect(`http://${target}`);
     closers.push(() => session.destroy());
-    const settings = await new Promise<http2.Settings>((resolve) => session.on("remoteSettings", (s) => {
-      if ((s.initialWindowSize ?? 65535) !== 65535) resolve(s);
-    }).setTimeout(2000, () => resolve(session.remoteSettings)));
+    const settings = await new Promise<http2.Settings>((resolve) =>
+      session
+        .on("remoteSettings", (s) => {
+          if ((s.initialWindowSize ?? 65535) !== 65535) resolve(s);
+        })
+        .setTimeout(2000, () => resolve(session.remoteSettings)),
+    );
     await new Promise((r) => setTimeout(r, 50));
     return { initialWindowSize: settings.initialWindowSize, connectionWindow: session.state.remoteWindowSize ?? 0 };
   }
@@ -303,25 +307,28 @@ describe("Predict fast path on a real server", () => {
     expect(res.outputs.probabilities.float_val).toHaveLength(1000);
     res.outputs.probabilities.float_val.forEach((v: number, i: number) => expect(v).toBeCloseTo(expected[i]!, 6));
     expect(tf.memory().numTensors).toBe(before);
-    expect((await server!.metrics.render())).toMatch(/^mlp_serving_batch_size_count\{model="mnist",version="1"\} 1$/m);
+    expect(await server!.metrics.render()).toMatch(/^mlp_serving_batch_size_count\{model="mnist",version="1"\} 1$/m);
   });
 
   it("a request its client cancels while it waits for a batch is not run, and counts as CANCELLED", async () => {
     const target = await start({ batching: { maxBatchSize: 64, batchTimeoutMicros: 300_000, maxQueuedRequests: 8 } });
     const c = client(target);
-    const req = { model_spec: { name: "mnist" }, inputs: { image: { dtype: "DT_FLOAT", tensor_shape: { dim: [1, 28, 28, 1].map((size) => ({ size })) }, tensor_content: Buffer.from(samplePixels(1).buffer) } } };
+    const req = {
+      model_spec: { name: "mnist" },
+      inputs: { image: { dtype: "DT_FLOAT", tensor_shape: { dim: [1, 28, 28, 1].map((size) => ({ size })) }, tensor_content: Buffer.from(samplePixels(1).buffer) } },
+    };
     const call = c.Predict(req, { deadline: Date.now() + 10_000 }, () => {});
     call.on("error", () => {});
     await new Promise((r) => setTimeout(r, 100));
     call.cancel();
     await new Promise((r) => setTimeout(r, 400));
-    const text = (await server!.metrics.render());
+    const text = await server!.metrics.render();
     expect(text).toMatch(/^mlp_serving_requests_total\{model="mnist",version="",api="predict",protocol="grpc",code="CANCELLED"\} 1$/m);
     // The batch came up empty: nothing ran.
     expect(text).not.toMatch(/^mlp_serving_batch_size_count/m);
     // Calls that finish normally are not counted as cancelled afterwards.
     const [err] = await predict(c, req);
     expect(err).toBeNull();
-    expect((await server!.metrics.render())).toMatch(/code="CANCELLED"\} 1$/m);
+    expect(await server!.metrics.render()).toMatch(/code="CANCELLED"\} 1$/m);
   });
 });

@@ -5,15 +5,7 @@ import { gzipSync } from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
 import { encodeIdxUint8 } from "../src/data/idx";
 import { loadIdxPair } from "../src/data/images";
-import {
-  DataFileNotFoundError,
-  LocalSource,
-  openSource,
-  parseS3Uri,
-  readWithGzFallback,
-  resolveS3Options,
-  S3Source,
-} from "../src/data/source";
+import { DataFileNotFoundError, LocalSource, openSource, parseS3Uri, readWithGzFallback, resolveS3Options, S3Source } from "../src/data/source";
 import { SourceError, UsageError } from "../src/errors";
 import { closedPort, startFakeS3, type FakeS3 } from "./fixtures/fake-s3";
 

@@ -13,7 +13,13 @@ describe("parseTfConfig", () => {
   });
 
   it("runs a single chief, master or worker locally", () => {
-    expect(parseTfConfig(cfg({ chief: ["a:2222"] }, { type: "chief", index: 0 }))).toMatchObject({ type: "chief", isChief: true, numTrainingReplicas: 1, strategy: "single", rank: 0 });
+    expect(parseTfConfig(cfg({ chief: ["a:2222"] }, { type: "chief", index: 0 }))).toMatchObject({
+      type: "chief",
+      isChief: true,
+      numTrainingReplicas: 1,
+      strategy: "single",
+      rank: 0,
+    });
     expect(parseTfConfig(cfg({ master: ["a:2222"] }, { type: "master", index: 0 }))).toMatchObject({ type: "master", isChief: true, strategy: "single" });
     expect(parseTfConfig(cfg({ worker: ["w:2222"] }, { type: "worker", index: 0 }))).toMatchObject({ type: "worker", isChief: true, strategy: "single" });
   });

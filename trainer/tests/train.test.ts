@@ -62,7 +62,11 @@ describe("training on MNIST digits", () => {
     // The published model gives the accuracy the metadata claims.
     const model = await tf.loadLayersModel(`file://${path.join(result.dir, "model.json")}`);
     const test = await loadIdxPair(new LocalSource(path.join(dir, "data")), "t10k");
-    const again = evaluate(model, test, Uint32Array.from({ length: test.count }, (_, i) => i));
+    const again = evaluate(
+      model,
+      test,
+      Uint32Array.from({ length: test.count }, (_, i) => i),
+    );
     expect(again.accuracy).toBeCloseTo(result.test!.accuracy, 5);
     model.dispose();
 
@@ -79,9 +83,21 @@ describe("training on MNIST digits", () => {
 
   it("resuming a finished run says so and publishes nothing new, unless asked", async () => {
     const opts = {
-      data: path.join(dir, "data"), modelBase: path.join(dir, "models-done"), name: "done", steps: 20, batchSize: 16, learningRate: 0.001,
-      validationSplit: 0.1, hiddenUnits: 16, dropout: 0, seed: 2, maxTrainExamples: 400, checkpointDir: path.join(dir, "ck-done"), checkpointEvery: 10,
-      progress: "none" as const, resultFile: path.join(dir, "done-result.json"),
+      data: path.join(dir, "data"),
+      modelBase: path.join(dir, "models-done"),
+      name: "done",
+      steps: 20,
+      batchSize: 16,
+      learningRate: 0.001,
+      validationSplit: 0.1,
+      hiddenUnits: 16,
+      dropout: 0,
+      seed: 2,
+      maxTrainExamples: 400,
+      checkpointDir: path.join(dir, "ck-done"),
+      checkpointEvery: 10,
+      progress: "none" as const,
+      resultFile: path.join(dir, "done-result.json"),
     };
     const first = await trainMnist(opts, captureIo().io);
     expect(first).toMatchObject({ version: 1, published: true, replica: "local" });
@@ -115,7 +131,16 @@ describe("training on MNIST digits", () => {
     // (validation at the end reads the other half).
     let readByTraining = new Set<number>();
     const sink = { scalar: () => (readByTraining = new Set(read)), flush: () => undefined };
-    const r = await train({ model, data: watched, split, steps: 40, batchSize: 25, learningRate: 0.002, seed: 4, summaries: { train: sink, validation: { scalar: () => undefined, flush: () => undefined } } });
+    const r = await train({
+      model,
+      data: watched,
+      split,
+      steps: 40,
+      batchSize: 25,
+      learningRate: 0.002,
+      seed: 4,
+      summaries: { train: sink, validation: { scalar: () => undefined, flush: () => undefined } },
+    });
     expect(tf.memory().numTensors).toBe(before);
     expect([...readByTraining].sort((a, b) => a - b)).toEqual(Array.from(split.train));
     expect(r.validation!.count).toBe(split.validation.length);

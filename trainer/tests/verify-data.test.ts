@@ -141,7 +141,9 @@ describe("mlp verify-data on IDX files", () => {
     expect(r.stderr).toBe(`mlp verify-data: --kind must be one of idx, images, auto; got "csv"\nRun 'mlp verify-data --help' for its flags.\n`);
     const t = await verify(["--data", dir, "--validation-percent", "60", "--test-percent", "40"]);
     expect(t.code).toBe(2);
-    expect(t.stderr).toBe(`mlp verify-data: --validation-percent plus --test-percent must leave room for training (< 100); got 60 + 40\nRun 'mlp verify-data --help' for its flags.\n`);
+    expect(t.stderr).toBe(
+      `mlp verify-data: --validation-percent plus --test-percent must leave room for training (< 100); got 60 + 40\nRun 'mlp verify-data --help' for its flags.\n`,
+    );
   });
 });
 

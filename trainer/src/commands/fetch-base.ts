@@ -82,7 +82,9 @@ export const command = defineCommand({
           io.stdout.write(`${JSON.stringify(result)}\n`);
           return 0;
         }
-        throw new UsageError(`unknown base model ${JSON.stringify(name)}; catalogue: ${BASE_MODELS.map((m) => m.name).join(", ")} (or give --url, or fetch it under this name first)`);
+        throw new UsageError(
+          `unknown base model ${JSON.stringify(name)}; catalogue: ${BASE_MODELS.map((m) => m.name).join(", ")} (or give --url, or fetch it under this name first)`,
+        );
       }
       if (f["image-size"] !== undefined || f.range !== undefined) throw new UsageError("--image-size and --range describe --url models; catalogue models carry their own");
       source = entry;

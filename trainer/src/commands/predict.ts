@@ -122,7 +122,12 @@ async function predictWith(f: PredictFlags, local: LocalInput, protocol: "grpc" 
     const px: Pixels = await pixelsOf(local, input.preprocessing);
     const tensor = toInputTensor(px, input, f.invert);
     // Pin the version we described, so metadata and answer belong together.
-    const answer = await client.predict({ name: remote.name, version: remote.version || choice.version, label: remote.version ? undefined : choice.label }, signatureName, { [input.inputName]: tensor }, deadlineMs);
+    const answer = await client.predict(
+      { name: remote.name, version: remote.version || choice.version, label: remote.version ? undefined : choice.label },
+      signatureName,
+      { [input.inputName]: tensor },
+      deadlineMs,
+    );
     const outNames = Object.keys(answer.outputs);
     const outName = ["scores", "probabilities"].find((n) => n in answer.outputs) ?? (outNames.length === 1 ? outNames[0] : undefined);
     if (!outName) throw new PredictError(`the answer has outputs ${outNames.join(", ")}; cannot tell which holds the class scores`, grpc.status.FAILED_PRECONDITION);
@@ -141,9 +146,7 @@ async function predictWith(f: PredictFlags, local: LocalInput, protocol: "grpc" 
     const title = `${result.model} v${result.version} via ${protocol} ${server}${result.trueLabel !== undefined ? ` (true label: ${result.trueLabel})` : ""}`;
     const block = formatTop(result.top, title);
     const lines =
-      px.channels === 1 && px.width === 28 && px.height === 28
-        ? sideBySide(asciiImage(f.invert ? px.data.map((v) => 255 - v) : px.data, px.width, px.height), block)
-        : block;
+      px.channels === 1 && px.width === 28 && px.height === 28 ? sideBySide(asciiImage(f.invert ? px.data.map((v) => 255 - v) : px.data, px.width, px.height), block) : block;
     io.stdout.write(`${lines.join("\n")}\n`);
     return 0;
   } finally {
@@ -189,13 +192,23 @@ async function predictMany(f: PredictFlags, samples: LocalInput[], protocol: "gr
     const known = truth.every((t) => t !== undefined);
     const correct = known ? predicted.filter((p, i) => p === truth[i]).length : undefined;
     const seconds = (Date.now() - t0) / 1000;
-    const result = { model: remote.name, version: remote.version, count: samples.length, requests, seconds, correct, accuracy: correct === undefined ? undefined : correct / samples.length };
+    const result = {
+      model: remote.name,
+      version: remote.version,
+      count: samples.length,
+      requests,
+      seconds,
+      correct,
+      accuracy: correct === undefined ? undefined : correct / samples.length,
+    };
     if (f.json) {
       io.stdout.write(`${JSON.stringify({ ...result, predicted: known ? undefined : predicted.map((p) => labels?.[p] ?? String(p)) })}\n`);
       return 0;
     }
     if (correct !== undefined) {
-      io.stdout.write(`${remote.name} v${remote.version} via ${protocol} ${server}: ${correct} of ${samples.length} correct (${((100 * correct) / samples.length).toFixed(2)}%), ${requests} requests in ${seconds.toFixed(1)} s\n`);
+      io.stdout.write(
+        `${remote.name} v${remote.version} via ${protocol} ${server}: ${correct} of ${samples.length} correct (${((100 * correct) / samples.length).toFixed(2)}%), ${requests} requests in ${seconds.toFixed(1)} s\n`,
+      );
     } else {
       predicted.forEach((p, i) => io.stdout.write(`${f.index + i}\t${labels?.[p] ?? p}\n`));
     }

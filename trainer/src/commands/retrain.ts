@@ -147,7 +147,13 @@ export async function retrain(opts: RetrainOptions, io: CommandIo): Promise<Retr
   const sets = Object.fromEntries(
     (["train", "validation", "test"] as const).map((s) => {
       const idx = folder.images.flatMap((img, i) => (img.set === s ? [i] : []));
-      return [s, featureSet(idx.map((i) => bn.features[i]!), idx.map((i) => folder.images[i]!.labelIndex))];
+      return [
+        s,
+        featureSet(
+          idx.map((i) => bn.features[i]!),
+          idx.map((i) => folder.images[i]!.labelIndex),
+        ),
+      ];
     }),
   ) as Record<SetName, ReturnType<typeof featureSet>>;
 
@@ -275,7 +281,12 @@ export const RETRAIN_FLAGS = defineFlags({
     defaultHelp: "fetch-base's choice, else the one feeding the last layer",
   },
   range: { kind: "parsed", arg: "<lo,hi>", help: "input pixel range", defaultHelp: "from fetch-base or the base's metadata.json, else 0,1", parse: parseRange },
-  "cache-dir": { kind: "string", arg: "<dir>", help: "bottleneck cache, and mirrors of S3 images under images/", defaultHelp: "$MLPLATFORM_CACHE/bottlenecks or ~/.cache/mlplatform/bottlenecks" },
+  "cache-dir": {
+    kind: "string",
+    arg: "<dir>",
+    help: "bottleneck cache, and mirrors of S3 images under images/",
+    defaultHelp: "$MLPLATFORM_CACHE/bottlenecks or ~/.cache/mlplatform/bottlenecks",
+  },
   ...SPLIT_FLAGS,
   ...S3_FLAGS,
   steps: { kind: "int", min: 1, help: "head training length in steps (or give --epochs)", defaultHelp: "20 epochs" },
@@ -317,7 +328,9 @@ Environment: TF_CONFIG (TFJob: chief/master, workers, ps), MLP_TFJS_BACKEND=gpu,
     if (f.steps !== undefined && f.epochs !== undefined) throw new UsageError("give --steps or --epochs, not both");
     const { validationPercent, testPercent } = splitPercents(f);
     const name = f.name;
-    const metrics = await startTrainingMetrics(parseMetricsPort(f["metrics-port"], io.env), { replica: replicaLabel(parseTfConfig(io.env.TF_CONFIG)), model: name }, (m) => io.stderr.write(`${m}\n`));
+    const metrics = await startTrainingMetrics(parseMetricsPort(f["metrics-port"], io.env), { replica: replicaLabel(parseTfConfig(io.env.TF_CONFIG)), model: name }, (m) =>
+      io.stderr.write(`${m}\n`),
+    );
     const result = await retrain(
       {
         images: f.images,

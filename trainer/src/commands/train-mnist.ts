@@ -169,12 +169,20 @@ export async function trainMnist(opts: TrainMnistOptions, io: CommandIo): Promis
     if (opts.checkpointDir && result.resumedFrom >= steps && !opts.publishAgain) {
       const before = await readPublishedRecord(opts.checkpointDir);
       if (before) {
-        say(`the run in ${opts.checkpointDir} is already complete (step ${result.resumedFrom} of ${steps}) and published version ${before.version} (${before.dir}); nothing new published (--publish-again publishes another version)`);
+        say(
+          `the run in ${opts.checkpointDir} is already complete (step ${result.resumedFrom} of ${steps}) and published version ${before.version} (${before.dir}); nothing new published (--publish-again publishes another version)`,
+        );
         if (opts.resultFile) await writeResultFile(opts.resultFile, before);
         return { version: before.version, dir: before.dir, published: false, replica, train: result, metrics: before.metrics };
       }
     }
-    const test = testData ? evaluate(model, testData, Uint32Array.from({ length: testData.count }, (_, i) => i)) : undefined;
+    const test = testData
+      ? evaluate(
+          model,
+          testData,
+          Uint32Array.from({ length: testData.count }, (_, i) => i),
+        )
+      : undefined;
     if (test) {
       say(`test loss ${test.loss.toFixed(4)}, accuracy ${test.accuracy.toFixed(4)} (${test.count} examples)`);
       summaries?.validation.scalar("test_accuracy", test.accuracy, steps);
@@ -187,9 +195,7 @@ export async function trainMnist(opts: TrainMnistOptions, io: CommandIo): Promis
     if (opts.minAccuracy !== undefined) {
       if (gate === undefined) throw new UsageError("--min-accuracy needs a test set or a validation split to measure");
       if (gate < opts.minAccuracy) {
-        throw new TrainingError(
-          `${test ? "test" : "validation"} accuracy ${gate.toFixed(4)} is below --min-accuracy ${opts.minAccuracy}; no version was published`,
-        );
+        throw new TrainingError(`${test ? "test" : "validation"} accuracy ${gate.toFixed(4)} is below --min-accuracy ${opts.minAccuracy}; no version was published`);
       }
     }
 
@@ -226,7 +232,11 @@ export async function trainMnist(opts: TrainMnistOptions, io: CommandIo): Promis
           resumedFromStep: result.resumedFrom,
           examplesPerSecond: Math.round(result.examplesPerSecond),
           trainStep: result.stepKind,
-          ...(result.distribution && { replicas: result.distribution.replicas, distribution: result.distribution.description, globalBatchSize: opts.batchSize * result.distribution.replicas }),
+          ...(result.distribution && {
+            replicas: result.distribution.replicas,
+            distribution: result.distribution.description,
+            globalBatchSize: opts.batchSize * result.distribution.replicas,
+          }),
           backend: tf.getBackend(),
           tfjsVersion: tf.version.tfjs,
         },
@@ -301,7 +311,9 @@ Environment: TF_CONFIG (TFJob: chief/master, workers, ps), MLP_TFJS_BACKEND=gpu,
       throw new UsageError(`--labels must list at least two non-empty class names; got ${JSON.stringify(f.labels)}`);
     }
     const name = f.name;
-    const metrics = await startTrainingMetrics(parseMetricsPort(f["metrics-port"], io.env), { replica: replicaLabel(parseTfConfig(io.env.TF_CONFIG)), model: name }, (m) => io.stderr.write(`${m}\n`));
+    const metrics = await startTrainingMetrics(parseMetricsPort(f["metrics-port"], io.env), { replica: replicaLabel(parseTfConfig(io.env.TF_CONFIG)), model: name }, (m) =>
+      io.stderr.write(`${m}\n`),
+    );
     const result = await trainMnist(
       {
         data: f.data,

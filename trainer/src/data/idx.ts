@@ -84,10 +84,7 @@ export function parseIdx(buf: Uint8Array, file: string): IdxArray {
   }
   const expected = headerSize + count * code.size;
   if (buf.length < expected) {
-    throw new IdxFormatError(
-      file,
-      `truncated: dimensions [${dims.join(", ")}] need ${expected} bytes, file has ${buf.length}`,
-    );
+    throw new IdxFormatError(file, `truncated: dimensions [${dims.join(", ")}] need ${expected} bytes, file has ${buf.length}`);
   }
   if (buf.length > expected) {
     throw new IdxFormatError(file, `${buf.length - expected} unexpected bytes after the data of dimensions [${dims.join(", ")}]`);

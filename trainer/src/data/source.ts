@@ -18,7 +18,10 @@ export interface DataSource {
 
 /** The named file does not exist in the source. */
 export class DataFileNotFoundError extends DataError {
-  constructor(readonly location: string, detail = "not found") {
+  constructor(
+    readonly location: string,
+    detail = "not found",
+  ) {
     super(`${location}: ${detail}`);
   }
 }
@@ -134,7 +137,10 @@ export class S3Source implements DataSource {
   private readonly prefix: string;
   private client?: Promise<{ sdk: S3Module; client: InstanceType<S3Module["S3Client"]> }>;
 
-  constructor(uri: string, private readonly options: S3Options) {
+  constructor(
+    uri: string,
+    private readonly options: S3Options,
+  ) {
     const { bucket, prefix } = parseS3Uri(uri);
     this.bucket = bucket;
     this.prefix = prefix;

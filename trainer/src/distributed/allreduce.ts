@@ -153,7 +153,10 @@ export class AllReduceChief implements Reducer {
   private async onJoin(req: JoinRequest, cb: grpc.sendUnaryData<TrainingStateMsg>): Promise<void> {
     const rank = req.rank;
     if (!(rank > 0 && rank < this.trainers.length)) {
-      cb({ code: grpc.status.INVALID_ARGUMENT, details: `rank ${rank} is not a worker of this cluster (${this.trainers.length} training replicas); the replicas' TF_CONFIG differ` });
+      cb({
+        code: grpc.status.INVALID_ARGUMENT,
+        details: `rank ${rank} is not a worker of this cluster (${this.trainers.length} training replicas); the replicas' TF_CONFIG differ`,
+      });
       return;
     }
     while (!this.startState && !this.latch.error) await new Promise<void>((r) => this.startWaiters.push(r));
@@ -181,7 +184,11 @@ export class AllReduceChief implements Reducer {
     call.on("cancelled", () => {
       this.watches.delete(rank);
       if (!this.left.has(rank) && !this.closed) {
-        this.latch.fail(new ReplicaLostError(`lost ${this.name(rank)}: its connection to the chief closed mid-run (the process exited or was killed); stopping so the TFJob restarts and resumes from the last checkpoint`));
+        this.latch.fail(
+          new ReplicaLostError(
+            `lost ${this.name(rank)}: its connection to the chief closed mid-run (the process exited or was killed); stopping so the TFJob restarts and resumes from the last checkpoint`,
+          ),
+        );
       }
     });
   }
@@ -256,7 +263,11 @@ export class AllReduceChief implements Reducer {
       this.latch.throwIfFailed();
       if (Date.now() > deadline) {
         const missing = this.trainers.map((_, r) => r).filter((r) => r > 0 && !this.joined.has(r));
-        throw this.latch.fail(new ReplicaLostError(`${missing.map((r) => this.name(r)).join(", ")} did not join within ${this.timing.startupTimeoutMs / 1000} s (--startup-timeout): is the replica running and its address reachable?`));
+        throw this.latch.fail(
+          new ReplicaLostError(
+            `${missing.map((r) => this.name(r)).join(", ")} did not join within ${this.timing.startupTimeoutMs / 1000} s (--startup-timeout): is the replica running and its address reachable?`,
+          ),
+        );
       }
       await sleep(50);
     }
@@ -289,7 +300,9 @@ export class AllReduceChief implements Reducer {
 
   abort(error: unknown): void {
     if (this.closed) return;
-    this.latch.fail(error instanceof ReplicaLostError || error instanceof ReplicaMismatchError ? error : new ReplicaLostError(`the chief ${this.name(0)} failed: ${describeError(error)}`));
+    this.latch.fail(
+      error instanceof ReplicaLostError || error instanceof ReplicaMismatchError ? error : new ReplicaLostError(`the chief ${this.name(0)} failed: ${describeError(error)}`),
+    );
     this.closed = true;
   }
 
@@ -332,13 +345,15 @@ export class AllReduceWorker implements Reducer {
   private async failed(e: unknown, what: string): Promise<Error> {
     const err = e as grpc.ServiceError;
     if (err.code === grpc.status.ABORTED || err.code === grpc.status.FAILED_PRECONDITION) {
-      return this.latch.fail((err.code === grpc.status.FAILED_PRECONDITION ? new ReplicaMismatchError(err.details) : new ReplicaLostError(err.details)));
+      return this.latch.fail(err.code === grpc.status.FAILED_PRECONDITION ? new ReplicaMismatchError(err.details) : new ReplicaLostError(err.details));
     }
     // The watch stream may be about to deliver the chief's reason.
     await sleep(300);
     if (this.latch.error) return this.latch.error;
     if (err.code === grpc.status.DEADLINE_EXCEEDED) {
-      return this.latch.fail(new ReplicaLostError(`lost the chief ${this.chief}: no answer to ${what} within ${this.timing.timeoutMs / 1000} s (hung?); stopping so the TFJob restarts`));
+      return this.latch.fail(
+        new ReplicaLostError(`lost the chief ${this.chief}: no answer to ${what} within ${this.timing.timeoutMs / 1000} s (hung?); stopping so the TFJob restarts`),
+      );
     }
     return this.latch.fail(new ReplicaLostError(`lost the chief ${this.chief}: ${what} failed: ${err.details ?? describeError(e)}`));
   }
@@ -348,10 +363,21 @@ export class AllReduceWorker implements Reducer {
     const me = replicaName(this.trainers[this.rank]!);
     let st: TrainingStateMsg;
     try {
-      st = await unary<JoinRequest, TrainingStateMsg>(this.client, "Join", { rank: this.rank, replica: me, config: JSON.stringify(ctx.config) }, this.timing.startupTimeoutMs, true);
+      st = await unary<JoinRequest, TrainingStateMsg>(
+        this.client,
+        "Join",
+        { rank: this.rank, replica: me, config: JSON.stringify(ctx.config) },
+        this.timing.startupTimeoutMs,
+        true,
+      );
     } catch (e) {
       const err = e as grpc.ServiceError;
-      if (err.code === grpc.status.DEADLINE_EXCEEDED) throw this.latch.fail(new ReplicaLostError(`the chief ${this.chief} did not answer within ${this.timing.startupTimeoutMs / 1000} s (--startup-timeout): is it running and its address reachable?`));
+      if (err.code === grpc.status.DEADLINE_EXCEEDED)
+        throw this.latch.fail(
+          new ReplicaLostError(
+            `the chief ${this.chief} did not answer within ${this.timing.startupTimeoutMs / 1000} s (--startup-timeout): is it running and its address reachable?`,
+          ),
+        );
       throw await this.failed(e, "joining");
     }
     const weights = unpackFloats(st.weights, sizesOf(ctx.model.getWeights()), "weights from the chief");
@@ -382,7 +408,14 @@ export class AllReduceWorker implements Reducer {
     let r: GradientsMsg;
     try {
       r = await this.latch.race(
-        unary<GradientsMsg, GradientsMsg>(this.client, "AllReduce", { rank: this.rank, step, count: local.count, loss: local.loss, accuracy: local.accuracy, values }, this.timing.timeoutMs + 2000, false, this.inFlight),
+        unary<GradientsMsg, GradientsMsg>(
+          this.client,
+          "AllReduce",
+          { rank: this.rank, step, count: local.count, loss: local.loss, accuracy: local.accuracy, values },
+          this.timing.timeoutMs + 2000,
+          false,
+          this.inFlight,
+        ),
       );
     } catch (e) {
       if (e === this.latch.error) throw e;

@@ -143,13 +143,27 @@ function widenWindows(session: http2.ServerHttp2Session): void {
 }
 
 export function serverOptions(): grpc.ServerOptions {
-  return { "grpc.max_receive_message_length": MAX_MESSAGE, "grpc.max_send_message_length": MAX_MESSAGE, "grpc.keepalive_permit_without_calls": 1, "grpc.http2.min_ping_interval_without_data_ms": 5_000 } as grpc.ServerOptions;
+  return {
+    "grpc.max_receive_message_length": MAX_MESSAGE,
+    "grpc.max_send_message_length": MAX_MESSAGE,
+    "grpc.keepalive_permit_without_calls": 1,
+    "grpc.http2.min_ping_interval_without_data_ms": 5_000,
+  } as grpc.ServerOptions;
 }
 
 /** A unary call as a promise, with a deadline in ms (undefined: none) and waiting for the server to be up if asked. */
-export function unary<Req, Res>(client: grpc.Client, method: string, req: Req, deadlineMs: number | undefined, waitForReady = false, inFlight?: Set<grpc.ClientUnaryCall>): Promise<Res> {
+export function unary<Req, Res>(
+  client: grpc.Client,
+  method: string,
+  req: Req,
+  deadlineMs: number | undefined,
+  waitForReady = false,
+  inFlight?: Set<grpc.ClientUnaryCall>,
+): Promise<Res> {
   return new Promise((resolve, reject) => {
-    const fn = (client as unknown as Record<string, (r: Req, md: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: Res) => void) => grpc.ClientUnaryCall>)[method]!;
+    const fn = (client as unknown as Record<string, (r: Req, md: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: Res) => void) => grpc.ClientUnaryCall>)[
+      method
+    ]!;
     const opts: grpc.CallOptions = {};
     if (deadlineMs !== undefined) opts.deadline = Date.now() + deadlineMs;
     const call = fn.call(client, req, new grpc.Metadata({ waitForReady }), opts, (e, r) => {

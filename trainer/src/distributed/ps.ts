@@ -132,7 +132,12 @@ export class ParameterServer {
       throw new ReplicaLostError(`${replicaName(self)}: cannot listen on ${self.address}: ${describeError(e)}; is another process using the port?`);
     }
     const initTimer = setTimeout(() => {
-      if (!ps.shard) ps.fail(new ReplicaLostError(`${replicaName(self)}: the chief ${replicaName(trainers[0]!)} did not initialise this parameter server within ${timing.startupTimeoutMs / 1000} s (--startup-timeout)`));
+      if (!ps.shard)
+        ps.fail(
+          new ReplicaLostError(
+            `${replicaName(self)}: the chief ${replicaName(trainers[0]!)} did not initialise this parameter server within ${timing.startupTimeoutMs / 1000} s (--startup-timeout)`,
+          ),
+        );
     }, timing.startupTimeoutMs);
     initTimer.unref();
     return ps;
@@ -200,7 +205,11 @@ export class ParameterServer {
     call.on("cancelled", () => {
       this.watches.delete(rank);
       if (!this.finished.has(rank)) {
-        this.fail(new ReplicaLostError(`lost ${this.name(rank)}: its connection to ${replicaName(this.self)} closed mid-run (the process exited or was killed); stopping so the TFJob restarts and resumes from the last checkpoint`));
+        this.fail(
+          new ReplicaLostError(
+            `lost ${this.name(rank)}: its connection to ${replicaName(this.self)} closed mid-run (the process exited or was killed); stopping so the TFJob restarts and resumes from the last checkpoint`,
+          ),
+        );
       }
     });
   }
@@ -214,7 +223,8 @@ export class ParameterServer {
     const s = this.shard;
     if (!s) return cb({ code: grpc.status.FAILED_PRECONDITION, details: `${replicaName(this.self)} is not initialised yet` });
     const step = Number(req.step);
-    if (req.count > 0 && req.values.length !== s.values.length * 4) return cb({ code: grpc.status.INVALID_ARGUMENT, details: `push of ${req.values.length} bytes for a shard of ${s.values.length} floats` });
+    if (req.count > 0 && req.values.length !== s.values.length * 4)
+      return cb({ code: grpc.status.INVALID_ARGUMENT, details: `push of ${req.values.length} bytes for a shard of ${s.values.length} floats` });
     if (this.mode === "async") {
       if (req.count > 0) {
         s.iterations++;
@@ -262,7 +272,12 @@ export class ParameterServer {
     adam(s.values, s.m, s.v, mean, s.iterations, s.learningRate);
     this.version = step;
     const avg = (f: (p: GradientsMsg) => number) => all.reduce((a, p) => a + p.count * f(p), 0) / count;
-    const reply = this.answer(step, avg((p) => p.loss), avg((p) => p.accuracy), count);
+    const reply = this.answer(
+      step,
+      avg((p) => p.loss),
+      avg((p) => p.accuracy),
+      count,
+    );
     for (const a of answers.values()) a(null, reply);
   }
 
@@ -320,7 +335,8 @@ export class PsTrainer implements Reducer {
     await sleep(300);
     if (this.latch.error) return this.latch.error;
     const ps = replicaName(this.servers[k]!);
-    if (err.code === grpc.status.DEADLINE_EXCEEDED) return this.latch.fail(new ReplicaLostError(`lost ${ps}: no answer to ${what} within the deadline (hung?); stopping so the TFJob restarts`));
+    if (err.code === grpc.status.DEADLINE_EXCEEDED)
+      return this.latch.fail(new ReplicaLostError(`lost ${ps}: no answer to ${what} within the deadline (hung?); stopping so the TFJob restarts`));
     return this.latch.fail(new ReplicaLostError(`lost ${ps}: ${what} failed: ${err.details ?? describeError(e)}`));
   }
 
@@ -361,7 +377,13 @@ export class PsTrainer implements Reducer {
       const v = named.slice(1 + half).map((n) => n.tensor.dataSync() as Float32Array);
       const iterations = named[0]!.tensor.dataSync()[0]!;
       const [mv, vv, wv] = [this.gather(m), this.gather(v), this.gather(values)];
-      const training = { step: ctx.state.step, position: ctx.state.position ? JSON.stringify(ctx.state.position) : "", weights: Buffer.alloc(0), optimizer: Buffer.alloc(0), iterations };
+      const training = {
+        step: ctx.state.step,
+        position: ctx.state.position ? JSON.stringify(ctx.state.position) : "",
+        weights: Buffer.alloc(0),
+        optimizer: Buffer.alloc(0),
+        iterations,
+      };
       await Promise.all(
         this.clients.map((c, k) =>
           unary(c, "Init", { training, config, values: wv[k]!, m: mv[k]!, v: vv[k]!, iterations }, wait, true).catch(async (e: unknown) => {
@@ -374,7 +396,9 @@ export class PsTrainer implements Reducer {
       this.clients.map((c, k) =>
         unary<JoinRequest, TrainingStateMsg>(c, "Join", { rank: this.rank, replica: me, config }, wait, true).catch(async (e: unknown) => {
           if ((e as grpc.ServiceError).code === grpc.status.DEADLINE_EXCEEDED) {
-            throw this.latch.fail(new ReplicaLostError(`${replicaName(this.servers[k]!)} did not answer (or the chief did not initialise it) within ${wait / 1000} s (--startup-timeout)`));
+            throw this.latch.fail(
+              new ReplicaLostError(`${replicaName(this.servers[k]!)} did not answer (or the chief did not initialise it) within ${wait / 1000} s (--startup-timeout)`),
+            );
           }
           throw await this.failed(e, k, "joining");
         }),
@@ -386,7 +410,9 @@ export class PsTrainer implements Reducer {
       w.on("data", () => undefined);
       w.on("error", (e: grpc.ServiceError) => {
         if (this.done) return;
-        this.latch.fail(e.code === grpc.status.ABORTED ? new ReplicaLostError(e.details) : new ReplicaLostError(`lost ${replicaName(this.servers[k]!)}: ${e.details || e.message}`));
+        this.latch.fail(
+          e.code === grpc.status.ABORTED ? new ReplicaLostError(e.details) : new ReplicaLostError(`lost ${replicaName(this.servers[k]!)}: ${e.details || e.message}`),
+        );
       });
       w.on("end", () => {
         if (!this.done) this.latch.fail(new ReplicaLostError(`lost ${replicaName(this.servers[k]!)}: it closed the connection mid-run`));
@@ -451,9 +477,11 @@ export class PsTrainer implements Reducer {
   async finish(): Promise<void> {
     const replies = await Promise.all(
       this.clients.map((c, k) =>
-        this.latch.race(unary<WatchRequest, GradientsMsg>(c, "Done", { rank: this.rank, replica: "" }, this.timing.startupTimeoutMs, false, this.inFlight)).catch(async (e: unknown) => {
-          throw await this.failed(e, k, "finishing");
-        }),
+        this.latch
+          .race(unary<WatchRequest, GradientsMsg>(c, "Done", { rank: this.rank, replica: "" }, this.timing.startupTimeoutMs, false, this.inFlight))
+          .catch(async (e: unknown) => {
+            throw await this.failed(e, k, "finishing");
+          }),
       ),
     );
     this.done = true;

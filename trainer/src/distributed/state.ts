@@ -21,11 +21,22 @@ export async function captureState(model: LayersModel, optimizer: OptimizerState
   const [iter, ...rest] = named;
   const half = rest.length / 2;
   const arrays = rest.map((n) => n.tensor.dataSync() as Float32Array);
-  return { weights: weights.map((w) => w.slice()), m: arrays.slice(0, half).map((a) => a.slice()), v: arrays.slice(half).map((a) => a.slice()), iterations: iter!.tensor.dataSync()[0]! };
+  return {
+    weights: weights.map((w) => w.slice()),
+    m: arrays.slice(0, half).map((a) => a.slice()),
+    v: arrays.slice(half).map((a) => a.slice()),
+    iterations: iter!.tensor.dataSync()[0]!,
+  };
 }
 
 /** Writes moments and step count into `optimizer`, named after `trainStep`'s variables. */
-export async function setOptimizerArrays(trainStep: TrainStep, optimizer: OptimizerState, m: readonly Float32Array[], v: readonly Float32Array[], iterations: number): Promise<void> {
+export async function setOptimizerArrays(
+  trainStep: TrainStep,
+  optimizer: OptimizerState,
+  m: readonly Float32Array[],
+  v: readonly Float32Array[],
+  iterations: number,
+): Promise<void> {
   const vars = trainStep.variables;
   const named: { name: string; tensor: Tensor }[] = [
     { name: "iter", tensor: tf.scalar(iterations, "int32") },

@@ -39,7 +39,10 @@ export async function publishedVersions(dir: string): Promise<number[]> {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return [];
     throw e;
   }
-  return entries.filter((e) => /^[1-9]\d*$/.test(e)).map(Number).sort((a, b) => a - b);
+  return entries
+    .filter((e) => /^[1-9]\d*$/.test(e))
+    .map(Number)
+    .sort((a, b) => a - b);
 }
 
 /** The next free version number under `<modelBase>/<name>`: one more than the highest, or 1. */

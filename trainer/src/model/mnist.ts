@@ -47,8 +47,6 @@ export function createMnistModel(opts: MnistModelOptions = {}): LayersModel {
   x = tf.layers.flatten({ name: "flatten" }).apply(x);
   x = tf.layers.dense({ name: "hidden", units: hiddenUnits, activation: "relu", kernelInitializer: init() }).apply(x);
   if (dropout > 0) x = tf.layers.dropout({ name: "dropout", rate: dropout }).apply(x);
-  const output = tf.layers
-    .dense({ name: MNIST_OUTPUT_NAME, units: numClasses, activation: "softmax", kernelInitializer: init() })
-    .apply(x) as ReturnType<typeof tf.input>;
+  const output = tf.layers.dense({ name: MNIST_OUTPUT_NAME, units: numClasses, activation: "softmax", kernelInitializer: init() }).apply(x) as ReturnType<typeof tf.input>;
   return tf.model({ name: "mnist_cnn", inputs: input, outputs: output });
 }

@@ -49,10 +49,7 @@ export async function detectKind(loc: Location, trainPrefix = "train"): Promise<
   const files = await loc.list();
   if (files.some(isFolderImage)) return "images";
   const seen = files.slice(0, 5).join(", ") + (files.length > 5 ? `, … (${files.length} files)` : "");
-  throw new DataError(
-    `${loc.uri}: neither IDX files (${names.images}[.gz]) nor label folders (<label>/<image>) found` +
-      (files.length ? `; it holds ${seen}` : "; it is empty"),
-  );
+  throw new DataError(`${loc.uri}: neither IDX files (${names.images}[.gz]) nor label folders (<label>/<image>) found` + (files.length ? `; it holds ${seen}` : "; it is empty"));
 }
 
 export interface LocalImageFolderOptions {

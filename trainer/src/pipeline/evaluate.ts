@@ -47,8 +47,18 @@ export async function loadVersion(loc: Location): Promise<LoadedVersion> {
   try {
     const where = (f: string) => (tmp ? loc.locate(f) : path.join(dir, f));
     for (const f of ["model.json", "metadata.json"]) {
-      if (!(await fs.stat(path.join(dir, f)).then((s) => s.isFile(), () => false))) {
-        const exists = tmp || (await fs.stat(dir).then((s) => s.isDirectory(), () => false));
+      if (
+        !(await fs.stat(path.join(dir, f)).then(
+          (s) => s.isFile(),
+          () => false,
+        ))
+      ) {
+        const exists =
+          tmp ||
+          (await fs.stat(dir).then(
+            (s) => s.isDirectory(),
+            () => false,
+          ));
         throw new DataError(
           exists
             ? `${where(f)}: not found; --model must be a version directory with model.json and metadata.json (e.g. <model-base>/<name>/1)`
@@ -66,7 +76,9 @@ export async function loadVersion(loc: Location): Promise<LoadedVersion> {
     const inputs = Object.values(sig.inputs);
     const outputs = Object.entries(sig.outputs);
     if (inputs.length !== 1 || inputs[0]!.shape.length !== 4) {
-      throw new DataError(`${where("metadata.json")}: evaluate needs one image input [batch, height, width, channels]; the signature has ${inputs.map((i) => `[${i.shape.join(", ")}]`).join(", ")}`);
+      throw new DataError(
+        `${where("metadata.json")}: evaluate needs one image input [batch, height, width, channels]; the signature has ${inputs.map((i) => `[${i.shape.join(", ")}]`).join(", ")}`,
+      );
     }
     const [, h, w, c] = inputs[0]!.shape as [number, number, number, number];
     const preprocessing: ImagePreprocessing = metadata.preprocessing ?? { kind: "image", height: h, width: w, channels: c === 3 ? 3 : 1, range: [0, 1] };
@@ -146,7 +158,12 @@ async function predictAll(
     const b = Math.min(batchSize, count - start);
     const x = new Float32Array(b * px);
     for (let i = 0; i < b; i++) await fill(start + i, x.subarray(i * px, (i + 1) * px));
-    const ids = tf.tidy(() => model.predict(tf.tensor4d(x, [b, height, width, channels])).argMax(-1).dataSync());
+    const ids = tf.tidy(() =>
+      model
+        .predict(tf.tensor4d(x, [b, height, width, channels]))
+        .argMax(-1)
+        .dataSync(),
+    );
     predicted.set(ids, start);
     if (performance.now() - lastLine > 5000) {
       lastLine = performance.now();
@@ -213,7 +230,12 @@ async function evaluateImages(model: LoadedVersion, data: Location, opts: Evalua
         try {
           out.set((await readImage(img.file, model.preprocessing)).pixels);
         } catch (e) {
-          throw new DataError(describeError(e).split(img.file).join(displayPath(folder, source, img.file)), { cause: e });
+          throw new DataError(
+            describeError(e)
+              .split(img.file)
+              .join(displayPath(folder, source, img.file)),
+            { cause: e },
+          );
         }
       },
       opts.log,

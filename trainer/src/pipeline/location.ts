@@ -260,7 +260,9 @@ export class S3Location implements Location {
           createWriteStream(tmp),
         );
       } catch (e) {
-        throw new SourceError(`${url}: download interrupted after ${got}${expected === undefined ? "" : ` of ${expected}`} bytes${this.where()}: ${describeError(e)}`, { cause: e });
+        throw new SourceError(`${url}: download interrupted after ${got}${expected === undefined ? "" : ` of ${expected}`} bytes${this.where()}: ${describeError(e)}`, {
+          cause: e,
+        });
       }
       if (expected !== undefined && got !== expected) {
         throw new SourceError(`${url}: download ended after ${got} of ${expected} bytes${this.where()}`);

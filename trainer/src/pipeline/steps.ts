@@ -206,7 +206,14 @@ export type PredictInput = { readonly image: Value } | { readonly idx: Value; re
 
 /** `mlp predict`: one input to the model server (gRPC unless `rest`). */
 export function predictArgs(o: { server: Value; model: Value; version?: Value; rest?: boolean; json?: boolean; input: PredictInput }): string[] {
-  const input: Flag[] = "image" in o.input ? [["image", o.input.image]] : [["idx", o.input.idx], ["idx-labels", o.input.labels], ["index", o.input.index]];
+  const input: Flag[] =
+    "image" in o.input
+      ? [["image", o.input.image]]
+      : [
+          ["idx", o.input.idx],
+          ["idx-labels", o.input.labels],
+          ["index", o.input.index],
+        ];
   return commandLine("predict", [["rest", o.rest], ["server", o.server], ["model", o.model], ["version", o.version], ...input, ["json", o.json]]);
 }
 

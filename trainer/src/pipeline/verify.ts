@@ -76,10 +76,14 @@ async function verifyIdx(loc: Location, opts: VerifyOptions): Promise<IdxSummary
   }
   const t = partSummary(opts.trainPrefix, train);
   const s = partSummary(opts.testPrefix, test);
-  const classes = Object.keys(t.perClass).map(Number).sort((a, b) => a - b);
+  const classes = Object.keys(t.perClass)
+    .map(Number)
+    .sort((a, b) => a - b);
   if (classes.length < 2) throw new DataError(`${train.from.labels}: all ${train.count} labels are ${classes[0]}; a classifier needs at least two classes`);
   const warnings: string[] = [];
-  const unseen = Object.keys(s.perClass).map(Number).filter((c) => !(c in t.perClass));
+  const unseen = Object.keys(s.perClass)
+    .map(Number)
+    .filter((c) => !(c in t.perClass));
   if (unseen.length) warnings.push(`${test.from.labels}: classes ${unseen.join(", ")} never occur in the training labels`);
   return { kind: "idx", data: loc.uri, train: t, test: s, classes, warnings };
 }
@@ -151,9 +155,7 @@ export function describeSummary(s: DatasetSummary): string[] {
   if (s.kind === "idx") {
     return [
       `data ${s.data}: IDX, ${s.classes.length} classes (${s.classes.join(", ")})`,
-      ...[s.train, s.test].map(
-        (p) => `  ${p.prefix}: ${p.count} images of ${p.height}×${p.width}, ${Object.keys(p.perClass).length} classes (${classList(p.perClass)})`,
-      ),
+      ...[s.train, s.test].map((p) => `  ${p.prefix}: ${p.count} images of ${p.height}×${p.width}, ${Object.keys(p.perClass).length} classes (${classList(p.perClass)})`),
     ];
   }
   return [

@@ -74,7 +74,9 @@ interface TensorInfoObject {
 }
 
 /** SignatureDefMap (plain object) → our signature specs; tensors of other dtypes are skipped. */
-export function signaturesFromDefMap(defMap: { signature_def?: Record<string, { method_name?: string; inputs?: Record<string, TensorInfoObject>; outputs?: Record<string, TensorInfoObject> }> }): Record<string, SignatureSpec> {
+export function signaturesFromDefMap(defMap: {
+  signature_def?: Record<string, { method_name?: string; inputs?: Record<string, TensorInfoObject>; outputs?: Record<string, TensorInfoObject> }>;
+}): Record<string, SignatureSpec> {
   const out: Record<string, SignatureSpec> = {};
   const side = (m: Record<string, TensorInfoObject> | undefined): Record<string, { dtype: TensorDtype; shape: number[] }> => {
     const r: Record<string, { dtype: TensorDtype; shape: number[] }> = {};
@@ -228,7 +230,8 @@ export class RestServingClient implements ServingClient {
       res = await fetch(`${this.base}${url}`, { ...init, signal: AbortSignal.timeout(deadlineMs) });
     } catch (e) {
       const err = e as Error & { cause?: { code?: string; message?: string } };
-      if (err.name === "TimeoutError") throw new PredictError(`${what}: no answer from ${this.target} within ${deadlineMs} ms (raise --deadline-ms)`, grpc.status.DEADLINE_EXCEEDED);
+      if (err.name === "TimeoutError")
+        throw new PredictError(`${what}: no answer from ${this.target} within ${deadlineMs} ms (raise --deadline-ms)`, grpc.status.DEADLINE_EXCEEDED);
       throw new PredictError(
         `cannot reach the model server at ${this.target} over REST (${err.cause?.code ?? err.cause?.message ?? err.message}); is it running, and is that its REST port?`,
         grpc.status.UNAVAILABLE,
@@ -270,7 +273,12 @@ export class RestServingClient implements ServingClient {
     // Columnar form: the tensors travel whole, as nested lists.
     const parts = Object.entries(inputs).map(([n, t]) => `${JSON.stringify(n)}:${tensorToJson(t)}`);
     const body = `{"signature_name":${JSON.stringify(signatureName)},"inputs":{${parts.join(",")}}}`;
-    const res = (await this.request(`${this.path(m)}:predict`, { method: "POST", body, headers: { "Content-Type": "application/json" } }, deadlineMs, `predict with ${describeChoice(m)}`)) as {
+    const res = (await this.request(
+      `${this.path(m)}:predict`,
+      { method: "POST", body, headers: { "Content-Type": "application/json" } },
+      deadlineMs,
+      `predict with ${describeChoice(m)}`,
+    )) as {
       outputs?: unknown;
     };
     const outputs: Record<string, HostTensor> = {};

@@ -120,7 +120,12 @@ export async function pixelsOf(input: LocalInput, p: ImagePreprocessing): Promis
   if (input.kind === "image") return decodeImage(input.bytes, input.file, p);
   let data = input.grey;
   if (input.rows !== p.height || input.cols !== p.width) {
-    data = new Uint8Array(await sharp(Buffer.from(data), { raw: { width: input.cols, height: input.rows, channels: 1 } }).resize(p.width, p.height, { fit: "fill" }).raw().toBuffer());
+    data = new Uint8Array(
+      await sharp(Buffer.from(data), { raw: { width: input.cols, height: input.rows, channels: 1 } })
+        .resize(p.width, p.height, { fit: "fill" })
+        .raw()
+        .toBuffer(),
+    );
   }
   if (p.channels === 3) {
     const grey = data;

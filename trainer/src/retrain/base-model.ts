@@ -139,7 +139,8 @@ async function graphBase(modelJson: string, requested: string | undefined, recor
     throw new DataError(`${modelJson}: cannot load the base model: ${describeError(e)}`, { cause: e });
   }
   try {
-    if (model.inputs.length !== 1) throw new DataError(`${modelJson}: base model must have one image input; it has ${model.inputs.length} (${model.inputs.map((i) => i.name).join(", ")})`);
+    if (model.inputs.length !== 1)
+      throw new DataError(`${modelJson}: base model must have one image input; it has ${model.inputs.length} (${model.inputs.map((i) => i.name).join(", ")})`);
     const input = model.inputs[0]!;
     const inputShape = checkInput(modelJson, input.shape ?? [], record);
     const outputs = model.outputs.map((o) => o.name);
@@ -154,7 +155,9 @@ async function graphBase(modelJson: string, requested: string | undefined, recor
       throw new UsageError(`${modelJson}: cannot compute ${JSON.stringify(bottleneckLayer)} from input ${input.name}: ${describeError(e)}`, { cause: e });
     }
     if (featureShape.length !== 1) {
-      throw new DataError(`${modelJson}: the graph's feature output ${bottleneckLayer} is [${featureShape.join(", ")}] per image; retrain on a graph model needs a feature vector (1-D)`);
+      throw new DataError(
+        `${modelJson}: the graph's feature output ${bottleneckLayer} is [${featureShape.join(", ")}] per image; retrain on a graph model needs a feature vector (1-D)`,
+      );
     }
     return { model: { kind: "graph", model, inputName: input.name }, bottleneckLayer, extract, featureShape, inputShape, dispose: () => model.dispose() };
   } catch (e) {

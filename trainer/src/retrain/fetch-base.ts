@@ -244,7 +244,9 @@ async function download(url: string, file: string, hash: Hash, progress: BytePro
     // pipeline() tears all three down on an error (and waits for the file to close).
     await pipeline(Readable.fromWeb(res.body as import("node:stream/web").ReadableStream<Uint8Array>), tap, createWriteStream(file, { flags: "wx" }));
   } catch (e) {
-    throw new FetchError(`GET ${url}: download interrupted after ${got} bytes${expected ? ` of ${expected}` : ""}: ${describeError((e as { cause?: unknown }).cause ?? e)}`, { cause: e });
+    throw new FetchError(`GET ${url}: download interrupted after ${got} bytes${expected ? ` of ${expected}` : ""}: ${describeError((e as { cause?: unknown }).cause ?? e)}`, {
+      cause: e,
+    });
   }
   if (expected !== null && Number(expected) !== got) throw new FetchError(`GET ${url}: got ${got} bytes, Content-Length said ${expected}`);
 }
@@ -312,7 +314,13 @@ export async function fetchBaseModel(req: FetchRequest): Promise<FetchResult> {
     if (req.format && req.format !== format) throw new FetchError(`${req.url}: expected a tfjs ${req.format} model, got a ${format} model`);
     const files = weightPaths(req.url, modelJson);
     const weightBytes = manifestBytes(modelJson);
-    const progress = new ByteProgress(req.name, weightBytes === undefined ? undefined : head.bytes + weightBytes, req.log, req.progressEveryMs ?? 2000, req.now ?? (() => performance.now()));
+    const progress = new ByteProgress(
+      req.name,
+      weightBytes === undefined ? undefined : head.bytes + weightBytes,
+      req.log,
+      req.progressEveryMs ?? 2000,
+      req.now ?? (() => performance.now()),
+    );
     progress.add(head.bytes, "model.json");
     for (const file of files) {
       await fs.mkdir(path.dirname(path.join(tmp, file)), { recursive: true });

@@ -54,7 +54,10 @@ export async function scanImageFolder(root: string, validationPercent = 10, test
   } catch (e) {
     throw new DataError(`${root}: cannot list the image folder: ${describeError(e)}`, { cause: e });
   }
-  const labels = entries.filter((e) => e.isDirectory() && !e.name.startsWith(".")).map((e) => e.name).sort();
+  const labels = entries
+    .filter((e) => e.isDirectory() && !e.name.startsWith("."))
+    .map((e) => e.name)
+    .sort();
   if (labels.length < 2) {
     throw new DataError(`${root}: needs at least two label directories (<root>/<label>/*.jpg); found ${labels.length}`);
   }

@@ -36,9 +36,7 @@ export function createHead(featureShape: readonly number[], numClasses: number, 
     x = tf.layers.dense({ name: "head_hidden", units: opts.hiddenUnits, activation: "relu", kernelInitializer: init(1) }).apply(x) as typeof input;
   }
   if (opts.dropout) x = tf.layers.dropout({ name: "head_dropout", rate: opts.dropout }).apply(x) as typeof input;
-  const out = tf.layers
-    .dense({ name: "probabilities", units: numClasses, activation: "softmax", kernelInitializer: init(2) })
-    .apply(x) as typeof input;
+  const out = tf.layers.dense({ name: "probabilities", units: numClasses, activation: "softmax", kernelInitializer: init(2) }).apply(x) as typeof input;
   return tf.model({ name: "head", inputs: input, outputs: out });
 }
 
@@ -124,7 +122,11 @@ export async function trainHead(
   const trainStep = createTrainStep(head, { learningRate: opts.learningRate, seed: opts.seed });
   const reducer = opts.reducer;
   const globalBatch = opts.batchSize * (reducer?.replicas ?? 1);
-  const batches = new BatchIterator(Uint32Array.from({ length: set.count }, (_, i) => i), globalBatch, opts.seed);
+  const batches = new BatchIterator(
+    Uint32Array.from({ length: set.count }, (_, i) => i),
+    globalBatch,
+    opts.seed,
+  );
   const progress = opts.progress ? new Progress(opts.progress.out, { total: opts.steps, examplesPerStep: globalBatch, mode: opts.progress.mode }) : undefined;
   const recent: [number, number][] = [];
   const timing = { communication: 0, gradients: 0 };
@@ -132,7 +134,12 @@ export async function trainHead(
   try {
     if (trainStep.reason && opts.progress) opts.progress.out.write(`training step: ${trainStep.kind} (${trainStep.reason})\n`);
     if (reducer) {
-      await reducer.start({ model: head, trainStep, state: { step: 0 }, config: { ...opts.config, steps: opts.steps, batchSize: opts.batchSize, learningRate: opts.learningRate, seed: opts.seed, examples: set.count, stepKind: trainStep.kind } });
+      await reducer.start({
+        model: head,
+        trainStep,
+        state: { step: 0 },
+        config: { ...opts.config, steps: opts.steps, batchSize: opts.batchSize, learningRate: opts.learningRate, seed: opts.seed, examples: set.count, stepKind: trainStep.kind },
+      });
       opts.progress?.out.write(`${reducer.description}: global batch ${globalBatch} (${opts.batchSize} per replica)\n`);
     }
     for (let step = 1; step <= opts.steps; step++) {

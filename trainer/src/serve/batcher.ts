@@ -90,17 +90,9 @@ export class Batcher {
   }
 
   /** Runs `inputs` (already checked, dimension 0 = `size`) as part of a batch. */
-  run(
-    servable: Servable,
-    signature: string,
-    inputs: Readonly<Record<string, HostTensor>>,
-    size: number,
-    ctx: CallContext,
-  ): Promise<Record<string, HostTensor>> {
+  run(servable: Servable, signature: string, inputs: Readonly<Record<string, HostTensor>>, size: number, ctx: CallContext): Promise<Record<string, HostTensor>> {
     if (size > this.options.maxBatchSize) {
-      return Promise.reject(
-        invalidArgument(`Task size ${size} is larger than maximum batch size ${this.options.maxBatchSize}`),
-      );
+      return Promise.reject(invalidArgument(`Task size ${size} is larger than maximum batch size ${this.options.maxBatchSize}`));
     }
     if (this.queued >= this.options.maxQueuedRequests) {
       return Promise.reject(resourceExhausted("The batch scheduling queue to which this task was submitted is full"));
@@ -152,7 +144,11 @@ export class Batcher {
   private async execute(q: Queue, batch: Entry[], total: number): Promise<void> {
     try {
       const inputs: Record<string, HostTensor> = {};
-      for (const name of Object.keys(batch[0]!.inputs)) inputs[name] = concat(batch.map((e) => e.inputs[name]!), total);
+      for (const name of Object.keys(batch[0]!.inputs))
+        inputs[name] = concat(
+          batch.map((e) => e.inputs[name]!),
+          total,
+        );
       this.onBatch(q.servable, total);
       const t0 = process.hrtime.bigint();
       const out = await q.servable.run(q.signature, inputs);

@@ -86,7 +86,11 @@ function featureValues(where: string, f: Record<string, FeatureObject> | undefin
       const vals = (v.int64_list?.value ?? []).map(Number);
       if (!vals.every(Number.isSafeInteger)) throw invalidArgument(`${where}.${k}: int64 value out of range`);
       m.set(k, vals);
-    } else if (v.kind === "bytes_list") m.set(k, (v.bytes_list?.value ?? []).map((b) => new Uint8Array(b)));
+    } else if (v.kind === "bytes_list")
+      m.set(
+        k,
+        (v.bytes_list?.value ?? []).map((b) => new Uint8Array(b)),
+      );
     else m.set(k, []);
   }
   return m;
@@ -250,10 +254,13 @@ export class GrpcFrontEnd {
     this.watches.clear();
     await drained;
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        this.server.forceShutdown();
-        resolve();
-      }, Math.max(0, deadline - Date.now()));
+      const timer = setTimeout(
+        () => {
+          this.server.forceShutdown();
+          resolve();
+        },
+        Math.max(0, deadline - Date.now()),
+      );
       timer.unref();
       this.server.tryShutdown(() => {
         clearTimeout(timer);
@@ -266,7 +273,10 @@ export class GrpcFrontEnd {
    * A unary method: the request goes through the shared layers (requests.ts) to `fn`;
    * the answer layer calls back with the response or `{ code, details }`.
    */
-  private unary<Req extends object, Res>(api: Api, fn: (req: Req, ctx: CallContext) => Promise<{ res: Res; model: string; version?: number }>): grpc.handleUnaryCall<Maybe<Req>, Res> {
+  private unary<Req extends object, Res>(
+    api: Api,
+    fn: (req: Req, ctx: CallContext) => Promise<{ res: Res; model: string; version?: number }>,
+  ): grpc.handleUnaryCall<Maybe<Req>, Res> {
     return (call, callback) => {
       const d = call.getDeadline();
       // grpc-js sets `cancelled` when the client goes away, and also (harmlessly, then) on

@@ -13,8 +13,7 @@ import { DEFAULT_TENSOR_LIMITS, HostTensor, shapeString, type TensorLimits } fro
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
 const isPlainObject = (v: unknown): v is Record<string, Json> => typeof v === "object" && v !== null && !Array.isArray(v);
-const isB64 = (v: unknown): v is { b64: string } =>
-  isPlainObject(v) && Object.keys(v).length === 1 && typeof (v as Record<string, unknown>).b64 === "string";
+const isB64 = (v: unknown): v is { b64: string } => isPlainObject(v) && Object.keys(v).length === 1 && typeof (v as Record<string, unknown>).b64 === "string";
 
 const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
 
@@ -146,21 +145,12 @@ export function readSignatureName(body: unknown): string {
  * entry per example, each the value of the sole input or an object naming every input.
  * Columnar form: `inputs` is the whole tensor of the sole input or an object naming each.
  */
-export function parsePredictBody(
-  body: unknown,
-  signatureName: string,
-  sig: SignatureSpec,
-  limits: TensorLimits = DEFAULT_TENSOR_LIMITS,
-): ParsedPredictBody {
+export function parsePredictBody(body: unknown, signatureName: string, sig: SignatureSpec, limits: TensorLimits = DEFAULT_TENSOR_LIMITS): ParsedPredictBody {
   const o = body as Record<string, Json>;
   const hasInstances = "instances" in o;
   const hasInputs = "inputs" in o;
   if (hasInstances === hasInputs) {
-    throw invalidArgument(
-      hasInstances
-        ? "Not formatted correctly: expecting only one of 'inputs' or 'instances' keys"
-        : "Missing 'inputs' or 'instances' key",
-    );
+    throw invalidArgument(hasInstances ? "Not formatted correctly: expecting only one of 'inputs' or 'instances' keys" : "Missing 'inputs' or 'instances' key");
   }
   const names = Object.keys(sig.inputs);
   const sole = names.length === 1 ? names[0]! : undefined;
@@ -291,9 +281,7 @@ export function formatPredictResponse(outputs: Readonly<Record<string, HostTenso
   for (const n of names) {
     const t = outputs[n]!;
     if (t.shape.length === 0 || t.shape[0] !== batch) {
-      throw invalidArgument(
-        `the outputs do not share a batch size (dimension 0), so they cannot be returned as "predictions"; use the columnar "inputs" form`,
-      );
+      throw invalidArgument(`the outputs do not share a batch size (dimension 0), so they cannot be returned as "predictions"; use the columnar "inputs" form`);
     }
   }
   const rows: string[] = [];

@@ -14,9 +14,7 @@ import type { Tf } from "./tf";
 
 /** TF Serving's `model_version_policy`. */
 export type VersionPolicy =
-  | { readonly kind: "latest"; readonly numVersions: number }
-  | { readonly kind: "all" }
-  | { readonly kind: "specific"; readonly versions: readonly number[] };
+  { readonly kind: "latest"; readonly numVersions: number } | { readonly kind: "all" } | { readonly kind: "specific"; readonly versions: readonly number[] };
 
 export const DEFAULT_VERSION_POLICY: VersionPolicy = { kind: "latest", numVersions: 1 };
 
@@ -260,7 +258,10 @@ export class ModelManager {
 
   /** Versions currently AVAILABLE, ascending. */
   availableVersions(): number[] {
-    return [...this.records.values()].filter((r) => r.state === "AVAILABLE").map((r) => r.version).sort((a, b) => a - b);
+    return [...this.records.values()]
+      .filter((r) => r.state === "AVAILABLE")
+      .map((r) => r.version)
+      .sort((a, b) => a - b);
   }
 
   /** Replaces the version labels (config reload). */

@@ -39,11 +39,7 @@ export function protoDir(): string {
   throw new Error(`cannot find the proto directory (trainer/proto) from ${__dirname}`);
 }
 
-export const SERVICE_FILES = [
-  "tensorflow_serving/apis/prediction_service.proto",
-  "tensorflow_serving/apis/model_service.proto",
-  "grpc/health/v1/health.proto",
-] as const;
+export const SERVICE_FILES = ["tensorflow_serving/apis/prediction_service.proto", "tensorflow_serving/apis/model_service.proto", "grpc/health/v1/health.proto"] as const;
 
 let packageDefinition: protoLoader.PackageDefinition | undefined;
 

@@ -156,8 +156,15 @@ function readExtras(location: string, version: number, doc: unknown): { labels?:
     const okInt = (v: unknown): boolean => Number.isInteger(v) && (v as number) > 0;
     const range = p?.range as unknown[] | undefined;
     if (
-      typeof p !== "object" || p === null || p.kind !== "image" || !okInt(p.height) || !okInt(p.width) || (p.channels !== 1 && p.channels !== 3) ||
-      !Array.isArray(range) || range.length !== 2 || !range.every((r) => typeof r === "number" && Number.isFinite(r))
+      typeof p !== "object" ||
+      p === null ||
+      p.kind !== "image" ||
+      !okInt(p.height) ||
+      !okInt(p.width) ||
+      (p.channels !== 1 && p.channels !== 3) ||
+      !Array.isArray(range) ||
+      range.length !== 2 ||
+      !range.every((r) => typeof r === "number" && Number.isFinite(r))
     ) {
       fail('preprocessing must be {"kind": "image", "height", "width", "channels": 1|3, "range": [lo, hi]}');
     }
@@ -179,7 +186,10 @@ async function loadSavedModelServable(tf: Tf, storage: ModelStorage, name: strin
   const extras = (await storage.hasFile(version, "metadata.json")) ? readExtras(storage.location, version, await readJson(storage, version, "metadata.json")) : {};
   let labels = extras.labels;
   if (!labels && (await storage.hasFile(version, "labels.txt"))) {
-    labels = (await storage.readFile(version, "labels.txt")).toString("utf8").split(/\r?\n/).filter((l) => l !== "");
+    labels = (await storage.readFile(version, "labels.txt"))
+      .toString("utf8")
+      .split(/\r?\n/)
+      .filter((l) => l !== "");
   }
   const copy = await storage.localCopy(version);
   let session;
@@ -242,7 +252,10 @@ async function loadTfjsServable(tf: Tf, storage: ModelStorage, name: string, ver
   let labels = metadata.labels;
   if (!labels) {
     try {
-      labels = (await storage.readFile(version, "labels.txt")).toString("utf8").split(/\r?\n/).filter((l) => l !== "");
+      labels = (await storage.readFile(version, "labels.txt"))
+        .toString("utf8")
+        .split(/\r?\n/)
+        .filter((l) => l !== "");
     } catch {
       labels = undefined;
     }
@@ -266,11 +279,7 @@ function signatureOf(metadata: Pick<ModelMetadata, "signatures">, requested: str
   return { name, spec };
 }
 
-function collect(
-  sig: SignatureSpec,
-  outputs: TF.Tensor[],
-  pick: (outputName: string, index: number) => TF.Tensor | undefined,
-): Record<string, HostTensor> {
+function collect(sig: SignatureSpec, outputs: TF.Tensor[], pick: (outputName: string, index: number) => TF.Tensor | undefined): Record<string, HostTensor> {
   try {
     const result: Record<string, HostTensor> = {};
     let i = 0;
@@ -285,15 +294,7 @@ function collect(
   }
 }
 
-function layersServable(
-  tf: Tf,
-  model: TF.LayersModel,
-  name: string,
-  version: number,
-  metadata: ModelMetadata,
-  labels: readonly string[] | undefined,
-  location: string,
-): Servable {
+function layersServable(tf: Tf, model: TF.LayersModel, name: string, version: number, metadata: ModelMetadata, labels: readonly string[] | undefined, location: string): Servable {
   for (const [sigName, sig] of Object.entries(metadata.signatures)) {
     const inNames = Object.keys(sig.inputs);
     const outNames = Object.keys(sig.outputs);
@@ -336,14 +337,7 @@ function layersServable(
   };
 }
 
-function graphServable(
-  tf: Tf,
-  model: TF.GraphModel,
-  name: string,
-  version: number,
-  metadata: ModelMetadata,
-  labels: readonly string[] | undefined,
-): Servable {
+function graphServable(tf: Tf, model: TF.GraphModel, name: string, version: number, metadata: ModelMetadata, labels: readonly string[] | undefined): Servable {
   return {
     name,
     version,

@@ -96,8 +96,7 @@ export class InferenceService {
   manager(ref: ModelRef): ModelManager {
     const m = this.managers.get(ref.name);
     if (!m) {
-      const req =
-        ref.version !== undefined ? `Specific(${ref.name}, ${ref.version})` : ref.label !== undefined ? `Label(${ref.name}, ${ref.label})` : `Latest(${ref.name})`;
+      const req = ref.version !== undefined ? `Specific(${ref.name}, ${ref.version})` : ref.label !== undefined ? `Label(${ref.name}, ${ref.label})` : `Latest(${ref.name})`;
       throw notFound(`Servable not found for request: ${req}`);
     }
     return m;
@@ -190,21 +189,24 @@ export class InferenceService {
       const scoresName = "scores" in spec.outputs ? "scores" : outNames.length === 1 ? outNames[0]! : undefined;
       const scoresSpec = scoresName ? spec.outputs[scoresName] : undefined;
       if (!scoresName || !scoresSpec || scoresSpec.dtype !== "float32" || scoresSpec.shape.length !== 2) {
-        throw failedPrecondition(
-          `signature "${signatureName}" cannot classify: it needs a float output "scores" (or a sole output) shaped [batch, classes]`,
-        );
+        throw failedPrecondition(`signature "${signatureName}" cannot classify: it needs a float output "scores" (or a sole output) shaped [batch, classes]`);
       }
       if (examples.length === 0) throw invalidArgument("Input is empty: no examples");
       const images = servable.imageInputs(signatureName);
       // An image input whose feature is a bytes_list carries one encoded image per example.
-      const encoded = new Map([...images].filter(([n]) => {
-        const f = examples[0]!.get(n) ?? (Object.keys(spec.inputs).length === 1 && examples[0]!.size === 1 ? examples[0]!.values().next().value : undefined);
-        return f !== undefined && f.length > 0 && f[0] instanceof Uint8Array;
-      }));
-      const wire: SignatureSpec = encoded.size === 0 ? spec : {
-        ...spec,
-        inputs: Object.fromEntries(Object.entries(spec.inputs).map(([n, t]) => [n, encoded.has(n) ? { dtype: "string" as const, shape: [-1, 1] } : t])),
-      };
+      const encoded = new Map(
+        [...images].filter(([n]) => {
+          const f = examples[0]!.get(n) ?? (Object.keys(spec.inputs).length === 1 && examples[0]!.size === 1 ? examples[0]!.values().next().value : undefined);
+          return f !== undefined && f.length > 0 && f[0] instanceof Uint8Array;
+        }),
+      );
+      const wire: SignatureSpec =
+        encoded.size === 0
+          ? spec
+          : {
+              ...spec,
+              inputs: Object.fromEntries(Object.entries(spec.inputs).map(([n, t]) => [n, encoded.has(n) ? { dtype: "string" as const, shape: [-1, 1] } : t])),
+            };
       let inputs = examplesToInputs(signatureName, wire, examples);
       if (encoded.size > 0) inputs = await decodeImageInputs(inputs, encoded, this.imageLimits());
       const out = await this.runChecked("classify", servable, signatureName, spec, inputs, ctx);
@@ -275,20 +277,14 @@ function featureFor(input: string, sole: boolean, ex: ExampleFeatures, i: number
 }
 
 /** Stacks per-example feature lists into one tensor per signature input. */
-export function examplesToInputs(
-  signatureName: string,
-  sig: SignatureSpec,
-  examples: readonly ExampleFeatures[],
-): Record<string, HostTensor> {
+export function examplesToInputs(signatureName: string, sig: SignatureSpec, examples: readonly ExampleFeatures[]): Record<string, HostTensor> {
   const names = Object.keys(sig.inputs);
   const inputs: Record<string, HostTensor> = {};
   for (const name of names) {
     const spec = sig.inputs[name] as TensorSpec;
     const inner = spec.shape.slice(1);
     if (spec.shape.length === 0 || inner.some((d) => d < 0)) {
-      throw failedPrecondition(
-        `signature "${signatureName}" input "${name}" has shape ${shapeString(spec.shape)}; classify needs [batch, known sizes...]`,
-      );
+      throw failedPrecondition(`signature "${signatureName}" input "${name}" has shape ${shapeString(spec.shape)}; classify needs [batch, known sizes...]`);
     }
     const per = sizeOf(inner);
     const shape = [examples.length, ...inner];

@@ -231,12 +231,7 @@ export function toTensorProto(t: HostTensor): TensorProtoObject {
  * each with its dtype and rank and the sizes it fixes, one shared batch size ≥ 1.
  * Returns the batch size (dimension 0), or 1 for signatures whose inputs have rank 0.
  */
-export function checkInputs(
-  signatureName: string,
-  sig: SignatureSpec,
-  inputs: Readonly<Record<string, HostTensor>>,
-  maxBatchSize: number,
-): number {
+export function checkInputs(signatureName: string, sig: SignatureSpec, inputs: Readonly<Record<string, HostTensor>>, maxBatchSize: number): number {
   const wanted = Object.keys(sig.inputs);
   for (const name of Object.keys(inputs)) {
     if (!(name in sig.inputs)) {

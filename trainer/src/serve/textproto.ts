@@ -211,9 +211,7 @@ export function parseTextFormat(where: string, text: string, type: protobuf.Type
           next();
           const closeWith = v.text === "{" ? "}" : ">";
           if (field instanceof protobuf.MapField) {
-            const entry = new protobuf.Type(`MlpTextFormatEntry${p}`)
-              .add(new protobuf.Field("key", 1, field.keyType))
-              .add(new protobuf.Field("value", 2, field.type));
+            const entry = new protobuf.Type(`MlpTextFormatEntry${p}`).add(new protobuf.Field("key", 1, field.keyType)).add(new protobuf.Field("value", 2, field.type));
             msgType.parent?.add(entry);
             try {
               entry.resolveAll();

@@ -49,13 +49,7 @@ const stepDirName = (step: number) => `step-${String(step).padStart(8, "0")}`;
  * Writes a checkpoint for `state.step` and keeps the newest `keep` ones.
  * Throws {@link CheckpointError} naming the directory if anything fails.
  */
-export async function saveCheckpoint(
-  dir: string,
-  model: LayersModel,
-  optimizer: OptimizerLike,
-  state: TrainState,
-  keep = 2,
-): Promise<string> {
+export async function saveCheckpoint(dir: string, model: LayersModel, optimizer: OptimizerLike, state: TrainState, keep = 2): Promise<string> {
   const final = path.join(dir, stepDirName(state.step));
   const tmp = siblingTempName(final, stepDirName(state.step));
   try {
@@ -131,12 +125,7 @@ async function readPointer(dir: string): Promise<{ latest: string; step: number 
  * Throws {@link CheckpointError} if the checkpoint is unreadable or was made with a different
  * `config` (a different model or data), naming the setting that differs.
  */
-export async function restoreCheckpoint(
-  dir: string,
-  model: LayersModel,
-  optimizer: OptimizerLike,
-  config: TrainState["config"],
-): Promise<TrainState | undefined> {
+export async function restoreCheckpoint(dir: string, model: LayersModel, optimizer: OptimizerLike, config: TrainState["config"]): Promise<TrainState | undefined> {
   const ptr = await readPointer(dir);
   if (!ptr) return undefined;
   const ckpt = path.join(dir, ptr.latest);

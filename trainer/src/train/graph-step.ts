@@ -93,7 +93,9 @@ export class GraphTrainStep extends AdamState {
       const copy = g.add("DeepCopy", `${name}/copy`, [init], { T: FLOAT });
       return { handle, init, assign: g.add("AssignVariableOp", `${name}/assign`, [handle, copy], { dtype: FLOAT }) };
     };
-    const allWeights = [...plan.stages, plan.output].flatMap((s) => ("kernel" in s ? [{ w: s.kernel, trainable: s.trainable }, ...(s.bias ? [{ w: s.bias, trainable: s.trainable }] : [])] : []));
+    const allWeights = [...plan.stages, plan.output].flatMap((s) =>
+      "kernel" in s ? [{ w: s.kernel, trainable: s.trainable }, ...(s.bias ? [{ w: s.bias, trainable: s.trainable }] : [])] : [],
+    );
     allWeights.forEach(({ w, trainable }, i) => {
       const variableTensor = w.value as Variable;
       const base = variable(`weight${i}`, variableTensor.shape);
@@ -109,8 +111,18 @@ export class GraphTrainStep extends AdamState {
       const gw: GraphWeight = { variable: variableTensor, handle: base.handle, init: base.init, trainable, ...extra };
       this.weights.push(gw);
     });
-    this.setWeightsDone = g.add("Const", "set_weights_done", weightAssigns.map((a) => `^${a}`), { dtype: INT32, value: { tensor: { dtype: DT.int32, shape: [], content: Int32Array.of(1) } } });
-    this.setMomentsDone = g.add("Const", "set_moments_done", momentAssigns.map((a) => `^${a}`), { dtype: INT32, value: { tensor: { dtype: DT.int32, shape: [], content: Int32Array.of(1) } } });
+    this.setWeightsDone = g.add(
+      "Const",
+      "set_weights_done",
+      weightAssigns.map((a) => `^${a}`),
+      { dtype: INT32, value: { tensor: { dtype: DT.int32, shape: [], content: Int32Array.of(1) } } },
+    );
+    this.setMomentsDone = g.add(
+      "Const",
+      "set_moments_done",
+      momentAssigns.map((a) => `^${a}`),
+      { dtype: INT32, value: { tensor: { dtype: DT.int32, shape: [], content: Int32Array.of(1) } } },
+    );
     for (const w of this.weights) {
       if (w.m) g.add("ReadVariableOp", `${w.m}/value`, [w.m], { dtype: FLOAT });
       if (w.v) g.add("ReadVariableOp", `${w.v}/value`, [w.v], { dtype: FLOAT });
@@ -125,13 +137,13 @@ export class GraphTrainStep extends AdamState {
     const at = (w: GraphWeight) => plan.weightOrder.indexOf(w.variable.name);
     this.trainable = this.weights.filter((w) => w.trainable).sort((a, b) => at(a) - at(b));
     const updated = this.trainable.map((w) => {
-        const apply = g.add("ResourceApplyAdam", `${w.handle}/adam`, [w.handle, w.m!, w.v!, beta1Power, beta2Power, lr, beta1, beta2, epsilon, grads.get(w.variable.name)!], {
-          T: FLOAT,
-          use_locking: { b: false },
-          use_nesterov: { b: false },
-        });
-        return g.add("ReadVariableOp", `${w.handle}/updated`, [w.handle, `^${apply}`], { dtype: FLOAT });
+      const apply = g.add("ResourceApplyAdam", `${w.handle}/adam`, [w.handle, w.m!, w.v!, beta1Power, beta2Power, lr, beta1, beta2, epsilon, grads.get(w.variable.name)!], {
+        T: FLOAT,
+        use_locking: { b: false },
+        use_nesterov: { b: false },
       });
+      return g.add("ReadVariableOp", `${w.handle}/updated`, [w.handle, `^${apply}`], { dtype: FLOAT });
+    });
     this.outputs = [loss, accuracy, ...updated];
     // The same step split at the gradients, for distributed runs: one session run computes
     // them, a reducer combines them across replicas, a second run applies Adam to the result.
@@ -176,7 +188,12 @@ export class GraphTrainStep extends AdamState {
 
   /** Writes the model's current weights into the session (all of them: one fetch runs every assign). */
   private pushWeights(): void {
-    tf.dispose(this.run(this.weights.map((w) => [w.init, w.variable]), [this.setWeightsDone]));
+    tf.dispose(
+      this.run(
+        this.weights.map((w) => [w.init, w.variable]),
+        [this.setWeightsDone],
+      ),
+    );
     for (const w of this.weights) w.expected = dataId(w.variable);
   }
 
@@ -209,7 +226,17 @@ export class GraphTrainStep extends AdamState {
       ["inv_batch", tf.scalar(1 / b)],
       ...this.dropouts.map((d, k) => {
         const dims = d.shape.map((n) => n ?? b);
-        return [`dropout${k}`, tf.tensor(masks(k, dims.reduce((p, q) => p * q, 1), d.rate), dims)] as [string, Tensor];
+        return [
+          `dropout${k}`,
+          tf.tensor(
+            masks(
+              k,
+              dims.reduce((p, q) => p * q, 1),
+              d.rate,
+            ),
+            dims,
+          ),
+        ] as [string, Tensor];
       }),
     ];
   }

@@ -186,7 +186,12 @@ export class NativeOps {
   }
   /** A new float32 TensorFlow resource variable of `shape`; its handle is a tfjs tensor the caller keeps and frees with {@link destroyVariable}. */
   variable(sharedName: string, shape: readonly number[]): Tensor {
-    const attrs = [this.str("container", ""), this.str("shared_name", sharedName), this.type("dtype", this.be.binding.TF_FLOAT), { name: "shape", type: this.be.binding.TF_ATTR_SHAPE, value: shape as number[] }];
+    const attrs = [
+      this.str("container", ""),
+      this.str("shared_name", sharedName),
+      this.type("dtype", this.be.binding.TF_FLOAT),
+      { name: "shape", type: this.be.binding.TF_ATTR_SHAPE, value: shape as number[] },
+    ];
     return tf.keep(this.be.executeSingleOutput("VarHandleOp", attrs, []));
   }
   assignVariable(handle: Tensor, value: Tensor): void {

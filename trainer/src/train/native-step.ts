@@ -26,7 +26,16 @@ export interface Weight {
 export type Pair = readonly [number, number];
 
 export type Stage =
-  | { readonly kind: "conv2d"; readonly layer: string; readonly kernel: Weight; readonly bias?: Weight; readonly strides: Pair; readonly padding: Padding; readonly relu: boolean; readonly trainable: boolean }
+  | {
+      readonly kind: "conv2d";
+      readonly layer: string;
+      readonly kernel: Weight;
+      readonly bias?: Weight;
+      readonly strides: Pair;
+      readonly padding: Padding;
+      readonly relu: boolean;
+      readonly trainable: boolean;
+    }
   | { readonly kind: "maxPool"; readonly layer: string; readonly size: Pair; readonly strides: Pair; readonly padding: Padding }
   | { readonly kind: "flatten"; readonly layer: string; readonly features: number }
   | { readonly kind: "dense"; readonly layer: string; readonly kernel: Weight; readonly bias?: Weight; readonly relu: boolean; readonly trainable: boolean }
@@ -140,7 +149,13 @@ export function planNativeStep(model: LayersModel): NativePlan | string {
         const bad =
           unsupportedOptions(c) ??
           (rank !== 2 ? `input of rank ${rank} (only [batch, features])` : undefined) ??
-          (last ? (act === "softmax" ? undefined : `output activation ${String(act)} (only softmax)`) : act === "relu" || act === "linear" ? undefined : `activation ${String(act)}`);
+          (last
+            ? act === "softmax"
+              ? undefined
+              : `output activation ${String(act)} (only softmax)`
+            : act === "relu" || act === "linear"
+              ? undefined
+              : `activation ${String(act)}`);
         if (bad) return `${where}: ${bad}`;
         stages.push({ kind: "dense", layer: layer.name, ...weightsOf(layer), relu: act === "relu", trainable: layer.trainable });
         break;

@@ -114,8 +114,7 @@ export function createTrainStep(model: LayersModel, opts: TrainStepOptions): Tra
   const unavailable = (kind: StepKind, why: string) => new TrainingError(`MLP_TRAIN_STEP=${kind}, but the model cannot use it: ${why}`);
   let reason: string | undefined;
   const vars = model.trainableWeights.map((w) => w.read() as Variable);
-  const masksFor = (step: number, xs: Tensor, shard?: BatchShard) =>
-    seededDropoutMasks(opts.seed, step, shard && { ...shard, rows: xs.shape[0]! });
+  const masksFor = (step: number, xs: Tensor, shard?: BatchShard) => seededDropoutMasks(opts.seed, step, shard && { ...shard, rows: xs.shape[0]! });
   if (typeof plan !== "string" && (mode === "auto" || mode === "compiled")) {
     let graph: GraphTrainStep | undefined;
     try {

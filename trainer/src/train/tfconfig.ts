@@ -124,7 +124,9 @@ export function parseTfConfig(raw: string | undefined): TfTask | undefined {
   }
   if (nChief + nMaster > 1) {
     const key = nChief ? "chief" : "master";
-    throw new TfConfigError(`TF_CONFIG.cluster.${key} lists ${nChief + nMaster} replicas; a TFJob has at most one ${key === "chief" ? "Chief" : "Master"}: set its replicas to 1 and add Workers instead`);
+    throw new TfConfigError(
+      `TF_CONFIG.cluster.${key} lists ${nChief + nMaster} replicas; a TFJob has at most one ${key === "chief" ? "Chief" : "Master"}: set its replicas to 1 and add Workers instead`,
+    );
   }
   const mk = (t: ReplicaType) => (clusterSpec[t] ?? []).map((address, i) => ({ type: t, index: i, address }));
   const trainers = [...mk("chief"), ...mk("master"), ...mk("worker")];
