@@ -57,6 +57,8 @@ export async function retrainRun(
     console.log(l),
   );
   const smoke = path.join(shared, "datasets", "smoke-red.jpg");
+  // A fresh stack's shared volume has no datasets/ yet (the images go to the object store).
+  fs.mkdirSync(path.dirname(smoke), { recursive: true });
   const red = Buffer.alloc(64 * 64 * 3);
   for (let i = 0; i < red.length; i += 3) red.set([215, 45, 40], i);
   await sharp(red, { raw: { width: 64, height: 64, channels: 3 } })
